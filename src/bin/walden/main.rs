@@ -1,0 +1,5 @@
+//! The `walden` command line.
+
+fn main() {
+    println!("walden {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,64 @@
+//! The narrow file-system boundary. Every byte walden reads or writes and
+//! every fsync it issues goes through [`Vfs`] and [`VfsFile`].
+//!
+//! Two implementations: [`RealFs`] (std files, memmap2 for reading) and
+//! [`SimFs`], an in-memory file system that keeps written and durable bytes
+//! apart so tests can crash it at any point and inject EIO or ENOSPC.
+//! The engine is generic over `Vfs`, so the real path pays no virtual call.
+
+mod real;
+mod sim;
+
+pub use real::{RealFile, RealFs, RealMap};
+pub use sim::{CrashMode, Fault, FaultKind, SimFile, SimFs, SimOp};
+
+use std::io;
+use std::ops::Deref;
+use std::path::Path;
+
+/// The directory operations walden uses.
+pub trait Vfs: Clone + Send + Sync + 'static {
+    type File: VfsFile;
+
+    /// Creates a new file for reading and writing; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Self::File>;
+    /// Opens an existing file, for writing too when `write` is set.
+    fn open(&self, path: &Path, write: bool) -> io::Result<Self::File>;
+    /// Atomically replaces `to` with `from`. Durable only after [`Vfs::sync_dir`].
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Unlinks a file. Durable only after [`Vfs::sync_dir`].
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes every create, rename and remove in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the regular files in `dir`, in no particular order.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Takes an exclusive lock on the directory, held until the value drops.
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock>;
+}
+
+/// An open file. Offsets are absolute; there is no cursor.
+pub trait VfsFile: Send + Sync + 'static {
+    /// A read-only view of a file prefix.
+    type Map: Deref<Target = [u8]> + Send + Sync + 'static;
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// fdatasync: the file's data and size reach stable storage.
+    fn sync_data(&self) -> io::Result<()>;
+    fn size_bytes(&self) -> io::Result<u64>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Maps `[0, len)` read-only. The caller promises walden never rewrites
+    /// those bytes while the map lives.
+    fn map(&self, len: u64) -> io::Result<Self::Map>;
+}
+
+/// Holds a directory lock; dropping it releases the lock.
+pub struct DirLock(#[allow(dead_code)] Option<std::fs::File>);
+
+impl DirLock {
+    /// A lock that holds nothing, for file systems without locking.
+    pub fn none() -> DirLock {
+        DirLock(None)
+    }
+}

@@ -1,0 +1,127 @@
+//! [`RealFs`]: the operating system's files. The only module in walden that
+//! contains `unsafe` (one memory map, see [`RealFile::map`]).
+#![allow(unsafe_code)]
+
+use super::{DirLock, Vfs, VfsFile};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+/// A real file.
+#[derive(Debug)]
+pub struct RealFile(File);
+
+/// A read-only memory map of a file prefix (empty prefixes are not mapped).
+pub enum RealMap {
+    Mapped(memmap2::Mmap),
+    Empty,
+}
+
+impl Deref for RealMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            RealMap::Mapped(map) => map,
+            RealMap::Empty => &[],
+        }
+    }
+}
+
+impl Vfs for RealFs {
+    type File = RealFile;
+
+    fn create_new(&self, path: &Path) -> io::Result<RealFile> {
+        OpenOptions::new().read(true).write(true).create_new(true).open(path).map(RealFile)
+    }
+
+    fn open(&self, path: &Path, write: bool) -> io::Result<RealFile> {
+        OpenOptions::new().read(true).write(write).open(path).map(RealFile)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock(Some(file))),
+            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked by another walden instance", dir.display()),
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+impl VfsFile for RealFile {
+    type Map = RealMap;
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn size_bytes(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn map(&self, len: u64) -> io::Result<RealMap> {
+        if len == 0 {
+            return Ok(RealMap::Empty);
+        }
+        // SAFETY: walden maps only segment bytes that are already written and
+        // that it never rewrites or truncates while a map is alive: records
+        // are appended past the mapped prefix, torn tails are cut only during
+        // open (before any reader exists), and segments are removed by unlink,
+        // which keeps the pages of a live map valid. The directory is locked
+        // (`lock_dir`) against other walden processes; a process outside
+        // walden that rewrites the files breaks this promise, as documented
+        // in docs/ARCHITECTURE.md.
+        let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(&self.0)? };
+        Ok(RealMap::Mapped(map))
+    }
+}

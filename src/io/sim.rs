@@ -1,0 +1,577 @@
+//! [`SimFs`]: an in-memory file system for crash and fault tests.
+//!
+//! It keeps, for every file, the bytes a reader sees and the bytes that
+//! would survive power loss, and for the directory the names a reader sees
+//! and the names that are durable. [`SimFs::crash`] returns the file system
+//! as a machine would find it after power loss: synced bytes and names kept;
+//! unsynced writes dropped, kept or torn at 512-byte sectors (zeros, garbage,
+//! old or new bytes, independently per sector); unsynced directory operations
+//! kept up to a random point in their order.
+//!
+//! Faults: the Nth I/O call (counting every call but `len` and `list_dir`)
+//! can fail with EIO or ENOSPC, once or from then on, and a failed fsync
+//! can forget the unsynced writes, as Linux does, so a later fsync succeeds
+//! with the data gone.
+
+use super::{DirLock, Vfs, VfsFile};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const SECTOR_BYTES: u64 = 512;
+
+/// What happens to unsynced data in a simulated crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every unsynced write and directory operation is lost.
+    DropUnsynced,
+    /// Every unsynced write and directory operation survives (a process
+    /// crash: the kernel still had them).
+    KeepUnsynced,
+    /// Each unsynced sector independently survives, is lost, is zeroed or
+    /// becomes garbage; a random prefix of unsynced directory operations
+    /// survives. Chosen by the seed.
+    Tear { seed: u64 },
+}
+
+/// The kinds of I/O call, for fault targeting and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SimOp {
+    Create,
+    Open,
+    Write,
+    Read,
+    Sync,
+    SetLen,
+    Map,
+    Rename,
+    Remove,
+    SyncDir,
+}
+
+/// What an injected fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The call fails with EIO and has no effect.
+    Eio,
+    /// The call fails with ENOSPC and has no effect.
+    Enospc,
+    /// An fsync fails with EIO and the kernel forgets the unsynced writes:
+    /// readers still see them, a crash loses them, and the next fsync
+    /// reports success.
+    SyncLosesData,
+}
+
+/// An injected fault: the `at_call`th matching call (1-based) fails, and
+/// with `persistent` every matching call after it too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub at_call: u64,
+    pub kind: FaultKind,
+    pub persistent: bool,
+    /// Only calls of this kind count and fail; `None` means every call.
+    pub only: Option<SimOp>,
+}
+
+#[derive(Default)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    /// Byte ranges written since the last successful sync.
+    unsynced: Vec<(u64, u64)>,
+}
+
+enum DirOp {
+    Link(PathBuf, u64),
+    Unlink(PathBuf),
+}
+
+#[derive(Default)]
+struct State {
+    inodes: HashMap<u64, Inode>,
+    next_ino: u64,
+    names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    pending: Vec<DirOp>,
+    dirs: BTreeSet<PathBuf>,
+    calls: u64,
+    matching_calls: u64,
+    fault: Option<Fault>,
+    fault_fired: bool,
+    space_limit_bytes: Option<u64>,
+    trace: Vec<SimOp>,
+}
+
+/// The simulated file system. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+}
+
+/// A file of a [`SimFs`].
+pub struct SimFile {
+    fs: SimFs,
+    ino: u64,
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28)
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(5)
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+}
+
+impl State {
+    /// Counts a call and decides whether an injected fault fires on it.
+    fn call(&mut self, op: SimOp) -> Option<FaultKind> {
+        self.calls += 1;
+        self.trace.push(op);
+        let fault = self.fault?;
+        if fault.only.is_some_and(|only| only != op) {
+            return None;
+        }
+        self.matching_calls += 1;
+        let fires =
+            if fault.persistent { self.matching_calls >= fault.at_call } else { self.matching_calls == fault.at_call };
+        if fires {
+            self.fault_fired = true;
+            Some(fault.kind)
+        } else {
+            None
+        }
+    }
+
+    fn fail(&mut self, op: SimOp) -> io::Result<()> {
+        match self.call(op) {
+            None => Ok(()),
+            Some(FaultKind::Enospc) => Err(enospc()),
+            Some(_) => Err(eio()),
+        }
+    }
+
+    fn used_bytes(&self) -> u64 {
+        self.inodes.values().map(|i| i.data.len() as u64).sum()
+    }
+
+    fn check_space(&self, ino: u64, new_len: u64) -> io::Result<()> {
+        let Some(limit) = self.space_limit_bytes else { return Ok(()) };
+        let current = self.inodes[&ino].data.len() as u64;
+        if new_len > current && self.used_bytes() + (new_len - current) > limit {
+            return Err(enospc());
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, path: &Path, ino: u64) {
+        self.names.insert(path.to_owned(), ino);
+        self.pending.push(DirOp::Link(path.to_owned(), ino));
+    }
+
+    fn unlink(&mut self, path: &Path) {
+        self.names.remove(path);
+        self.pending.push(DirOp::Unlink(path.to_owned()));
+    }
+}
+
+impl SimFs {
+    pub fn new() -> SimFs {
+        SimFs::default()
+    }
+
+    /// Arms a fault; the call counter for it starts now.
+    pub fn inject(&self, fault: Fault) {
+        let mut st = self.state.lock();
+        st.fault = Some(fault);
+        st.fault_fired = false;
+        st.matching_calls = 0;
+    }
+
+    /// Removes any armed fault.
+    pub fn clear_fault(&self) {
+        self.state.lock().fault = None;
+    }
+
+    /// Whether the armed fault has fired at least once.
+    pub fn fault_fired(&self) -> bool {
+        self.state.lock().fault_fired
+    }
+
+    /// Limits the total bytes of all files; growing past it is ENOSPC.
+    pub fn set_space_limit(&self, limit_bytes: Option<u64>) {
+        self.state.lock().space_limit_bytes = limit_bytes;
+    }
+
+    /// Total I/O calls so far.
+    pub fn calls(&self) -> u64 {
+        self.state.lock().calls
+    }
+
+    /// Every call so far, in order.
+    pub fn trace(&self) -> Vec<SimOp> {
+        self.state.lock().trace.clone()
+    }
+
+    /// The bytes a reader of `path` sees now, if it exists.
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = self.state.lock();
+        st.names.get(path).map(|ino| st.inodes[ino].data.clone())
+    }
+
+    /// Replaces the contents of `path` (creating it), durably: for tests
+    /// that damage files on purpose.
+    pub fn write_file(&self, path: &Path, bytes: &[u8]) {
+        let mut st = self.state.lock();
+        let ino = match st.names.get(path) {
+            Some(&ino) => ino,
+            None => {
+                st.next_ino += 1;
+                let ino = st.next_ino;
+                st.inodes.insert(ino, Inode::default());
+                st.names.insert(path.to_owned(), ino);
+                st.durable_names.insert(path.to_owned(), ino);
+                ino
+            }
+        };
+        let inode = st.inodes.get_mut(&ino).expect("inode");
+        inode.data = bytes.to_vec();
+        inode.durable = bytes.to_vec();
+        inode.unsynced.clear();
+    }
+
+    /// The file system as it would be found after power loss now.
+    pub fn crash(&self, mode: CrashMode) -> SimFs {
+        let st = self.state.lock();
+        let mut rng = Rng(match mode {
+            CrashMode::Tear { seed } => seed | 1,
+            _ => 1,
+        });
+        let mut names = st.durable_names.clone();
+        let keep_ops = match mode {
+            CrashMode::DropUnsynced => 0,
+            CrashMode::KeepUnsynced => st.pending.len(),
+            CrashMode::Tear { .. } => rng.below(st.pending.len() as u64 + 1) as usize,
+        };
+        for op in &st.pending[..keep_ops] {
+            match op {
+                DirOp::Link(path, ino) => {
+                    names.insert(path.clone(), *ino);
+                }
+                DirOp::Unlink(path) => {
+                    names.remove(path);
+                }
+            }
+        }
+        let mut inodes = HashMap::new();
+        for &ino in names.values() {
+            let inode = &st.inodes[&ino];
+            let bytes = match mode {
+                CrashMode::DropUnsynced => inode.durable.clone(),
+                CrashMode::KeepUnsynced => inode.data.clone(),
+                CrashMode::Tear { .. } => tear(inode, &mut rng),
+            };
+            inodes.insert(ino, Inode { data: bytes.clone(), durable: bytes, unsynced: Vec::new() });
+        }
+        let state = State {
+            inodes,
+            next_ino: st.next_ino,
+            durable_names: names.clone(),
+            names,
+            dirs: st.dirs.clone(),
+            ..State::default()
+        };
+        SimFs { state: Arc::new(Mutex::new(state)) }
+    }
+}
+
+/// Per unsynced sector: new bytes, old bytes, zeros or garbage.
+fn tear(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
+    let mut out = inode.durable.clone();
+    out.resize(inode.data.len(), 0);
+    let mut sectors = BTreeSet::new();
+    for &(offset, len) in &inode.unsynced {
+        let first = offset / SECTOR_BYTES;
+        let last = (offset + len).div_ceil(SECTOR_BYTES);
+        sectors.extend(first..last);
+    }
+    for sector in sectors {
+        let start = (sector * SECTOR_BYTES) as usize;
+        let end = ((sector + 1) * SECTOR_BYTES).min(out.len() as u64) as usize;
+        if start >= end {
+            continue;
+        }
+        match rng.below(4) {
+            0 => out[start..end].copy_from_slice(&inode.data[start..end]),
+            1 => {} // the old bytes stay
+            2 => out[start..end].fill(0),
+            _ => out[start..end].iter_mut().for_each(|b| *b = rng.next() as u8),
+        }
+    }
+    out
+}
+
+/// splitmix64: small, seeded, good enough to choose crash outcomes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+impl Vfs for SimFs {
+    type File = SimFile;
+
+    fn create_new(&self, path: &Path) -> io::Result<SimFile> {
+        let mut st = self.state.lock();
+        st.fail(SimOp::Create)?;
+        if st.names.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
+        }
+        st.next_ino += 1;
+        let ino = st.next_ino;
+        st.inodes.insert(ino, Inode::default());
+        st.link(path, ino);
+        Ok(SimFile { fs: self.clone(), ino })
+    }
+
+    fn open(&self, path: &Path, _write: bool) -> io::Result<SimFile> {
+        let mut st = self.state.lock();
+        st.fail(SimOp::Open)?;
+        let ino = *st.names.get(path).ok_or_else(|| not_found(path))?;
+        Ok(SimFile { fs: self.clone(), ino })
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.fail(SimOp::Rename)?;
+        let ino = *st.names.get(from).ok_or_else(|| not_found(from))?;
+        st.unlink(from);
+        st.link(to, ino);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.fail(SimOp::Remove)?;
+        if !st.names.contains_key(path) {
+            return Err(not_found(path));
+        }
+        st.unlink(path);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.fail(SimOp::SyncDir)?;
+        let pending = std::mem::take(&mut st.pending);
+        for op in pending {
+            let (path, link) = match &op {
+                DirOp::Link(path, ino) => (path, Some(*ino)),
+                DirOp::Unlink(path) => (path, None),
+            };
+            if path.parent() != Some(dir) {
+                st.pending.push(op);
+                continue;
+            }
+            match link {
+                Some(ino) => st.durable_names.insert(path.clone(), ino),
+                None => st.durable_names.remove(path),
+            };
+        }
+        Ok(())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.state.lock().dirs.insert(dir.to_owned());
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = self.state.lock();
+        Ok(st
+            .names
+            .keys()
+            .filter(|path| path.parent() == Some(dir))
+            .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    fn lock_dir(&self, _dir: &Path) -> io::Result<DirLock> {
+        Ok(DirLock::none())
+    }
+}
+
+impl VfsFile for SimFile {
+    type Map = Arc<[u8]>;
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        st.fail(SimOp::Write)?;
+        let end = offset + buf.len() as u64;
+        st.check_space(self.ino, end)?;
+        let inode = st.inodes.get_mut(&self.ino).expect("inode");
+        if inode.data.len() < end as usize {
+            inode.data.resize(end as usize, 0);
+        }
+        inode.data[offset as usize..end as usize].copy_from_slice(buf);
+        inode.unsynced.push((offset, buf.len() as u64));
+        Ok(())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        st.fail(SimOp::Read)?;
+        let data = &st.inodes[&self.ino].data;
+        let end = offset as usize + buf.len();
+        if end > data.len() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of file"));
+        }
+        buf.copy_from_slice(&data[offset as usize..end]);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        match st.call(SimOp::Sync) {
+            None => {}
+            Some(FaultKind::SyncLosesData) => {
+                let inode = st.inodes.get_mut(&self.ino).expect("inode");
+                inode.unsynced.clear();
+                return Err(eio());
+            }
+            Some(FaultKind::Enospc) => return Err(enospc()),
+            Some(FaultKind::Eio) => return Err(eio()),
+        }
+        let inode = st.inodes.get_mut(&self.ino).expect("inode");
+        if inode.unsynced.is_empty() && inode.durable.len() == inode.data.len() {
+            return Ok(());
+        }
+        // Only the written ranges become durable: bytes a failed fsync
+        // "forgot" stay as they were on disk.
+        let old = std::mem::take(&mut inode.durable);
+        let mut durable = old.clone();
+        durable.resize(inode.data.len(), 0);
+        let common = old.len().min(inode.data.len());
+        durable[..common].copy_from_slice(&old[..common]);
+        for (offset, len) in std::mem::take(&mut inode.unsynced) {
+            let (start, end) = (offset as usize, (offset + len) as usize);
+            let end = end.min(inode.data.len());
+            if start < end {
+                durable[start..end].copy_from_slice(&inode.data[start..end]);
+            }
+        }
+        inode.durable = durable;
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> io::Result<u64> {
+        Ok(self.fs.state.lock().inodes[&self.ino].data.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        st.fail(SimOp::SetLen)?;
+        st.check_space(self.ino, len)?;
+        let inode = st.inodes.get_mut(&self.ino).expect("inode");
+        let old_len = inode.data.len() as u64;
+        inode.data.resize(len as usize, 0);
+        if len > old_len {
+            inode.unsynced.push((old_len, len - old_len));
+        } else {
+            // A shrink is metadata: it is durable once the file is synced.
+            inode.unsynced.retain(|&(offset, _)| offset < len);
+            inode.unsynced.push((len, 0));
+        }
+        Ok(())
+    }
+
+    fn map(&self, len: u64) -> io::Result<Arc<[u8]>> {
+        let mut st = self.fs.state.lock();
+        st.fail(SimOp::Map)?;
+        let data = &st.inodes[&self.ino].data;
+        let len = (len as usize).min(data.len());
+        Ok(Arc::from(&data[..len]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(name: &str) -> PathBuf {
+        Path::new("/d").join(name)
+    }
+
+    #[test]
+    fn unsynced_writes_and_names_vanish_on_power_loss() {
+        let fs = SimFs::new();
+        let f = fs.create_new(&p("a")).unwrap();
+        f.write_all_at(b"hello", 0).unwrap();
+        f.sync_data().unwrap();
+        let after = fs.crash(CrashMode::DropUnsynced);
+        assert!(after.read_file(&p("a")).is_none(), "name was never made durable");
+        fs.sync_dir(Path::new("/d")).unwrap();
+        f.write_all_at(b"world", 5).unwrap();
+        let after = fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(after.read_file(&p("a")).unwrap(), b"hello");
+        let after = fs.crash(CrashMode::KeepUnsynced);
+        assert_eq!(after.read_file(&p("a")).unwrap(), b"helloworld");
+    }
+
+    #[test]
+    fn a_failed_fsync_can_lose_data_and_the_next_one_lies() {
+        let fs = SimFs::new();
+        let f = fs.create_new(&p("a")).unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        f.write_all_at(b"data", 0).unwrap();
+        fs.inject(Fault { at_call: 1, kind: FaultKind::SyncLosesData, persistent: false, only: Some(SimOp::Sync) });
+        assert!(f.sync_data().is_err());
+        assert!(f.sync_data().is_ok(), "the retried fsync reports success");
+        let after = fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(after.read_file(&p("a")).unwrap(), vec![0u8; 4], "yet the data is gone");
+    }
+
+    #[test]
+    fn space_limit_gives_enospc() {
+        let fs = SimFs::new();
+        fs.set_space_limit(Some(8));
+        let f = fs.create_new(&p("a")).unwrap();
+        f.write_all_at(b"12345678", 0).unwrap();
+        let err = f.write_all_at(b"9", 8).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28));
+    }
+
+    #[test]
+    fn tearing_touches_only_unsynced_sectors() {
+        let fs = SimFs::new();
+        let f = fs.create_new(&p("a")).unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        f.write_all_at(&[7u8; 1024], 0).unwrap();
+        f.sync_data().unwrap();
+        f.write_all_at(&[9u8; 1024], 1024).unwrap();
+        for seed in 0..32 {
+            let after = fs.crash(CrashMode::Tear { seed });
+            let bytes = after.read_file(&p("a")).unwrap();
+            assert_eq!(&bytes[..1024], &[7u8; 1024][..], "synced bytes survive every crash");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! walden: a write-ahead-log storage engine for the hot write path.
+//!
+//! The [`Wal`] is a segmented log of checksummed records with gap-free
+//! [`Lsn`]s, three fsync modes ([`FsyncMode`]) and a group-commit writer.
+//! docs/ARCHITECTURE.md is the map; docs/FORMAT.md specifies every byte.
+#![deny(unsafe_code)]
+
+mod error;
+pub mod format;
+pub mod io;
+mod lsn;
+pub mod wal;
+
+pub use error::{Corruption, Error, Result};
+pub use lsn::Lsn;
+pub use wal::{FsyncMode, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport, WalStats};

@@ -1,0 +1,323 @@
+//! The segmented write-ahead log: [`Wal`].
+//!
+//! - `options.rs`: what can be configured, and the defaults.
+//! - `segment.rs`: segment files, their names, creation and scanning.
+//! - `writer.rs`: staging, the write and sync leaders, the background thread.
+//! - `recovery.rs`: what opening an existing log does with what it finds.
+//! - `reader.rs`: reading records back.
+
+mod options;
+mod reader;
+mod recovery;
+mod segment;
+mod writer;
+
+pub use options::{FsyncMode, RecoveryMode, WalOptions};
+pub use reader::{Record, WalReader};
+pub use recovery::{Cut, WalRecoveryReport};
+pub use segment::{parse_segment_file_name, segment_file_name};
+
+use crate::format::{padded_len, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::io::{DirLock, RealFs, Vfs};
+use crate::{Error, Lsn, Result};
+use parking_lot::{Condvar, Mutex};
+use segment::{create_spare, now_unix_us, publish_segment, random_u64};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use writer::{Shared, State};
+
+/// A segmented write-ahead log. `Send + Sync`: share it between threads by
+/// reference or in an `Arc`.
+///
+/// ```no_run
+/// use walden::{Wal, WalOptions, FsyncMode};
+/// let wal = Wal::open("/tmp/log", WalOptions { fsync: FsyncMode::Always, ..Default::default() })?;
+/// let lsn = wal.append(b"hello")?;          // durable when it returns
+/// let batch = wal.append_batch(&[b"a", b"b"])?; // all or nothing after a crash
+/// for record in wal.read_from(lsn)? {
+///     println!("{} {:?}", record?.lsn, batch);
+/// }
+/// wal.close()?;
+/// # Ok::<(), walden::Error>(())
+/// ```
+pub struct Wal<V: Vfs = RealFs> {
+    shared: Arc<Shared<V>>,
+    background: Option<JoinHandle<()>>,
+    report: WalRecoveryReport,
+    _lock: DirLock,
+}
+
+/// An append that has a place in the log but may not yet be acknowledged.
+/// [`Ticket::wait`] returns once it has the durability the mode promises.
+#[must_use = "an append is acknowledged only when its ticket is waited on"]
+pub struct Ticket<'w, V: Vfs = RealFs> {
+    wal: &'w Wal<V>,
+    last: Lsn,
+}
+
+/// Counters of a live log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WalStats {
+    /// write() calls that carried records.
+    pub writes: u64,
+    /// fdatasync calls of the group commit and the timer (roll-overs excluded).
+    pub syncs: u64,
+    pub segments: usize,
+}
+
+impl Wal<RealFs> {
+    /// Opens the log in `dir`, creating it if it holds none, and recovers it
+    /// as `options.recovery` says.
+    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<RealFs>> {
+        Wal::open_with(RealFs, dir, options)
+    }
+}
+
+impl<V: Vfs> Wal<V> {
+    /// [`Wal::open`] on another file system, such as [`crate::io::SimFs`].
+    pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
+        options.validate()?;
+        let dir = dir.as_ref().to_owned();
+        fs.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        let lock = fs.lock_dir(&dir).map_err(Error::io("lock", &dir))?;
+        let recovered = recovery::recover(&fs, &dir, options.recovery)?;
+        let (log_id, segments, active_end, last_lsn, report) = match recovered {
+            Some(r) => (r.log_id, r.segments, r.active_end, r.last_lsn, r.report),
+            None => {
+                let log_id = random_u64();
+                let spare = create_spare(&fs, &dir, options.segment_bytes, options.preallocate)?;
+                let header =
+                    SegmentHeader { log_id, salt: random_u64(), first_lsn: Lsn::FIRST, created_unix_us: now_unix_us() };
+                let segment = publish_segment(&fs, &dir, spare, header)?;
+                let report = WalRecoveryReport { segments: 1, first_lsn: Lsn::FIRST, ..Default::default() };
+                (log_id, vec![segment], SEGMENT_HEADER_BYTES as u64, Lsn::ZERO, report)
+            }
+        };
+        let active = segments.last().expect("a log has a segment");
+        let state = State::new(last_lsn, active.file.clone(), active.header, active_end);
+        let shared = Arc::new(Shared {
+            fs,
+            dir,
+            options,
+            log_id,
+            state: Mutex::new(state),
+            progress: Condvar::new(),
+            segments: Mutex::new(segments),
+            spare: Mutex::new(None),
+        });
+        let worker = shared.clone();
+        let background = std::thread::Builder::new()
+            .name("walden-wal".into())
+            .spawn(move || worker.background())
+            .map_err(Error::io("spawn the background thread", &shared.dir))?;
+        log::info!(
+            "walden: opened {} at LSN {} ({} records in {} segments, {} bytes cut)",
+            shared.dir.display(),
+            last_lsn,
+            report.records,
+            report.segments,
+            report.bytes_cut()
+        );
+        Ok(Wal { shared, background: Some(background), report, _lock: lock })
+    }
+
+    fn check_size(&self, len: usize) -> Result<()> {
+        let max = self.shared.options.max_record_bytes;
+        if len > max as usize {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Appends one record; returns its LSN once it has the durability the
+    /// fsync mode promises.
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        self.check_size(payload.len())?;
+        let (st, lsn) = self.shared.stage([payload], 1, payload.len())?;
+        self.acknowledge(st, lsn)?;
+        Ok(lsn)
+    }
+
+    /// Appends records as one atomic batch: after a crash all of them come
+    /// back or none. Returns their LSNs once acknowledged.
+    pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<Lsn>> {
+        let (st, last) = self.stage_batch(payloads)?;
+        let first = Lsn(last.0 + 1 - payloads.len() as u64);
+        self.acknowledge(st, last)?;
+        Ok(first..last.next())
+    }
+
+    /// Appends one record and returns at once with its LSN; the record is
+    /// staged in memory and acknowledged only by [`Ticket::wait`]. Keeps
+    /// many appends in flight from one thread.
+    pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<'_, V>> {
+        self.check_size(payload.len())?;
+        let (st, last) = self.shared.stage([payload], 1, payload.len())?;
+        drop(st);
+        Ok(Ticket { wal: self, last })
+    }
+
+    /// [`Wal::append_batch`], pipelined.
+    pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<'_, V>> {
+        let (st, last) = self.stage_batch(payloads)?;
+        drop(st);
+        Ok(Ticket { wal: self, last })
+    }
+
+    fn stage_batch<P: AsRef<[u8]>>(
+        &self,
+        payloads: &[P],
+    ) -> Result<(parking_lot::MutexGuard<'_, State<V::File>>, Lsn)> {
+        if payloads.is_empty() {
+            return Err(Error::InvalidArgument("an empty batch".into()));
+        }
+        let mut total = 0;
+        for p in payloads {
+            self.check_size(p.as_ref().len())?;
+            total += padded_len(p.as_ref().len());
+        }
+        if total as u64 > crate::format::MAX_RECORD_BYTES as u64 * 8 {
+            return Err(Error::InvalidArgument(format!("a batch of {total} bytes is over 1 GiB")));
+        }
+        self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), total)
+    }
+
+    fn acknowledge<'g>(&'g self, st: parking_lot::MutexGuard<'g, State<V::File>>, lsn: Lsn) -> Result<()> {
+        match self.shared.options.fsync {
+            FsyncMode::Always => drop(self.shared.wait_synced(st, lsn)?),
+            FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.shared.wait_written(st, lsn)?),
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable (fdatasync), in every
+    /// mode. Returns the LSN it covered.
+    pub fn sync(&self) -> Result<Lsn> {
+        self.shared.flush(true)
+    }
+
+    /// Syncs and closes the log. Dropping a log without closing it writes
+    /// out staged records but does not sync them.
+    pub fn close(mut self) -> Result<()> {
+        let result = self.shared.flush(true);
+        self.shared.state.lock().closed = true;
+        self.stop();
+        result.map(|_| ())
+    }
+
+    fn stop(&mut self) {
+        if let Some(handle) = self.background.take() {
+            self.shared.stop_background();
+            if handle.join().is_err() {
+                log::error!("walden: the background thread panicked");
+            }
+        }
+    }
+
+    /// The LSN of the oldest record still in the log (1 unless segments
+    /// were removed by [`Wal::truncate_before`]).
+    pub fn first_lsn(&self) -> Lsn {
+        self.shared.segments.lock()[0].header.first_lsn
+    }
+
+    /// The LSN of the last record appended, acknowledged or not; `None` if
+    /// the log has none.
+    pub fn last_lsn(&self) -> Option<Lsn> {
+        let last = Lsn(self.shared.state.lock().next_lsn.0 - 1);
+        (last.0 > 0).then_some(last)
+    }
+
+    /// Every record up to this LSN is on stable storage.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.state.lock().synced
+    }
+
+    /// Reads the records from `from` (or the first one still in the log, if
+    /// `from` is older) up to the last one written when this is called.
+    pub fn read_from(&self, from: Lsn) -> Result<WalReader<V>> {
+        let (upto, active_first, active_end) = {
+            let st = self.shared.state.lock();
+            (st.written, st.active_first_lsn, st.active_end)
+        };
+        let segments = self.shared.segments.lock();
+        let mut readable = Vec::with_capacity(segments.len());
+        for segment in segments.iter() {
+            let first = segment.header.first_lsn;
+            if first > active_first {
+                break;
+            }
+            let len = if first == active_first {
+                active_end
+            } else {
+                segment.sealed.expect("segments before the active one are sealed").0
+            };
+            readable.push((segment.clone(), len));
+        }
+        Ok(WalReader::new(readable, from, upto))
+    }
+
+    /// Removes whole sealed segments whose records all have LSNs below
+    /// `lsn`. The active segment is never removed. Returns how many went.
+    pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
+        let mut segments = self.shared.segments.lock();
+        let removable = segments.windows(2).take_while(|pair| pair[1].header.first_lsn <= lsn).count();
+        if removable == 0 {
+            return Ok(0);
+        }
+        for segment in segments.drain(..removable) {
+            self.shared.fs.remove_file(&segment.path).map_err(Error::io("remove", &segment.path))?;
+        }
+        let dir = &self.shared.dir;
+        self.shared.fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+        Ok(removable)
+    }
+
+    /// What opening this log found and did.
+    pub fn recovery_report(&self) -> &WalRecoveryReport {
+        &self.report
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let (writes, syncs) = {
+            let st = self.shared.state.lock();
+            (st.writes, st.syncs)
+        };
+        WalStats { writes, syncs, segments: self.shared.segments.lock().len() }
+    }
+
+    pub fn options(&self) -> &WalOptions {
+        &self.shared.options
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl<V: Vfs> Drop for Wal<V> {
+    fn drop(&mut self) {
+        if self.background.is_some() {
+            // Hand staged (unacknowledged) records to the kernel; no sync.
+            if let Err(e) = self.shared.flush(false) {
+                log::debug!("walden: drop could not write out staged records: {e}");
+            }
+            self.stop();
+        }
+    }
+}
+
+impl<V: Vfs> Ticket<'_, V> {
+    /// The LSN of the (last) record this ticket stands for.
+    pub fn lsn(&self) -> Lsn {
+        self.last
+    }
+
+    /// Waits until the append has the durability the mode promises.
+    pub fn wait(self) -> Result<Lsn> {
+        let st = self.wal.shared.state.lock();
+        self.wal.acknowledge(st, self.last)?;
+        Ok(self.last)
+    }
+}

@@ -1,0 +1,314 @@
+//! Opening an existing log: scan every segment, classify what is found at
+//! the end of each, and act on it as the [`RecoveryMode`] says.
+//!
+//! | found                                              | TolerateTornTail | PointInTime | AbsoluteConsistency |
+//! |----------------------------------------------------|------------------|-------------|---------------------|
+//! | zeros after the last record                        | clean end        | clean end   | clean end           |
+//! | torn bytes / torn batch at the end of the last segment, no later record proves them durable | cut | cut | error |
+//! | damage that a later record proves was durable      | error            | cut         | error               |
+//! | damage or garbage in a sealed segment, LSN gap, foreign or damaged segment header | error | cut | error |
+//! | a valid record of a kind or version this build does not know | error | error | error |
+//!
+//! "cut" never deletes: bytes are copied into a quarantine file beside the
+//! segment (synced) before they are zeroed in place, and whole segments after
+//! the cut are renamed aside.
+
+use super::segment::{
+    durability_proof, now_unix_us, parse_segment_file_name, scan_segment, Scan, Segment, Stop, QUARANTINE_INFIX,
+    TEMP_SUFFIX,
+};
+use super::RecoveryMode;
+use crate::error::Corruption;
+use crate::format::{DecodeError, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
+use crate::io::{Vfs, VfsFile};
+use crate::{Error, Lsn, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What opening the log found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WalRecoveryReport {
+    /// Segments kept.
+    pub segments: usize,
+    /// Records found in the kept segments.
+    pub records: u64,
+    /// The first and last LSN kept (`last_lsn` is 0 for an empty log).
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+    /// Bytes of segment files read.
+    pub bytes_scanned: u64,
+    /// Everything moved aside.
+    pub cuts: Vec<Cut>,
+}
+
+impl WalRecoveryReport {
+    /// Bytes moved out of the log into quarantine files.
+    pub fn bytes_cut(&self) -> u64 {
+        self.cuts.iter().map(|c| c.bytes).sum()
+    }
+}
+
+/// Bytes recovery moved out of the log, and where they are now.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cut {
+    /// The segment they came from.
+    pub file: PathBuf,
+    /// Their offset in it (0 for a whole segment moved aside).
+    pub offset: u64,
+    pub bytes: u64,
+    /// The first LSN that was lost with them.
+    pub lsn: Lsn,
+    /// The file that now holds them.
+    pub quarantine: PathBuf,
+    pub reason: String,
+}
+
+/// The log as recovery leaves it, ready for the writer.
+pub(crate) struct Recovered<F> {
+    pub log_id: u64,
+    /// Kept segments in LSN order; the last one is active (`sealed: None`).
+    pub segments: Vec<Segment<F>>,
+    /// Where the next record goes in the active segment.
+    pub active_end: u64,
+    pub last_lsn: Lsn,
+    pub report: WalRecoveryReport,
+}
+
+/// What the scan of one segment concluded.
+enum Verdict {
+    Clean,
+    /// Damage that only a crash could have caused: cut in tolerant modes.
+    TornTail(Corruption),
+    /// Damage a crash cannot explain.
+    Corrupt(Corruption),
+}
+
+/// Recovers the log in `dir`, or returns `None` if it holds no segment.
+pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<Option<Recovered<V::File>>> {
+    let mut names = Vec::new();
+    for name in fs.list_dir(dir).map_err(Error::io("list", dir))? {
+        if name.ends_with(TEMP_SUFFIX) {
+            // A spare that was never published holds no records.
+            let path = dir.join(&name);
+            fs.remove_file(&path).map_err(Error::io("remove", &path))?;
+        } else if let Some(lsn) = parse_segment_file_name(&name) {
+            names.push((lsn, dir.join(name)));
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        return Ok(None);
+    }
+
+    let mut report = WalRecoveryReport::default();
+    let mut kept: Vec<Segment<V::File>> = Vec::new();
+    let mut log_id = None;
+    let mut active_end = SEGMENT_HEADER_BYTES as u64;
+    let count = names.len();
+    for (index, (name_lsn, path)) in names.iter().enumerate() {
+        let is_last = index + 1 == count;
+        let expected = kept.last().map_or(*name_lsn, |s| s.sealed.map_or(*name_lsn, |(_, last)| last.next()));
+        let file = fs.open(path, true).map_err(Error::io("open", path))?;
+        let len = file.size_bytes().map_err(Error::io("stat", path))?;
+        let map = file.map(len).map_err(Error::io("map", path))?;
+        report.bytes_scanned += len;
+
+        let header = match check_header(&map, *name_lsn, expected, log_id) {
+            Ok(header) => header,
+            Err(HeaderProblem::Unsupported(reason)) => return Err(Error::Unsupported { file: path.clone(), reason }),
+            Err(HeaderProblem::Corrupt(kind)) => {
+                if mode != RecoveryMode::PointInTime || kept.is_empty() {
+                    return Err(Error::Corrupt { file: path.clone(), offset: 0, lsn: expected, kind });
+                }
+                drop(map);
+                move_aside_from(fs, dir, &names[index..], expected, &kind, &mut report)?;
+                break;
+            }
+        };
+        log_id = Some(header.log_id);
+        let scan = scan_segment(&map, &header, |_, _| {});
+        report.records += scan.records;
+        let verdict = classify(&map, &header, &scan, is_last);
+        let (torn, kind) = match verdict {
+            Verdict::Clean => (false, None),
+            Verdict::TornTail(kind) => (true, Some(kind)),
+            Verdict::Corrupt(kind) => (false, Some(kind)),
+        };
+        if let Some(kind) = kind {
+            if let Corruption::Record(DecodeError::Unsupported { .. }) = kind {
+                return Err(Error::Unsupported {
+                    file: path.clone(),
+                    reason: format!("offset {}: {kind}; written by a newer walden?", scan.stop_offset),
+                });
+            }
+            let cut_allowed = match mode {
+                RecoveryMode::TolerateTornTail => torn,
+                RecoveryMode::PointInTime => true,
+                RecoveryMode::AbsoluteConsistency => false,
+            };
+            if !cut_allowed {
+                return Err(Error::Corrupt { file: path.clone(), offset: scan.stop_offset, lsn: scan.stop_lsn, kind });
+            }
+            let tail = map[scan.stop_offset as usize..last_nonzero_end(&map)].to_vec();
+            drop(map);
+            let cut = quarantine_tail(fs, dir, path, &file, scan.stop_offset, scan.stop_lsn, &tail, &kind)?;
+            log::warn!(
+                "recovery cut {} bytes at {}:{} into {}",
+                cut.bytes,
+                path.display(),
+                cut.offset,
+                cut.quarantine.display()
+            );
+            report.cuts.push(cut);
+            kept.push(Segment {
+                header,
+                path: path.clone(),
+                file: Arc::new(file),
+                sealed: Some((scan.end, scan.last_lsn)),
+            });
+            if !is_last {
+                move_aside_from(fs, dir, &names[index + 1..], scan.last_lsn.next(), &kind, &mut report)?;
+            }
+            active_end = scan.end;
+            break;
+        }
+        active_end = scan.end;
+        kept.push(Segment {
+            header,
+            path: path.clone(),
+            file: Arc::new(file),
+            sealed: Some((scan.end, scan.last_lsn)),
+        });
+    }
+
+    let active = kept.last_mut().expect("at least one segment is kept");
+    let last_lsn = active.sealed.take().expect("kept segments are sealed until here").1;
+    // Everything kept is made durable now, so new records may carry
+    // `last_lsn` as their durable watermark.
+    active.file.sync_data().map_err(Error::io("fsync", &active.path))?;
+    report.segments = kept.len();
+    report.first_lsn = kept[0].header.first_lsn;
+    report.last_lsn = last_lsn;
+    Ok(Some(Recovered { log_id: log_id.expect("a header was read"), segments: kept, active_end, last_lsn, report }))
+}
+
+enum HeaderProblem {
+    Unsupported(String),
+    Corrupt(Corruption),
+}
+
+fn check_header(
+    bytes: &[u8],
+    name_lsn: Lsn,
+    expected: Lsn,
+    log_id: Option<u64>,
+) -> Result<SegmentHeader, HeaderProblem> {
+    let header = SegmentHeader::decode(bytes).map_err(|e| match e {
+        SegmentHeaderError::UnsupportedVersion(_) => HeaderProblem::Unsupported(e.to_string()),
+        _ => HeaderProblem::Corrupt(Corruption::SegmentHeader(e)),
+    })?;
+    if let Some(expected_id) = log_id {
+        if header.log_id != expected_id {
+            return Err(HeaderProblem::Corrupt(Corruption::ForeignSegment {
+                expected: expected_id,
+                found: header.log_id,
+            }));
+        }
+    }
+    if header.first_lsn != name_lsn || header.first_lsn != expected {
+        return Err(HeaderProblem::Corrupt(Corruption::LsnMismatch { expected, found: header.first_lsn }));
+    }
+    Ok(header)
+}
+
+fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) -> Verdict {
+    let clean_stop =
+        matches!(scan.stop, Stop::End | Stop::Bad(DecodeError::Zeroed) | Stop::Bad(DecodeError::Truncated { .. }));
+    if clean_stop && !scan.torn_batch && scan.rest_is_zero {
+        return Verdict::Clean;
+    }
+    let kind = match scan.stop {
+        _ if scan.torn_batch => Corruption::TornBatch,
+        Stop::Bad(DecodeError::Unsupported { .. }) => return Verdict::Corrupt(stop_kind(scan)),
+        Stop::WrongLsn(found) => Corruption::LsnMismatch { expected: scan.stop_lsn, found },
+        Stop::Bad(e) => Corruption::Record(e),
+        Stop::End => Corruption::TornTail,
+    };
+    if !is_last {
+        return Verdict::Corrupt(if clean_stop { Corruption::SealedTail } else { kind });
+    }
+    match durability_proof(bytes, header, scan.stop_offset, scan.stop_lsn) {
+        Some(proof) => Verdict::Corrupt(Corruption::DurableRecordDamaged { proof }),
+        None => Verdict::TornTail(kind),
+    }
+}
+
+fn stop_kind(scan: &Scan) -> Corruption {
+    match scan.stop {
+        Stop::Bad(e) => Corruption::Record(e),
+        Stop::WrongLsn(found) => Corruption::LsnMismatch { expected: scan.stop_lsn, found },
+        Stop::End => Corruption::TornTail,
+    }
+}
+
+/// One past the last non-zero byte.
+fn last_nonzero_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
+fn quarantine_path<V: Vfs>(fs: &V, dir: &Path, file: &Path, offset: u64) -> Result<PathBuf> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+    let existing = fs.list_dir(dir).map_err(Error::io("list", dir))?;
+    let stamp = now_unix_us();
+    let mut n = 0;
+    loop {
+        let candidate = format!("{name}{QUARANTINE_INFIX}-{offset}-{stamp}-{n}");
+        if !existing.contains(&candidate) {
+            return Ok(dir.join(candidate));
+        }
+        n += 1;
+    }
+}
+
+/// Copies `tail` (the bytes of `file` from `offset`) into a synced quarantine
+/// file, then zeroes them in the segment and syncs it.
+#[allow(clippy::too_many_arguments)]
+fn quarantine_tail<V: Vfs>(
+    fs: &V,
+    dir: &Path,
+    path: &Path,
+    file: &V::File,
+    offset: u64,
+    lsn: Lsn,
+    tail: &[u8],
+    kind: &Corruption,
+) -> Result<Cut> {
+    let quarantine = quarantine_path(fs, dir, path, offset)?;
+    let q = fs.create_new(&quarantine).map_err(Error::io("create", &quarantine))?;
+    q.write_all_at(tail, 0).map_err(Error::io("write", &quarantine))?;
+    q.sync_data().map_err(Error::io("fsync", &quarantine))?;
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+    file.write_all_at(&vec![0u8; tail.len()], offset).map_err(Error::io("zero", path))?;
+    file.sync_data().map_err(Error::io("fsync", path))?;
+    Ok(Cut { file: path.to_owned(), offset, bytes: tail.len() as u64, lsn, quarantine, reason: kind.to_string() })
+}
+
+/// Renames whole segments aside, so nothing after a cut stays in the log.
+fn move_aside_from<V: Vfs>(
+    fs: &V,
+    dir: &Path,
+    segments: &[(Lsn, PathBuf)],
+    lsn: Lsn,
+    kind: &Corruption,
+    report: &mut WalRecoveryReport,
+) -> Result<()> {
+    for (_, path) in segments {
+        let file = fs.open(path, false).map_err(Error::io("open", path))?;
+        let bytes = file.size_bytes().map_err(Error::io("stat", path))?;
+        let quarantine = quarantine_path(fs, dir, path, 0)?;
+        fs.rename(path, &quarantine).map_err(Error::io("rename", path))?;
+        report.cuts.push(Cut { file: path.clone(), offset: 0, bytes, lsn, quarantine, reason: kind.to_string() });
+    }
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))
+}

@@ -1,0 +1,438 @@
+//! The group-commit writer: LSN assignment, staging, write() and fdatasync.
+//!
+//! Appenders encode their records into a staging buffer under `state`, the
+//! lock that orders appends, and leave. Whoever then needs the bytes in the
+//! kernel becomes the *write leader*: it takes everything staged, releases
+//! the lock, and issues one write() per segment it touches; appenders that
+//! arrive meanwhile stage behind it and are covered by its next round.
+//! Whoever needs durability becomes the *sync leader* the same way: it
+//! notes the written LSN, releases the lock, fdatasyncs, and wakes every
+//! waiter the sync covered at once. Alone, an appender is its own leader and
+//! pays one write() (plus one fdatasync in `Always`), with no thread hand-off.
+//! The background thread leads the same two steps on a timer: the
+//! `Periodic` fsync, and pipelined appends nobody waits for.
+//!
+//! **Invariant:** `state` is never held across write() or fdatasync.
+//! **Invariant:** bytes reach a segment in LSN order; only the write leader
+//! writes, and a segment is synced before its successor is published.
+//! **Invariant:** after a failed write or fdatasync the log is poisoned:
+//! nothing later is acknowledged, and the failed sync is never retried.
+
+use super::segment::{create_spare, now_unix_us, publish_segment, random_u64, Segment, Spare};
+use super::{FsyncMode, WalOptions};
+use crate::format::{encode_record, padded_len, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_HEADER_BYTES};
+use crate::io::{Vfs, VfsFile};
+use crate::{Error, Lsn, Result};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Encoded records bound for one contiguous range of one segment.
+pub(crate) struct Chunk {
+    /// The segment's first LSN; a new value means "roll over first".
+    segment: Lsn,
+    /// Set when this chunk opens a new segment.
+    new_segment: Option<SegmentHeader>,
+    offset: u64,
+    bytes: Vec<u8>,
+    last_lsn: Lsn,
+}
+
+/// A chunk the write leader got into the kernel.
+struct Written<F> {
+    last_lsn: Lsn,
+    end: u64,
+    /// The new segment, if the chunk opened one.
+    rolled: Option<Arc<F>>,
+    segment: Lsn,
+}
+
+pub(crate) struct State<F> {
+    /// The LSN the next appended record gets.
+    pub next_lsn: Lsn,
+    /// Records appended but not yet handed to write().
+    staged: Vec<Chunk>,
+    staged_bytes: usize,
+    staged_records: usize,
+    /// The segment staging appends to, and where its next record goes.
+    tail_first_lsn: Lsn,
+    tail_header: SegmentHeader,
+    tail_end: u64,
+    /// Every LSN up to this is in the kernel (write() returned).
+    pub written: Lsn,
+    /// Every LSN up to this is on stable storage (fdatasync returned).
+    pub synced: Lsn,
+    /// The segment write() goes to, and the end of its written bytes.
+    pub active: Arc<F>,
+    pub active_first_lsn: Lsn,
+    pub active_end: u64,
+    writing: bool,
+    syncing: bool,
+    pub poisoned: Option<Arc<Error>>,
+    pub closed: bool,
+    shutdown: bool,
+    /// Buffers to reuse for staging, so steady appends do not allocate.
+    free_buffers: Vec<Vec<u8>>,
+    /// Counters for benchmarks and the CLI.
+    pub syncs: u64,
+    pub writes: u64,
+}
+
+pub(crate) struct Shared<V: Vfs> {
+    pub fs: V,
+    pub dir: PathBuf,
+    pub options: WalOptions,
+    pub log_id: u64,
+    pub state: Mutex<State<V::File>>,
+    /// Signalled whenever `written` or `synced` advance, staging space frees
+    /// up, the log is poisoned, or the background thread must stop.
+    pub progress: Condvar,
+    /// Segments in LSN order; the last is the active one.
+    pub segments: Mutex<Vec<Segment<V::File>>>,
+    /// The next segment file, zero-filled ahead of time.
+    pub spare: Mutex<Option<Spare<V::File>>>,
+}
+
+impl<F> State<F> {
+    pub fn new(last_lsn: Lsn, active: Arc<F>, header: SegmentHeader, active_end: u64) -> State<F> {
+        State {
+            next_lsn: last_lsn.next(),
+            staged: Vec::new(),
+            staged_bytes: 0,
+            staged_records: 0,
+            tail_first_lsn: header.first_lsn,
+            tail_header: header,
+            tail_end: active_end,
+            written: last_lsn,
+            synced: last_lsn,
+            active,
+            active_first_lsn: header.first_lsn,
+            active_end,
+            writing: false,
+            syncing: false,
+            poisoned: None,
+            closed: false,
+            shutdown: false,
+            free_buffers: Vec::new(),
+            syncs: 0,
+            writes: 0,
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if let Some(cause) = &self.poisoned {
+            return Err(Error::Poisoned(cause.clone()));
+        }
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+}
+
+impl<V: Vfs> Shared<V> {
+    /// Assigns LSNs to `payloads` and encodes them as one atomic batch into
+    /// the staging buffer. Returns the LSN of the last record. Waits while
+    /// staging is full (back-pressure), leading a write if nobody is.
+    pub fn stage<'a, P>(
+        &self,
+        payloads: P,
+        count: usize,
+        total_bytes: usize,
+    ) -> Result<(MutexGuard<'_, State<V::File>>, Lsn)>
+    where
+        P: IntoIterator<Item = &'a [u8]>,
+    {
+        let frame_bytes: usize = total_bytes + count * padded_len(0) + count * 8;
+        let mut st = self.state.lock();
+        loop {
+            st.check_open()?;
+            let fits = st.staged_bytes + frame_bytes <= self.options.group_max_bytes
+                && st.staged_records + count <= self.options.group_max_records;
+            if fits || st.staged.is_empty() {
+                break;
+            }
+            if st.writing {
+                self.progress.wait(&mut st);
+            } else {
+                st = self.write_round(st);
+            }
+        }
+        // A batch never spans segments: roll over first if it does not fit.
+        if st.tail_end + frame_bytes as u64 > self.options.segment_bytes && st.tail_end > SEGMENT_HEADER_BYTES as u64 {
+            let header = SegmentHeader {
+                log_id: self.log_id,
+                salt: random_u64(),
+                first_lsn: st.next_lsn,
+                created_unix_us: now_unix_us(),
+            };
+            st.tail_first_lsn = header.first_lsn;
+            st.tail_header = header;
+            st.tail_end = SEGMENT_HEADER_BYTES as u64;
+            self.push_chunk(&mut st, Some(header));
+        } else if st.staged.last().is_none_or(|c| c.segment != st.tail_first_lsn) {
+            self.push_chunk(&mut st, None);
+        }
+        let seed = st.tail_header.seed();
+        let watermark = st.synced;
+        let mut lsn = st.next_lsn;
+        let chunk = st.staged.last_mut().expect("a chunk was pushed");
+        let before = chunk.bytes.len();
+        let mut remaining = count;
+        for payload in payloads {
+            remaining -= 1;
+            let flags = if remaining > 0 { FLAG_BATCH_CONTINUES } else { 0 };
+            encode_record(&mut chunk.bytes, seed, lsn, watermark, flags, payload);
+            lsn = lsn.next();
+        }
+        debug_assert_eq!(remaining, 0);
+        let last = Lsn(lsn.0 - 1);
+        chunk.last_lsn = last;
+        let added = chunk.bytes.len() - before;
+        st.next_lsn = lsn;
+        st.tail_end += added as u64;
+        st.staged_bytes += added;
+        st.staged_records += count;
+        Ok((st, last))
+    }
+
+    fn push_chunk(&self, st: &mut State<V::File>, new_segment: Option<SegmentHeader>) {
+        let mut bytes = st.free_buffers.pop().unwrap_or_default();
+        bytes.clear();
+        st.staged.push(Chunk {
+            segment: st.tail_first_lsn,
+            new_segment,
+            offset: st.tail_end,
+            bytes,
+            last_lsn: st.next_lsn,
+        });
+    }
+
+    /// Makes sure everything up to `lsn` reached write(): leads write rounds
+    /// or waits for the leader.
+    pub fn wait_written<'g>(
+        &'g self,
+        mut st: MutexGuard<'g, State<V::File>>,
+        lsn: Lsn,
+    ) -> Result<MutexGuard<'g, State<V::File>>> {
+        debug_assert!(lsn < st.next_lsn, "waiting for an LSN never assigned");
+        while st.written < lsn {
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned(cause.clone()));
+            }
+            if st.writing {
+                self.progress.wait(&mut st);
+            } else {
+                st = self.write_round(st);
+            }
+        }
+        Ok(st)
+    }
+
+    /// Makes sure everything up to `lsn` is on stable storage: leads syncs
+    /// or waits for the leader.
+    pub fn wait_synced<'g>(
+        &'g self,
+        st: MutexGuard<'g, State<V::File>>,
+        lsn: Lsn,
+    ) -> Result<MutexGuard<'g, State<V::File>>> {
+        let mut st = self.wait_written(st, lsn)?;
+        while st.synced < lsn {
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned(cause.clone()));
+            }
+            if st.syncing {
+                self.progress.wait(&mut st);
+            } else {
+                st = self.sync_round(st);
+            }
+        }
+        Ok(st)
+    }
+
+    /// One write round as leader: everything staged goes to the kernel.
+    pub fn write_round<'g>(&'g self, mut st: MutexGuard<'g, State<V::File>>) -> MutexGuard<'g, State<V::File>> {
+        debug_assert!(!st.writing);
+        if st.staged.is_empty() || st.poisoned.is_some() {
+            return st;
+        }
+        st.writing = true;
+        let chunks = std::mem::take(&mut st.staged);
+        st.staged_bytes = 0;
+        st.staged_records = 0;
+        let mut active = st.active.clone();
+        let (mut end, mut last) = (st.active_end, st.written);
+        drop(st);
+        // Room is free again: appenders blocked on back-pressure may stage.
+        self.progress.notify_all();
+
+        let mut outcome = Ok(());
+        let mut done: Vec<Written<V::File>> = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            let mut rolled = None;
+            if let Some(header) = chunk.new_segment {
+                match self.roll(header, end, last) {
+                    Ok(file) => {
+                        active = file.clone();
+                        rolled = Some(file);
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            debug_assert!(!chunk.bytes.is_empty());
+            if let Err(e) = active.write_all_at(&chunk.bytes, chunk.offset) {
+                outcome = Err(Error::io("write", self.dir.join(super::segment_file_name(chunk.segment)))(e));
+                break;
+            }
+            end = chunk.offset + chunk.bytes.len() as u64;
+            last = chunk.last_lsn;
+            done.push(Written { last_lsn: last, end, rolled, segment: chunk.segment });
+        }
+
+        let mut st = self.state.lock();
+        for Written { last_lsn, end, rolled, segment } in done {
+            if let Some(file) = rolled {
+                // The roll synced the previous segment completely.
+                st.synced = st.synced.max(st.written);
+                st.active = file;
+                st.active_first_lsn = segment;
+            }
+            st.written = last_lsn;
+            st.active_end = end;
+            st.writes += 1;
+        }
+        if let Err(e) = outcome {
+            log::error!("walden: write failed, the log is poisoned: {e}");
+            st.poisoned.get_or_insert(Arc::new(e));
+        }
+        for mut chunk in chunks {
+            if st.free_buffers.len() < 4 && chunk.bytes.capacity() <= self.options.group_max_bytes * 2 {
+                chunk.bytes.clear();
+                st.free_buffers.push(std::mem::take(&mut chunk.bytes));
+            }
+        }
+        st.writing = false;
+        self.progress.notify_all();
+        st
+    }
+
+    /// One sync round as leader.
+    pub fn sync_round<'g>(&'g self, mut st: MutexGuard<'g, State<V::File>>) -> MutexGuard<'g, State<V::File>> {
+        debug_assert!(!st.syncing);
+        st.syncing = true;
+        if let Some(delay) = self.options.group_delay {
+            drop(st);
+            std::thread::sleep(delay);
+            st = self.state.lock();
+            if !st.writing && !st.staged.is_empty() {
+                st = self.write_round(st);
+            }
+        }
+        let target = st.written;
+        let file = st.active.clone();
+        let first = st.active_first_lsn;
+        drop(st);
+        let result = file.sync_data();
+        let mut st = self.state.lock();
+        st.syncing = false;
+        st.syncs += 1;
+        match result {
+            Ok(()) => st.synced = st.synced.max(target),
+            Err(e) => {
+                let e = Error::io("fsync", self.dir.join(super::segment_file_name(first)))(e);
+                log::error!("walden: fsync failed, the log is poisoned: {e}");
+                st.poisoned.get_or_insert(Arc::new(e));
+            }
+        }
+        self.progress.notify_all();
+        st
+    }
+
+    /// Seals the active segment and publishes the next one. Called by the
+    /// write leader only, so segments change in LSN order.
+    /// `end` and `last` are where the previous segment's records end.
+    fn roll(&self, header: SegmentHeader, end: u64, last: Lsn) -> Result<Arc<V::File>> {
+        let mut segments = self.segments.lock();
+        let previous = segments.last_mut().expect("there is an active segment");
+        debug_assert_eq!(last.next(), header.first_lsn);
+        previous.file.sync_data().map_err(Error::io("fsync", &previous.path))?;
+        previous.sealed = Some((end, last));
+        let spare = match self.spare.lock().take() {
+            Some(spare) => spare,
+            None => create_spare(&self.fs, &self.dir, self.options.segment_bytes, self.options.preallocate)?,
+        };
+        let segment = publish_segment(&self.fs, &self.dir, spare, header)?;
+        let file = segment.file.clone();
+        segments.push(segment);
+        Ok(file)
+    }
+
+    /// Prepares the next segment file if the active one is half full.
+    fn prepare_spare(&self) -> Result<()> {
+        let half_full = {
+            let st = self.state.lock();
+            st.tail_end > self.options.segment_bytes / 2
+        };
+        if !half_full {
+            return Ok(());
+        }
+        let mut spare = self.spare.lock();
+        if spare.is_none() {
+            *spare = Some(create_spare(&self.fs, &self.dir, self.options.segment_bytes, self.options.preallocate)?);
+        }
+        Ok(())
+    }
+
+    /// Writes out what is staged and, unless the mode is `Never` or
+    /// `sync` is false, syncs. Used by `sync()`, `close()` and the timer.
+    pub fn flush(&self, sync: bool) -> Result<Lsn> {
+        let st = self.state.lock();
+        let target = Lsn(st.next_lsn.0 - 1);
+        let st = if sync { self.wait_synced(st, target)? } else { self.wait_written(st, target)? };
+        drop(st);
+        Ok(target)
+    }
+
+    /// The background thread: the `Periodic` timer, flushing pipelined
+    /// appends, and preparing spare segments.
+    pub fn background(self: Arc<Self>) {
+        let (tick, sync) = match self.options.fsync {
+            FsyncMode::Periodic { interval } => (interval, true),
+            FsyncMode::Always => (self.options.flush_interval, true),
+            FsyncMode::Never => (self.options.flush_interval, false),
+        };
+        let mut next = Instant::now() + tick;
+        loop {
+            {
+                let mut st = self.state.lock();
+                while !st.shutdown && Instant::now() < next {
+                    self.progress.wait_until(&mut st, next);
+                }
+                if st.shutdown {
+                    return;
+                }
+                if st.poisoned.is_none() {
+                    if !st.writing && !st.staged.is_empty() {
+                        st = self.write_round(st);
+                    }
+                    if sync && st.synced < st.written && !st.syncing && st.poisoned.is_none() {
+                        drop(self.sync_round(st));
+                    }
+                }
+            }
+            if let Err(e) = self.prepare_spare() {
+                log::warn!("walden: could not prepare the next segment ahead of time: {e}");
+            }
+            next = Instant::now() + tick;
+        }
+    }
+
+    pub fn stop_background(&self) {
+        self.state.lock().shutdown = true;
+        self.progress.notify_all();
+    }
+}
