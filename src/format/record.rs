@@ -142,7 +142,7 @@ pub fn decode_record(bytes: &[u8], seed: Seed) -> Result<RecordRef<'_>, DecodeEr
     }
     let kind = header[24];
     let flags = header[25];
-    let reserved = u64::from_le_bytes([0, 0, header[26], header[27], header[28], header[29], header[30], header[31]]);
+    let reserved = u64::from_le_bytes([header[26], header[27], header[28], header[29], header[30], header[31], 0, 0]);
     if kind != RecordKind::Data as u8 || flags & !KNOWN_FLAGS != 0 || reserved != 0 {
         return Err(DecodeError::Unsupported { kind, flags, reserved });
     }

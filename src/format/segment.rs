@@ -40,7 +40,7 @@ pub enum SegmentHeaderError {
     BadMagic,
     #[error("segment header checksum mismatch")]
     Checksum,
-    #[error("segment format version {0} is newer than this build reads ({FORMAT_VERSION})")]
+    #[error("segment format version {0} is not one this build reads (it reads version {FORMAT_VERSION})")]
     UnsupportedVersion(u32),
     #[error("segment header is malformed: {0}")]
     Malformed(&'static str),

@@ -1,6 +1,5 @@
 //! [`RealFs`]: the operating system's files. The only module in walden that
 //! contains `unsafe` (one memory map, see [`RealFile::map`]).
-#![allow(unsafe_code)]
 
 use super::{DirLock, Vfs, VfsFile};
 use std::fs::{self, File, OpenOptions};
@@ -109,6 +108,7 @@ impl VfsFile for RealFile {
         self.0.set_len(len)
     }
 
+    #[allow(unsafe_code)]
     fn map(&self, len: u64) -> io::Result<RealMap> {
         if len == 0 {
             return Ok(RealMap::Empty);

@@ -5,10 +5,12 @@
 //! and the names that are durable. [`SimFs::crash`] returns the file system
 //! as a machine would find it after power loss: synced bytes and names kept;
 //! unsynced writes dropped, kept or torn at 512-byte sectors (zeros, garbage,
-//! old or new bytes, independently per sector); unsynced directory operations
+//! old or new bytes, independently per sector, and only within the bytes the
+//! write covered); unsynced directory operations
 //! kept up to a random point in their order.
 //!
-//! Faults: the Nth I/O call (counting every call but `len` and `list_dir`)
+//! Faults: the Nth I/O call (counting every call but `size_bytes`,
+//! `list_dir`, `create_dir_all` and `lock_dir`)
 //! can fail with EIO or ENOSPC, once or from then on, and a failed fsync
 //! can forget the unsynced writes, as Linux does, so a later fsync succeeds
 //! with the data gone.
@@ -290,27 +292,29 @@ impl SimFs {
     }
 }
 
-/// Per unsynced sector: new bytes, old bytes, zeros or garbage.
+/// Each 512-byte sector touched by unsynced writes independently keeps the
+/// new bytes, keeps the old ones, or turns to zeros or garbage. Only bytes an
+/// unsynced write was writing change: bytes of the same sector that no
+/// unsynced write covered keep their durable value (the media model in
+/// docs/FORMAT.md).
 fn tear(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
     let mut out = inode.durable.clone();
     out.resize(inode.data.len(), 0);
-    let mut sectors = BTreeSet::new();
+    let mut fate = HashMap::new();
     for &(offset, len) in &inode.unsynced {
-        let first = offset / SECTOR_BYTES;
-        let last = (offset + len).div_ceil(SECTOR_BYTES);
-        sectors.extend(first..last);
-    }
-    for sector in sectors {
-        let start = (sector * SECTOR_BYTES) as usize;
-        let end = ((sector + 1) * SECTOR_BYTES).min(out.len() as u64) as usize;
-        if start >= end {
-            continue;
-        }
-        match rng.below(4) {
-            0 => out[start..end].copy_from_slice(&inode.data[start..end]),
-            1 => {} // the old bytes stay
-            2 => out[start..end].fill(0),
-            _ => out[start..end].iter_mut().for_each(|b| *b = rng.next() as u8),
+        let end_of_write = (offset + len).min(out.len() as u64);
+        let mut at = offset;
+        while at < end_of_write {
+            let sector = at / SECTOR_BYTES;
+            let piece_end = ((sector + 1) * SECTOR_BYTES).min(end_of_write);
+            let (start, end) = (at as usize, piece_end as usize);
+            match *fate.entry(sector).or_insert_with(|| rng.below(4)) {
+                0 => out[start..end].copy_from_slice(&inode.data[start..end]),
+                1 => {} // the old bytes stay
+                2 => out[start..end].fill(0),
+                _ => out[start..end].iter_mut().for_each(|b| *b = rng.next() as u8),
+            }
+            at = piece_end;
         }
     }
     out

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use writer::{Shared, State};
 
+/// The body of a background thread.
+type BackgroundBody<V> = fn(Arc<Shared<V>>);
+
 /// A segmented write-ahead log. `Send + Sync`: share it between threads by
 /// reference or in an `Arc`.
 ///
@@ -44,7 +47,8 @@ use writer::{Shared, State};
 /// ```
 pub struct Wal<V: Vfs = RealFs> {
     shared: Arc<Shared<V>>,
-    background: Option<JoinHandle<()>>,
+    /// The timer and preparer threads.
+    background: Vec<JoinHandle<()>>,
     report: WalRecoveryReport,
     _lock: DirLock,
 }
@@ -107,11 +111,21 @@ impl<V: Vfs> Wal<V> {
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
         });
-        let worker = shared.clone();
-        let background = std::thread::Builder::new()
-            .name("walden-wal".into())
-            .spawn(move || worker.background())
-            .map_err(Error::io("spawn the background thread", &shared.dir))?;
+        let mut background = Vec::with_capacity(2);
+        let threads: [(&str, BackgroundBody<V>); 2] =
+            [("walden-timer", Shared::timer), ("walden-prep", Shared::preparer)];
+        for (name, body) in threads {
+            let worker = shared.clone();
+            let handle = std::thread::Builder::new().name(name.into()).spawn(move || body(worker));
+            match handle {
+                Ok(handle) => background.push(handle),
+                Err(e) => {
+                    shared.stop_background();
+                    background.into_iter().for_each(|h| drop(h.join()));
+                    return Err(Error::io("spawn a background thread", &shared.dir)(e));
+                }
+            }
+        }
         log::info!(
             "walden: opened {} at LSN {} ({} records in {} segments, {} bytes cut)",
             shared.dir.display(),
@@ -120,7 +134,7 @@ impl<V: Vfs> Wal<V> {
             report.segments,
             report.bytes_cut()
         );
-        Ok(Wal { shared, background: Some(background), report, _lock: lock })
+        Ok(Wal { shared, background, report, _lock: lock })
     }
 
     fn check_size(&self, len: usize) -> Result<()> {
@@ -135,7 +149,7 @@ impl<V: Vfs> Wal<V> {
     /// fsync mode promises.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.check_size(payload.len())?;
-        let (st, lsn) = self.shared.stage([payload], 1, payload.len())?;
+        let (st, lsn) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
         self.acknowledge(st, lsn)?;
         Ok(lsn)
     }
@@ -154,7 +168,7 @@ impl<V: Vfs> Wal<V> {
     /// many appends in flight from one thread.
     pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<'_, V>> {
         self.check_size(payload.len())?;
-        let (st, last) = self.shared.stage([payload], 1, payload.len())?;
+        let (st, last) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
         drop(st);
         Ok(Ticket { wal: self, last })
     }
@@ -208,10 +222,13 @@ impl<V: Vfs> Wal<V> {
     }
 
     fn stop(&mut self) {
-        if let Some(handle) = self.background.take() {
-            self.shared.stop_background();
+        if self.background.is_empty() {
+            return;
+        }
+        self.shared.stop_background();
+        for handle in self.background.drain(..) {
             if handle.join().is_err() {
-                log::error!("walden: the background thread panicked");
+                log::error!("walden: a background thread panicked");
             }
         }
     }
@@ -263,14 +280,15 @@ impl<V: Vfs> Wal<V> {
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         let mut segments = self.shared.segments.lock();
         let removable = segments.windows(2).take_while(|pair| pair[1].header.first_lsn <= lsn).count();
-        if removable == 0 {
-            return Ok(0);
-        }
-        for segment in segments.drain(..removable) {
-            self.shared.fs.remove_file(&segment.path).map_err(Error::io("remove", &segment.path))?;
-        }
         let dir = &self.shared.dir;
-        self.shared.fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+        // Oldest first, each unlink made durable before the next, so a crash
+        // can only leave a gap-free suffix of the log behind.
+        for _ in 0..removable {
+            let path = segments[0].path.clone();
+            self.shared.fs.remove_file(&path).map_err(Error::io("remove", &path))?;
+            segments.remove(0);
+            self.shared.fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+        }
         Ok(removable)
     }
 
@@ -298,7 +316,7 @@ impl<V: Vfs> Wal<V> {
 
 impl<V: Vfs> Drop for Wal<V> {
     fn drop(&mut self) {
-        if self.background.is_some() {
+        if !self.background.is_empty() {
             // Hand staged (unacknowledged) records to the kernel; no sync.
             if let Err(e) = self.shared.flush(false) {
                 log::debug!("walden: drop could not write out staged records: {e}");

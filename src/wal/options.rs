@@ -38,7 +38,8 @@ pub enum RecoveryMode {
     /// Keep the longest valid prefix; everything after the first anomaly is
     /// moved aside into quarantine files and the log continues.
     PointInTime,
-    /// Any anomaly, a torn tail included, is an error; nothing is changed.
+    /// Any anomaly, a torn tail included, is an error; no record byte is
+    /// changed (unpublished `*.wal.tmp` spares are still removed).
     AbsoluteConsistency,
 }
 

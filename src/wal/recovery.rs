@@ -14,8 +14,8 @@
 //! the cut are renamed aside.
 
 use super::segment::{
-    durability_proof, now_unix_us, parse_segment_file_name, scan_segment, Scan, Segment, Stop, QUARANTINE_INFIX,
-    TEMP_SUFFIX,
+    durability_proof, now_unix_us, offset_of_lsn, parse_segment_file_name, scan_segment, Scan, Segment, Stop,
+    QUARANTINE_INFIX, TEMP_SUFFIX,
 };
 use super::RecoveryMode;
 use crate::error::Corruption;
@@ -38,6 +38,9 @@ pub struct WalRecoveryReport {
     pub last_lsn: Lsn,
     /// Bytes of segment files read.
     pub bytes_scanned: u64,
+    /// Bytes of records that no earlier fsync was proven to cover, written
+    /// again and synced before the log accepted new records.
+    pub resynced_bytes: u64,
     /// Everything moved aside.
     pub cuts: Vec<Cut>,
 }
@@ -105,6 +108,9 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
     let mut kept: Vec<Segment<V::File>> = Vec::new();
     let mut log_id = None;
     let mut active_end = SEGMENT_HEADER_BYTES as u64;
+    // The highest LSN of the active segment that an fsync is proven to
+    // have covered (see `resync_unproven_tail`).
+    let mut active_proven = Lsn::ZERO;
     let count = names.len();
     for (index, (name_lsn, path)) in names.iter().enumerate() {
         let is_last = index + 1 == count;
@@ -123,12 +129,26 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
                 }
                 drop(map);
                 move_aside_from(fs, dir, &names[index..], expected, &kind, &mut report)?;
+                // The previous segment becomes the active one; it was synced
+                // whole before its successor was published.
+                active_proven = Lsn(expected.0 - 1);
                 break;
             }
         };
         log_id = Some(header.log_id);
-        let scan = scan_segment(&map, &header, |_, _| {});
+        // Everything before this segment was synced before it was published.
+        let mut proven = Lsn(header.first_lsn.0 - 1);
+        let scan = scan_segment(&map, &header, |record, _| proven = proven.max(record.durable_watermark));
+        active_proven = proven;
         report.records += scan.records;
+        if scan.end > len {
+            // The file ends inside the last record's padding, which the
+            // checksum does not cover. Restore the zeros, so every kept byte
+            // up to `end` exists and can be mapped.
+            let missing = vec![0u8; (scan.end - len) as usize];
+            file.write_all_at(&missing, len).map_err(Error::io("pad", path))?;
+            file.sync_data().map_err(Error::io("fsync", path))?;
+        }
         let verdict = classify(&map, &header, &scan, is_last);
         let (torn, kind) = match verdict {
             Verdict::Clean => (false, None),
@@ -183,14 +203,33 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
     }
 
     let active = kept.last_mut().expect("at least one segment is kept");
-    let last_lsn = active.sealed.take().expect("kept segments are sealed until here").1;
-    // Everything kept is made durable now, so new records may carry
-    // `last_lsn` as their durable watermark.
-    active.file.sync_data().map_err(Error::io("fsync", &active.path))?;
+    let (end, last_lsn) = active.sealed.take().expect("kept segments are sealed until here");
+    debug_assert_eq!(end, active_end);
+    report.resynced_bytes = resync_unproven_tail(active, active_end, active_proven.min(last_lsn))?;
     report.segments = kept.len();
     report.first_lsn = kept[0].header.first_lsn;
     report.last_lsn = last_lsn;
     Ok(Some(Recovered { log_id: log_id.expect("a header was read"), segments: kept, active_end, last_lsn, report }))
+}
+
+/// Makes everything kept durable, so new records may carry `last_lsn` as
+/// their durable watermark. A plain fdatasync is not enough for records no
+/// earlier fsync is proven to cover: if the process that wrote them saw an
+/// fsync fail, the kernel may have marked their pages clean without writing
+/// them, and would report our fsync as a success while they are still not
+/// on disk. So those bytes are written again (dirtying the pages) first.
+/// Returns how many bytes were rewritten.
+fn resync_unproven_tail<F: VfsFile>(active: &Segment<F>, end: u64, proven: Lsn) -> Result<u64> {
+    let path = &active.path;
+    let map = active.file.map(end).map_err(Error::io("map", path))?;
+    let from = offset_of_lsn(&map, &active.header, proven.next(), end);
+    let unproven = map[from as usize..end as usize].to_vec();
+    drop(map);
+    if !unproven.is_empty() {
+        active.file.write_all_at(&unproven, from).map_err(Error::io("rewrite", path))?;
+    }
+    active.file.sync_data().map_err(Error::io("fsync", path))?;
+    Ok(unproven.len() as u64)
 }
 
 enum HeaderProblem {
@@ -223,6 +262,11 @@ fn check_header(
 }
 
 fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) -> Verdict {
+    // A record from a newer walden is refused wherever it is, a batch
+    // included: cutting it would destroy data this build cannot read.
+    if let Stop::Bad(e @ DecodeError::Unsupported { .. }) = scan.stop {
+        return Verdict::Corrupt(Corruption::Record(e));
+    }
     let clean_stop =
         matches!(scan.stop, Stop::End | Stop::Bad(DecodeError::Zeroed) | Stop::Bad(DecodeError::Truncated { .. }));
     if clean_stop && !scan.torn_batch && scan.rest_is_zero {
@@ -230,9 +274,10 @@ fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) ->
     }
     let kind = match scan.stop {
         _ if scan.torn_batch => Corruption::TornBatch,
-        Stop::Bad(DecodeError::Unsupported { .. }) => return Verdict::Corrupt(stop_kind(scan)),
         Stop::WrongLsn(found) => Corruption::LsnMismatch { expected: scan.stop_lsn, found },
         Stop::Bad(e) => Corruption::Record(e),
+        // Not reached (a scan ending at the last byte with no open batch is
+        // clean), but disk bytes never get to choose a panic.
         Stop::End => Corruption::TornTail,
     };
     if !is_last {
@@ -241,14 +286,6 @@ fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) ->
     match durability_proof(bytes, header, scan.stop_offset, scan.stop_lsn) {
         Some(proof) => Verdict::Corrupt(Corruption::DurableRecordDamaged { proof }),
         None => Verdict::TornTail(kind),
-    }
-}
-
-fn stop_kind(scan: &Scan) -> Corruption {
-    match scan.stop {
-        Stop::Bad(e) => Corruption::Record(e),
-        Stop::WrongLsn(found) => Corruption::LsnMismatch { expected: scan.stop_lsn, found },
-        Stop::End => Corruption::TornTail,
     }
 }
 

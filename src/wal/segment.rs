@@ -1,7 +1,9 @@
 //! Segment files: names, creation (crash-safe, preallocated) and the scan
 //! that walks a segment's records and says where and why it stops.
 
-use crate::format::{decode_record, DecodeError, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    decode_record, padded_len, read_u32, DecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES,
+};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -137,12 +139,12 @@ pub(crate) struct Scan {
 
 /// Walks the records of a segment in `bytes` (the whole file, header
 /// included). Calls `visit` for every record of every complete batch.
-pub(crate) fn scan_segment(bytes: &[u8], header: &SegmentHeader, mut visit: impl FnMut(Lsn, &[u8])) -> Scan {
+pub(crate) fn scan_segment(bytes: &[u8], header: &SegmentHeader, mut visit: impl FnMut(&RecordHeader, &[u8])) -> Scan {
     let seed = header.seed();
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut expected = header.first_lsn;
     let mut committed = (SEGMENT_HEADER_BYTES, Lsn(header.first_lsn.0 - 1), 0u64);
-    let mut batch: Vec<(Lsn, usize, usize)> = Vec::new();
+    let mut batch: Vec<(RecordHeader, usize, usize)> = Vec::new();
     let stop = loop {
         if offset >= bytes.len() {
             break Stop::End;
@@ -152,12 +154,12 @@ pub(crate) fn scan_segment(bytes: &[u8], header: &SegmentHeader, mut visit: impl
             Ok(rec) if rec.header.lsn != expected => break Stop::WrongLsn(rec.header.lsn),
             Ok(rec) => {
                 let payload_at = offset + crate::format::RECORD_HEADER_BYTES;
-                batch.push((expected, payload_at, rec.payload.len()));
+                batch.push((rec.header, payload_at, rec.payload.len()));
                 offset += rec.header.frame_len();
                 expected = expected.next();
                 if !rec.header.batch_continues() {
-                    for &(lsn, at, len) in &batch {
-                        visit(lsn, &bytes[at..at + len]);
+                    for (header, at, len) in &batch {
+                        visit(header, &bytes[*at..*at + *len]);
                     }
                     committed = (offset, Lsn(expected.0 - 1), committed.2 + batch.len() as u64);
                     batch.clear();
@@ -199,4 +201,16 @@ pub(crate) fn durability_proof(bytes: &[u8], header: &SegmentHeader, from: u64, 
         offset += RECORD_ALIGN;
     }
     None
+}
+
+/// The offset of record `lsn` in a segment whose records up to `end` were
+/// already validated by [`scan_segment`]: a walk over the length fields.
+pub(crate) fn offset_of_lsn(bytes: &[u8], header: &SegmentHeader, lsn: Lsn, end: u64) -> u64 {
+    let mut offset = SEGMENT_HEADER_BYTES as u64;
+    let mut at = header.first_lsn;
+    while at < lsn && offset < end {
+        offset += padded_len(read_u32(bytes, offset as usize + 4) as usize) as u64;
+        at = at.next();
+    }
+    offset
 }

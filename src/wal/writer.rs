@@ -9,8 +9,9 @@
 //! notes the written LSN, releases the lock, fdatasyncs, and wakes every
 //! waiter the sync covered at once. Alone, an appender is its own leader and
 //! pays one write() (plus one fdatasync in `Always`), with no thread hand-off.
-//! The background thread leads the same two steps on a timer: the
-//! `Periodic` fsync, and pipelined appends nobody waits for.
+//! The timer thread leads the same two steps on a timer: the `Periodic`
+//! fsync, and pipelined appends nobody waits for. A preparer thread
+//! zero-fills the next segment file ahead of time.
 //!
 //! **Invariant:** `state` is never held across write() or fdatasync.
 //! **Invariant:** bytes reach a segment in LSN order; only the write leader
@@ -20,7 +21,7 @@
 
 use super::segment::{create_spare, now_unix_us, publish_segment, random_u64, Segment, Spare};
 use super::{FsyncMode, WalOptions};
-use crate::format::{encode_record, padded_len, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_HEADER_BYTES};
+use crate::format::{encode_record, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -86,7 +87,7 @@ pub(crate) struct Shared<V: Vfs> {
     pub log_id: u64,
     pub state: Mutex<State<V::File>>,
     /// Signalled whenever `written` or `synced` advance, staging space frees
-    /// up, the log is poisoned, or the background thread must stop.
+    /// up, the log is poisoned, or the background threads must stop.
     pub progress: Condvar,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
@@ -135,16 +136,16 @@ impl<V: Vfs> Shared<V> {
     /// Assigns LSNs to `payloads` and encodes them as one atomic batch into
     /// the staging buffer. Returns the LSN of the last record. Waits while
     /// staging is full (back-pressure), leading a write if nobody is.
+    /// `frame_bytes` is the sum of [`crate::format::padded_len`] over the payloads.
     pub fn stage<'a, P>(
         &self,
         payloads: P,
         count: usize,
-        total_bytes: usize,
+        frame_bytes: usize,
     ) -> Result<(MutexGuard<'_, State<V::File>>, Lsn)>
     where
         P: IntoIterator<Item = &'a [u8]>,
     {
-        let frame_bytes: usize = total_bytes + count * padded_len(0) + count * 8;
         let mut st = self.state.lock();
         loop {
             st.check_open()?;
@@ -187,6 +188,7 @@ impl<V: Vfs> Shared<V> {
             lsn = lsn.next();
         }
         debug_assert_eq!(remaining, 0);
+        debug_assert_eq!(chunk.bytes.len() - before, frame_bytes);
         let last = Lsn(lsn.0 - 1);
         chunk.last_lsn = last;
         let added = chunk.bytes.len() - before;
@@ -387,8 +389,8 @@ impl<V: Vfs> Shared<V> {
         Ok(())
     }
 
-    /// Writes out what is staged and, unless the mode is `Never` or
-    /// `sync` is false, syncs. Used by `sync()`, `close()` and the timer.
+    /// Writes out everything appended so far and, if `sync`, fdatasyncs it
+    /// (in every mode). Used by `sync()`, `close()` and drop.
     pub fn flush(&self, sync: bool) -> Result<Lsn> {
         let st = self.state.lock();
         let target = Lsn(st.next_lsn.0 - 1);
@@ -397,9 +399,10 @@ impl<V: Vfs> Shared<V> {
         Ok(target)
     }
 
-    /// The background thread: the `Periodic` timer, flushing pipelined
-    /// appends, and preparing spare segments.
-    pub fn background(self: Arc<Self>) {
+    /// The timer thread: the `Periodic` fsync, and writing out (in `Always`
+    /// also syncing) pipelined appends nobody waits for. It never does
+    /// anything slow but the write and fsync it exists for.
+    pub fn timer(self: Arc<Self>) {
         let (tick, sync) = match self.options.fsync {
             FsyncMode::Periodic { interval } => (interval, true),
             FsyncMode::Always => (self.options.flush_interval, true),
@@ -407,27 +410,32 @@ impl<V: Vfs> Shared<V> {
         };
         let mut next = Instant::now() + tick;
         loop {
-            {
-                let mut st = self.state.lock();
-                while !st.shutdown && Instant::now() < next {
-                    self.progress.wait_until(&mut st, next);
-                }
-                if st.shutdown {
-                    return;
-                }
-                if st.poisoned.is_none() {
-                    if !st.writing && !st.staged.is_empty() {
-                        st = self.write_round(st);
-                    }
-                    if sync && st.synced < st.written && !st.syncing && st.poisoned.is_none() {
-                        drop(self.sync_round(st));
-                    }
-                }
+            let mut st = self.state.lock();
+            while !st.shutdown && Instant::now() < next {
+                self.progress.wait_until(&mut st, next);
             }
+            if st.shutdown {
+                return;
+            }
+            // Everything appended before this tick, staged records included.
+            let target = Lsn(st.next_lsn.0 - 1);
+            next = Instant::now() + tick;
+            if st.poisoned.is_none() && (st.written < target || (sync && st.synced < target)) {
+                // An error poisons the log; appenders and `sync()` report it.
+                let outcome = if sync { self.wait_synced(st, target) } else { self.wait_written(st, target) };
+                drop(outcome);
+            }
+        }
+    }
+
+    /// The preparer thread: zero-fills the next segment file while the
+    /// active one is past half full, so a roll-over rarely waits for it.
+    pub fn preparer(self: Arc<Self>) {
+        while !self.state.lock().shutdown {
             if let Err(e) = self.prepare_spare() {
                 log::warn!("walden: could not prepare the next segment ahead of time: {e}");
             }
-            next = Instant::now() + tick;
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 

@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use walden::io::SimFs;
+use walden::{FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
+
+/// The directory every simulated log lives in.
+pub fn sim_dir() -> PathBuf {
+    PathBuf::from("/log")
+}
+
+/// Small segments so tests roll over often; preallocation on, as in production.
+pub fn small(fsync: FsyncMode) -> WalOptions {
+    WalOptions { fsync, segment_bytes: 4096, ..Default::default() }
+}
+
+pub fn with_recovery(mut options: WalOptions, recovery: RecoveryMode) -> WalOptions {
+    options.recovery = recovery;
+    options
+}
+
+/// A payload that names its index, with a length that varies.
+pub fn payload(i: u64) -> Vec<u8> {
+    let len = 1 + (i * 37 % 90) as usize;
+    let mut p = format!("record-{i}:").into_bytes();
+    p.resize(len.max(p.len()), b'a' + (i % 26) as u8);
+    p
+}
+
+/// Every record of the log, in order, asserting LSNs are consecutive.
+pub fn read_all<V: walden::io::Vfs>(wal: &Wal<V>) -> Vec<(Lsn, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut expected = wal.first_lsn();
+    for record in wal.read_from(Lsn(1)).expect("reader") {
+        let record = record.expect("record");
+        assert_eq!(record.lsn, expected, "LSNs must be consecutive");
+        expected = expected.next();
+        out.push((record.lsn, record.payload));
+    }
+    out
+}
+
+/// The segment files of a simulated log, in LSN order.
+pub fn segment_paths(fs: &SimFs, dir: &Path) -> Vec<PathBuf> {
+    use walden::io::Vfs;
+    let mut names: Vec<_> =
+        fs.list_dir(dir).unwrap().into_iter().filter(|n| walden::wal::parse_segment_file_name(n).is_some()).collect();
+    names.sort();
+    names.into_iter().map(|n| dir.join(n)).collect()
+}
+
+pub fn quarantine_files(fs: &SimFs, dir: &Path) -> Vec<PathBuf> {
+    use walden::io::Vfs;
+    let mut names: Vec<_> = fs.list_dir(dir).unwrap().into_iter().filter(|n| n.contains(".quarantine")).collect();
+    names.sort();
+    names.into_iter().map(|n| dir.join(n)).collect()
+}
+
+/// The (offset, frame length, LSN) of every valid record in a segment file.
+pub fn frames(bytes: &[u8]) -> Vec<(usize, usize, Lsn)> {
+    use walden::format::{decode_record, SegmentHeader, SEGMENT_HEADER_BYTES};
+    let seed = SegmentHeader::decode(bytes).expect("segment header").seed();
+    let mut out = Vec::new();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while let Ok(rec) = decode_record(&bytes[offset..], seed) {
+        out.push((offset, rec.header.frame_len(), rec.header.lsn));
+        offset += rec.header.frame_len();
+    }
+    out
+}
