@@ -46,6 +46,11 @@ pub trait VfsFile: Send + Sync + 'static {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// fdatasync: the file's data and size reach stable storage.
     fn sync_data(&self) -> io::Result<()>;
+    /// Syncs the file, then evicts its cached pages, so the next read comes
+    /// from the device. After a failed fsync the kernel may hold pages it
+    /// marked clean without writing them; reading through the cache would
+    /// take those bytes for durable ones.
+    fn sync_and_evict_cache(&self) -> io::Result<()>;
     fn size_bytes(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Maps `[0, len)` read-only. The caller promises walden never rewrites

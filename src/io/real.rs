@@ -100,6 +100,22 @@ impl VfsFile for RealFile {
         self.0.sync_data()
     }
 
+    fn sync_and_evict_cache(&self) -> io::Result<()> {
+        self.0.sync_data()?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: posix_fadvise only reads its integer arguments; the
+            // descriptor is open for the life of `self`.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::posix_fadvise(self.0.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+        }
+        Ok(())
+    }
+
     fn size_bytes(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }

@@ -487,6 +487,15 @@ impl VfsFile for SimFile {
         Ok(())
     }
 
+    fn sync_and_evict_cache(&self) -> io::Result<()> {
+        self.sync_data()?;
+        // Reads now see the device: bytes a failed fsync "forgot" are gone.
+        let mut st = self.fs.state.lock();
+        let inode = st.inodes.get_mut(&self.ino).expect("inode");
+        inode.data = inode.durable.clone();
+        Ok(())
+    }
+
     fn size_bytes(&self) -> io::Result<u64> {
         Ok(self.fs.state.lock().inodes[&self.ino].data.len() as u64)
     }

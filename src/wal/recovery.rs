@@ -14,8 +14,8 @@
 //! the cut are renamed aside.
 
 use super::segment::{
-    durability_proof, now_unix_us, offset_of_lsn, parse_segment_file_name, scan_segment, Scan, Segment, Stop,
-    QUARANTINE_INFIX, TEMP_SUFFIX,
+    durability_proof, now_unix_us, parse_segment_file_name, scan_segment, Scan, Segment, Stop, QUARANTINE_INFIX,
+    TEMP_SUFFIX,
 };
 use super::RecoveryMode;
 use crate::error::Corruption;
@@ -38,9 +38,6 @@ pub struct WalRecoveryReport {
     pub last_lsn: Lsn,
     /// Bytes of segment files read.
     pub bytes_scanned: u64,
-    /// Bytes of records that no earlier fsync was proven to cover, written
-    /// again and synced before the log accepted new records.
-    pub resynced_bytes: u64,
     /// Everything moved aside.
     pub cuts: Vec<Cut>,
 }
@@ -108,14 +105,19 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
     let mut kept: Vec<Segment<V::File>> = Vec::new();
     let mut log_id = None;
     let mut active_end = SEGMENT_HEADER_BYTES as u64;
-    // The highest LSN of the active segment that an fsync is proven to
-    // have covered (see `resync_unproven_tail`).
-    let mut active_proven = Lsn::ZERO;
     let count = names.len();
     for (index, (name_lsn, path)) in names.iter().enumerate() {
         let is_last = index + 1 == count;
         let expected = kept.last().map_or(*name_lsn, |s| s.sealed.map_or(*name_lsn, |(_, last)| last.next()));
         let file = fs.open(path, true).map_err(Error::io("open", path))?;
+        if is_last {
+            // Read the last segment from the device, not the page cache: a
+            // process that saw an fsync fail may have left pages the kernel
+            // marked clean without writing them. Syncing first makes every
+            // truly dirty page durable; evicting then drops the rest. (Sealed
+            // segments were synced whole before their successor existed.)
+            file.sync_and_evict_cache().map_err(Error::io("fsync and evict", path))?;
+        }
         let len = file.size_bytes().map_err(Error::io("stat", path))?;
         let map = file.map(len).map_err(Error::io("map", path))?;
         report.bytes_scanned += len;
@@ -129,17 +131,11 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
                 }
                 drop(map);
                 move_aside_from(fs, dir, &names[index..], expected, &kind, &mut report)?;
-                // The previous segment becomes the active one; it was synced
-                // whole before its successor was published.
-                active_proven = Lsn(expected.0 - 1);
                 break;
             }
         };
         log_id = Some(header.log_id);
-        // Everything before this segment was synced before it was published.
-        let mut proven = Lsn(header.first_lsn.0 - 1);
-        let scan = scan_segment(&map, &header, |record, _| proven = proven.max(record.durable_watermark));
-        active_proven = proven;
+        let scan = scan_segment(&map, &header, |_, _| {});
         report.records += scan.records;
         if scan.end > len {
             // The file ends inside the last record's padding, which the
@@ -205,31 +201,15 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
     let active = kept.last_mut().expect("at least one segment is kept");
     let (end, last_lsn) = active.sealed.take().expect("kept segments are sealed until here");
     debug_assert_eq!(end, active_end);
-    report.resynced_bytes = resync_unproven_tail(active, active_end, active_proven.min(last_lsn))?;
+    // What was read came from the device after a sync, or was written and
+    // synced by this recovery: all of it is durable, so new records may
+    // carry `last_lsn` as their durable watermark. This sync covers a
+    // previous segment that point-in-time recovery made active again.
+    active.file.sync_data().map_err(Error::io("fsync", &active.path))?;
     report.segments = kept.len();
     report.first_lsn = kept[0].header.first_lsn;
     report.last_lsn = last_lsn;
     Ok(Some(Recovered { log_id: log_id.expect("a header was read"), segments: kept, active_end, last_lsn, report }))
-}
-
-/// Makes everything kept durable, so new records may carry `last_lsn` as
-/// their durable watermark. A plain fdatasync is not enough for records no
-/// earlier fsync is proven to cover: if the process that wrote them saw an
-/// fsync fail, the kernel may have marked their pages clean without writing
-/// them, and would report our fsync as a success while they are still not
-/// on disk. So those bytes are written again (dirtying the pages) first.
-/// Returns how many bytes were rewritten.
-fn resync_unproven_tail<F: VfsFile>(active: &Segment<F>, end: u64, proven: Lsn) -> Result<u64> {
-    let path = &active.path;
-    let map = active.file.map(end).map_err(Error::io("map", path))?;
-    let from = offset_of_lsn(&map, &active.header, proven.next(), end);
-    let unproven = map[from as usize..end as usize].to_vec();
-    drop(map);
-    if !unproven.is_empty() {
-        active.file.write_all_at(&unproven, from).map_err(Error::io("rewrite", path))?;
-    }
-    active.file.sync_data().map_err(Error::io("fsync", path))?;
-    Ok(unproven.len() as u64)
 }
 
 enum HeaderProblem {

@@ -1,9 +1,7 @@
 //! Segment files: names, creation (crash-safe, preallocated) and the scan
 //! that walks a segment's records and says where and why it stops.
 
-use crate::format::{
-    decode_record, padded_len, read_u32, DecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES,
-};
+use crate::format::{decode_record, DecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -201,16 +199,4 @@ pub(crate) fn durability_proof(bytes: &[u8], header: &SegmentHeader, from: u64, 
         offset += RECORD_ALIGN;
     }
     None
-}
-
-/// The offset of record `lsn` in a segment whose records up to `end` were
-/// already validated by [`scan_segment`]: a walk over the length fields.
-pub(crate) fn offset_of_lsn(bytes: &[u8], header: &SegmentHeader, lsn: Lsn, end: u64) -> u64 {
-    let mut offset = SEGMENT_HEADER_BYTES as u64;
-    let mut at = header.first_lsn;
-    while at < lsn && offset < end {
-        offset += padded_len(read_u32(bytes, offset as usize + 4) as usize) as u64;
-        at = at.next();
-    }
-    offset
 }
