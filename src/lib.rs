@@ -7,10 +7,14 @@
 
 mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod io;
 mod lsn;
 pub mod wal;
 
 pub use error::{Corruption, Error, Result};
 pub use lsn::Lsn;
-pub use wal::{FsyncMode, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport, WalStats};
+pub use wal::{
+    FsyncMode, Preallocate, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport, WalStats,
+};

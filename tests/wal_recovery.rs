@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use walden::io::{CrashMode, Fault, FaultKind, SimFs, SimOp};
-use walden::{Corruption, Error, FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
+use walden::{Corruption, Error, FsyncMode, Lsn, Preallocate, RecoveryMode, Wal, WalOptions};
 
 const ALL_MODES: [RecoveryMode; 3] =
     [RecoveryMode::TolerateTornTail, RecoveryMode::PointInTime, RecoveryMode::AbsoluteConsistency];
@@ -14,7 +14,7 @@ const ALL_MODES: [RecoveryMode; 3] =
 /// A closed log of `n` records written in `fsync` mode, in one segment.
 fn one_segment_log(n: u64, fsync: FsyncMode, preallocate: bool) -> SimFs {
     let fs = SimFs::new();
-    let options = WalOptions { fsync, segment_bytes: 1 << 20, preallocate, ..Default::default() };
+    let options = WalOptions { fsync, segment_bytes: 1 << 20, preallocate: fill(preallocate), ..Default::default() };
     let wal = Wal::open_with(fs.clone(), sim_dir(), options).unwrap();
     for i in 0..n {
         wal.append(&payload(i)).unwrap();
@@ -23,8 +23,22 @@ fn one_segment_log(n: u64, fsync: FsyncMode, preallocate: bool) -> SimFs {
     fs
 }
 
+fn fill(zero_fill: bool) -> Preallocate {
+    if zero_fill {
+        Preallocate::ZeroFill
+    } else {
+        Preallocate::Off
+    }
+}
+
 fn options(recovery: RecoveryMode, preallocate: bool) -> WalOptions {
-    WalOptions { segment_bytes: 1 << 20, preallocate, recovery, fsync: FsyncMode::Never, ..Default::default() }
+    WalOptions {
+        segment_bytes: 1 << 20,
+        preallocate: fill(preallocate),
+        recovery,
+        fsync: FsyncMode::Never,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -348,7 +362,12 @@ fn a_failed_fsync_fails_the_append_poisons_the_log_and_is_never_retried() {
 #[test]
 fn a_full_disk_fails_the_append_and_the_log_resumes_after_reopen() {
     let fs = SimFs::new();
-    let opts = WalOptions { segment_bytes: 8192, fsync: FsyncMode::Always, preallocate: false, ..Default::default() };
+    let opts = WalOptions {
+        segment_bytes: 8192,
+        fsync: FsyncMode::Always,
+        preallocate: Preallocate::Off,
+        ..Default::default()
+    };
     let wal = Wal::open_with(fs.clone(), sim_dir(), opts.clone()).unwrap();
     fs.set_space_limit(Some(20_000));
     let mut acked = 0;

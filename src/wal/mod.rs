@@ -12,7 +12,7 @@ mod recovery;
 mod segment;
 mod writer;
 
-pub use options::{FsyncMode, RecoveryMode, WalOptions};
+pub use options::{FsyncMode, Preallocate, RecoveryMode, WalOptions};
 pub use reader::{Record, WalReader};
 pub use recovery::{Cut, WalRecoveryReport};
 pub use segment::{parse_segment_file_name, segment_file_name};
@@ -91,7 +91,8 @@ impl<V: Vfs> Wal<V> {
             Some(r) => (r.log_id, r.segments, r.active_end, r.last_lsn, r.report),
             None => {
                 let log_id = random_u64();
-                let spare = create_spare(&fs, &dir, options.segment_bytes, options.preallocate)?;
+                let spare =
+                    create_spare(&fs, &dir, options.segment_bytes, options.preallocate.zero_fill(options.fsync))?;
                 let header =
                     SegmentHeader { log_id, salt: random_u64(), first_lsn: Lsn::FIRST, created_unix_us: now_unix_us() };
                 let segment = publish_segment(&fs, &dir, spare, header)?;
@@ -108,6 +109,7 @@ impl<V: Vfs> Wal<V> {
             log_id,
             state: Mutex::new(state),
             progress: Condvar::new(),
+            timer_wake: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
         });

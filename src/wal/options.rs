@@ -43,6 +43,36 @@ pub enum RecoveryMode {
     AbsoluteConsistency,
 }
 
+/// How segment files get their space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preallocate {
+    /// `ZeroFill` in `Always` mode, `Off` otherwise: zero-filling pays only
+    /// where every append waits for an fdatasync. Measured on ext4 (see
+    /// docs/BENCHMARKS.md): write+fdatasync of 4 KiB records runs about 1.3x
+    /// faster into zero-filled blocks than into a growing file, because the
+    /// file size never has to be journaled; but a buffered write() into
+    /// zero-filled blocks runs about 3x slower than one that grows the file.
+    #[default]
+    Auto,
+    /// Each segment is written full of zeros to `segment_bytes` before it is
+    /// used (by a background thread, ahead of time).
+    ZeroFill,
+    /// Segment files grow as records are written.
+    Off,
+}
+
+impl Preallocate {
+    /// Whether segments of a log in `fsync` mode are zero-filled.
+    pub fn zero_fill(self, fsync: FsyncMode) -> bool {
+        match self {
+            Preallocate::Auto => fsync == FsyncMode::Always,
+            Preallocate::ZeroFill => true,
+            Preallocate::Off => false,
+        }
+    }
+}
+
 /// Options of a [`crate::Wal`]. Every field has a documented default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -66,9 +96,8 @@ pub struct WalOptions {
     /// the pipelined API that nobody is waiting for (and, in `Always` mode,
     /// syncs them). Default 2 ms. `Periodic` uses its interval instead.
     pub flush_interval: Duration,
-    /// Zero-fill each segment to `segment_bytes` ahead of use, so fdatasync
-    /// never has to persist a size change. Default true.
-    pub preallocate: bool,
+    /// Whether segment files are zero-filled ahead of use. Default `Auto`.
+    pub preallocate: Preallocate,
     /// Default `TolerateTornTail`.
     pub recovery: RecoveryMode,
 }
@@ -83,7 +112,7 @@ impl Default for WalOptions {
             group_max_records: 65_536,
             group_delay: None,
             flush_interval: Duration::from_millis(2),
-            preallocate: true,
+            preallocate: Preallocate::Auto,
             recovery: RecoveryMode::default(),
         }
     }

@@ -40,15 +40,6 @@ pub(crate) struct Chunk {
     last_lsn: Lsn,
 }
 
-/// A chunk the write leader got into the kernel.
-struct Written<F> {
-    last_lsn: Lsn,
-    end: u64,
-    /// The new segment, if the chunk opened one.
-    rolled: Option<Arc<F>>,
-    segment: Lsn,
-}
-
 pub(crate) struct State<F> {
     /// The LSN the next appended record gets.
     pub next_lsn: Lsn,
@@ -75,6 +66,8 @@ pub(crate) struct State<F> {
     shutdown: bool,
     /// Buffers to reuse for staging, so steady appends do not allocate.
     free_buffers: Vec<Vec<u8>>,
+    /// An empty chunk list to swap in for `staged`, for the same reason.
+    spare_chunks: Vec<Chunk>,
     /// Counters for benchmarks and the CLI.
     pub syncs: u64,
     pub writes: u64,
@@ -89,6 +82,9 @@ pub(crate) struct Shared<V: Vfs> {
     /// Signalled whenever `written` or `synced` advance, staging space frees
     /// up, the log is poisoned, or the background threads must stop.
     pub progress: Condvar,
+    /// The timer thread sleeps here, not on `progress`, so appends never
+    /// pay to wake it; signalled only at shutdown.
+    pub timer_wake: Condvar,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
@@ -116,6 +112,7 @@ impl<F> State<F> {
             closed: false,
             shutdown: false,
             free_buffers: Vec::new(),
+            spare_chunks: Vec::new(),
             syncs: 0,
             writes: 0,
         }
@@ -260,7 +257,8 @@ impl<V: Vfs> Shared<V> {
             return st;
         }
         st.writing = true;
-        let chunks = std::mem::take(&mut st.staged);
+        let spare = std::mem::take(&mut st.spare_chunks);
+        let mut chunks = std::mem::replace(&mut st.staged, spare);
         st.staged_bytes = 0;
         st.staged_records = 0;
         let mut active = st.active.clone();
@@ -270,14 +268,16 @@ impl<V: Vfs> Shared<V> {
         self.progress.notify_all();
 
         let mut outcome = Ok(());
-        let mut done: Vec<Written<V::File>> = Vec::with_capacity(chunks.len());
+        let mut writes = 0;
+        // The newest segment this round rolled to: (file, first LSN).
+        let mut rolled = None;
         for chunk in &chunks {
-            let mut rolled = None;
             if let Some(header) = chunk.new_segment {
                 match self.roll(header, end, last) {
                     Ok(file) => {
                         active = file.clone();
-                        rolled = Some(file);
+                        rolled = Some((file, chunk.segment));
+                        end = SEGMENT_HEADER_BYTES as u64;
                     }
                     Err(e) => {
                         outcome = Err(e);
@@ -292,31 +292,29 @@ impl<V: Vfs> Shared<V> {
             }
             end = chunk.offset + chunk.bytes.len() as u64;
             last = chunk.last_lsn;
-            done.push(Written { last_lsn: last, end, rolled, segment: chunk.segment });
+            writes += 1;
         }
 
         let mut st = self.state.lock();
-        for Written { last_lsn, end, rolled, segment } in done {
-            if let Some(file) = rolled {
-                // The roll synced the previous segment completely.
-                st.synced = st.synced.max(st.written);
-                st.active = file;
-                st.active_first_lsn = segment;
-            }
-            st.written = last_lsn;
-            st.active_end = end;
-            st.writes += 1;
+        if let Some((file, first_lsn)) = rolled {
+            // The roll synced the previous segment whole.
+            st.synced = st.synced.max(Lsn(first_lsn.0 - 1));
+            st.active = file;
+            st.active_first_lsn = first_lsn;
         }
+        st.written = last;
+        st.active_end = end;
+        st.writes += writes;
         if let Err(e) = outcome {
             log::error!("walden: write failed, the log is poisoned: {e}");
             st.poisoned.get_or_insert(Arc::new(e));
         }
-        for mut chunk in chunks {
+        for chunk in chunks.drain(..) {
             if st.free_buffers.len() < 4 && chunk.bytes.capacity() <= self.options.group_max_bytes * 2 {
-                chunk.bytes.clear();
-                st.free_buffers.push(std::mem::take(&mut chunk.bytes));
+                st.free_buffers.push(chunk.bytes);
             }
         }
+        st.spare_chunks = chunks;
         st.writing = false;
         self.progress.notify_all();
         st
@@ -365,7 +363,12 @@ impl<V: Vfs> Shared<V> {
         previous.sealed = Some((end, last));
         let spare = match self.spare.lock().take() {
             Some(spare) => spare,
-            None => create_spare(&self.fs, &self.dir, self.options.segment_bytes, self.options.preallocate)?,
+            None => create_spare(
+                &self.fs,
+                &self.dir,
+                self.options.segment_bytes,
+                self.options.preallocate.zero_fill(self.options.fsync),
+            )?,
         };
         let segment = publish_segment(&self.fs, &self.dir, spare, header)?;
         let file = segment.file.clone();
@@ -384,7 +387,12 @@ impl<V: Vfs> Shared<V> {
         }
         let mut spare = self.spare.lock();
         if spare.is_none() {
-            *spare = Some(create_spare(&self.fs, &self.dir, self.options.segment_bytes, self.options.preallocate)?);
+            *spare = Some(create_spare(
+                &self.fs,
+                &self.dir,
+                self.options.segment_bytes,
+                self.options.preallocate.zero_fill(self.options.fsync),
+            )?);
         }
         Ok(())
     }
@@ -412,7 +420,7 @@ impl<V: Vfs> Shared<V> {
         loop {
             let mut st = self.state.lock();
             while !st.shutdown && Instant::now() < next {
-                self.progress.wait_until(&mut st, next);
+                self.timer_wake.wait_until(&mut st, next);
             }
             if st.shutdown {
                 return;
@@ -442,5 +450,6 @@ impl<V: Vfs> Shared<V> {
     pub fn stop_background(&self) {
         self.state.lock().shutdown = true;
         self.progress.notify_all();
+        self.timer_wake.notify_all();
     }
 }
