@@ -40,6 +40,20 @@ pub(crate) struct Chunk {
     last_lsn: Lsn,
 }
 
+/// A thread parked until `written` (or, if `durable`, `synced`) reaches `lsn`.
+struct Waiter {
+    lsn: Lsn,
+    durable: bool,
+    thread: std::thread::Thread,
+}
+
+/// Parks the calling thread until a round wakes it: covered, poisoned, or
+/// called to lead. Spurious wake-ups are fine: callers re-check in a loop.
+fn park<F>(st: &mut MutexGuard<'_, State<F>>, lsn: Lsn, durable: bool) {
+    st.waiters.push(Waiter { lsn, durable, thread: std::thread::current() });
+    MutexGuard::unlocked(st, std::thread::park);
+}
+
 pub(crate) struct State<F> {
     /// The LSN the next appended record gets.
     pub next_lsn: Lsn,
@@ -68,6 +82,8 @@ pub(crate) struct State<F> {
     free_buffers: Vec<Vec<u8>>,
     /// An empty chunk list to swap in for `staged`, for the same reason.
     spare_chunks: Vec<Chunk>,
+    /// Appenders parked until a write or sync round covers them.
+    waiters: Vec<Waiter>,
     /// Counters for benchmarks and the CLI.
     pub syncs: u64,
     pub writes: u64,
@@ -79,8 +95,9 @@ pub(crate) struct Shared<V: Vfs> {
     pub options: WalOptions,
     pub log_id: u64,
     pub state: Mutex<State<V::File>>,
-    /// Signalled whenever `written` or `synced` advance, staging space frees
-    /// up, the log is poisoned, or the background threads must stop.
+    /// Signalled when staging space frees up (appenders under back-pressure
+    /// wait here), the log is poisoned, or the background threads must stop.
+    /// Appenders waiting for a round park on `State::waiters` instead.
     pub progress: Condvar,
     /// The timer thread sleeps here, not on `progress`, so appends never
     /// pay to wake it; signalled only at shutdown.
@@ -113,6 +130,7 @@ impl<F> State<F> {
             shutdown: false,
             free_buffers: Vec::new(),
             spare_chunks: Vec::new(),
+            waiters: Vec::new(),
             syncs: 0,
             writes: 0,
         }
@@ -221,7 +239,7 @@ impl<V: Vfs> Shared<V> {
                 return Err(Error::Poisoned(cause.clone()));
             }
             if st.writing {
-                self.progress.wait(&mut st);
+                park(&mut st, lsn, false);
             } else {
                 st = self.write_round(st);
             }
@@ -229,25 +247,50 @@ impl<V: Vfs> Shared<V> {
         Ok(st)
     }
 
-    /// Makes sure everything up to `lsn` is on stable storage: leads syncs
-    /// or waits for the leader.
+    /// Makes sure everything up to `lsn` is on stable storage. The leader
+    /// writes out everything staged and then syncs it, so a whole group
+    /// costs one write() and one fdatasync; the others park until a sync
+    /// covers them or they are called to lead the next group.
     pub fn wait_synced<'g>(
         &'g self,
-        st: MutexGuard<'g, State<V::File>>,
+        mut st: MutexGuard<'g, State<V::File>>,
         lsn: Lsn,
     ) -> Result<MutexGuard<'g, State<V::File>>> {
-        let mut st = self.wait_written(st, lsn)?;
+        debug_assert!(lsn < st.next_lsn, "waiting for an LSN never assigned");
         while st.synced < lsn {
             if let Some(cause) = &st.poisoned {
                 return Err(Error::Poisoned(cause.clone()));
             }
-            if st.syncing {
-                self.progress.wait(&mut st);
+            if st.syncing || st.writing {
+                park(&mut st, lsn, true);
+            } else if st.written < lsn || !st.staged.is_empty() {
+                st = self.write_round(st);
             } else {
                 st = self.sync_round(st);
             }
         }
         Ok(st)
+    }
+
+    /// Wakes every parked waiter whose LSN is now covered (all of them if the
+    /// log is poisoned) and, if no round is running and some still wait,
+    /// one of those to lead the next round. Called with `state` held.
+    fn wake(&self, st: &mut State<V::File>) {
+        let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
+        let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
+        if !st.writing && !st.syncing {
+            // The next leader first, so its round overlaps the wake-ups below.
+            if let Some(at) = st.waiters.iter().rposition(|w| !covered(w)) {
+                st.waiters.swap_remove(at).thread.unpark();
+            }
+        }
+        st.waiters.retain(|w| {
+            let done = covered(w);
+            if done {
+                w.thread.unpark();
+            }
+            !done
+        });
     }
 
     /// One write round as leader: everything staged goes to the kernel.
@@ -316,6 +359,7 @@ impl<V: Vfs> Shared<V> {
         }
         st.spare_chunks = chunks;
         st.writing = false;
+        self.wake(&mut st);
         self.progress.notify_all();
         st
     }
@@ -348,7 +392,7 @@ impl<V: Vfs> Shared<V> {
                 st.poisoned.get_or_insert(Arc::new(e));
             }
         }
-        self.progress.notify_all();
+        self.wake(&mut st);
         st
     }
 
