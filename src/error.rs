@@ -30,6 +30,9 @@ pub enum Error {
     /// it is reopened, which recovers the acknowledged prefix.
     #[error("the log is poisoned by an earlier failure: {0}")]
     Poisoned(Arc<Error>),
+    /// A snapshot file is damaged or incomplete; recovery skips it.
+    #[error("bad snapshot {file}: {reason}")]
+    BadSnapshot { file: PathBuf, reason: String },
     /// A record is larger than `max_record_bytes`.
     #[error("record of {len} bytes exceeds max_record_bytes = {max}")]
     RecordTooLarge { len: usize, max: u32 },

@@ -11,6 +11,7 @@ pub mod format;
 pub mod fuzz_targets;
 pub mod io;
 mod lsn;
+pub mod snapshot;
 pub mod wal;
 
 pub use error::{Corruption, Error, Result};

@@ -1,0 +1,299 @@
+//! Snapshot files: a state, compressed with zstd, as of one LSN.
+//!
+//! A snapshot is written crash-safely (temporary name, fdatasync, rename,
+//! directory fsync) and streamed in constant memory: the state writes
+//! itself into a [`std::io::Write`] that compresses and checksums as it
+//! goes. It is read back only after its checksum holds. The layout is in
+//! `header.rs` and docs/FORMAT.md.
+//!
+//! **Invariant:** a file with a final snapshot name is complete and synced;
+//! a half-written snapshot only ever exists under a `.tmp` name.
+
+mod header;
+
+pub use header::{SnapshotHeader, SnapshotHeaderError, SNAPSHOT_HEADER_BYTES, SNAPSHOT_VERSION};
+
+use crate::io::{Vfs, VfsFile};
+use crate::{Error, Lsn, Result};
+use serde::Serialize;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+const PREFIX: &str = "snapshot-";
+const SUFFIX: &str = ".zst";
+const TEMP_SUFFIX: &str = ".zst.tmp";
+const IO_CHUNK_BYTES: usize = 1 << 20;
+/// zstd level 3: zstd's default, a good ratio at several hundred MB/s.
+const ZSTD_LEVEL: i32 = 3;
+
+/// The file name of the snapshot covering `lsn`; names sort by LSN.
+pub fn snapshot_file_name(lsn: Lsn) -> String {
+    format!("{PREFIX}{:020}{SUFFIX}", lsn.0)
+}
+
+/// The LSN a snapshot file name stands for, if it is one.
+pub fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Lsn)
+}
+
+/// A snapshot on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    pub path: PathBuf,
+    pub header: SnapshotHeader,
+    /// The whole file, header included.
+    pub file_bytes: u64,
+}
+
+/// Writes a snapshot of the state as of `lsn` into `dir`. `write_state`
+/// streams the state into the writer it is given and returns how many
+/// entries it wrote. Returns once the snapshot is durable under its final
+/// name.
+pub fn write_snapshot<V: Vfs>(
+    fs: &V,
+    dir: &Path,
+    lsn: Lsn,
+    created_unix_us: u64,
+    write_state: impl FnOnce(&mut dyn Write) -> io::Result<u64>,
+) -> Result<SnapshotInfo> {
+    let final_path = dir.join(snapshot_file_name(lsn));
+    let temp_path = dir.join(format!("{PREFIX}{:020}-{:016x}{TEMP_SUFFIX}", lsn.0, crate::wal::random_u64()));
+    let file = fs.create_new(&temp_path).map_err(Error::io("create", &temp_path))?;
+    let result = (|| {
+        let sink = FileSink::new(&file, SNAPSHOT_HEADER_BYTES as u64);
+        let mut encoder = zstd::stream::Encoder::new(sink, ZSTD_LEVEL)?;
+        let entries = write_state(&mut encoder)?;
+        let sink = encoder.finish()?.finish()?;
+        Ok::<_, io::Error>((entries, sink))
+    })();
+    let (entries, (content_bytes, content_crc)) = result.map_err(Error::io("write", &temp_path))?;
+    let header = SnapshotHeader { lsn, created_unix_us, entries, content_bytes, content_crc };
+    file.write_all_at(&header.encode(), 0).map_err(Error::io("write header", &temp_path))?;
+    file.sync_data().map_err(Error::io("fsync", &temp_path))?;
+    fs.rename(&temp_path, &final_path).map_err(Error::io("rename", &final_path))?;
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+    Ok(SnapshotInfo { path: final_path, header, file_bytes: SNAPSHOT_HEADER_BYTES as u64 + content_bytes })
+}
+
+/// What [`list_snapshots`] found.
+#[derive(Debug)]
+pub struct SnapshotListing {
+    /// Snapshots whose header reads, oldest first (content not yet verified:
+    /// see [`verify_snapshot`]).
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Files with a snapshot name whose header cannot be read, and why.
+    pub unreadable: Vec<(PathBuf, Error)>,
+}
+
+/// The snapshots in `dir`, oldest first.
+pub fn list_snapshots<V: Vfs>(fs: &V, dir: &Path) -> Result<SnapshotListing> {
+    let mut names: Vec<(Lsn, String)> = fs
+        .list_dir(dir)
+        .map_err(Error::io("list", dir))?
+        .into_iter()
+        .filter_map(|name| parse_snapshot_file_name(&name).map(|lsn| (lsn, name)))
+        .collect();
+    names.sort();
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (_, name) in names {
+        let path = dir.join(name);
+        match read_header(fs, &path) {
+            Ok(info) => good.push(info),
+            Err(e) => bad.push((path, e)),
+        }
+    }
+    Ok(SnapshotListing { snapshots: good, unreadable: bad })
+}
+
+/// Names of leftover temporary snapshot files in `dir` (a crash during a
+/// snapshot leaves one; it is never taken for a snapshot).
+pub fn temporary_files<V: Vfs>(fs: &V, dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(fs
+        .list_dir(dir)
+        .map_err(Error::io("list", dir))?
+        .into_iter()
+        .filter(|name| name.starts_with(PREFIX) && name.ends_with(TEMP_SUFFIX))
+        .map(|name| dir.join(name))
+        .collect())
+}
+
+fn read_header<V: Vfs>(fs: &V, path: &Path) -> Result<SnapshotInfo> {
+    let file = fs.open(path, false).map_err(Error::io("open", path))?;
+    let file_bytes = file.size_bytes().map_err(Error::io("stat", path))?;
+    let mut bytes = [0u8; SNAPSHOT_HEADER_BYTES];
+    if file_bytes < SNAPSHOT_HEADER_BYTES as u64 {
+        return Err(corrupt(path, SnapshotHeaderError::Truncated(file_bytes)));
+    }
+    file.read_exact_at(&mut bytes, 0).map_err(Error::io("read", path))?;
+    let header = SnapshotHeader::decode(&bytes).map_err(|e| corrupt(path, e))?;
+    if file_bytes != SNAPSHOT_HEADER_BYTES as u64 + header.content_bytes {
+        return Err(corrupt(
+            path,
+            SnapshotHeaderError::LengthMismatch { header: header.content_bytes, file: file_bytes },
+        ));
+    }
+    Ok(SnapshotInfo { path: path.to_owned(), header, file_bytes })
+}
+
+fn corrupt(path: &Path, e: SnapshotHeaderError) -> Error {
+    match e {
+        SnapshotHeaderError::UnsupportedVersion(_) => {
+            Error::Unsupported { file: path.to_owned(), reason: e.to_string() }
+        }
+        _ => Error::BadSnapshot { file: path.to_owned(), reason: e.to_string() },
+    }
+}
+
+/// Reads the whole snapshot once and checks its content checksum.
+pub fn verify_snapshot<V: Vfs>(fs: &V, info: &SnapshotInfo) -> Result<()> {
+    let path = &info.path;
+    let file = fs.open(path, false).map_err(Error::io("open", path))?;
+    let mut source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
+    io::copy(&mut source, &mut io::sink()).map_err(Error::io("read", path))?;
+    let crc = source.finish();
+    if crc != info.header.content_crc {
+        return Err(Error::BadSnapshot {
+            file: path.clone(),
+            reason: format!(
+                "content checksum mismatch: stored {:#010x}, computed {crc:#010x}",
+                info.header.content_crc
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies the snapshot, then streams its decompressed content into
+/// `read_state`. A snapshot whose checksum fails is never decoded.
+pub fn read_snapshot<V: Vfs, T>(
+    fs: &V,
+    info: &SnapshotInfo,
+    read_state: impl FnOnce(&mut dyn Read) -> io::Result<T>,
+) -> Result<T> {
+    verify_snapshot(fs, info)?;
+    let path = &info.path;
+    let file = fs.open(path, false).map_err(Error::io("open", path))?;
+    let source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
+    let mut decoder = zstd::stream::Decoder::new(source).map_err(Error::io("decompress", path))?;
+    read_state(&mut decoder).map_err(|e| Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") })
+}
+
+/// Deletes all but the newest `keep_count` snapshots of `snapshots` (oldest
+/// first). Returns the paths removed. Only complete, synced snapshots are
+/// ever listed, so the kept ones are durable before anything goes.
+pub fn prune_snapshots<V: Vfs>(
+    fs: &V,
+    dir: &Path,
+    snapshots: &[SnapshotInfo],
+    keep_count: usize,
+) -> Result<Vec<PathBuf>> {
+    let excess = snapshots.len().saturating_sub(keep_count.max(1));
+    let mut removed = Vec::with_capacity(excess);
+    for info in &snapshots[..excess] {
+        fs.remove_file(&info.path).map_err(Error::io("remove", &info.path))?;
+        removed.push(info.path.clone());
+    }
+    if !removed.is_empty() {
+        fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+    }
+    Ok(removed)
+}
+
+/// Buffers compressed bytes into 1 MiB writes at increasing offsets,
+/// computing their CRC32 on the way.
+struct FileSink<'f, F> {
+    file: &'f F,
+    offset: u64,
+    buffer: Vec<u8>,
+    hasher: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<'f, F: VfsFile> FileSink<'f, F> {
+    fn new(file: &'f F, offset: u64) -> Self {
+        FileSink {
+            file,
+            offset,
+            buffer: Vec::with_capacity(IO_CHUNK_BYTES),
+            hasher: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.file.write_all_at(&self.buffer, self.offset)?;
+            self.offset += self.buffer.len() as u64;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered; returns the content length and CRC.
+    fn finish(mut self) -> io::Result<(u64, u32)> {
+        self.drain()?;
+        Ok((self.bytes, self.hasher.finalize()))
+    }
+}
+
+impl<F: VfsFile> Write for FileSink<'_, F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        self.bytes += buf.len() as u64;
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= IO_CHUNK_BYTES {
+            self.drain()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()
+    }
+}
+
+/// Reads `[offset, offset + len)` of a file in 1 MiB chunks, computing the
+/// CRC32 of what it returns.
+struct FileSource<'f, F> {
+    file: &'f F,
+    offset: u64,
+    end: u64,
+    buffer: Vec<u8>,
+    at: usize,
+    hasher: crc32fast::Hasher,
+}
+
+impl<'f, F: VfsFile> FileSource<'f, F> {
+    fn new(file: &'f F, offset: u64, len: u64) -> Self {
+        FileSource { file, offset, end: offset + len, buffer: Vec::new(), at: 0, hasher: crc32fast::Hasher::new() }
+    }
+
+    fn finish(self) -> u32 {
+        self.hasher.finalize()
+    }
+}
+
+impl<F: VfsFile> Read for FileSource<'_, F> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buffer.len() {
+            let n = (self.end - self.offset).min(IO_CHUNK_BYTES as u64) as usize;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.buffer.resize(n, 0);
+            self.file.read_exact_at(&mut self.buffer, self.offset)?;
+            self.hasher.update(&self.buffer);
+            self.offset += n as u64;
+            self.at = 0;
+        }
+        let n = out.len().min(self.buffer.len() - self.at);
+        out[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
