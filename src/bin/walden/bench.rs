@@ -1,0 +1,553 @@
+//! `walden bench`: walden's appends next to the raw disk and SQLite, in one
+//! process. Each group of engines shares a workload (writers, record size);
+//! every engine of a group runs once per repetition, in an order that
+//! alternates between repetitions, so drift of the machine hits every engine
+//! alike. Figures are medians over repetitions; a ratio is the median of the
+//! ratios measured within the same repetition. docs/BENCHMARKS.md has the method.
+
+use crate::engines::{self, Api, Engine, Mode, Result, Setup, SqliteConn, Workload};
+use crate::latency::Percentiles;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Writers 1 and 16 only, and shorter runs: done in under 2 minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Writer thread counts to measure [default: 1,16,64; 1,16 with --quick].
+    #[arg(long, value_name = "N,..", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
+    writers: Vec<u16>,
+    /// Record sizes to measure, in bytes [default: 128,4096]. The pipelined
+    /// workload runs when 1 writer and 128 B are both measured.
+    #[arg(long, value_name = "BYTES,..", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1 << 24))]
+    record_bytes: Vec<u32>,
+    /// Repetitions of every measurement; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: u32,
+    /// Also write the results to FILE, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Where the data goes: a temporary directory is made in PATH and
+    /// removed afterwards. Use the file system you want to measure.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    dir: PathBuf,
+    /// Seconds one run should take [default: 0.6, 0.25 with --quick]. Each
+    /// engine's operation count is fixed for all repetitions of a workload
+    /// from the rate of a short pilot run.
+    #[arg(long, value_name = "SECS")]
+    run_secs: Option<f64>,
+    /// How several SQLite writer threads share the database.
+    #[arg(long, value_enum, default_value_t = SqliteConn::Mutex)]
+    sqlite_conn: SqliteConn,
+    /// Pipelined appends kept in flight.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    window: u32,
+}
+
+/// Engines measured side by side on one workload.
+struct Group {
+    workload: Workload,
+    engines: Vec<Engine>,
+}
+
+fn plan(args: &BenchArgs) -> Vec<Group> {
+    let writers: Vec<usize> = match (&args.writers[..], args.quick) {
+        ([], false) => vec![1, 16, 64],
+        ([], true) => vec![1, 16],
+        (list, _) => list.iter().map(|&w| usize::from(w)).collect(),
+    };
+    let sizes: Vec<usize> = match &args.record_bytes[..] {
+        [] => vec![128, 4096],
+        list => list.iter().map(|&b| b as usize).collect(),
+    };
+    let mut groups = Vec::new();
+    for &writers in &writers {
+        for &record_bytes in &sizes {
+            let mut engines: Vec<Engine> = Mode::ALL.map(|m| Engine::Walden(m, Api::Blocking)).into();
+            engines.extend(Mode::ALL.map(Engine::Sqlite));
+            engines.extend([Engine::RawWrite, Engine::RawFdatasync]);
+            groups.push(Group { workload: Workload { writers, record_bytes }, engines });
+        }
+    }
+    if !(writers.contains(&1) && sizes.contains(&128)) {
+        return groups;
+    }
+    let pipelined = [Mode::Never, Mode::Periodic].map(|m| Engine::Walden(m, Api::Pipelined));
+    groups.push(Group {
+        workload: Workload { writers: 1, record_bytes: 128 },
+        engines: [pipelined[0], pipelined[1], Engine::RawWrite].into(),
+    });
+    groups
+}
+
+/// Rough rates (ops/s) on the reference machine (2 vCPUs, ext4 on virtio),
+/// used only to size the pilot run that sizes the real ones.
+fn expected_rate(engine: Engine, workload: Workload) -> f64 {
+    let writers = workload.writers as f64;
+    let small = workload.record_bytes <= 1024;
+    match engine {
+        Engine::Walden(Mode::Always, Api::Blocking) => 5_000.0 * writers.min(8.0),
+        Engine::Walden(_, Api::Blocking) if small => 300_000.0,
+        Engine::Walden(_, Api::Blocking) => 100_000.0,
+        Engine::Walden(_, Api::Pipelined) => 3_000_000.0,
+        Engine::Sqlite(Mode::Always) => 3_000.0,
+        Engine::Sqlite(_) if small => 100_000.0,
+        Engine::Sqlite(_) => 30_000.0,
+        Engine::RawWrite if small => 1_500_000.0,
+        Engine::RawWrite => 300_000.0,
+        Engine::RawFdatasync => 5_000.0 * writers.min(2.0),
+    }
+}
+
+/// How long a pilot run should take, by [`expected_rate`].
+const PILOT_SECS: f64 = 0.1;
+
+fn ops_for(engine: Engine, workload: Workload, secs: f64) -> u64 {
+    let writers = workload.writers as u64;
+    let ops = (expected_rate(engine, workload) * secs) as u64;
+    ops.max(20 * writers).next_multiple_of(writers)
+}
+
+/// One repetition of one engine on one workload.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    ops_per_s: f64,
+    secs: f64,
+    latency: Percentiles,
+    fsyncs_per_s: Option<f64>,
+    ops_per_write: Option<f64>,
+}
+
+/// Runs engines, each in a fresh directory of its own under `root`.
+struct Runner<'a> {
+    args: &'a BenchArgs,
+    root: PathBuf,
+    runs: usize,
+}
+
+impl Runner<'_> {
+    fn measure(&mut self, engine: Engine, workload: Workload, ops: u64) -> Result<Sample> {
+        self.runs += 1;
+        let dir = self.root.join(format!("run-{}", self.runs));
+        std::fs::create_dir(&dir)?;
+        let setup = Setup { dir: &dir, sqlite_conn: self.args.sqlite_conn, window: self.args.window as usize };
+        let mut measured = engines::run(engine, workload, ops, &setup)?;
+        std::fs::remove_dir_all(&dir)?;
+        Ok(Sample {
+            ops_per_s: measured.ops as f64 / measured.secs,
+            secs: measured.secs,
+            latency: Percentiles::of(&mut measured.latencies),
+            fsyncs_per_s: measured.syncs.map(|s| s as f64 / measured.secs),
+            ops_per_write: measured.writes.map(|w| measured.ops as f64 / w.max(1) as f64),
+        })
+    }
+}
+
+/// A group's results: `samples[engine][repetition]`.
+struct GroupResult {
+    group: Group,
+    ops: Vec<u64>,
+    samples: Vec<Vec<Sample>>,
+}
+
+impl GroupResult {
+    fn samples(&self, engine: Engine) -> Option<&[Sample]> {
+        let i = self.group.engines.iter().position(|&e| e == engine)?;
+        Some(&self.samples[i])
+    }
+
+    fn median_rate(&self, engine: Engine) -> Option<f64> {
+        self.samples(engine).map(|s| median(s.iter().map(|s| s.ops_per_s)))
+    }
+
+    /// The median over repetitions of `a`'s rate over `b`'s in the same repetition.
+    fn ratio(&self, a: Engine, b: Engine) -> Option<f64> {
+        let (a, b) = (self.samples(a)?, self.samples(b)?);
+        Some(median(a.iter().zip(b).map(|(a, b)| a.ops_per_s / b.ops_per_s)))
+    }
+}
+
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// What a walden row is compared with: the raw disk doing the same promise
+/// (fdatasync per record for Always, write() per record otherwise) and
+/// SQLite at the same durability.
+fn raw_baseline(engine: Engine) -> Option<Engine> {
+    match engine {
+        Engine::Walden(Mode::Always, _) => Some(Engine::RawFdatasync),
+        Engine::Walden(..) => Some(Engine::RawWrite),
+        _ => None,
+    }
+}
+
+fn sqlite_baseline(engine: Engine) -> Option<Engine> {
+    match engine {
+        Engine::Walden(mode, _) => Some(Engine::Sqlite(mode)),
+        _ => None,
+    }
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let run_secs = args.run_secs.unwrap_or(if args.quick { 0.25 } else { 0.6 });
+    if !(run_secs > 0.0 && run_secs <= 60.0) {
+        return Err(format!("--run-secs {run_secs} is not between 0 and 60").into());
+    }
+    let reps = args.reps as usize;
+    let root = tempfile::Builder::new().prefix(".walden-bench-").tempdir_in(&args.dir)?;
+    let groups = plan(args);
+    let total: usize = groups.iter().map(|g| g.engines.len()).sum::<usize>() * reps;
+    eprintln!("walden bench: {total} runs ({reps} repetitions, ~{run_secs} s each) in {}", root.path().display());
+    let started = Instant::now();
+    let mut runner = Runner { args, root: root.path().to_owned(), runs: 0 };
+    let mut done = 0;
+    let mut results = Vec::new();
+    for group in groups {
+        let Workload { writers, record_bytes } = group.workload;
+        let label = |engine: Engine| format!("{writers} writers x {record_bytes} B: {:<26}", engine.label());
+        // A pilot run per engine sizes the fixed operation count of its
+        // repetitions (and warms the code paths and the page cache up).
+        let mut ops = Vec::with_capacity(group.engines.len());
+        for &engine in &group.engines {
+            eprint!("[pilot  ] {} ", label(engine));
+            let pilot = runner.measure(engine, group.workload, ops_for(engine, group.workload, PILOT_SECS))?;
+            let n = ((pilot.ops_per_s * run_secs) as u64).max(20 * writers as u64).next_multiple_of(writers as u64);
+            eprintln!("{:>12} ops/s: {n} ops a run", thousands(pilot.ops_per_s));
+            ops.push(n);
+        }
+        let mut samples = vec![Vec::with_capacity(reps); group.engines.len()];
+        for rep in 0..reps {
+            let mut order: Vec<usize> = (0..group.engines.len()).collect();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                done += 1;
+                eprint!("[{done:3}/{total}] {} rep {}/{reps} ", label(group.engines[i]), rep + 1);
+                let sample = runner.measure(group.engines[i], group.workload, ops[i])?;
+                eprintln!("{:>12} ops/s in {:.2} s", thousands(sample.ops_per_s), sample.secs);
+                samples[i].push(sample);
+            }
+        }
+        results.push(GroupResult { group, ops, samples });
+    }
+    eprintln!("walden bench: done in {:.0} s", started.elapsed().as_secs_f64());
+
+    let rows: Vec<Row> = results.iter().flat_map(rows_of).collect();
+    println!(
+        "append: medians of {reps} repetitions; SQLite writers share {}; pipelined window {}",
+        if args.sqlite_conn == SqliteConn::Mutex {
+            "one connection behind a mutex"
+        } else {
+            "nothing: a connection each"
+        },
+        args.window
+    );
+    print!("{}", table(&rows));
+    println!(
+        "\n× raw: walden / raw-fdatasync (always) or raw-write (periodic, never), same writers and record size.\n\
+         × SQLite: walden / SQLite at the same durability (always: FULL, periodic: NORMAL, never: OFF).\n\
+         Ratios are medians of the ratios within each repetition.\n"
+    );
+    print!("{}", targets_table(&targets(&results)));
+    if let Some(path) = &args.json {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for row in &rows {
+            writeln!(out, "{}", row.json(args.sqlite_conn))?;
+        }
+        out.flush()?;
+        eprintln!("walden bench: wrote {}", path.display());
+    }
+    root.close()?;
+    Ok(())
+}
+
+/// The medians of one engine on one workload.
+struct Row {
+    engine: Engine,
+    workload: Workload,
+    ops: u64,
+    rates: Vec<f64>,
+    ops_per_s: f64,
+    secs: f64,
+    latency: Percentiles,
+    fsyncs_per_s: Option<f64>,
+    ops_per_write: Option<f64>,
+    vs_raw: Option<(f64, Engine)>,
+    vs_sqlite: Option<(f64, Engine)>,
+}
+
+fn rows_of(result: &GroupResult) -> Vec<Row> {
+    let group = &result.group;
+    group
+        .engines
+        .iter()
+        .zip(&result.samples)
+        .zip(&result.ops)
+        .map(|((&engine, samples), &ops)| {
+            let med = |f: fn(&Sample) -> f64| median(samples.iter().map(f));
+            let against = |baseline: Option<Engine>| {
+                let b = baseline?;
+                Some((result.ratio(engine, b)?, b))
+            };
+            Row {
+                engine,
+                workload: group.workload,
+                ops,
+                rates: samples.iter().map(|s| s.ops_per_s).collect(),
+                ops_per_s: med(|s| s.ops_per_s),
+                secs: med(|s| s.secs),
+                latency: Percentiles {
+                    p50_us: med(|s| s.latency.p50_us),
+                    p99_us: med(|s| s.latency.p99_us),
+                    p999_us: med(|s| s.latency.p999_us),
+                },
+                fsyncs_per_s: samples[0].fsyncs_per_s.map(|_| med(|s| s.fsyncs_per_s.unwrap_or(f64::NAN))),
+                ops_per_write: samples[0].ops_per_write.map(|_| med(|s| s.ops_per_write.unwrap_or(f64::NAN))),
+                vs_raw: against(raw_baseline(engine)),
+                vs_sqlite: against(sqlite_baseline(engine)),
+            }
+        })
+        .collect()
+}
+
+impl Row {
+    fn mb_per_s(&self) -> f64 {
+        self.ops_per_s * self.workload.record_bytes as f64 / 1e6
+    }
+
+    fn json(&self, sqlite_conn: SqliteConn) -> serde_json::Value {
+        let ratio = |r: Option<(f64, Engine)>| r.map(|(x, _)| x);
+        let baseline = |r: Option<(f64, Engine)>| r.map(|(_, e)| e.label());
+        serde_json::json!({
+            "workload": "append",
+            "engine": self.engine.name(),
+            "mode": self.engine.mode().map(Mode::name),
+            "api": self.engine.api().name(),
+            "writers": self.workload.writers,
+            "record_bytes": self.workload.record_bytes,
+            "ops": self.ops,
+            "reps": self.rates.len(),
+            "ops_per_s": self.ops_per_s,
+            "ops_per_s_reps": self.rates,
+            "mb_per_s": self.mb_per_s(),
+            "p50_us": self.latency.p50_us,
+            "p99_us": self.latency.p99_us,
+            "p999_us": self.latency.p999_us,
+            "secs": self.secs,
+            "fsyncs_per_s": self.fsyncs_per_s,
+            "ops_per_write": self.ops_per_write,
+            "vs_raw": ratio(self.vs_raw),
+            "raw_baseline": baseline(self.vs_raw),
+            "vs_sqlite": ratio(self.vs_sqlite),
+            "sqlite_baseline": baseline(self.vs_sqlite),
+            "sqlite_synchronous": match self.engine {
+                Engine::Sqlite(mode) => Some(mode.sqlite_synchronous()),
+                _ => None,
+            },
+            "sqlite_conn": matches!(self.engine, Engine::Sqlite(_)).then_some(sqlite_conn.name()),
+        })
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let header = "| writers | record | engine | mode | api | ops/s | MB/s | p50 µs | p99 µs | p99.9 µs | fsync/s | × raw | × SQLite |";
+    out.push_str(header);
+    out.push('\n');
+    out.push_str("|--:|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for row in rows {
+        let mode = match row.engine {
+            Engine::Sqlite(mode) => mode.sqlite_synchronous().to_owned(),
+            e => e.mode().map_or("", Mode::name).to_owned(),
+        };
+        let ratio = |r: Option<(f64, Engine)>| r.map_or(String::new(), |(x, _)| format!("{x:.2}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            row.workload.writers,
+            bytes(row.workload.record_bytes),
+            row.engine.name(),
+            mode,
+            row.engine.api().name(),
+            thousands(row.ops_per_s),
+            row.mb_per_s(),
+            row.latency.p50_us,
+            row.latency.p99_us,
+            row.latency.p999_us,
+            row.fsyncs_per_s.map_or(String::new(), thousands),
+            ratio(row.vs_raw),
+            ratio(row.vs_sqlite),
+        );
+    }
+    out
+}
+
+/// One issue-2 target against its measurement.
+struct Target {
+    what: String,
+    measured: f64,
+    goal: f64,
+    unit: &'static str,
+}
+
+fn targets(results: &[GroupResult]) -> Vec<Target> {
+    let find = |writers: usize, record_bytes: usize, engine: Engine| {
+        results.iter().find(|r| r.group.workload == Workload { writers, record_bytes } && r.samples(engine).is_some())
+    };
+    let max_writers = results.iter().map(|r| r.group.workload.writers).max().unwrap_or(1);
+    // The goals for many writers are set for 64; say so when fewer ran.
+    let note = if max_writers == 64 { "" } else { " (goal set for 64)" };
+    let always = Engine::Walden(Mode::Always, Api::Blocking);
+    let mut out = Vec::new();
+    let mut push = |what: String, measured: Option<f64>, goal: f64, unit| {
+        if let Some(measured) = measured {
+            out.push(Target { what, measured, goal, unit });
+        }
+    };
+    for size in [128, 4096] {
+        let one = find(1, size, always);
+        push(
+            format!("always, 1 writer, {}: walden / raw write+fdatasync", bytes(size)),
+            one.and_then(|g| g.ratio(always, Engine::RawFdatasync)),
+            0.95,
+            "x",
+        );
+        let many = find(max_writers, size, always).filter(|_| max_writers > 1);
+        push(
+            format!("always, {max_writers} writers, {}: walden / walden 1 writer{note}", bytes(size)),
+            many.zip(one).and_then(|(m, o)| Some(m.median_rate(always)? / o.median_rate(always)?)),
+            20.0,
+            "x",
+        );
+    }
+    for mode in [Mode::Periodic, Mode::Never] {
+        let walden = Engine::Walden(mode, Api::Blocking);
+        let one = find(1, 128, walden);
+        let name = mode.name();
+        push(
+            format!("{name}, 1 writer, 128 B: walden / raw write"),
+            one.and_then(|g| g.ratio(walden, Engine::RawWrite)),
+            0.6,
+            "x",
+        );
+        push(
+            format!("{name}, 1 writer, 128 B: walden / SQLite synchronous=OFF"),
+            one.and_then(|g| g.ratio(walden, Engine::Sqlite(Mode::Never))),
+            5.0,
+            "x",
+        );
+        for size in [128, 4096] {
+            push(
+                format!("{name}, {max_writers} writers, {}: walden / raw write{note}", bytes(size)),
+                find(max_writers, size, walden)
+                    .filter(|_| max_writers > 1)
+                    .and_then(|g| g.ratio(walden, Engine::RawWrite)),
+                0.6,
+                "x",
+            );
+        }
+    }
+    for mode in [Mode::Never, Mode::Periodic] {
+        let pipelined = Engine::Walden(mode, Api::Pipelined);
+        push(
+            format!("{}, pipelined, 1 thread, 128 B: appends/s", mode.name()),
+            find(1, 128, pipelined).and_then(|g| g.median_rate(pipelined)),
+            2_000_000.0,
+            "/s",
+        );
+    }
+    out
+}
+
+fn targets_table(targets: &[Target]) -> String {
+    let mut out = String::from("| target (issue 2) | goal | measured | verdict |\n|---|--:|--:|---|\n");
+    for t in targets {
+        let show = |v: f64| if t.unit == "x" { format!("{v:.2}x") } else { format!("{}/s", thousands(v)) };
+        let verdict = if t.measured >= t.goal {
+            "met".to_owned()
+        } else {
+            format!("MISSED by {:.0}%", 100.0 * (1.0 - t.measured / t.goal))
+        };
+        let _ = writeln!(out, "| {} | >= {} | {} | {} |", t.what, show(t.goal), show(t.measured), verdict);
+    }
+    out
+}
+
+fn bytes(n: usize) -> String {
+    if n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// 1234567.8 as "1,234,568".
+fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".to_owned();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    impl BenchArgs {
+        fn parse_from<const N: usize>(argv: [&str; N]) -> BenchArgs {
+            Cli::parse_from(argv).args
+        }
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(thousands(1_234_567.8), "1,234,568");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(bytes(4096), "4 KiB");
+        assert_eq!(bytes(128), "128 B");
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0]), 2.5);
+    }
+
+    #[test]
+    fn op_counts_are_whole_shares() {
+        assert_eq!(plan(&BenchArgs::parse_from(["bench", "--quick"])).len(), 5);
+        assert_eq!(plan(&BenchArgs::parse_from(["bench", "--writers", "4", "--record-bytes", "100,200"])).len(), 2);
+        let args = BenchArgs::parse_from(["bench"]);
+        assert_eq!(plan(&args).len(), 7);
+        for group in plan(&args) {
+            for engine in group.engines {
+                assert_eq!(ops_for(engine, group.workload, 0.3) % group.workload.writers as u64, 0);
+            }
+        }
+    }
+}
