@@ -92,8 +92,7 @@ impl<V: Vfs> Wal<V> {
             Some(r) => (r.log_id, r.segments, r.active_end, r.last_lsn, r.report),
             None => {
                 let log_id = random_u64();
-                let spare =
-                    create_spare(&fs, &dir, options.segment_bytes, options.preallocate.zero_fill(options.fsync))?;
+                let spare = create_spare(&fs, &dir, options.segment_bytes, options.preallocate.zero_fill())?;
                 let header =
                     SegmentHeader { log_id, salt: random_u64(), first_lsn: Lsn::FIRST, created_unix_us: now_unix_us() };
                 let segment = publish_segment(&fs, &dir, spare, header)?;

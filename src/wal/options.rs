@@ -47,29 +47,23 @@ pub enum RecoveryMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preallocate {
-    /// `ZeroFill` in `Always` mode, `Off` otherwise: zero-filling pays only
-    /// where every append waits for an fdatasync. Measured on ext4 (see
-    /// docs/BENCHMARKS.md): write+fdatasync of 4 KiB records runs about 1.3x
-    /// faster into zero-filled blocks than into a growing file, because the
-    /// file size never has to be journaled; but a buffered write() into
-    /// zero-filled blocks runs about 3x slower than one that grows the file.
-    #[default]
-    Auto,
     /// Each segment is written full of zeros to `segment_bytes` before it is
-    /// used (by a background thread, ahead of time).
+    /// used (by a background thread, ahead of time), so an fdatasync never
+    /// has to journal a size change: write+fdatasync of 4 KiB records ran
+    /// about 1.3x faster into zero-filled blocks than into a growing file
+    /// on this project's ext4. The zeros are written 64 KiB at a time: 1 MiB
+    /// writes made ext4 cache the file in large folios, and later small
+    /// appends into them ran ~2.5x slower (docs/BENCHMARKS.md).
+    #[default]
     ZeroFill,
     /// Segment files grow as records are written.
     Off,
 }
 
 impl Preallocate {
-    /// Whether segments of a log in `fsync` mode are zero-filled.
-    pub fn zero_fill(self, fsync: FsyncMode) -> bool {
-        match self {
-            Preallocate::Auto => fsync == FsyncMode::Always,
-            Preallocate::ZeroFill => true,
-            Preallocate::Off => false,
-        }
+    /// Whether segments are zero-filled.
+    pub fn zero_fill(self) -> bool {
+        self == Preallocate::ZeroFill
     }
 }
 
@@ -96,7 +90,7 @@ pub struct WalOptions {
     /// the pipelined API that nobody is waiting for (and, in `Always` mode,
     /// syncs them). Default 2 ms. `Periodic` uses its interval instead.
     pub flush_interval: Duration,
-    /// Whether segment files are zero-filled ahead of use. Default `Auto`.
+    /// Whether segment files are zero-filled ahead of use. Default `ZeroFill`.
     pub preallocate: Preallocate,
     /// Default `TolerateTornTail`.
     pub recovery: RecoveryMode,
@@ -112,7 +106,7 @@ impl Default for WalOptions {
             group_max_records: 65_536,
             group_delay: None,
             flush_interval: Duration::from_millis(2),
-            preallocate: Preallocate::Auto,
+            preallocate: Preallocate::ZeroFill,
             recovery: RecoveryMode::default(),
         }
     }

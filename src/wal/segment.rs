@@ -13,7 +13,9 @@ const SEGMENT_SUFFIX: &str = ".wal";
 pub(crate) const TEMP_SUFFIX: &str = ".wal.tmp";
 /// Infix of files holding bytes moved aside by recovery.
 pub(crate) const QUARANTINE_INFIX: &str = ".quarantine";
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
+/// Zero-fill in 64 KiB writes: 1 MiB writes leave the file cached in large
+/// folios, which made later small appends ~2.5x slower on ext4.
+const ZERO_CHUNK_BYTES: usize = 64 << 10;
 
 /// The file name of the segment whose first record has `first_lsn`:
 /// twenty decimal digits, so names sort by LSN.

@@ -407,12 +407,9 @@ impl<V: Vfs> Shared<V> {
         previous.sealed = Some((end, last));
         let spare = match self.spare.lock().take() {
             Some(spare) => spare,
-            None => create_spare(
-                &self.fs,
-                &self.dir,
-                self.options.segment_bytes,
-                self.options.preallocate.zero_fill(self.options.fsync),
-            )?,
+            None => {
+                create_spare(&self.fs, &self.dir, self.options.segment_bytes, self.options.preallocate.zero_fill())?
+            }
         };
         let segment = publish_segment(&self.fs, &self.dir, spare, header)?;
         let file = segment.file.clone();
@@ -435,7 +432,7 @@ impl<V: Vfs> Shared<V> {
                 &self.fs,
                 &self.dir,
                 self.options.segment_bytes,
-                self.options.preallocate.zero_fill(self.options.fsync),
+                self.options.preallocate.zero_fill(),
             )?);
         }
         Ok(())
