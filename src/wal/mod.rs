@@ -110,6 +110,7 @@ impl<V: Vfs> Wal<V> {
             state: Mutex::new(state),
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
+            direct_done: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
         });
@@ -151,6 +152,11 @@ impl<V: Vfs> Wal<V> {
     /// fsync mode promises.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.check_size(payload.len())?;
+        if self.writes_directly() {
+            if let Some(lsn) = self.shared.append_direct([payload], 1, padded_len(payload.len()))? {
+                return Ok(lsn);
+            }
+        }
         let (st, lsn) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
         self.acknowledge(st, lsn)?;
         Ok(lsn)
@@ -159,7 +165,14 @@ impl<V: Vfs> Wal<V> {
     /// Appends records as one atomic batch: after a crash all of them come
     /// back or none. Returns their LSNs once acknowledged.
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<Lsn>> {
-        let (st, last) = self.stage_batch(payloads)?;
+        let frame_bytes = self.batch_frame_bytes(payloads)?;
+        if self.writes_directly() {
+            let direct = self.shared.append_direct(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
+            if let Some(last) = direct {
+                return Ok(Lsn(last.0 + 1 - payloads.len() as u64)..last.next());
+            }
+        }
+        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
         let first = Lsn(last.0 + 1 - payloads.len() as u64);
         self.acknowledge(st, last)?;
         Ok(first..last.next())
@@ -177,15 +190,14 @@ impl<V: Vfs> Wal<V> {
 
     /// [`Wal::append_batch`], pipelined.
     pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<'_, V>> {
-        let (st, last) = self.stage_batch(payloads)?;
+        let frame_bytes = self.batch_frame_bytes(payloads)?;
+        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
         drop(st);
         Ok(Ticket { wal: self, last })
     }
 
-    fn stage_batch<P: AsRef<[u8]>>(
-        &self,
-        payloads: &[P],
-    ) -> Result<(parking_lot::MutexGuard<'_, State<V::File>>, Lsn)> {
+    /// Checks a batch and returns the bytes its frames take.
+    fn batch_frame_bytes<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<usize> {
         if payloads.is_empty() {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
@@ -197,7 +209,13 @@ impl<V: Vfs> Wal<V> {
         if total as u64 > crate::format::MAX_RECORD_BYTES as u64 * 8 {
             return Err(Error::InvalidArgument(format!("a batch of {total} bytes is over 1 GiB")));
         }
-        self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), total)
+        Ok(total)
+    }
+
+    /// Whether blocking appends write their own records (`Periodic` and
+    /// `Never`: they wait for no fsync, so nothing is gained by a group).
+    fn writes_directly(&self) -> bool {
+        !matches!(self.shared.options.fsync, FsyncMode::Always)
     }
 
     fn acknowledge<'g>(&'g self, st: parking_lot::MutexGuard<'g, State<V::File>>, lsn: Lsn) -> Result<()> {
