@@ -5,6 +5,7 @@
 //! docs/ARCHITECTURE.md is the map; docs/FORMAT.md specifies every byte.
 #![deny(unsafe_code)]
 
+pub mod engine;
 mod error;
 pub mod format;
 #[doc(hidden)]
@@ -14,6 +15,7 @@ mod lsn;
 pub mod snapshot;
 pub mod wal;
 
+pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
 pub use error::{Corruption, Error, Result};
 pub use lsn::Lsn;
 pub use wal::{

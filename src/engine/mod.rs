@@ -1,0 +1,367 @@
+//! [`Engine`]: a log, its snapshots, and the application's state machine.
+//!
+//! The engine appends every change to the [`Wal`], applies it to a
+//! [`StateMachine`] in LSN order, takes snapshots of the state, and on open
+//! recovers: the newest snapshot whose checksum holds (older ones if it does
+//! not, each skip reported), then the log from the LSN after it.
+//!
+//! **Invariant:** a snapshot at LSN n is written only after the log is
+//! durable up to n, so a snapshot never covers records the log could lose
+//! (new appends would otherwise reuse those LSNs and replay would skip them).
+//! **Invariant:** a log segment is removed only when the oldest retained
+//! snapshot no longer needs it, so falling back never lacks a record.
+//! **Invariant:** replay applies each LSN at most once: records at or below
+//! the state's applied LSN are skipped.
+
+use crate::io::{RealFs, Vfs};
+use crate::snapshot::{self, SnapshotInfo};
+use crate::wal::{now_unix_us, Ticket};
+use crate::{Error, Lsn, Result, Wal, WalOptions};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The boundary between the engine and the state an application keeps.
+pub trait StateMachine: Send + Sync + Sized + 'static {
+    /// A view of the state frozen at one moment, cheap to take, which can be
+    /// written out while the state goes on changing (for example a clone of
+    /// a persistent map).
+    type Frozen: Send + 'static;
+
+    /// The state before any record.
+    fn empty() -> Self;
+    /// Applies the record at `lsn`. Called once per LSN, in LSN order. An
+    /// error means the payload cannot be applied (it was written by
+    /// something else); the engine stops.
+    fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()>;
+    /// Freezes the state as it is now.
+    fn freeze(&self) -> Self::Frozen;
+    /// Streams a frozen state; returns how many entries it wrote.
+    fn write_snapshot(frozen: &Self::Frozen, out: &mut dyn Write) -> io::Result<u64>;
+    /// Rebuilds a state from what `write_snapshot` wrote.
+    fn read_snapshot(input: &mut dyn Read) -> io::Result<Self>;
+}
+
+/// When snapshots are taken and how many are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotOptions {
+    /// Snapshots kept; older ones are deleted once a newer one is durable,
+    /// and log segments once no kept snapshot needs them. Default 3.
+    pub keep_count: usize,
+    /// Take a snapshot after this many commits since the last one. Default
+    /// 1,000,000: replay runs at roughly a million records a second, so
+    /// this bounds the log replayed at open to about a second, while a
+    /// snapshot (a full copy of the state) is not rewritten every few
+    /// thousand writes as Statehouse's default of 1,000 would.
+    pub every_commits: Option<u64>,
+    /// ... or after this many bytes of log since the last one. Default
+    /// 256 MiB, which bounds the disk the log holds.
+    pub every_bytes: Option<u64>,
+    /// ... or this long after the last one, if anything was committed since.
+    /// Default one hour.
+    pub every: Option<Duration>,
+    /// Take a final snapshot in `close()`. Default false.
+    pub on_close: bool,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            keep_count: 3,
+            every_commits: Some(1_000_000),
+            every_bytes: Some(256 << 20),
+            every: Some(Duration::from_secs(3600)),
+            on_close: false,
+        }
+    }
+}
+
+/// Options of an [`Engine`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineOptions {
+    pub wal: WalOptions,
+    pub snapshots: SnapshotOptions,
+}
+
+/// What opening an engine found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecoveryReport {
+    /// The snapshot the state was loaded from, if any.
+    pub snapshot_used: Option<PathBuf>,
+    /// The LSN that snapshot covers (0 if none).
+    pub snapshot_lsn: Lsn,
+    /// Snapshots passed over, newest first, and why.
+    pub snapshots_skipped: Vec<(PathBuf, String)>,
+    /// Log records applied after the snapshot.
+    pub records_replayed: u64,
+    /// Bytes of log records replayed plus bytes of snapshot file read.
+    pub bytes_read: u64,
+    /// Bytes the log's recovery moved into quarantine.
+    pub bytes_cut: u64,
+    /// Leftover temporary snapshot files removed.
+    pub temporary_files_removed: usize,
+    pub duration: Duration,
+}
+
+struct Applied<S> {
+    machine: S,
+    lsn: Lsn,
+}
+
+/// Counters that decide when the next automatic snapshot is due.
+struct Since {
+    commits: u64,
+    bytes: u64,
+    at: Instant,
+}
+
+/// A log plus snapshots plus an application's state.
+pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
+    fs: V,
+    wal: Wal<V>,
+    snapshot_dir: PathBuf,
+    options: EngineOptions,
+    state: RwLock<Applied<S>>,
+    since: Mutex<Since>,
+    /// Held while a snapshot is written: one at a time.
+    snapshotting: Mutex<()>,
+    report: RecoveryReport,
+}
+
+impl<S: StateMachine> Engine<S, RealFs> {
+    /// Opens (or creates) the engine in `dir`: the log in `dir/wal`, the
+    /// snapshots in `dir/snapshots`.
+    pub fn open(dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
+        Engine::open_with(RealFs, dir, options)
+    }
+}
+
+impl<S: StateMachine, V: Vfs> Engine<S, V> {
+    /// [`Engine::open`] on another file system.
+    pub fn open_with(fs: V, dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
+        let started = Instant::now();
+        let dir = dir.as_ref();
+        let snapshot_dir = dir.join("snapshots");
+        fs.create_dir_all(&snapshot_dir).map_err(Error::io("create directory", &snapshot_dir))?;
+        let mut report = RecoveryReport::default();
+        for temp in snapshot::temporary_files(&fs, &snapshot_dir)? {
+            // An incomplete snapshot of ours, never a complete one: the
+            // final name is given only to synced, whole files.
+            fs.remove_file(&temp).map_err(Error::io("remove", &temp))?;
+            report.temporary_files_removed += 1;
+        }
+        let wal = Wal::open_with(fs.clone(), dir.join("wal"), options.wal.clone())?;
+        report.bytes_cut = wal.recovery_report().bytes_cut();
+
+        let (machine, lsn) = Self::load_snapshot(&fs, &snapshot_dir, &wal, &mut report)?;
+        let mut applied = Applied { machine, lsn };
+        log::info!("walden: replaying the log from LSN {}", lsn.next());
+        let mut reader = wal.read_from(lsn.next())?;
+        while let Some(record) = reader.next_ref() {
+            let (record_lsn, payload) = record?;
+            if record_lsn <= applied.lsn {
+                continue;
+            }
+            applied.machine.apply(record_lsn, payload)?;
+            applied.lsn = record_lsn;
+            report.records_replayed += 1;
+            report.bytes_read += payload.len() as u64;
+        }
+        report.duration = started.elapsed();
+        log::info!(
+            "walden: recovery complete at LSN {} ({} records replayed, {} snapshots skipped) in {:?}",
+            applied.lsn,
+            report.records_replayed,
+            report.snapshots_skipped.len(),
+            report.duration
+        );
+        Ok(Engine {
+            fs,
+            wal,
+            snapshot_dir,
+            options,
+            state: RwLock::new(applied),
+            since: Mutex::new(Since { commits: 0, bytes: 0, at: Instant::now() }),
+            snapshotting: Mutex::new(()),
+            report,
+        })
+    }
+
+    /// The newest snapshot that verifies and that the log can continue from.
+    fn load_snapshot(fs: &V, dir: &Path, wal: &Wal<V>, report: &mut RecoveryReport) -> Result<(S, Lsn)> {
+        let listing = snapshot::list_snapshots(fs, dir)?;
+        report.snapshots_skipped.extend(listing.unreadable.into_iter().map(|(p, e)| (p, e.to_string())));
+        let log_first = wal.first_lsn();
+        let log_last = wal.last_lsn().unwrap_or(Lsn(log_first.0 - 1));
+        for info in listing.snapshots.iter().rev() {
+            let lsn = info.header.lsn;
+            let unusable = if lsn > log_last {
+                Some(format!("it covers LSN {lsn} but the log ends at {log_last}"))
+            } else if lsn.next() < log_first {
+                Some(format!("the log no longer holds LSN {} (it starts at {log_first})", lsn.next()))
+            } else {
+                None
+            };
+            if let Some(reason) = unusable {
+                log::warn!("walden: skipping snapshot {}: {reason}", info.path.display());
+                report.snapshots_skipped.push((info.path.clone(), reason));
+                continue;
+            }
+            log::info!("walden: loading snapshot {}", info.path.display());
+            match snapshot::read_snapshot(fs, info, |r| S::read_snapshot(r)) {
+                Ok(machine) => {
+                    report.snapshot_used = Some(info.path.clone());
+                    report.snapshot_lsn = lsn;
+                    report.bytes_read += info.file_bytes;
+                    return Ok((machine, lsn));
+                }
+                Err(e) => {
+                    log::warn!("walden: skipping snapshot {}: {e}", info.path.display());
+                    report.snapshots_skipped.push((info.path.clone(), e.to_string()));
+                }
+            }
+        }
+        if log_first > Lsn::FIRST {
+            return Err(Error::InvalidArgument(format!(
+                "no usable snapshot, and the log starts at LSN {log_first}: the state before it is gone"
+            )));
+        }
+        Ok((S::empty(), Lsn::ZERO))
+    }
+
+    /// Appends `payload` to the log, applies it to the state, and returns
+    /// its LSN once the log's fsync mode acknowledges it.
+    pub fn commit(&self, payload: &[u8]) -> Result<Lsn> {
+        let ticket = {
+            let mut state = self.state.write();
+            let ticket = self.wal.append_pipelined(payload)?;
+            self.apply_staged(&mut state, &ticket, std::slice::from_ref(&payload))?;
+            ticket
+        };
+        let lsn = ticket.wait()?;
+        self.committed(1, payload.len() as u64)?;
+        Ok(lsn)
+    }
+
+    /// Appends the payloads as one atomic log batch and applies them.
+    pub fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
+        let ticket = {
+            let mut state = self.state.write();
+            let ticket = self.wal.append_batch_pipelined(payloads)?;
+            self.apply_staged(&mut state, &ticket, payloads)?;
+            ticket
+        };
+        let lsn = ticket.wait()?;
+        let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
+        self.committed(payloads.len() as u64, bytes)?;
+        Ok(lsn)
+    }
+
+    /// Applies records just staged in the log, under the state lock, so the
+    /// state sees them in LSN order.
+    fn apply_staged<P: AsRef<[u8]>>(
+        &self,
+        state: &mut Applied<S>,
+        ticket: &Ticket<'_, V>,
+        payloads: &[P],
+    ) -> Result<()> {
+        let first = Lsn(ticket.lsn().0 + 1 - payloads.len() as u64);
+        debug_assert_eq!(first, state.lsn.next(), "records are applied in LSN order");
+        for (i, payload) in payloads.iter().enumerate() {
+            let lsn = Lsn(first.0 + i as u64);
+            state.machine.apply(lsn, payload.as_ref())?;
+            state.lsn = lsn;
+        }
+        Ok(())
+    }
+
+    /// Counts a commit and takes a snapshot if one is due.
+    fn committed(&self, commits: u64, bytes: u64) -> Result<()> {
+        let due = {
+            let mut since = self.since.lock();
+            since.commits += commits;
+            since.bytes += bytes;
+            let s = &self.options.snapshots;
+            s.every_commits.is_some_and(|n| since.commits >= n)
+                || s.every_bytes.is_some_and(|n| since.bytes >= n)
+                || s.every.is_some_and(|t| since.at.elapsed() >= t)
+        };
+        // One snapshot at a time; a committer that finds one running moves on.
+        if due {
+            if let Some(_guard) = self.snapshotting.try_lock() {
+                self.snapshot_locked()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the state.
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.state.read().machine)
+    }
+
+    /// The LSN of the last record applied to the state.
+    pub fn applied_lsn(&self) -> Lsn {
+        self.state.read().lsn
+    }
+
+    /// Takes a snapshot now; returns it once it is durable.
+    pub fn snapshot_now(&self) -> Result<SnapshotInfo> {
+        let _guard = self.snapshotting.lock();
+        self.snapshot_locked()
+    }
+
+    fn snapshot_locked(&self) -> Result<SnapshotInfo> {
+        let (frozen, lsn) = {
+            let state = self.state.read();
+            (state.machine.freeze(), state.lsn)
+        };
+        *self.since.lock() = Since { commits: 0, bytes: 0, at: Instant::now() };
+        // The log first: a snapshot must never cover records it could lose.
+        self.wal.sync()?;
+        log::info!("walden: creating snapshot at LSN {lsn}");
+        let info = snapshot::write_snapshot(&self.fs, &self.snapshot_dir, lsn, now_unix_us(), |w| {
+            S::write_snapshot(&frozen, w)
+        })?;
+        log::info!("walden: snapshot created: {}", info.path.display());
+        let kept = snapshot::list_snapshots(&self.fs, &self.snapshot_dir)?.snapshots;
+        let keep = self.options.snapshots.keep_count.max(1);
+        snapshot::prune_snapshots(&self.fs, &self.snapshot_dir, &kept, keep)?;
+        let oldest_kept = kept[kept.len().saturating_sub(keep)..].first().map_or(lsn, |s| s.header.lsn);
+        self.wal.truncate_before(oldest_kept.next())?;
+        Ok(info)
+    }
+
+    /// Snapshots that are on disk now, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(snapshot::list_snapshots(&self.fs, &self.snapshot_dir)?.snapshots)
+    }
+
+    /// What opening this engine found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Counters of the log underneath. (The log itself is not handed out:
+    /// an append that bypassed the state machine would break replay.)
+    pub fn wal_stats(&self) -> crate::WalStats {
+        self.wal.stats()
+    }
+
+    /// The oldest LSN the log still holds.
+    pub fn log_first_lsn(&self) -> Lsn {
+        self.wal.first_lsn()
+    }
+
+    /// Syncs the log (taking a final snapshot first if configured) and closes.
+    pub fn close(self) -> Result<()> {
+        if self.options.snapshots.on_close {
+            self.snapshot_now()?;
+        }
+        self.wal.close()
+    }
+}
