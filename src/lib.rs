@@ -13,11 +13,13 @@ pub mod fuzz_targets;
 pub mod io;
 mod lsn;
 pub mod snapshot;
+pub mod store;
 pub mod wal;
 
 pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
 pub use error::{Corruption, Error, Result};
 pub use lsn::Lsn;
+pub use store::{Entry, Store, StoreOptions, WriteBatch};
 pub use wal::{
     FsyncMode, Preallocate, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport, WalStats,
 };

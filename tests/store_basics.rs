@@ -1,0 +1,110 @@
+//! The built-in key-value store: revisions, writers, timestamps, batches,
+//! scans, and recovery through snapshots and the log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use walden::io::{CrashMode, SimFs};
+use walden::{EngineOptions, FsyncMode, SnapshotOptions, Store, StoreOptions, WalOptions, WriteBatch};
+
+fn dir() -> PathBuf {
+    PathBuf::from("/store")
+}
+
+fn options(fsync: FsyncMode) -> StoreOptions {
+    StoreOptions {
+        engine: EngineOptions {
+            wal: WalOptions { fsync, segment_bytes: 8192, ..Default::default() },
+            snapshots: SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() },
+        },
+        writer: "relay-1".into(),
+    }
+}
+
+#[test]
+fn puts_bump_revisions_and_record_writer_and_time() {
+    let store = Store::open_with(SimFs::new(), dir(), options(FsyncMode::Always)).unwrap();
+    store.put(b"/lights/kitchen", b"0.5").unwrap();
+    store.put_as("dashboard", b"/lights/kitchen", b"0.8").unwrap();
+    let entry = store.get(b"/lights/kitchen").unwrap();
+    assert_eq!(&*entry.value, b"0.8");
+    assert_eq!(entry.revision, 2);
+    assert_eq!(&*entry.writer, "dashboard");
+    assert!(entry.timestamp_us > 1_600_000_000_000_000, "a real wall-clock time");
+    store.delete(b"/lights/kitchen").unwrap();
+    assert_eq!(store.get(b"/lights/kitchen"), None);
+    store.put(b"/lights/kitchen", b"1.0").unwrap();
+    assert_eq!(store.get(b"/lights/kitchen").unwrap().revision, 1, "a delete forgets the revision");
+}
+
+#[test]
+fn scans_by_prefix_and_range_in_key_order() {
+    let store = Store::open_with(SimFs::new(), dir(), options(FsyncMode::Never)).unwrap();
+    for key in ["/b/2", "/a/1", "/b/1", "/c", "/b/3", "/ba"] {
+        store.put(key.as_bytes(), b"x").unwrap();
+    }
+    let keys = |v: Vec<(Arc<[u8]>, walden::Entry)>| -> Vec<String> {
+        v.into_iter().map(|(k, _)| String::from_utf8(k.to_vec()).unwrap()).collect()
+    };
+    assert_eq!(keys(store.scan_prefix(b"/b/")), ["/b/1", "/b/2", "/b/3"]);
+    assert_eq!(keys(store.scan_prefix(b"/b")), ["/b/1", "/b/2", "/b/3", "/ba"]);
+    let from: Arc<[u8]> = Arc::from(&b"/b/2"[..]);
+    let to: Arc<[u8]> = Arc::from(&b"/c"[..]);
+    assert_eq!(keys(store.range(from..to)), ["/b/2", "/b/3", "/ba"]);
+    assert_eq!(store.len(), 6);
+}
+
+#[test]
+fn a_batch_is_all_or_nothing_across_a_crash() {
+    let fs = SimFs::new();
+    let store = Store::open_with(fs.clone(), dir(), options(FsyncMode::Always)).unwrap();
+    store.put(b"a", b"0").unwrap();
+    let mut batch = WriteBatch::default();
+    batch.put(b"a", b"1").put(b"b", b"1").delete(b"zzz").put(b"c", b"1");
+    store.write(&batch).unwrap();
+    assert_eq!(store.get(b"a").unwrap().revision, 2);
+    drop(store);
+    let store = Store::open_with(fs.crash(CrashMode::DropUnsynced), dir(), options(FsyncMode::Always)).unwrap();
+    for key in [b"a", b"b", b"c"] {
+        assert_eq!(&*store.get(key).unwrap().value, b"1");
+    }
+}
+
+#[test]
+fn revisions_writers_and_times_survive_snapshot_and_replay() {
+    let fs = SimFs::new();
+    let store = Store::open_with(fs.clone(), dir(), options(FsyncMode::Always)).unwrap();
+    for i in 0..500u32 {
+        store.put(format!("key-{}", i % 40).as_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    store.snapshot_now().unwrap();
+    for i in 500..530u32 {
+        store.put_as("late", format!("key-{}", i % 40).as_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    let before: Vec<_> = store.scan_prefix(b"key-");
+    store.close().unwrap();
+    let store = Store::open_with(fs, dir(), options(FsyncMode::Always)).unwrap();
+    assert_eq!(store.recovery_report().records_replayed, 30);
+    assert!(store.recovery_report().snapshot_used.is_some());
+    assert_eq!(store.scan_prefix(b"key-"), before, "values, revisions, writers and times all come back");
+    assert_eq!(store.get(b"key-0").unwrap().revision, 14);
+    assert_eq!(&*store.get(b"key-29").unwrap().writer, "late");
+}
+
+#[test]
+fn a_crash_in_each_mode_keeps_what_the_mode_promised() {
+    for fsync in [FsyncMode::Always, FsyncMode::Never] {
+        let fs = SimFs::new();
+        let store = Store::open_with(fs.clone(), dir(), options(fsync)).unwrap();
+        for i in 0..200u32 {
+            store.put(format!("k{i}").as_bytes(), b"v").unwrap();
+        }
+        let process_crash = Store::open_with(fs.crash(CrashMode::KeepUnsynced), dir(), options(fsync)).unwrap();
+        assert_eq!(process_crash.len(), 200, "{fsync:?}: a process crash keeps every acknowledged put");
+        let power_loss = Store::open_with(fs.crash(CrashMode::DropUnsynced), dir(), options(fsync)).unwrap();
+        match fsync {
+            FsyncMode::Always => assert_eq!(power_loss.len(), 200),
+            _ => assert!(power_loss.len() < 200, "Never: unsynced puts may be gone after power loss"),
+        }
+        drop(store);
+    }
+}
