@@ -17,10 +17,12 @@ use crate::io::{RealFs, Vfs};
 use crate::snapshot::{self, SnapshotInfo};
 use crate::wal::{now_unix_us, Ticket};
 use crate::{Error, Lsn, Result, Wal, WalOptions};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The boundary between the engine and the state an application keeps.
@@ -117,16 +119,27 @@ struct Since {
     commits: u64,
     bytes: u64,
     at: Instant,
+    /// Set when the engine closes: the snapshot thread stops.
+    stop: bool,
 }
 
 /// A log plus snapshots plus an application's state.
 pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
+    core: Arc<Core<S, V>>,
+    /// The thread that takes automatic snapshots, if any trigger is set.
+    snapshotter: Option<JoinHandle<()>>,
+}
+
+/// Everything the engine and its snapshot thread share.
+struct Core<S: StateMachine, V: Vfs> {
     fs: V,
     wal: Wal<V>,
     snapshot_dir: PathBuf,
     options: EngineOptions,
     state: RwLock<Applied<S>>,
     since: Mutex<Since>,
+    /// Signalled when an automatic snapshot is due, or at shutdown.
+    snapshot_due: Condvar,
     /// Held while a snapshot is written: one at a time.
     snapshotting: Mutex<()>,
     report: RecoveryReport,
@@ -143,8 +156,100 @@ impl<S: StateMachine> Engine<S, RealFs> {
 impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// [`Engine::open`] on another file system.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
+        let core = Arc::new(Core::open(fs, dir.as_ref(), options)?);
+        let s = &core.options.snapshots;
+        let snapshotter = if s.every_commits.is_some() || s.every_bytes.is_some() || s.every.is_some() {
+            let worker = core.clone();
+            let handle = std::thread::Builder::new()
+                .name("walden-snap".into())
+                .spawn(move || worker.take_snapshots_when_due())
+                .map_err(Error::io("spawn the snapshot thread", dir.as_ref()))?;
+            Some(handle)
+        } else {
+            None
+        };
+        Ok(Engine { core, snapshotter })
+    }
+
+    /// Appends `payload` to the log, applies it to the state, and returns
+    /// its LSN once the log's fsync mode acknowledges it. Never waits for a
+    /// snapshot: those are taken by a thread of their own.
+    pub fn commit(&self, payload: &[u8]) -> Result<Lsn> {
+        self.core.commit(payload)
+    }
+
+    /// Appends the payloads as one atomic log batch and applies them.
+    pub fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
+        self.core.commit_batch(payloads)
+    }
+
+    /// Reads the state.
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.core.state.read().machine)
+    }
+
+    /// The LSN of the last record applied to the state.
+    pub fn applied_lsn(&self) -> Lsn {
+        self.core.state.read().lsn
+    }
+
+    /// Takes a snapshot now; returns it once it is durable.
+    pub fn snapshot_now(&self) -> Result<SnapshotInfo> {
+        let _guard = self.core.snapshotting.lock();
+        self.core.snapshot_locked()
+    }
+
+    /// Snapshots that are on disk now, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(snapshot::list_snapshots(&self.core.fs, &self.core.snapshot_dir)?.snapshots)
+    }
+
+    /// What opening this engine found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.core.report
+    }
+
+    /// Counters of the log underneath. (The log itself is not handed out:
+    /// an append that bypassed the state machine would break replay.)
+    pub fn wal_stats(&self) -> crate::WalStats {
+        self.core.wal.stats()
+    }
+
+    /// The oldest LSN the log still holds.
+    pub fn log_first_lsn(&self) -> Lsn {
+        self.core.wal.first_lsn()
+    }
+
+    fn stop_snapshotter(&mut self) {
+        if let Some(handle) = self.snapshotter.take() {
+            self.core.since.lock().stop = true;
+            self.core.snapshot_due.notify_all();
+            if handle.join().is_err() {
+                log::error!("walden: the snapshot thread panicked");
+            }
+        }
+    }
+
+    /// Syncs the log (taking a final snapshot first if configured) and closes.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_snapshotter();
+        if self.core.options.snapshots.on_close {
+            self.snapshot_now()?;
+        }
+        self.core.wal.sync()?;
+        Ok(())
+    }
+}
+
+impl<S: StateMachine, V: Vfs> Drop for Engine<S, V> {
+    fn drop(&mut self) {
+        self.stop_snapshotter();
+    }
+}
+
+impl<S: StateMachine, V: Vfs> Core<S, V> {
+    fn open(fs: V, dir: &Path, options: EngineOptions) -> Result<Self> {
         let started = Instant::now();
-        let dir = dir.as_ref();
         let snapshot_dir = dir.join("snapshots");
         fs.create_dir_all(&snapshot_dir).map_err(Error::io("create directory", &snapshot_dir))?;
         let mut report = RecoveryReport::default();
@@ -179,13 +284,14 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
             report.snapshots_skipped.len(),
             report.duration
         );
-        Ok(Engine {
+        Ok(Core {
             fs,
             wal,
             snapshot_dir,
             options,
             state: RwLock::new(applied),
-            since: Mutex::new(Since { commits: 0, bytes: 0, at: Instant::now() }),
+            since: Mutex::new(Since { commits: 0, bytes: 0, at: Instant::now(), stop: false }),
+            snapshot_due: Condvar::new(),
             snapshotting: Mutex::new(()),
             report,
         })
@@ -233,9 +339,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok((S::empty(), Lsn::ZERO))
     }
 
-    /// Appends `payload` to the log, applies it to the state, and returns
-    /// its LSN once the log's fsync mode acknowledges it.
-    pub fn commit(&self, payload: &[u8]) -> Result<Lsn> {
+    fn commit(&self, payload: &[u8]) -> Result<Lsn> {
         let ticket = {
             let mut state = self.state.write();
             let ticket = self.wal.append_pipelined(payload)?;
@@ -247,8 +351,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok(lsn)
     }
 
-    /// Appends the payloads as one atomic log batch and applies them.
-    pub fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
+    fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
         let ticket = {
             let mut state = self.state.write();
             let ticket = self.wal.append_batch_pipelined(payloads)?;
@@ -279,40 +382,47 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok(())
     }
 
-    /// Counts a commit and takes a snapshot if one is due.
+    /// Counts a commit; wakes the snapshot thread if a snapshot is due.
     fn committed(&self, commits: u64, bytes: u64) -> Result<()> {
-        let due = {
-            let mut since = self.since.lock();
-            since.commits += commits;
-            since.bytes += bytes;
-            let s = &self.options.snapshots;
-            s.every_commits.is_some_and(|n| since.commits >= n)
-                || s.every_bytes.is_some_and(|n| since.bytes >= n)
-                || s.every.is_some_and(|t| since.at.elapsed() >= t)
-        };
-        // One snapshot at a time; a committer that finds one running moves on.
-        if due {
-            if let Some(_guard) = self.snapshotting.try_lock() {
-                self.snapshot_locked()?;
-            }
+        let mut since = self.since.lock();
+        since.commits += commits;
+        since.bytes += bytes;
+        if self.due(&since) {
+            self.snapshot_due.notify_one();
         }
         Ok(())
     }
 
-    /// Reads the state.
-    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
-        f(&self.state.read().machine)
+    fn due(&self, since: &Since) -> bool {
+        let s = &self.options.snapshots;
+        s.every_commits.is_some_and(|n| since.commits >= n)
+            || s.every_bytes.is_some_and(|n| since.bytes >= n)
+            || s.every.is_some_and(|t| since.commits > 0 && since.at.elapsed() >= t)
     }
 
-    /// The LSN of the last record applied to the state.
-    pub fn applied_lsn(&self) -> Lsn {
-        self.state.read().lsn
-    }
-
-    /// Takes a snapshot now; returns it once it is durable.
-    pub fn snapshot_now(&self) -> Result<SnapshotInfo> {
-        let _guard = self.snapshotting.lock();
-        self.snapshot_locked()
+    /// The snapshot thread: waits until a trigger fires, takes a snapshot,
+    /// and goes back to waiting, until the engine closes.
+    fn take_snapshots_when_due(self: Arc<Self>) {
+        loop {
+            {
+                let mut since = self.since.lock();
+                loop {
+                    if since.stop {
+                        return;
+                    }
+                    if self.due(&since) {
+                        break;
+                    }
+                    let until_time_trigger = self.options.snapshots.every.map(|t| t.saturating_sub(since.at.elapsed()));
+                    let wait = until_time_trigger.unwrap_or(Duration::from_secs(3600)).max(Duration::from_millis(1));
+                    self.snapshot_due.wait_for(&mut since, wait);
+                }
+            }
+            let _guard = self.snapshotting.lock();
+            if let Err(e) = self.snapshot_locked() {
+                log::error!("walden: automatic snapshot failed: {e}");
+            }
+        }
     }
 
     fn snapshot_locked(&self) -> Result<SnapshotInfo> {
@@ -320,7 +430,10 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
             let state = self.state.read();
             (state.machine.freeze(), state.lsn)
         };
-        *self.since.lock() = Since { commits: 0, bytes: 0, at: Instant::now() };
+        {
+            let mut since = self.since.lock();
+            (since.commits, since.bytes, since.at) = (0, 0, Instant::now());
+        }
         // The log first: a snapshot must never cover records it could lose.
         self.wal.sync()?;
         log::info!("walden: creating snapshot at LSN {lsn}");
@@ -334,34 +447,5 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         let oldest_kept = kept[kept.len().saturating_sub(keep)..].first().map_or(lsn, |s| s.header.lsn);
         self.wal.truncate_before(oldest_kept.next())?;
         Ok(info)
-    }
-
-    /// Snapshots that are on disk now, oldest first.
-    pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
-        Ok(snapshot::list_snapshots(&self.fs, &self.snapshot_dir)?.snapshots)
-    }
-
-    /// What opening this engine found and did.
-    pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.report
-    }
-
-    /// Counters of the log underneath. (The log itself is not handed out:
-    /// an append that bypassed the state machine would break replay.)
-    pub fn wal_stats(&self) -> crate::WalStats {
-        self.wal.stats()
-    }
-
-    /// The oldest LSN the log still holds.
-    pub fn log_first_lsn(&self) -> Lsn {
-        self.wal.first_lsn()
-    }
-
-    /// Syncs the log (taking a final snapshot first if configured) and closes.
-    pub fn close(self) -> Result<()> {
-        if self.options.snapshots.on_close {
-            self.snapshot_now()?;
-        }
-        self.wal.close()
     }
 }
