@@ -108,3 +108,48 @@ fn a_crash_in_each_mode_keeps_what_the_mode_promised() {
         drop(store);
     }
 }
+
+#[test]
+fn a_view_at_an_lsn_matches_the_state_at_that_lsn() {
+    let store = Store::open_with(SimFs::new(), dir(), options(FsyncMode::Never)).unwrap();
+    let mut lsns = Vec::new();
+    for i in 0..300u32 {
+        lsns.push(store.put(format!("k{}", i % 10).as_bytes(), &i.to_le_bytes()).unwrap());
+        if i == 99 || i == 199 {
+            store.snapshot_now().unwrap();
+        }
+    }
+    for upto in [1usize, 50, 100, 101, 150, 200, 250, 300] {
+        let view = store.view_at(lsns[upto - 1]).unwrap();
+        for k in 0..10u32 {
+            // The last i < upto with i % 10 == k.
+            let last = (0..upto as u32).rev().find(|i| i % 10 == k);
+            let got = view.get(format!("k{k}").as_bytes()).map(|e| e.value.to_vec());
+            assert_eq!(got, last.map(|i| i.to_le_bytes().to_vec()), "view at {upto}, key k{k}");
+        }
+    }
+    assert!(store.view_at(walden::Lsn(10_000)).is_err(), "a view past the end is refused");
+    assert_eq!(store.get(b"k9").unwrap().revision, 30, "the live store is untouched by views");
+}
+
+#[test]
+fn a_view_at_a_time_holds_every_write_made_by_then_and_none_after() {
+    let store = Store::open_with(SimFs::new(), dir(), options(FsyncMode::Never)).unwrap();
+    for i in 0..20u32 {
+        store.put(format!("early{i}").as_bytes(), b"1").unwrap();
+    }
+    store.snapshot_now().unwrap();
+    store.put(b"early-after-snapshot", b"1").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let cut = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    for i in 0..20u32 {
+        store.put(format!("late{i}").as_bytes(), b"1").unwrap();
+    }
+    let (view, _) = store.view_at_time(cut).unwrap();
+    assert_eq!(view.len(), 21);
+    assert!(view.iter().all(|(k, _)| k.starts_with(b"early")));
+    let (before_all, lsn) = store.view_at_time(1).unwrap();
+    assert!(before_all.is_empty());
+    assert_eq!(lsn, walden::Lsn(0));
+}

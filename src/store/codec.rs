@@ -27,6 +27,14 @@ pub(crate) enum Op<'a> {
     Delete { key: &'a [u8], writer: &'a str, timestamp_us: u64 },
 }
 
+impl Op<'_> {
+    pub(crate) fn timestamp_us(&self) -> u64 {
+        match *self {
+            Op::Put { timestamp_us, .. } | Op::Delete { timestamp_us, .. } => timestamp_us,
+        }
+    }
+}
+
 pub(crate) fn encode_op(out: &mut Vec<u8>, op: &Op<'_>) {
     let (tag, key, value, writer, timestamp_us) = match *op {
         Op::Put { key, value, writer, timestamp_us } => (TAG_PUT, key, Some(value), writer, timestamp_us),

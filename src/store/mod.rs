@@ -53,6 +53,11 @@ impl KvState {
         self.map.get(key)
     }
 
+    /// Every key and entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<[u8]>, &Entry)> {
+        self.map.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -237,6 +242,21 @@ impl<V: Vfs> Store<V> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A read-only view of the store as of `lsn`.
+    pub fn view_at(&self, lsn: Lsn) -> Result<KvState> {
+        self.engine.view_at(lsn)
+    }
+
+    /// A read-only view of the store as of wall-clock time `timestamp_us`:
+    /// every write made at or before it, none after (replay stops at the
+    /// first later write).
+    pub fn view_at_time(&self, timestamp_us: u64) -> Result<(KvState, Lsn)> {
+        self.engine.view_until(
+            |info| info.header.created_unix_us <= timestamp_us,
+            |_, payload| codec::decode_op(payload).is_ok_and(|op| op.timestamp_us() <= timestamp_us),
+        )
     }
 
     pub fn snapshot_now(&self) -> Result<SnapshotInfo> {
