@@ -40,13 +40,24 @@ pub struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct KvState {
     map: OrdMap<Arc<[u8]>, Entry>,
+    /// The last writer id seen, shared by every entry it wrote: a store has
+    /// few writers and many keys, so this saves an allocation per key.
+    last_writer: Option<Arc<str>>,
 }
 
 impl KvState {
     fn put(&mut self, key: &[u8], value: &[u8], writer: &str, timestamp_us: u64) {
         let revision = self.map.get(key).map_or(1, |e| e.revision + 1);
-        let entry = Entry { value: value.into(), revision, writer: writer.into(), timestamp_us };
+        let writer = self.intern(writer);
+        let entry = Entry { value: value.into(), revision, writer, timestamp_us };
         self.map.insert(key.into(), entry);
+    }
+
+    fn intern(&mut self, writer: &str) -> Arc<str> {
+        match &self.last_writer {
+            Some(last) if &**last == writer => last.clone(),
+            _ => self.last_writer.insert(Arc::from(writer)).clone(),
+        }
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
@@ -106,7 +117,8 @@ impl StateMachine for KvState {
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
         let mut state = KvState::default();
         let mut reader = io::BufReader::with_capacity(256 << 10, input);
-        while let Some((key, entry)) = codec::read_entry(&mut reader)? {
+        while let Some((key, mut entry)) = codec::read_entry(&mut reader)? {
+            entry.writer = state.intern(&entry.writer);
             state.map.insert(key, entry);
         }
         Ok(state)
