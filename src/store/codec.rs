@@ -79,34 +79,41 @@ pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], entry: &Entry) {
     out.extend_from_slice(&entry.timestamp_us.to_le_bytes());
 }
 
-/// Reads the next snapshot entry, or `None` at a clean end.
-pub(crate) fn read_entry(r: &mut impl BufRead) -> io::Result<Option<(Arc<[u8]>, Entry)>> {
+/// Reads the next snapshot entry, or `None` at a clean end. Fields are read
+/// through `scratch` (one allocation each, straight into its `Arc`), and the
+/// writer id through `intern`, which shares one `Arc<str>` per writer.
+pub(crate) fn read_entry(
+    r: &mut impl BufRead,
+    scratch: &mut Vec<u8>,
+    intern: &mut impl FnMut(&str) -> Arc<str>,
+) -> io::Result<Option<(Arc<[u8]>, Entry)>> {
     if r.fill_buf()?.is_empty() {
         return Ok(None);
     }
-    let key = read_bytes32(r)?;
-    let value = read_bytes32(r)?;
+    let key: Arc<[u8]> = read_bytes32(r, scratch)?.into();
+    let value: Arc<[u8]> = read_bytes32(r, scratch)?.into();
     let revision = u64::from_le_bytes(read_array(r)?);
     let writer_len = u16::from_le_bytes(read_array(r)?) as usize;
-    let mut writer = vec![0u8; writer_len];
-    r.read_exact(&mut writer)?;
-    let writer = String::from_utf8(writer).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    scratch.resize(writer_len, 0);
+    r.read_exact(scratch)?;
+    let writer = std::str::from_utf8(scratch).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let writer = intern(writer);
     let timestamp_us = u64::from_le_bytes(read_array(r)?);
-    Ok(Some((key.into(), Entry { value: value.into(), revision, writer: writer.into(), timestamp_us })))
+    Ok(Some((key, Entry { value, revision, writer, timestamp_us })))
 }
 
 /// The largest key or value a snapshot entry may claim before anything is
 /// allocated for it (the log's own record limit).
 const MAX_FIELD_BYTES: usize = crate::format::MAX_RECORD_BYTES as usize;
 
-fn read_bytes32(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
+fn read_bytes32<'s>(r: &mut impl BufRead, scratch: &'s mut Vec<u8>) -> io::Result<&'s [u8]> {
     let len = u32::from_le_bytes(read_array(r)?) as usize;
     if len > MAX_FIELD_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a field of {len} bytes")));
     }
-    let mut bytes = vec![0u8; len];
-    r.read_exact(&mut bytes)?;
-    Ok(bytes)
+    scratch.resize(len, 0);
+    r.read_exact(scratch)?;
+    Ok(scratch)
 }
 
 fn read_array<const N: usize>(r: &mut impl BufRead) -> io::Result<[u8; N]> {
@@ -185,10 +192,14 @@ mod tests {
         encode_entry(&mut bytes, b"key", &entry);
         encode_entry(&mut bytes, b"k2", &entry);
         let mut r = io::BufReader::new(&bytes[..]);
-        assert_eq!(read_entry(&mut r).unwrap(), Some((Arc::from(&b"key"[..]), entry.clone())));
-        assert_eq!(read_entry(&mut r).unwrap().unwrap().0.as_ref(), b"k2");
-        assert_eq!(read_entry(&mut r).unwrap(), None);
+        let (mut scratch, mut intern) = (Vec::new(), |w: &str| Arc::<str>::from(w));
+        assert_eq!(
+            read_entry(&mut r, &mut scratch, &mut intern).unwrap(),
+            Some((Arc::from(&b"key"[..]), entry.clone()))
+        );
+        assert_eq!(read_entry(&mut r, &mut scratch, &mut intern).unwrap().unwrap().0.as_ref(), b"k2");
+        assert_eq!(read_entry(&mut r, &mut scratch, &mut intern).unwrap(), None);
         let huge = u32::MAX.to_le_bytes();
-        assert!(read_entry(&mut io::BufReader::new(&huge[..])).is_err());
+        assert!(read_entry(&mut io::BufReader::new(&huge[..]), &mut scratch, &mut intern).is_err());
     }
 }

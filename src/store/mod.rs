@@ -117,10 +117,16 @@ impl StateMachine for KvState {
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
         let mut state = KvState::default();
         let mut reader = io::BufReader::with_capacity(256 << 10, input);
-        while let Some((key, mut entry)) = codec::read_entry(&mut reader)? {
-            entry.writer = state.intern(&entry.writer);
+        let mut scratch = Vec::new();
+        let mut last_writer: Option<Arc<str>> = None;
+        let mut intern = |writer: &str| match &last_writer {
+            Some(last) if &**last == writer => last.clone(),
+            _ => last_writer.insert(Arc::from(writer)).clone(),
+        };
+        while let Some((key, entry)) = codec::read_entry(&mut reader, &mut scratch, &mut intern)? {
             state.map.insert(key, entry);
         }
+        state.last_writer = last_writer;
         Ok(state)
     }
 }
