@@ -113,8 +113,8 @@ pub(crate) struct Shared<V: Vfs> {
     /// wait here), the log is poisoned, or the background threads must stop.
     /// Appenders waiting for a round park on `State::waiters` instead.
     pub progress: Condvar,
-    /// The timer thread sleeps here, not on `progress`, so appends never
-    /// pay to wake it; signalled only at shutdown.
+    /// The timer and preparer threads sleep here, not on `progress`, so
+    /// appends never pay to wake them; signalled only at shutdown.
     pub timer_wake: Condvar,
     /// Signalled when the last direct write in flight completes (a roll-over
     /// waits for them: they go to the segment it is about to seal).
@@ -598,11 +598,20 @@ impl<V: Vfs> Shared<V> {
     /// The preparer thread: zero-fills the next segment file while the
     /// active one is past half full, so a roll-over rarely waits for it.
     pub fn preparer(self: Arc<Self>) {
-        while !self.state.lock().shutdown {
+        loop {
+            {
+                let mut st = self.state.lock();
+                if !st.shutdown {
+                    // Woken at once by shutdown (closing must not wait for a tick).
+                    self.timer_wake.wait_for(&mut st, std::time::Duration::from_millis(5));
+                }
+                if st.shutdown {
+                    return;
+                }
+            }
             if let Err(e) = self.prepare_spare() {
                 log::warn!("walden: could not prepare the next segment ahead of time: {e}");
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 
