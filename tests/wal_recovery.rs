@@ -332,8 +332,9 @@ fn a_torn_tail_is_zeroed_in_place_so_later_appends_are_never_orphaned() {
     }
 }
 
-#[test]
-fn a_failed_fsync_fails_the_append_poisons_the_log_and_is_never_retried() {
+/// An `Always` log with five acknowledged records, and the next fsync armed
+/// to fail and forget its data (as Linux may), then report success again.
+fn five_records_then_a_lying_fsync() -> (SimFs, WalOptions, Wal<SimFs>) {
     let fs = SimFs::new();
     let opts = WalOptions { segment_bytes: 1 << 20, fsync: FsyncMode::Always, ..Default::default() };
     let wal = Wal::open_with(fs.clone(), sim_dir(), opts.clone()).unwrap();
@@ -341,6 +342,12 @@ fn a_failed_fsync_fails_the_append_poisons_the_log_and_is_never_retried() {
         wal.append(&payload(i)).unwrap();
     }
     fs.inject(Fault { at_call: 1, kind: FaultKind::SyncLosesData, persistent: false, only: Some(SimOp::Sync) });
+    (fs, opts, wal)
+}
+
+#[test]
+fn a_failed_fsync_fails_the_append_poisons_the_log_and_is_never_retried() {
+    let (fs, opts, wal) = five_records_then_a_lying_fsync();
     let err = wal.append(b"doomed").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(5), "the EIO is surfaced: {err}");
     let syncs_after_failure = || fs.trace().iter().filter(|op| **op == SimOp::Sync).count();
@@ -432,13 +439,7 @@ fn reopening_after_a_lying_fsync_in_the_same_boot_never_vouches_for_lost_bytes()
     // from the cache would keep it, its fsync would "succeed" without
     // writing it, and new records would vouch for it. Recovery reads the
     // last segment from the device instead, so the doomed record is gone.
-    let fs = SimFs::new();
-    let opts = WalOptions { segment_bytes: 1 << 20, fsync: FsyncMode::Always, ..Default::default() };
-    let wal = Wal::open_with(fs.clone(), sim_dir(), opts.clone()).unwrap();
-    for i in 0..5 {
-        wal.append(&payload(i)).unwrap();
-    }
-    fs.inject(Fault { at_call: 1, kind: FaultKind::SyncLosesData, persistent: false, only: Some(SimOp::Sync) });
+    let (fs, opts, wal) = five_records_then_a_lying_fsync();
     assert!(wal.append(b"doomed").is_err());
     drop(wal);
     fs.clear_fault();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use walden::{FsyncMode, Ticket, Wal, WalOptions};
+use walden::{FsyncMode, Ticket, Wal, WalOptions, WalStats};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, BoxError>;
@@ -243,15 +243,7 @@ fn walden(mode: Mode, workload: Workload, ops: u64, payload: &[u8], dir: &Path) 
             Ok(())
         },
     )?;
-    let after = wal.stats();
-    wal.close()?;
-    Ok(Measured {
-        ops,
-        secs,
-        latencies,
-        syncs: Some(after.syncs - before.syncs),
-        writes: Some(after.writes - before.writes),
-    })
+    finish(wal, before, ops, secs, latencies)
 }
 
 /// `Wal::append_pipelined` from one thread, keeping `setup.window` tickets
@@ -276,6 +268,12 @@ fn walden_pipelined(mode: Mode, workload: Workload, ops: u64, payload: &[u8], se
         acknowledge(&mut in_flight, &mut latencies)?;
     }
     let secs = start.elapsed().as_secs_f64();
+    finish(wal, before, ops, secs, latencies)
+}
+
+/// Closes the log and reports a run, with the write() and fdatasync calls it
+/// made (the log's counters since `before`).
+fn finish(wal: Wal, before: WalStats, ops: u64, secs: f64, latencies: Vec<u32>) -> Result<Measured> {
     let after = wal.stats();
     wal.close()?;
     Ok(Measured {
