@@ -6,6 +6,7 @@
 mod bench;
 mod engines;
 mod latency;
+mod recovery_bench;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,12 +22,15 @@ struct Cli {
 enum Command {
     /// Benchmarks appends against the raw disk and SQLite and prints a table.
     Bench(bench::BenchArgs),
+    /// Benchmarks the store's recovery and snapshots against loading SQLite into a map.
+    BenchRecovery(recovery_bench::RecoveryArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::BenchRecovery(args) => recovery_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

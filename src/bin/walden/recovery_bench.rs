@@ -1,0 +1,819 @@
+//! `walden bench-recovery`: how long the store takes to come back from a
+//! snapshot (and from a snapshot plus a log), against loading the same rows
+//! from SQLite into a map; how long a snapshot takes to write, how large it
+//! is, what it does to a concurrent writer's latency, and the memory of
+//! recovery and of snapshot writing. docs/BENCHMARKS.md has the method.
+//!
+//! Every open and every SQLite load runs in a child process (this binary
+//! re-executed with a hidden `--child-*` option), so its peak RSS (VmHWM)
+//! is its own and the page cache can be dropped before it.
+
+use crate::engines::Result;
+use crate::latency::{nanos, Percentiles};
+use imbl::OrdMap;
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use walden::{EngineOptions, Entry, FsyncMode, SnapshotOptions, Store, StoreOptions, WalOptions, WriteBatch};
+
+#[derive(clap::Args)]
+pub struct RecoveryArgs {
+    /// Key counts to measure, each on a store and a SQLite database of its own.
+    #[arg(long, value_name = "N,..", value_delimiter = ',', default_value = "1000000")]
+    keys: Vec<u64>,
+    /// Puts appended to the log after the snapshot for the "snapshot + log" open.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    log_records: u64,
+    /// Opens (and SQLite loads) per configuration and cache state; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    opens: u32,
+    /// Snapshot-while-writing rounds of the latency test (each: one snapshot, then as long without).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Do not drop the page cache (`echo 3 > /proc/sys/vm/drop_caches`, needs root) before cold opens.
+    #[arg(long)]
+    no_drop_caches: bool,
+    /// Skip the SQLite comparison.
+    #[arg(long)]
+    no_sqlite: bool,
+    /// Also write the results to FILE, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    dir: PathBuf,
+    /// Child process: open the store in DIR, print time and memory as JSON.
+    #[arg(long, value_name = "DIR", hide = true)]
+    open_only: Option<PathBuf>,
+    /// Child process: open the store in DIR, take a snapshot, print its time and memory.
+    #[arg(long, value_name = "DIR", hide = true)]
+    child_snapshot: Option<PathBuf>,
+    /// Child process: load the SQLite database FILE into a HashMap.
+    #[arg(long, value_name = "FILE", hide = true)]
+    child_sqlite_hashmap: Option<PathBuf>,
+    /// Child process: load the SQLite database FILE into the store's imbl::OrdMap.
+    #[arg(long, value_name = "FILE", hide = true)]
+    child_sqlite_ordmap: Option<PathBuf>,
+}
+
+const KEY_BYTES: usize = 16;
+const VALUE_BYTES: usize = 100;
+const BATCH: u64 = 1000;
+const WRITER: &str = "walden";
+
+/// Key `i`: 8 bytes of a hash of i (so keys arrive in random order), then i.
+fn key(i: u64) -> [u8; KEY_BYTES] {
+    let mut k = [0u8; KEY_BYTES];
+    k[..8].copy_from_slice(&splitmix64(i).to_be_bytes());
+    k[8..].copy_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A fast generator of incompressible bytes (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let r = self.next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    }
+}
+
+fn store_options() -> StoreOptions {
+    let snapshots = SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() };
+    let wal = WalOptions { fsync: FsyncMode::Never, ..Default::default() };
+    StoreOptions { engine: EngineOptions { wal, snapshots }, writer: WRITER.into() }
+}
+
+/// Fields of /proc/self/status given in kB, in bytes (0 if absent).
+fn status<const N: usize>(names: &[&str; N]) -> [u64; N] {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    names.map(|name| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    })
+}
+
+/// Samples RssAnon (heap) every 2 ms on a thread of its own until dropped:
+/// VmHWM counts mapped file pages too (the log is read through mmap).
+struct AnonPeak {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl AnonPeak {
+    fn start() -> AnonPeak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                peak = peak.max(status(&["RssAnon:"])[0]);
+                if flag.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        AnonPeak { stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+/// Resets VmHWM to the current RSS.
+fn reset_peak() -> Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")?;
+    Ok(())
+}
+
+fn drop_caches() -> Result<()> {
+    std::process::Command::new("sync").status()?;
+    std::fs::write("/proc/sys/vm/drop_caches", "3")?;
+    Ok(())
+}
+
+pub fn run(args: &RecoveryArgs) -> Result<()> {
+    if let Some(dir) = &args.open_only {
+        return child_open(dir);
+    }
+    if let Some(dir) = &args.child_snapshot {
+        return child_snapshot(dir);
+    }
+    if let Some(file) = &args.child_sqlite_hashmap {
+        return child_sqlite(file, false);
+    }
+    if let Some(file) = &args.child_sqlite_ordmap {
+        return child_sqlite(file, true);
+    }
+    let cold = !args.no_drop_caches && drop_caches().is_ok();
+    if !cold {
+        eprintln!("bench-recovery: the page cache cannot be dropped: warm opens only");
+    }
+    let root = tempfile::Builder::new().prefix(".walden-bench-").tempdir_in(&args.dir)?;
+    eprintln!("bench-recovery: data in {}", root.path().display());
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for &n in &args.keys {
+        let dir = root.path().join(format!("keys-{n}"));
+        std::fs::create_dir(&dir)?;
+        results.push(measure(args, n, &dir, cold)?);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    eprintln!("bench-recovery: done in {:.0} s", started.elapsed().as_secs_f64());
+    print!("{}", report(args, &results, cold));
+    if let Some(path) = &args.json {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for r in &results {
+            writeln!(out, "{}", r.json)?;
+        }
+        out.flush()?;
+        eprintln!("bench-recovery: wrote {}", path.display());
+    }
+    root.close()?;
+    Ok(())
+}
+
+/// What a child process measured.
+#[derive(Clone, Copy, Debug, Default)]
+struct Child {
+    secs: f64,
+    peak_rss: u64,
+    rss_after: u64,
+    rss_before: u64,
+    peak_anon: u64,
+    anon_after: u64,
+    anon_before: u64,
+    records_replayed: u64,
+    entries: u64,
+}
+
+fn child_report(secs: f64, (rss_before, anon_before): (u64, u64), records_replayed: u64, entries: u64, peak_anon: u64) {
+    let [peak_rss, rss_after, anon_after] = status(&["VmHWM:", "VmRSS:", "RssAnon:"]);
+    println!(
+        "{}",
+        json!({"secs": secs, "peak_rss": peak_rss, "rss_after": rss_after, "rss_before": rss_before,
+               "peak_anon": peak_anon, "anon_after": anon_after, "anon_before": anon_before,
+               "records_replayed": records_replayed, "entries": entries})
+    );
+}
+
+fn child_open(dir: &Path) -> Result<()> {
+    let rss_before = status(&["VmRSS:", "RssAnon:"]).into();
+    let sampler = AnonPeak::start();
+    let t = Instant::now();
+    let store = Store::open(dir, store_options())?;
+    let secs = t.elapsed().as_secs_f64();
+    let peak_anon = sampler.finish();
+    child_report(secs, rss_before, store.recovery_report().records_replayed, store.len() as u64, peak_anon);
+    // Not closed: close() syncs, which is not part of recovery; the log was closed cleanly before.
+    std::mem::forget(store);
+    Ok(())
+}
+
+fn child_snapshot(dir: &Path) -> Result<()> {
+    let store = Store::open(dir, store_options())?;
+    let rss_before = status(&["VmRSS:", "RssAnon:"]).into();
+    reset_peak()?;
+    let sampler = AnonPeak::start();
+    let t = Instant::now();
+    let info = store.snapshot_now()?;
+    let secs = t.elapsed().as_secs_f64();
+    let peak_anon = sampler.finish();
+    child_report(secs, rss_before, info.file_bytes, info.header.entries, peak_anon);
+    store.close()?;
+    Ok(())
+}
+
+fn child_sqlite(file: &Path, ordmap: bool) -> Result<()> {
+    let rss_before = status(&["VmRSS:", "RssAnon:"]).into();
+    let sampler = AnonPeak::start();
+    let t = Instant::now();
+    let conn = Connection::open(file)?;
+    let mut stmt = conn.prepare("SELECT key, value, revision, writer, ts FROM kv")?;
+    let mut rows = stmt.query([])?;
+    let entries;
+    if ordmap {
+        let mut map: OrdMap<Arc<[u8]>, Entry> = OrdMap::new();
+        while let Some(row) = rows.next()? {
+            let entry = Entry {
+                value: row.get_ref(1)?.as_blob()?.into(),
+                revision: row.get::<_, i64>(2)? as u64,
+                writer: row.get_ref(3)?.as_str()?.into(),
+                timestamp_us: row.get::<_, i64>(4)? as u64,
+            };
+            map.insert(row.get_ref(0)?.as_blob()?.into(), entry);
+        }
+        entries = map.len() as u64;
+        let secs = t.elapsed().as_secs_f64();
+        child_report(secs, rss_before, 0, entries, sampler.finish());
+        std::mem::forget(map);
+    } else {
+        let mut map: HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)> = HashMap::new();
+        while let Some(row) = rows.next()? {
+            let value = (
+                row.get_ref(1)?.as_blob()?.to_vec(),
+                row.get::<_, i64>(2)? as u64,
+                row.get_ref(3)?.as_str()?.to_owned(),
+                row.get::<_, i64>(4)? as u64,
+            );
+            map.insert(row.get_ref(0)?.as_blob()?.to_vec(), value);
+        }
+        entries = map.len() as u64;
+        let secs = t.elapsed().as_secs_f64();
+        child_report(secs, rss_before, 0, entries, sampler.finish());
+        std::mem::forget(map);
+    }
+    Ok(())
+}
+
+/// Runs this binary as a child with `flag PATH`, after dropping the page cache if `cold`.
+fn spawn(flag: &str, path: &Path, cold: bool) -> Result<Child> {
+    if cold {
+        drop_caches()?;
+    }
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("bench-recovery")
+        .arg(flag)
+        .arg(path)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("child {flag} {} failed: {}", path.display(), out.status).into());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let u = |k: &str| v[k].as_u64().unwrap_or(0);
+    Ok(Child {
+        secs: v["secs"].as_f64().unwrap_or(f64::NAN),
+        peak_rss: u("peak_rss"),
+        rss_after: u("rss_after"),
+        rss_before: u("rss_before"),
+        peak_anon: u("peak_anon"),
+        anon_after: u("anon_after"),
+        anon_before: u("anon_before"),
+        records_replayed: u("records_replayed"),
+        entries: u("entries"),
+    })
+}
+
+/// Medians of repeated child runs, cold (page cache dropped first) and warm.
+#[derive(Clone, Copy, Debug, Default)]
+struct Opens {
+    cold_secs: Option<f64>,
+    warm_secs: f64,
+    peak_rss: u64,
+    rss_after: u64,
+    peak_anon: u64,
+    anon_after: u64,
+    records_replayed: u64,
+    entries: u64,
+}
+
+fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Opens> {
+    let mut cold_runs = Vec::new();
+    if cold {
+        for _ in 0..n {
+            cold_runs.push(spawn(flag, path, true)?);
+        }
+    }
+    let mut warm_runs = Vec::new();
+    for _ in 0..n {
+        warm_runs.push(spawn(flag, path, false)?);
+    }
+    let all: Vec<Child> = cold_runs.iter().chain(&warm_runs).copied().collect();
+    let o = Opens {
+        cold_secs: cold.then(|| median(cold_runs.iter().map(|c| c.secs))),
+        warm_secs: median(warm_runs.iter().map(|c| c.secs)),
+        peak_rss: median(all.iter().map(|c| c.peak_rss as f64)) as u64,
+        rss_after: median(all.iter().map(|c| c.rss_after as f64)) as u64,
+        peak_anon: median(all.iter().map(|c| c.peak_anon as f64)) as u64,
+        anon_after: median(all.iter().map(|c| c.anon_after as f64)) as u64,
+        records_replayed: all[0].records_replayed,
+        entries: all[0].entries,
+    };
+    eprintln!(
+        "  {label}: cold {:?} warm {:?} s; peak RSS {} MiB, after {} MiB; anon peak {} after {} MiB; {} entries, {} replayed",
+        cold_runs.iter().map(|c| round3(c.secs)).collect::<Vec<_>>(),
+        warm_runs.iter().map(|c| round3(c.secs)).collect::<Vec<_>>(),
+        o.peak_rss >> 20,
+        o.rss_after >> 20,
+        o.peak_anon >> 20,
+        o.anon_after >> 20,
+        o.entries,
+        o.records_replayed
+    );
+    Ok(o)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Puts `count` keys starting at `first` (or random existing keys below `overwrite_below`) in batches.
+fn load(store: &Store, first: u64, count: u64, overwrite_below: Option<u64>, rng: &mut Rng) -> Result<()> {
+    let mut value = [0u8; VALUE_BYTES];
+    let mut batch = WriteBatch::default();
+    for i in first..first + count {
+        let k = match overwrite_below {
+            Some(n) => key(rng.next() % n),
+            None => key(i),
+        };
+        rng.fill(&mut value);
+        batch.put(&k, &value);
+        if batch.len() as u64 == BATCH {
+            store.write(&batch)?;
+            batch = WriteBatch::default();
+        }
+    }
+    if !batch.is_empty() {
+        store.write(&batch)?;
+    }
+    Ok(())
+}
+
+/// Latencies of one writer's puts, while snapshots run and while they do not.
+#[derive(Clone, Copy, Debug, Default)]
+struct LatencyResult {
+    idle: Percentiles,
+    idle_max_us: f64,
+    idle_puts: u64,
+    idle_secs: f64,
+    snap: Percentiles,
+    snap_max_us: f64,
+    snap_puts: u64,
+    snap_secs: f64,
+    snapshot_secs: f64,
+}
+
+const PHASE_WARMUP: usize = 0;
+const PHASE_IDLE: usize = 1;
+const PHASE_SNAPSHOT: usize = 2;
+
+fn latency_test(store: &Store, n: u64, rounds: u32) -> Result<LatencyResult> {
+    let phase = AtomicUsize::new(PHASE_WARMUP);
+    let stop = AtomicBool::new(false);
+    let mut secs = [0.0f64; 3];
+    let mut snapshot_secs = Vec::new();
+    let lat = std::thread::scope(|s| -> Result<[Vec<u32>; 3]> {
+        let writer = s.spawn(|| -> Result<[Vec<u32>; 3]> {
+            let mut lat: [Vec<u32>; 3] = std::array::from_fn(|_| Vec::with_capacity(16 << 20));
+            let mut rng = Rng(0x5eed_1234_5678_9abc);
+            let mut value = [0u8; VALUE_BYTES];
+            while !stop.load(Ordering::Relaxed) {
+                let k = key(rng.next() % n);
+                rng.fill(&mut value);
+                let p = phase.load(Ordering::Relaxed);
+                let t = Instant::now();
+                store.put(&k, &value)?;
+                lat[p].push(nanos(t.elapsed()));
+            }
+            Ok(lat)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..rounds {
+            phase.store(PHASE_SNAPSHOT, Ordering::Relaxed);
+            let t = Instant::now();
+            store.snapshot_now()?;
+            let d = t.elapsed();
+            secs[PHASE_SNAPSHOT] += d.as_secs_f64();
+            snapshot_secs.push(d.as_secs_f64());
+            phase.store(PHASE_IDLE, Ordering::Relaxed);
+            let t = Instant::now();
+            std::thread::sleep(d);
+            secs[PHASE_IDLE] += t.elapsed().as_secs_f64();
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().map_err(|_| "writer thread panicked")?
+    })?;
+    let [_, mut idle, mut snap] = lat;
+    let max = |v: &[u32]| f64::from(v.iter().copied().max().unwrap_or(0)) / 1e3;
+    Ok(LatencyResult {
+        idle_max_us: max(&idle),
+        snap_max_us: max(&snap),
+        idle_puts: idle.len() as u64,
+        snap_puts: snap.len() as u64,
+        idle: Percentiles::of(&mut idle),
+        snap: Percentiles::of(&mut snap),
+        idle_secs: secs[PHASE_IDLE],
+        snap_secs: secs[PHASE_SNAPSHOT],
+        snapshot_secs: median(snapshot_secs),
+    })
+}
+
+/// Everything measured for one key count.
+struct Measured {
+    n: u64,
+    load_secs: f64,
+    log_only_secs: f64,
+    snapshot_secs: Vec<f64>,
+    snapshot_file_bytes: u64,
+    snapshot_rss_before: u64,
+    snapshot_rss_growth: u64,
+    snapshot_anon_growth: u64,
+    from_snapshot: Opens,
+    from_snapshot_and_log: Opens,
+    sqlite_load_secs: f64,
+    sqlite_file_bytes: u64,
+    sqlite_hashmap: Option<Opens>,
+    sqlite_ordmap: Option<Opens>,
+    latency: LatencyResult,
+    json: Value,
+}
+
+fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measured> {
+    let store_dir = dir.join("store");
+    let mut rng = Rng(0x0123_4567_89ab_cdef ^ n);
+    eprintln!("bench-recovery: {n} keys");
+
+    // 1. Load, close (syncs the log), reopen from the log alone, snapshot.
+    let t = Instant::now();
+    let store = Store::open(&store_dir, store_options())?;
+    load(&store, 0, n, None, &mut rng)?;
+    store.close()?;
+    let load_secs = t.elapsed().as_secs_f64();
+    eprintln!("  loaded in {load_secs:.2} s (with the closing sync)");
+    let t = Instant::now();
+    let store = Store::open(&store_dir, store_options())?;
+    let log_only_secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "  open from the log alone ({} records, warm): {log_only_secs:.2} s",
+        store.recovery_report().records_replayed
+    );
+    let t = Instant::now();
+    let info = store.snapshot_now()?;
+    let mut snapshot_secs = vec![t.elapsed().as_secs_f64()];
+    store.close()?;
+    let snapshot_file_bytes = info.file_bytes;
+
+    // 4. Snapshot time and memory, in children that open and snapshot again.
+    let mut growth = Vec::new();
+    let mut anon_growth = Vec::new();
+    let mut before = Vec::new();
+    for _ in 0..2 {
+        let c = spawn("--child-snapshot", &store_dir, false)?;
+        snapshot_secs.push(c.secs);
+        growth.push(c.peak_rss.saturating_sub(c.rss_before) as f64);
+        anon_growth.push(c.peak_anon.saturating_sub(c.anon_before) as f64);
+        before.push(c.rss_before as f64);
+    }
+    eprintln!(
+        "  snapshot: {:?} s, {} bytes; RSS growth while writing {:?} MiB",
+        snapshot_secs.iter().map(|&s| round3(s)).collect::<Vec<_>>(),
+        snapshot_file_bytes,
+        growth.iter().map(|&g| round3(g / 1048576.0)).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "  anon RSS growth while writing {:?} MiB",
+        anon_growth.iter().map(|&g| round3(g / 1048576.0)).collect::<Vec<_>>()
+    );
+
+    // 1. Recovery from the snapshot alone.
+    let from_snapshot = opens("open, snapshot only", "--open-only", &store_dir, args.opens, cold)?;
+
+    // 2. A log of more puts (overwrites of existing keys) after the snapshot.
+    let store = Store::open(&store_dir, store_options())?;
+    load(&store, 0, args.log_records, Some(n), &mut rng)?;
+    store.close()?;
+    let from_snapshot_and_log = opens("open, snapshot + log", "--open-only", &store_dir, args.opens, cold)?;
+
+    // 5. A writer's put latency with and without a snapshot running.
+    let store = Store::open(&store_dir, store_options())?;
+    let latency = latency_test(&store, n, args.rounds)?;
+    store.close()?;
+    eprintln!(
+        "  latency: idle p50/p99/p99.9 {:.1}/{:.1}/{:.1} us ({} puts), during snapshot {:.1}/{:.1}/{:.1} us ({} puts)",
+        latency.idle.p50_us,
+        latency.idle.p99_us,
+        latency.idle.p999_us,
+        latency.idle_puts,
+        latency.snap.p50_us,
+        latency.snap.p99_us,
+        latency.snap.p999_us,
+        latency.snap_puts
+    );
+    std::fs::remove_dir_all(&store_dir)?;
+
+    // 3. SQLite.
+    let (mut sqlite_load_secs, mut sqlite_file_bytes, mut sqlite_hashmap, mut sqlite_ordmap) =
+        (f64::NAN, 0, None, None);
+    if !args.no_sqlite {
+        let file = dir.join("kv.sqlite");
+        let t = Instant::now();
+        build_sqlite(&file, n)?;
+        sqlite_load_secs = t.elapsed().as_secs_f64();
+        sqlite_file_bytes = std::fs::metadata(&file)?.len();
+        eprintln!("  SQLite built in {sqlite_load_secs:.2} s, {sqlite_file_bytes} bytes");
+        sqlite_hashmap = Some(opens("SQLite -> HashMap", "--child-sqlite-hashmap", &file, args.opens, cold)?);
+        sqlite_ordmap = Some(opens("SQLite -> imbl OrdMap", "--child-sqlite-ordmap", &file, args.opens, cold)?);
+    }
+
+    let opens_json = |o: &Opens| {
+        json!({"cold_secs": o.cold_secs, "warm_secs": o.warm_secs, "peak_rss": o.peak_rss,
+               "rss_after": o.rss_after, "peak_anon": o.peak_anon, "anon_after": o.anon_after, "records_replayed": o.records_replayed, "entries": o.entries})
+    };
+    let pct = |p: &Percentiles| json!({"p50_us": p.p50_us, "p99_us": p.p99_us, "p999_us": p.p999_us});
+    let json = json!({
+        "keys": n, "key_bytes": KEY_BYTES, "value_bytes": VALUE_BYTES, "log_records": args.log_records,
+        "load_secs": load_secs, "log_only_open_secs": log_only_secs,
+        "snapshot_secs": snapshot_secs, "snapshot_file_bytes": snapshot_file_bytes,
+        "raw_key_value_bytes": n * (KEY_BYTES + VALUE_BYTES) as u64,
+        "snapshot_rss_before": median(before.iter().copied()), "snapshot_rss_growth": median(growth.iter().copied()),
+        "snapshot_anon_growth": median(anon_growth.iter().copied()),
+        "open_from_snapshot": opens_json(&from_snapshot),
+        "open_from_snapshot_and_log": opens_json(&from_snapshot_and_log),
+        "sqlite_build_secs": sqlite_load_secs, "sqlite_file_bytes": sqlite_file_bytes,
+        "sqlite_to_hashmap": sqlite_hashmap.as_ref().map(opens_json),
+        "sqlite_to_ordmap": sqlite_ordmap.as_ref().map(opens_json),
+        "latency_idle": pct(&latency.idle), "latency_idle_max_us": latency.idle_max_us,
+        "latency_idle_puts": latency.idle_puts, "latency_idle_secs": latency.idle_secs,
+        "latency_snapshot": pct(&latency.snap), "latency_snapshot_max_us": latency.snap_max_us,
+        "latency_snapshot_puts": latency.snap_puts, "latency_snapshot_secs": latency.snap_secs,
+        "latency_test_snapshot_secs": latency.snapshot_secs,
+    });
+    Ok(Measured {
+        n,
+        load_secs,
+        log_only_secs,
+        snapshot_secs,
+        snapshot_file_bytes,
+        snapshot_rss_before: median(before) as u64,
+        snapshot_rss_growth: median(growth) as u64,
+        snapshot_anon_growth: median(anon_growth.iter().copied()) as u64,
+        from_snapshot,
+        from_snapshot_and_log,
+        sqlite_load_secs,
+        sqlite_file_bytes,
+        sqlite_hashmap,
+        sqlite_ordmap,
+        latency,
+        json,
+    })
+}
+
+/// The same rows in SQLite: WAL mode, transactions of 10,000 inserts, checkpointed.
+fn build_sqlite(file: &Path, n: u64) -> Result<()> {
+    let mut conn = Connection::open(file)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    conn.execute_batch("CREATE TABLE kv(key BLOB PRIMARY KEY, value BLOB, revision INTEGER, writer TEXT, ts INTEGER)")?;
+    let mut rng = Rng(0x0123_4567_89ab_cdef ^ n);
+    let mut value = [0u8; VALUE_BYTES];
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+    let mut i = 0;
+    while i < n {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO kv VALUES (?1, ?2, 1, ?3, ?4)")?;
+            for j in i..(i + 10_000).min(n) {
+                rng.fill(&mut value);
+                stmt.execute(params![&key(j)[..], &value[..], WRITER, ts])?;
+            }
+        }
+        tx.commit()?;
+        i += 10_000;
+    }
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.0} MiB", b as f64 / 1048576.0)
+}
+
+fn secs(s: Option<f64>) -> String {
+    s.map_or("-".into(), |s| format!("{s:.3} s"))
+}
+
+fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Recovery: medians of {} opens each{}; every open in a child process; {KEY_BYTES} B keys, {VALUE_BYTES} B random values\n",
+        args.opens,
+        if cold { ", cold (page cache dropped before each) and warm" } else { ", warm only" }
+    );
+    let _ = writeln!(o, "| keys | what | cold | warm | peak RSS | RSS after | peak / after | peak anon | anon after | peak / after (anon) |");
+    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in results {
+        let mut row = |what: &str, x: &Opens| {
+            let _ = writeln!(
+                o,
+                "| {} | {what} | {} | {} | {} | {} | {:.2}x | {} | {} | {:.2}x |",
+                r.n,
+                secs(x.cold_secs),
+                secs(Some(x.warm_secs)),
+                mib(x.peak_rss),
+                mib(x.rss_after),
+                x.peak_rss as f64 / x.rss_after as f64,
+                mib(x.peak_anon),
+                mib(x.anon_after),
+                x.peak_anon as f64 / x.anon_after as f64
+            );
+        };
+        row("walden, snapshot only", &r.from_snapshot);
+        row(
+            &format!("walden, snapshot + {} log records", r.from_snapshot_and_log.records_replayed),
+            &r.from_snapshot_and_log,
+        );
+        if let Some(x) = &r.sqlite_hashmap {
+            row("SQLite -> HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)>", x);
+        }
+        if let Some(x) = &r.sqlite_ordmap {
+            row("SQLite -> imbl::OrdMap<Arc<[u8]>, Entry> (the store's map)", x);
+        }
+        let _ = writeln!(
+            o,
+            "| {} | walden, log only ({} records, once, warm, in-process) | | {} | | | | | | |",
+            r.n,
+            r.n,
+            secs(Some(r.log_only_secs))
+        );
+    }
+    let _ = writeln!(o, "\nSnapshots (zstd level 3), written by `snapshot_now()` with no writer running\n");
+    let _ = writeln!(o, "| keys | write time (median of {}) | file | raw key+value bytes | raw / file | RSS before | RSS growth while writing | anon growth |", results.first().map_or(0, |r| r.snapshot_secs.len()));
+    let _ = writeln!(o, "|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in results {
+        let raw = r.n * (KEY_BYTES + VALUE_BYTES) as u64;
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.3}x | {} | {} | {} |",
+            r.n,
+            secs(Some(median(r.snapshot_secs.iter().copied()))),
+            mib(r.snapshot_file_bytes),
+            mib(raw),
+            raw as f64 / r.snapshot_file_bytes as f64,
+            mib(r.snapshot_rss_before),
+            mib(r.snapshot_rss_growth),
+            mib(r.snapshot_anon_growth)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nOne writer's `put` latency (FsyncMode::Never), {} rounds of: a snapshot, then as long without\n",
+        args.rounds
+    );
+    let _ = writeln!(o, "| keys | phase | puts | puts/s | p50 | p99 | p99.9 | max |");
+    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|");
+    for r in results {
+        let l = &r.latency;
+        for (what, p, max, puts, s) in [
+            ("no snapshot", &l.idle, l.idle_max_us, l.idle_puts, l.idle_secs),
+            ("snapshot running", &l.snap, l.snap_max_us, l.snap_puts, l.snap_secs),
+        ] {
+            let _ = writeln!(
+                o,
+                "| {} | {what} | {puts} | {:.0} | {:.1} us | {:.1} us | {:.1} us | {:.0} us |",
+                r.n,
+                puts as f64 / s,
+                p.p50_us,
+                p.p99_us,
+                p.p999_us,
+                max
+            );
+        }
+    }
+    let _ = writeln!(o, "\nIssue-3 targets\n");
+    let _ = writeln!(o, "| keys | target | goal | measured | met |");
+    let _ = writeln!(o, "|--:|---|--:|--:|---|");
+    for r in results {
+        let mut t = |what: &str, goal: String, measured: String, met: bool| {
+            let _ = writeln!(o, "| {} | {what} | {goal} | {measured} | {} |", r.n, if met { "yes" } else { "**no**" });
+        };
+        let limit = r.n as f64 / 1e6;
+        for (what, x) in
+            [("recovery, snapshot only", &r.from_snapshot), ("recovery, snapshot + log", &r.from_snapshot_and_log)]
+        {
+            let worst = x.cold_secs.unwrap_or(x.warm_secs).max(x.warm_secs);
+            t(what, format!("< {limit} s"), format!("{worst:.3} s"), worst < limit);
+        }
+        for (label, sq) in [("HashMap", &r.sqlite_hashmap), ("same imbl map", &r.sqlite_ordmap)] {
+            if let Some(sq) = sq {
+                for (state, w, s) in [
+                    ("warm", Some(r.from_snapshot.warm_secs), Some(sq.warm_secs)),
+                    ("cold", r.from_snapshot.cold_secs, sq.cold_secs),
+                ] {
+                    if let (Some(w), Some(s)) = (w, s) {
+                        let goal = if r.n == 1_000_000 { 2.5 } else { 2.0 };
+                        t(
+                            &format!("SQLite -> {label} / walden snapshot open, {state}"),
+                            format!(">= {goal}x"),
+                            format!("{:.2}x", s / w),
+                            s / w >= goal,
+                        );
+                    }
+                }
+            }
+        }
+        let ratio = r.latency.snap.p99_us / r.latency.idle.p99_us;
+        t("p99 put during snapshot / p99 without", "<= 2x".into(), format!("{ratio:.2}x"), ratio <= 2.0);
+        for (what, x) in [("snapshot only", &r.from_snapshot), ("snapshot + log", &r.from_snapshot_and_log)] {
+            let mem = x.peak_rss as f64 / x.rss_after as f64;
+            t(
+                &format!("peak RSS recovering / RSS recovered, {what}"),
+                "<= 1.5x".into(),
+                format!("{mem:.2}x"),
+                mem <= 1.5,
+            );
+            let anon = x.peak_anon as f64 / x.anon_after as f64;
+            t(
+                &format!("the same, anonymous memory only, {what}"),
+                "<= 1.5x".into(),
+                format!("{anon:.2}x"),
+                anon <= 1.5,
+            );
+        }
+        let growth = r.snapshot_rss_growth.max(r.snapshot_anon_growth) as f64 / 1048576.0;
+        t("RSS growth writing a snapshot (constant memory)", "O(1)".into(), format!("{growth:.1} MiB"), growth < 64.0);
+    }
+    let _ = writeln!(o, "\nSetup (not measured against anything)\n");
+    let _ = writeln!(o, "| keys | walden load, batches of {BATCH} + closing sync | SQLite build, WAL, 10,000-row transactions | SQLite file |");
+    let _ = writeln!(o, "|--:|--:|--:|--:|");
+    for r in results {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            r.n,
+            secs(Some(r.load_secs)),
+            secs(Some(r.sqlite_load_secs)),
+            mib(r.sqlite_file_bytes)
+        );
+    }
+    o
+}
