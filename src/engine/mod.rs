@@ -113,13 +113,21 @@ pub struct RecoveryReport {
 struct Applied<S> {
     machine: S,
     lsn: Lsn,
+    /// Payload bytes applied since open; with `lsn`, what a snapshot covers.
+    bytes: u64,
 }
 
 /// Counters that decide when the next automatic snapshot is due.
+/// Measured by position, not by counting events, so commits that land
+/// while a snapshot is being taken are never lost from the count.
 struct Since {
-    commits: u64,
-    bytes: u64,
+    /// What the last snapshot covers (LSN, bytes applied) and when it began.
+    snapshot_lsn: Lsn,
+    snapshot_bytes: u64,
     at: Instant,
+    /// The newest commit seen.
+    latest_lsn: Lsn,
+    latest_bytes: u64,
     /// Set when the engine closes: the snapshot thread stops.
     stop: bool,
 }
@@ -286,7 +294,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         report.bytes_cut = wal.recovery_report().bytes_cut();
 
         let (machine, lsn) = Self::load_snapshot(&fs, &snapshot_dir, &wal, &mut report)?;
-        let mut applied = Applied { machine, lsn };
+        let mut applied = Applied { machine, lsn, bytes: 0 };
         log::info!("walden: replaying the log from LSN {}", lsn.next());
         let mut reader = wal.read_from(lsn.next())?;
         while let Some(record) = reader.next_ref() {
@@ -307,13 +315,21 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             report.snapshots_skipped.len(),
             report.duration
         );
+        let applied_lsn = applied.lsn;
         Ok(Core {
             fs,
             wal,
             snapshot_dir,
             options,
             state: RwLock::new(applied),
-            since: Mutex::new(Since { commits: 0, bytes: 0, at: Instant::now(), stop: false }),
+            since: Mutex::new(Since {
+                snapshot_lsn: report.snapshot_lsn,
+                snapshot_bytes: 0,
+                at: Instant::now(),
+                latest_lsn: applied_lsn,
+                latest_bytes: 0,
+                stop: false,
+            }),
             snapshot_due: Condvar::new(),
             snapshotting: Mutex::new(()),
             report,
@@ -367,10 +383,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             let mut state = self.state.write();
             let ticket = self.wal.append_pipelined(payload)?;
             self.apply_staged(&mut state, &ticket, std::slice::from_ref(&payload))?;
-            ticket
+            (ticket, state.lsn, state.bytes)
         };
+        let (ticket, applied_lsn, applied_bytes) = ticket;
         let lsn = ticket.wait()?;
-        self.committed(1, payload.len() as u64)?;
+        self.committed(applied_lsn, applied_bytes);
         Ok(lsn)
     }
 
@@ -379,11 +396,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             let mut state = self.state.write();
             let ticket = self.wal.append_batch_pipelined(payloads)?;
             self.apply_staged(&mut state, &ticket, payloads)?;
-            ticket
+            (ticket, state.lsn, state.bytes)
         };
+        let (ticket, applied_lsn, applied_bytes) = ticket;
         let lsn = ticket.wait()?;
-        let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
-        self.committed(payloads.len() as u64, bytes)?;
+        self.committed(applied_lsn, applied_bytes);
         Ok(lsn)
     }
 
@@ -401,6 +418,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             let lsn = Lsn(first.0 + i as u64);
             state.machine.apply(lsn, payload.as_ref())?;
             state.lsn = lsn;
+            state.bytes += payload.as_ref().len() as u64;
         }
         Ok(())
     }
@@ -443,22 +461,24 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         Ok((state, lsn))
     }
 
-    /// Counts a commit; wakes the snapshot thread if a snapshot is due.
-    fn committed(&self, commits: u64, bytes: u64) -> Result<()> {
+    /// Notes a commit (the state's LSN and bytes after it); wakes the
+    /// snapshot thread if a snapshot is due.
+    fn committed(&self, lsn: Lsn, bytes: u64) {
         let mut since = self.since.lock();
-        since.commits += commits;
-        since.bytes += bytes;
+        since.latest_lsn = since.latest_lsn.max(lsn);
+        since.latest_bytes = since.latest_bytes.max(bytes);
         if self.due(&since) {
             self.snapshot_due.notify_one();
         }
-        Ok(())
     }
 
     fn due(&self, since: &Since) -> bool {
         let s = &self.options.snapshots;
-        s.every_commits.is_some_and(|n| since.commits >= n)
-            || s.every_bytes.is_some_and(|n| since.bytes >= n)
-            || s.every.is_some_and(|t| since.commits > 0 && since.at.elapsed() >= t)
+        let commits = since.latest_lsn.0.saturating_sub(since.snapshot_lsn.0);
+        let bytes = since.latest_bytes.saturating_sub(since.snapshot_bytes);
+        s.every_commits.is_some_and(|n| commits >= n)
+            || s.every_bytes.is_some_and(|n| bytes >= n)
+            || s.every.is_some_and(|t| commits > 0 && since.at.elapsed() >= t)
     }
 
     /// The snapshot thread: waits until a trigger fires, takes a snapshot,
@@ -487,13 +507,15 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     }
 
     fn snapshot_locked(&self) -> Result<SnapshotInfo> {
-        let (frozen, lsn) = {
+        let (frozen, lsn, bytes) = {
             let state = self.state.read();
-            (state.machine.freeze(), state.lsn)
+            (state.machine.freeze(), state.lsn, state.bytes)
         };
         {
             let mut since = self.since.lock();
-            (since.commits, since.bytes, since.at) = (0, 0, Instant::now());
+            since.snapshot_lsn = since.snapshot_lsn.max(lsn);
+            since.snapshot_bytes = since.snapshot_bytes.max(bytes);
+            since.at = Instant::now();
         }
         // The log first: a snapshot must never cover records it could lose.
         self.wal.sync()?;
