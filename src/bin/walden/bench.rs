@@ -6,7 +6,7 @@
 //! ratios measured within the same repetition. docs/BENCHMARKS.md has the method.
 
 use crate::engines::{self, Api, Engine, Mode, Result, Setup, SqliteConn, Workload};
-use crate::latency::Percentiles;
+use crate::latency::{median, Percentiles};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -167,16 +167,6 @@ impl GroupResult {
     fn ratio(&self, a: Engine, b: Engine) -> Option<f64> {
         let (a, b) = (self.samples(a)?, self.samples(b)?);
         Some(median(a.iter().zip(b).map(|(a, b)| a.ops_per_s / b.ops_per_s)))
-    }
-}
-
-fn median(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

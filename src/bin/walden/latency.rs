@@ -1,6 +1,7 @@
 //! Per-operation latencies: recorded as nanoseconds in a preallocated
 //! `Vec<u32>` (4 bytes an operation, no allocation while measuring; a
-//! latency above 4.29 s saturates), summarised as exact percentiles.
+//! latency above 4.29 s saturates), summarised as exact percentiles; and
+//! the median the benchmarks quote.
 
 use std::time::Duration;
 
@@ -29,6 +30,17 @@ impl Percentiles {
             f64::from(latencies[rank.clamp(1, latencies.len()) - 1]) / 1e3
         };
         Percentiles { p50_us: at(0.50), p99_us: at(0.99), p999_us: at(0.999) }
+    }
+}
+
+/// The median of `values` (NaN if there are none).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

@@ -9,7 +9,7 @@
 //! is its own and the page cache can be dropped before it.
 
 use crate::engines::Result;
-use crate::latency::{nanos, Percentiles};
+use crate::latency::{median, nanos, Percentiles};
 use imbl::OrdMap;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
@@ -374,16 +374,6 @@ fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Ope
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-fn median(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Puts `count` keys starting at `first` (or random existing keys below `overwrite_below`) in batches.
