@@ -5,6 +5,7 @@
 //! alike. Figures are medians over repetitions; a ratio is the median of the
 //! ratios measured within the same repetition. docs/BENCHMARKS.md has the method.
 
+use crate::chart::{Bar, BarGroup, Chart, Panel};
 use crate::engines::{self, Api, Engine, Mode, Result, Setup, SqliteConn, Workload};
 use crate::latency::{median, Percentiles};
 use std::fmt::Write as _;
@@ -30,6 +31,9 @@ pub struct BenchArgs {
     /// Also write the results to FILE, one JSON object per line.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also draw walden, SQLite and the raw disk as a grouped bar chart in FILE (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
     /// Where the data goes: a temporary directory is made in PATH and
     /// removed afterwards. Use the file system you want to measure.
     #[arg(long, value_name = "PATH", default_value = ".")]
@@ -258,6 +262,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         out.flush()?;
         eprintln!("walden bench: wrote {}", path.display());
     }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, chart(&rows, args).to_svg())?;
+        eprintln!("walden bench: wrote {}", path.display());
+    }
     root.close()?;
     Ok(())
 }
@@ -347,6 +355,55 @@ impl Row {
             },
             "sqlite_conn": matches!(self.engine, Engine::Sqlite(_)).then_some(sqlite_conn.name()),
         })
+    }
+}
+
+/// The chart: a panel per fsync mode, a group per workload, and in each
+/// group walden, SQLite at the same durability and the raw disk baseline.
+fn chart(rows: &[Row], args: &BenchArgs) -> Chart<'static> {
+    const SERIES: &[&str] = &["walden", "SQLite (same durability)", "raw disk (same promise)"];
+    let rate = |engine: Engine, workload: Workload| {
+        rows.iter().find(|r| r.engine == engine && r.workload == workload).map(|r| r.ops_per_s)
+    };
+    let panels = Mode::ALL
+        .iter()
+        .map(|&mode| {
+            let mut workloads: Vec<(Workload, Api)> = Vec::new();
+            for row in rows {
+                if let Engine::Walden(m, api) = row.engine {
+                    if m == mode && !workloads.contains(&(row.workload, api)) {
+                        workloads.push((row.workload, api));
+                    }
+                }
+            }
+            let groups = workloads
+                .into_iter()
+                .map(|(workload, api)| {
+                    let walden = Engine::Walden(mode, api);
+                    let engines =
+                        [Some(walden), (api == Api::Blocking).then_some(Engine::Sqlite(mode)), raw_baseline(walden)];
+                    let bars = engines
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(series, e)| Some(Bar { series, value: rate((*e)?, workload)? }))
+                        .collect();
+                    let api = if api == Api::Pipelined { " pipelined" } else { "" };
+                    BarGroup { label: format!("{} x {}{api}", workload.writers, bytes(workload.record_bytes)), bars }
+                })
+                .collect();
+            let sqlite = mode.sqlite_synchronous();
+            Panel { title: format!("fsync mode {} (SQLite synchronous={sqlite})", mode.name()), groups }
+        })
+        .collect();
+    Chart {
+        title: "walden bench: appends per second, walden vs SQLite vs the raw disk",
+        subtitle: if args.quick {
+            "writers x record size; medians of alternated repetitions in one run (--quick)"
+        } else {
+            "writers x record size; medians of alternated repetitions in one run"
+        },
+        series: SERIES,
+        panels,
     }
 }
 

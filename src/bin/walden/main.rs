@@ -4,6 +4,7 @@
 //! SQLite, side by side in one process; see docs/BENCHMARKS.md.
 
 mod bench;
+mod chart;
 mod engines;
 mod latency;
 mod recovery_bench;
