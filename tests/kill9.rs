@@ -5,6 +5,12 @@
 //! there with its exact bytes and that the log is a gap-free prefix. Then
 //! the next child continues the same log. `WALDEN_KILL9_CYCLES` sets the
 //! number of cycles (default 12).
+//!
+//! The same with a [`Store`] child whose snapshots (every 40 commits) and
+//! retention (two kept, older log segments removed) run on their own
+//! thread, so kills land in snapshot writes, pruning and truncation too:
+//! the parent checks every acknowledged write is there and the state is
+//! exactly the state at the recovered LSN.
 
 mod common;
 
@@ -12,9 +18,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use walden::{FsyncMode, Lsn, Wal, WalOptions};
+use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions, WriteBatch};
 
 const CHILD_ENV: &str = "WALDEN_KILL9_CHILD_DIR";
+const STORE_CHILD_ENV: &str = "WALDEN_KILL9_STORE_CHILD_DIR";
 
 fn options() -> WalOptions {
     // Small segments, so kills also land in roll-overs.
@@ -108,4 +115,134 @@ fn sigkill_never_loses_an_acknowledged_append() {
     }
     assert_eq!(killed_mid_run, cycles);
     assert!(acknowledged.0 > cycles as u64, "the children appended ({acknowledged})");
+}
+
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        engine: EngineOptions {
+            wal: WalOptions { fsync: FsyncMode::Always, segment_bytes: 16 * 1024, ..Default::default() },
+            snapshots: SnapshotOptions {
+                keep_count: 2,
+                every_commits: Some(40),
+                every_bytes: None,
+                every: None,
+                on_close: false,
+            },
+        },
+        writer: "kill9".into(),
+    }
+}
+
+/// The operation at LSN `i`: a delete now and then, else a put; the
+/// records at LSNs 5k and 5k+1 are one batch.
+fn store_op(i: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+    if i % 7 == 3 {
+        (format!("key-{}", i * 3 % 61).into_bytes(), None)
+    } else {
+        (format!("key-{}", i % 61).into_bytes(), Some(common::payload(i)))
+    }
+}
+
+/// The state after LSNs 1..=lsn.
+fn store_model(lsn: u64) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut model = std::collections::BTreeMap::new();
+    for i in 1..=lsn {
+        match store_op(i) {
+            (key, Some(value)) => model.insert(key, value),
+            (key, None) => model.remove(&key),
+        };
+    }
+    model
+}
+
+/// The store child: write forever, reporting every acknowledged LSN.
+fn store_child(dir: &Path) -> ! {
+    use std::io::Write;
+    let store = Store::open(dir, store_options()).expect("child: open");
+    let mut next = store.applied_lsn().0 + 1;
+    let stdout = std::io::stdout();
+    loop {
+        let lsn = if next.is_multiple_of(5) {
+            let mut batch = WriteBatch::default();
+            for i in [next, next + 1] {
+                match store_op(i) {
+                    (key, Some(value)) => batch.put(&key, &value),
+                    (key, None) => batch.delete(&key),
+                };
+            }
+            store.write(&batch).expect("child: write batch")
+        } else {
+            match store_op(next) {
+                (key, Some(value)) => store.put(&key, &value).expect("child: put"),
+                (key, None) => store.delete(&key).expect("child: delete"),
+            }
+        };
+        let mut out = stdout.lock();
+        writeln!(out, "{}", lsn.0).expect("child: report");
+        out.flush().expect("child: flush");
+        next = lsn.0 + 1;
+    }
+}
+
+#[test]
+fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_running() {
+    if let Ok(dir) = std::env::var(STORE_CHILD_ENV) {
+        store_child(Path::new(&dir));
+    }
+    let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let exe = std::env::current_exe().unwrap();
+    let test_name = "sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_running";
+    let mut acknowledged = 0u64;
+    let mut from_snapshot = 0;
+    for (cycle, delay) in delays(0x5702e).take(cycles).enumerate() {
+        let mut child = Command::new(&exe)
+            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(STORE_CHILD_ENV, &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let start = Instant::now();
+        let mut acked_this_cycle = 0;
+        // Longer runs than the log child's, so snapshots are due and taken.
+        while start.elapsed() < delay * 3 || acked_this_cycle == 0 {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Ok(lsn) = line.trim().parse::<u64>() {
+                        acknowledged = acknowledged.max(lsn);
+                        acked_this_cycle += 1;
+                    }
+                }
+                _ => panic!("cycle {cycle}: the store child stopped by itself"),
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for line in lines.map_while(Result::ok) {
+            if let Ok(lsn) = line.trim().parse::<u64>() {
+                acknowledged = acknowledged.max(lsn);
+            }
+        }
+
+        let store = Store::open(&dir, store_options()).unwrap_or_else(|e| panic!("cycle {cycle}: recovery: {e}"));
+        let lsn = store.applied_lsn().0;
+        assert!(lsn >= acknowledged, "cycle {cycle}: acknowledged LSN {acknowledged} lost (recovered {lsn})");
+        assert!(!lsn.is_multiple_of(5), "cycle {cycle}: recovered into the middle of a batch (LSN {lsn})");
+        let state: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            store.scan_prefix(b"").into_iter().map(|(k, e)| (k.to_vec(), e.value.to_vec())).collect();
+        assert!(state == store_model(lsn), "cycle {cycle}: the state is not the state at LSN {lsn}");
+        if store.recovery_report().snapshot_used.is_some() {
+            from_snapshot += 1;
+        }
+        assert!(store.list_snapshots().unwrap().len() <= 2, "cycle {cycle}: retention keeps two snapshots");
+        store.close().unwrap();
+    }
+    assert!(acknowledged > cycles as u64, "the children wrote ({acknowledged})");
+    assert!(from_snapshot > 0, "no recovery started from a snapshot: the children never took one");
+    eprintln!(
+        "store: {cycles} SIGKILL cycles, {acknowledged} LSNs acknowledged, {from_snapshot} recoveries from a snapshot"
+    );
 }

@@ -10,6 +10,8 @@
 //! (new appends would otherwise reuse those LSNs and replay would skip them).
 //! **Invariant:** a log segment is removed only when the oldest retained
 //! snapshot no longer needs it, so falling back never lacks a record.
+//! **Invariant:** a snapshot past the end of the recovered log is moved
+//! aside at open: records that reuse its LSNs are never taken for covered.
 //! **Invariant:** replay applies each LSN at most once: records at or below
 //! the state's applied LSN are skipped.
 
@@ -339,13 +341,30 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// The newest snapshot that verifies and that the log can continue from.
     fn load_snapshot(fs: &V, dir: &Path, wal: &Wal<V>, report: &mut RecoveryReport) -> Result<(S, Lsn)> {
         let listing = snapshot::list_snapshots(fs, dir)?;
-        report.snapshots_skipped.extend(listing.unreadable.into_iter().map(|(p, e)| (p, e.to_string())));
+        // A snapshot that could not be read for an I/O error is skipped like
+        // a damaged one (an older one plus the log gives the same state), but
+        // if nothing else can rebuild the state, that error is the answer.
+        let mut io_error = None;
+        for (path, e) in listing.unreadable {
+            report.snapshots_skipped.push((path, e.to_string()));
+            if matches!(e, Error::Io { .. }) {
+                io_error.get_or_insert(e);
+            }
+        }
         let log_first = wal.first_lsn();
         let log_last = wal.last_lsn().unwrap_or(Lsn(log_first.0 - 1));
         for info in listing.snapshots.iter().rev() {
             let lsn = info.header.lsn;
             let unusable = if lsn > log_last {
-                Some(format!("it covers LSN {lsn} but the log ends at {log_last}"))
+                // The log lost records the snapshot proves were durable (it
+                // was cut or rotted). New records will reuse those LSNs, so
+                // the snapshot is moved aside (never deleted) before it can
+                // pass for a state of the new history.
+                let name = info.path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
+                let aside = info.path.with_file_name(format!("{name}.quarantine-{}", now_unix_us()));
+                fs.rename(&info.path, &aside).map_err(Error::io("rename", &info.path))?;
+                fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+                Some(format!("it covers LSN {lsn} but the log ends at {log_last}; moved to {}", aside.display()))
             } else if lsn.next() < log_first {
                 Some(format!("the log no longer holds LSN {} (it starts at {log_first})", lsn.next()))
             } else {
@@ -367,10 +386,16 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
                 Err(e) => {
                     log::warn!("walden: skipping snapshot {}: {e}", info.path.display());
                     report.snapshots_skipped.push((info.path.clone(), e.to_string()));
+                    if matches!(e, Error::Io { .. }) {
+                        io_error.get_or_insert(e);
+                    }
                 }
             }
         }
         if log_first > Lsn::FIRST {
+            if let Some(e) = io_error {
+                return Err(e);
+            }
             return Err(Error::InvalidArgument(format!(
                 "no usable snapshot, and the log starts at LSN {log_first}: the state before it is gone"
             )));

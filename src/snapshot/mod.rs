@@ -180,7 +180,11 @@ pub fn read_snapshot<V: Vfs, T>(
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
     let source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
     let mut decoder = zstd::stream::Decoder::new(source).map_err(Error::io("decompress", path))?;
-    read_state(&mut decoder).map_err(|e| Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") })
+    read_state(&mut decoder).map_err(|e| match e.raw_os_error() {
+        // The device failed, not the bytes: an I/O error, not a bad snapshot.
+        Some(_) => Error::io("read", path)(e),
+        None => Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") },
+    })
 }
 
 /// Deletes all but the newest `keep_count` snapshots of `snapshots` (oldest

@@ -100,6 +100,11 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
     if names.is_empty() {
         return Ok(None);
     }
+    // The names listed may be visible yet not durable: a crash or a failed
+    // directory fsync between a segment's rename and its directory fsync
+    // leaves it so. New appends are about to be acknowledged on top of
+    // them, so they become durable first.
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
 
     let mut report = WalRecoveryReport::default();
     let mut kept: Vec<Segment<V::File>> = Vec::new();
