@@ -178,7 +178,8 @@ pub fn read_snapshot<V: Vfs, T>(
     verify_snapshot(fs, info)?;
     let path = &info.path;
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
-    let source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
+    let mut source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
+    source.hasher = None; // verified above
     let mut decoder = zstd::stream::Decoder::new(source).map_err(Error::io("decompress", path))?;
     read_state(&mut decoder).map_err(|e| match e.raw_os_error() {
         // The device failed, not the bytes: an I/O error, not a bad snapshot.
@@ -262,23 +263,25 @@ impl<F: VfsFile> Write for FileSink<'_, F> {
 }
 
 /// Reads `[offset, offset + len)` of a file in 1 MiB chunks, computing the
-/// CRC32 of what it returns.
+/// CRC32 of what it returns (unless told not to).
 struct FileSource<'f, F> {
     file: &'f F,
     offset: u64,
     end: u64,
     buffer: Vec<u8>,
     at: usize,
-    hasher: crc32fast::Hasher,
+    /// `None` once the content is known to be good: not computed again.
+    hasher: Option<crc32fast::Hasher>,
 }
 
 impl<'f, F: VfsFile> FileSource<'f, F> {
     fn new(file: &'f F, offset: u64, len: u64) -> Self {
-        FileSource { file, offset, end: offset + len, buffer: Vec::new(), at: 0, hasher: crc32fast::Hasher::new() }
+        let hasher = Some(crc32fast::Hasher::new());
+        FileSource { file, offset, end: offset + len, buffer: Vec::new(), at: 0, hasher }
     }
 
     fn finish(self) -> u32 {
-        self.hasher.finalize()
+        self.hasher.map_or(0, |h| h.finalize())
     }
 }
 
@@ -291,7 +294,9 @@ impl<F: VfsFile> Read for FileSource<'_, F> {
             }
             self.buffer.resize(n, 0);
             self.file.read_exact_at(&mut self.buffer, self.offset)?;
-            self.hasher.update(&self.buffer);
+            if let Some(hasher) = &mut self.hasher {
+                hasher.update(&self.buffer);
+            }
             self.offset += n as u64;
             self.at = 0;
         }

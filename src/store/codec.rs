@@ -79,41 +79,71 @@ pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], entry: &Entry) {
     out.extend_from_slice(&entry.timestamp_us.to_le_bytes());
 }
 
-/// Reads the next snapshot entry, or `None` at a clean end. Fields are read
-/// through `scratch` (one allocation each, straight into its `Arc`), and the
-/// writer id through `intern`, which shares one `Arc<str>` per writer.
+/// Reads the next snapshot entry, or `None` at a clean end. Keys and values
+/// are copied straight from the reader's buffer into their `Arc` (through
+/// `scratch` only when one straddles the buffer's end), and the writer id
+/// goes through `intern`, which shares one `Arc<str>` per writer (and
+/// checks the bytes are UTF-8).
 pub(crate) fn read_entry(
     r: &mut impl BufRead,
     scratch: &mut Vec<u8>,
-    intern: &mut impl FnMut(&str) -> Arc<str>,
+    intern: &mut impl FnMut(&[u8]) -> io::Result<Arc<str>>,
 ) -> io::Result<Option<(Arc<[u8]>, Entry)>> {
     if r.fill_buf()?.is_empty() {
         return Ok(None);
     }
-    let key: Arc<[u8]> = read_bytes32(r, scratch)?.into();
-    let value: Arc<[u8]> = read_bytes32(r, scratch)?.into();
+    let key_len = read_len32(r)?;
+    let key: Arc<[u8]> = with_field(r, scratch, key_len, |b| Ok(Arc::from(b)))?;
+    let value_len = read_len32(r)?;
+    let value: Arc<[u8]> = with_field(r, scratch, value_len, |b| Ok(Arc::from(b)))?;
     let revision = u64::from_le_bytes(read_array(r)?);
     let writer_len = u16::from_le_bytes(read_array(r)?) as usize;
-    scratch.resize(writer_len, 0);
-    r.read_exact(scratch)?;
-    let writer = std::str::from_utf8(scratch).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let writer = intern(writer);
+    let writer = with_field(r, scratch, writer_len, &mut *intern)?;
     let timestamp_us = u64::from_le_bytes(read_array(r)?);
     Ok(Some((key, Entry { value, revision, writer, timestamp_us })))
+}
+
+/// The writer id in `bytes`, as `last` if it is the same one: a store has
+/// few writers and many keys.
+pub(crate) fn intern_writer(last: &mut Option<Arc<str>>, bytes: &[u8]) -> io::Result<Arc<str>> {
+    match last {
+        Some(last) if last.as_bytes() == bytes => Ok(last.clone()),
+        _ => {
+            let writer = std::str::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            Ok(last.insert(Arc::from(writer)).clone())
+        }
+    }
 }
 
 /// The largest key or value a snapshot entry may claim before anything is
 /// allocated for it (the log's own record limit).
 const MAX_FIELD_BYTES: usize = crate::format::MAX_RECORD_BYTES as usize;
 
-fn read_bytes32<'s>(r: &mut impl BufRead, scratch: &'s mut Vec<u8>) -> io::Result<&'s [u8]> {
+fn read_len32(r: &mut impl BufRead) -> io::Result<usize> {
     let len = u32::from_le_bytes(read_array(r)?) as usize;
     if len > MAX_FIELD_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a field of {len} bytes")));
     }
+    Ok(len)
+}
+
+/// Calls `f` on the next `len` bytes: in the reader's buffer if they are
+/// all there, else read into `scratch`.
+fn with_field<T>(
+    r: &mut impl BufRead,
+    scratch: &mut Vec<u8>,
+    len: usize,
+    f: impl FnOnce(&[u8]) -> io::Result<T>,
+) -> io::Result<T> {
+    let buffered = r.fill_buf()?;
+    if buffered.len() >= len {
+        let out = f(&buffered[..len])?;
+        r.consume(len);
+        return Ok(out);
+    }
     scratch.resize(len, 0);
     r.read_exact(scratch)?;
-    Ok(scratch)
+    f(scratch)
 }
 
 fn read_array<const N: usize>(r: &mut impl BufRead) -> io::Result<[u8; N]> {
@@ -192,7 +222,8 @@ mod tests {
         encode_entry(&mut bytes, b"key", &entry);
         encode_entry(&mut bytes, b"k2", &entry);
         let mut r = io::BufReader::new(&bytes[..]);
-        let (mut scratch, mut intern) = (Vec::new(), |w: &str| Arc::<str>::from(w));
+        let mut last = None;
+        let (mut scratch, mut intern) = (Vec::new(), |w: &[u8]| intern_writer(&mut last, w));
         assert_eq!(
             read_entry(&mut r, &mut scratch, &mut intern).unwrap(),
             Some((Arc::from(&b"key"[..]), entry.clone()))

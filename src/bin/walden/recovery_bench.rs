@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use walden::store::StoreKey;
 use walden::{EngineOptions, Entry, FsyncMode, SnapshotOptions, Store, StoreOptions, WalOptions, WriteBatch};
 
 #[derive(clap::Args)]
@@ -261,7 +262,7 @@ fn child_sqlite(file: &Path, ordmap: bool) -> Result<()> {
     let mut rows = stmt.query([])?;
     let entries;
     if ordmap {
-        let mut map: OrdMap<Arc<[u8]>, Entry> = OrdMap::new();
+        let mut map: OrdMap<StoreKey, Entry> = OrdMap::new();
         while let Some(row) = rows.next()? {
             let entry = Entry {
                 value: row.get_ref(1)?.as_blob()?.into(),
@@ -686,7 +687,7 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
             row("SQLite -> HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)>", x);
         }
         if let Some(x) = &r.sqlite_ordmap {
-            row("SQLite -> imbl::OrdMap<Arc<[u8]>, Entry> (the store's map)", x);
+            row("SQLite -> imbl::OrdMap<StoreKey, Entry> (the store's map)", x);
         }
         let _ = writeln!(
             o,
