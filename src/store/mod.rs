@@ -10,7 +10,7 @@
 //! Log records and snapshot entries use the encoding in `codec.rs`,
 //! specified in docs/FORMAT.md.
 
-mod codec;
+pub(crate) mod codec;
 
 use crate::engine::{Engine, EngineOptions, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
