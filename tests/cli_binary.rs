@@ -276,3 +276,68 @@ fn every_help_text_renders() {
         assert!(help.contains("--json") || command == "snapshot", "{command}: {help}");
     }
 }
+
+#[test]
+fn recover_to_writes_a_point_in_time_snapshot_outside_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let d = dir.to_str().unwrap();
+    let before = fx::contents(&dir);
+    let out = tmp.path().join("restore");
+    let o = out.to_str().unwrap();
+    let said = run(&["recover", d, "--to", "180", "--out", o], 0);
+    assert!(said.contains("state as of LSN 180"), "{said}");
+    assert_eq!(fx::contents(&dir), before, "recover --to leaves the data directory alone");
+    let written = out.join("snapshot-00000000000000000180.zst");
+    assert!(written.exists());
+    // Written twice is refused rather than overwritten.
+    run(&["recover", d, "--to", "180", "--out", o], 2);
+    // The data directory's own snapshots/ is refused.
+    let own = dir.join("snapshots");
+    run(&["recover", d, "--to", "180", "--out", own.to_str().unwrap()], 2);
+    assert_eq!(fx::contents(&dir), before);
+    // --to needs --out.
+    run(&["recover", d, "--to", "180"], 2);
+}
+
+#[test]
+fn snapshot_create_export_and_prune_and_compact_do_what_they_print() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let d = dir.to_str().unwrap();
+    let said = run(&["snapshot", "create", d], 0);
+    assert!(said.contains("state as of LSN 400"), "{said}");
+    let list = json(&["snapshot", "list", d], 0);
+    assert_eq!(list["snapshots"].as_array().unwrap().len(), 3);
+    assert_eq!(list["newest_usable"], 400);
+
+    let export: serde_json::Value = serde_json::from_str(&run(&["snapshot", "export", d], 0)).unwrap();
+    assert_eq!(export["snapshot"]["lsn"], 400);
+    let entries = export["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 400);
+    let k7 = entries.iter().find(|e| e["key"]["text"] == "key-7").unwrap();
+    assert_eq!(k7["value"]["text"], "value-7");
+    assert_eq!(k7["revision"], 1);
+    assert_eq!(k7["writer"], "fixture");
+    let older: serde_json::Value = serde_json::from_str(&run(&["snapshot", "export", d, "--lsn", "100"], 0)).unwrap();
+    assert_eq!(older["entries"].as_array().unwrap().len(), 100);
+
+    let dry = run(&["snapshot", "prune", d, "--keep", "1"], 0);
+    assert!(dry.contains("would remove") && dry.contains("dry run"), "{dry}");
+    assert_eq!(fx::snapshots(&dir).len(), 3);
+    run(&["snapshot", "prune", d, "--keep", "1", "--apply"], 0);
+    assert_eq!(fx::snapshots(&dir), [dir.join("snapshots/snapshot-00000000000000000400.zst")]);
+
+    let segments = fx::segments(&dir);
+    let dry = json(&["compact", d, "--before", "1000"], 0);
+    assert_eq!(dry["limit"], 401, "the only snapshot left needs the log from LSN 401");
+    let removed = dry["remove"].as_array().unwrap().len();
+    assert_eq!(removed, segments.len() - 1, "every sealed segment may go, never the active one");
+    assert_eq!(fx::segments(&dir), segments, "a dry run removes nothing");
+    run(&["compact", d, "--before", "1000", "--apply"], 0);
+    assert_eq!(fx::segments(&dir), &segments[removed..]);
+    run(&["verify", d], 0);
+    let store = Store::open(&dir, fx::options()).unwrap();
+    assert_eq!(store.len(), 400);
+    assert_eq!(store.applied_lsn().0, 400);
+}
