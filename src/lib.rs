@@ -5,6 +5,7 @@
 //! docs/ARCHITECTURE.md is the map; docs/FORMAT.md specifies every byte.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod engine;
 mod error;
 pub mod format;

@@ -11,7 +11,7 @@
 //! specified in docs/FORMAT.md. Map keys are [`StoreKey`]s (`key.rs`),
 //! which compare by an inline 8-byte prefix first.
 
-mod codec;
+pub(crate) mod codec;
 mod key;
 
 pub use key::{KeyRef, StoreKey};

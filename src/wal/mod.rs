@@ -8,8 +8,8 @@
 
 mod options;
 mod reader;
-mod recovery;
-mod segment;
+pub(crate) mod recovery;
+pub(crate) mod segment;
 mod writer;
 
 pub use options::{FsyncMode, Preallocate, RecoveryMode, WalOptions};

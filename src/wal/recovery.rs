@@ -76,7 +76,7 @@ pub(crate) struct Recovered<F> {
 }
 
 /// What the scan of one segment concluded.
-enum Verdict {
+pub(crate) enum Verdict {
     Clean,
     /// Damage that only a crash could have caused: cut in tolerant modes.
     TornTail(Corruption),
@@ -217,12 +217,12 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
     Ok(Some(Recovered { log_id: log_id.expect("a header was read"), segments: kept, active_end, last_lsn, report }))
 }
 
-enum HeaderProblem {
+pub(crate) enum HeaderProblem {
     Unsupported(String),
     Corrupt(Corruption),
 }
 
-fn check_header(
+pub(crate) fn check_header(
     bytes: &[u8],
     name_lsn: Lsn,
     expected: Lsn,
@@ -246,7 +246,7 @@ fn check_header(
     Ok(header)
 }
 
-fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) -> Verdict {
+pub(crate) fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) -> Verdict {
     // A record from a newer walden is refused wherever it is, a batch
     // included: cutting it would destroy data this build cannot read.
     if let Stop::Bad(e @ DecodeError::Unsupported { .. }) = scan.stop {
@@ -275,7 +275,7 @@ fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) ->
 }
 
 /// One past the last non-zero byte.
-fn last_nonzero_end(bytes: &[u8]) -> usize {
+pub(crate) fn last_nonzero_end(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 

@@ -1,10 +1,15 @@
 //! The `walden` command line.
 //!
 //! `walden bench` compares walden's appends with the raw disk and with
-//! SQLite, side by side in one process; see docs/BENCHMARKS.md.
+//! SQLite, side by side in one process; see docs/BENCHMARKS.md. The
+//! recovery commands (`inspect`, `verify`, `dump`, `recover`, `repair`,
+//! `snapshot`, `compact`, `stats`) are in `cli_admin.rs`.
 
 mod bench;
 mod chart;
+mod cli_admin;
+mod cli_progress;
+mod cli_render;
 mod engines;
 mod latency;
 mod recovery_bench;
@@ -25,6 +30,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Benchmarks the store's recovery and snapshots against loading SQLite into a map.
     BenchRecovery(recovery_bench::RecoveryArgs),
+    #[command(flatten)]
+    Admin(cli_admin::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::BenchRecovery(args) => recovery_bench::run(&args),
+        Command::Admin(command) => return cli_admin::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,5 +47,14 @@ fn main() -> ExitCode {
             eprintln!("walden: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

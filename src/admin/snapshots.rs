@@ -1,0 +1,187 @@
+//! Every snapshot of a data directory checked (header, content checksum,
+//! zstd framing) and placed against the log: whether recovery could start
+//! from it, and which one it would start from.
+
+use super::{Finding, Progress, Severity};
+use crate::engine::StateMachine;
+use crate::io::Vfs;
+use crate::snapshot::{self, SnapshotInfo};
+use crate::{Lsn, Result};
+use serde::Serialize;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Whether a snapshot reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SnapshotState {
+    /// The checksum holds and the content decompresses to `raw_bytes`.
+    Good { raw_bytes: u64 },
+    /// The file cannot be used, and why.
+    Bad { reason: String },
+}
+
+/// One snapshot file.
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotReport {
+    pub path: PathBuf,
+    /// From the name if the header does not read.
+    pub lsn: Lsn,
+    pub created_unix_us: Option<u64>,
+    pub entries: Option<u64>,
+    pub file_bytes: Option<u64>,
+    pub state: SnapshotState,
+    /// Why recovery could not start from it even though it reads (it covers
+    /// more than the log holds, or the log no longer continues it).
+    pub unusable: Option<String>,
+    /// Decompressed bytes per stored byte.
+    pub compression_ratio: Option<f64>,
+    #[serde(skip)]
+    pub(crate) info: Option<SnapshotInfo>,
+}
+
+impl SnapshotReport {
+    pub fn is_good(&self) -> bool {
+        matches!(self.state, SnapshotState::Good { .. })
+    }
+}
+
+/// The snapshots of a data directory, oldest first.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SnapshotsReport {
+    pub dir: Option<PathBuf>,
+    pub snapshots: Vec<SnapshotReport>,
+    /// Leftover `.zst.tmp` files of interrupted snapshots.
+    pub temporary: Vec<PathBuf>,
+    /// The snapshot recovery would start from: the newest that reads and
+    /// that the log continues.
+    pub newest_usable: Option<Lsn>,
+}
+
+/// Checks every snapshot in `dir` against a log holding LSNs
+/// `log_first..=log_last`. Reads each file in full; writes nothing.
+pub fn scan_snapshots<V: Vfs>(
+    fs: &V,
+    dir: &Path,
+    log_first: Lsn,
+    log_last: Lsn,
+    progress: &mut dyn Progress,
+) -> Result<SnapshotsReport> {
+    let mut report = SnapshotsReport { dir: Some(dir.to_owned()), ..Default::default() };
+    if super::sorted_names(fs, dir)?.is_empty() {
+        return Ok(report);
+    }
+    let listing = snapshot::list_snapshots(fs, dir)?;
+    report.temporary = snapshot::temporary_files(fs, dir)?;
+    report.temporary.sort();
+    progress.begin("checking snapshots", listing.snapshots.iter().map(|s| s.file_bytes).sum());
+    for (path, e) in listing.unreadable {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let lsn = snapshot::parse_snapshot_file_name(name).unwrap_or_default();
+        report.snapshots.push(SnapshotReport {
+            path,
+            lsn,
+            created_unix_us: None,
+            entries: None,
+            file_bytes: None,
+            state: SnapshotState::Bad { reason: e.to_string() },
+            unusable: None,
+            compression_ratio: None,
+            info: None,
+        });
+    }
+    for info in listing.snapshots {
+        let h = info.header;
+        let counted = snapshot::read_snapshot(fs, &info, |r| io::copy(r, &mut io::sink()));
+        progress.advance(info.file_bytes);
+        let (state, ratio) = match counted {
+            Ok(raw) => (SnapshotState::Good { raw_bytes: raw }, Some(raw as f64 / h.content_bytes.max(1) as f64)),
+            Err(e) => (SnapshotState::Bad { reason: e.to_string() }, None),
+        };
+        let unusable = unusable(h.lsn, log_first, log_last);
+        report.snapshots.push(SnapshotReport {
+            path: info.path.clone(),
+            lsn: h.lsn,
+            created_unix_us: Some(h.created_unix_us),
+            entries: Some(h.entries),
+            file_bytes: Some(info.file_bytes),
+            state,
+            unusable,
+            compression_ratio: ratio,
+            info: Some(info),
+        });
+    }
+    progress.end();
+    report.snapshots.sort_by(|a, b| (a.lsn, &a.path).cmp(&(b.lsn, &b.path)));
+    report.newest_usable = report.snapshots.iter().rev().find(|s| s.is_good() && s.unusable.is_none()).map(|s| s.lsn);
+    Ok(report)
+}
+
+/// The engine's rule (`Core::load_snapshot`), with its words.
+pub(crate) fn unusable(lsn: Lsn, log_first: Lsn, log_last: Lsn) -> Option<String> {
+    if lsn > log_last {
+        Some(format!("it covers LSN {lsn} but the log ends at {log_last}"))
+    } else if lsn.next() < log_first {
+        Some(format!("the log no longer holds LSN {} (it starts at {log_first})", lsn.next()))
+    } else {
+        None
+    }
+}
+
+impl SnapshotsReport {
+    pub fn findings(&self, log_first: Lsn) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let has_base = self.newest_usable.is_some() || log_first <= Lsn::FIRST;
+        for s in &self.snapshots {
+            let newer_than_base = self.newest_usable.is_none_or(|base| s.lsn > base);
+            let (severity, what) = match (&s.state, &s.unusable) {
+                (SnapshotState::Bad { reason }, _) if newer_than_base => {
+                    (Severity::Recoverable, format!("bad snapshot, skipped at open: {reason}"))
+                }
+                (SnapshotState::Bad { reason }, _) => (Severity::Notice, format!("bad older snapshot: {reason}")),
+                (SnapshotState::Good { .. }, Some(why)) if s.lsn.next() >= log_first => {
+                    (Severity::Recoverable, format!("snapshot skipped at open: {why}"))
+                }
+                (SnapshotState::Good { .. }, Some(why)) => {
+                    (Severity::Notice, format!("snapshot no longer usable: {why}"))
+                }
+                (SnapshotState::Good { .. }, None) => continue,
+            };
+            out.push(Finding { severity, file: s.path.clone(), offset: None, lsn: Some(s.lsn), what });
+        }
+        for t in &self.temporary {
+            out.push(Finding {
+                severity: Severity::Notice,
+                file: t.clone(),
+                offset: None,
+                lsn: None,
+                what: "a temporary file of an interrupted snapshot (never read as one; the next open removes it)"
+                    .into(),
+            });
+        }
+        if !has_base {
+            out.push(Finding {
+                severity: Severity::Corrupt,
+                file: self.dir.clone().unwrap_or_default(),
+                offset: None,
+                lsn: Some(log_first),
+                what: format!("no usable snapshot, and the log starts at LSN {log_first}: the state before it is gone"),
+            });
+        }
+        out
+    }
+}
+
+/// Reads a snapshot's state (after its checksum holds).
+pub fn read_snapshot_state<S: StateMachine, V: Vfs>(fs: &V, report: &SnapshotReport) -> Result<S> {
+    match &report.info {
+        Some(info) => snapshot::read_snapshot(fs, info, |r| S::read_snapshot(r)),
+        None => Err(crate::Error::BadSnapshot {
+            file: report.path.clone(),
+            reason: match &report.state {
+                SnapshotState::Bad { reason } => reason.clone(),
+                SnapshotState::Good { .. } => "header not read".into(),
+            },
+        }),
+    }
+}

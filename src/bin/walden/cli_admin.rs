@@ -1,0 +1,519 @@
+//! The recovery commands (`inspect`, `verify`, `dump`, `recover`, `repair`,
+//! `snapshot`, `compact`, `stats`): argument parsing and exit codes. Every
+//! command is one call into `walden::admin`; `cli_render.rs` prints the
+//! result for people, `--json` prints it for machines.
+//!
+//! Exit codes: 0 healthy or done, 1 a problem found (or a dry run that
+//! would change something), 2 a usage or I/O error. A closed pipe
+//! (`walden dump DIR | head`) ends the command quietly with 0.
+
+use crate::cli_progress::Bars;
+use crate::cli_render as render;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+use walden::admin::{self, DataDir, DumpOptions, Health, Target};
+use walden::io::RealFs;
+use walden::store::KvState;
+use walden::{Lsn, RecoveryMode};
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Shows segments, snapshots, the recoverable LSN range and a one-line health verdict.
+    Inspect(Common),
+    /// Checks every record and snapshot checksum and the chain between them; says where damage is.
+    ///
+    /// A torn tail (what a crash leaves; opening cuts it) is told apart from
+    /// corruption in the middle of the log, which is named by file, offset and LSN.
+    /// Exits 0 if healthy, 1 if anything needs attention.
+    Verify(Common),
+    /// Prints the records in a range as text, JSON lines, or hex of the raw frames.
+    Dump(DumpArgs),
+    /// Shows what opening the directory would do, without doing it; or writes a point-in-time state.
+    ///
+    /// Without --to: a read-only dry run that prints the recovery report an
+    /// open would produce (the snapshot used, those skipped and why, records
+    /// replayed, bytes that would be cut). With --to and --out: rebuilds the
+    /// store as of that LSN or time and writes it as a new snapshot into the
+    /// --out directory; the data directory is not touched.
+    Recover(RecoverArgs),
+    /// Cuts a torn tail into a quarantine file (a dry run unless --apply).
+    ///
+    /// Every byte removed is first copied into a synced
+    /// `{segment}.quarantine-*` file beside the segment; nothing is deleted.
+    /// Corruption in the middle of the log is cut only with --salvage, which
+    /// keeps the longest valid prefix and moves everything after it aside.
+    Repair(RepairArgs),
+    /// Lists, creates, verifies, prunes or exports snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Removes sealed log segments below an LSN, never past what recovery needs (dry run unless --apply).
+    Compact(CompactArgs),
+    /// Prints counters of the log: records, bytes, segments, average record size, time span.
+    Stats(Common),
+}
+
+/// What every recovery command takes.
+#[derive(Args)]
+pub struct Common {
+    /// The data directory: a store's or engine's (holding wal/ and snapshots/), or a bare log's.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Print one JSON document (JSON lines for dump) instead of text, for machines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DumpFormat {
+    /// One readable line per record; store operations are decoded.
+    Text,
+    /// One JSON object per record.
+    Json,
+    /// The raw frame (header, payload, padding) of each record in hex.
+    Hex,
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// First record: an LSN (`120`) or a time (`2026-12-01T18:00:00Z`).
+    #[arg(long, value_name = "LSN|TIME", value_parser = parse_target)]
+    pub from: Option<Target>,
+    /// Last record: an LSN, or a time (stops at the first store write after it).
+    #[arg(long, value_name = "LSN|TIME", value_parser = parse_target)]
+    pub to: Option<Target>,
+    /// Print at most N records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Output format (--json means --format json).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DumpFormat,
+    /// Journal entries matching a pattern. Needs the journal, which this build does not have yet.
+    #[arg(long, value_name = "PATTERN")]
+    pub pattern: Option<String>,
+    /// Journal entries of one type. Needs the journal, which this build does not have yet.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub entry_type: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Mode {
+    /// Cut a torn tail only (the default of every open).
+    TolerateTornTail,
+    /// Keep the longest valid prefix, moving everything after the first damage aside.
+    PointInTime,
+    /// Refuse any damage.
+    AbsoluteConsistency,
+}
+
+impl From<Mode> for RecoveryMode {
+    fn from(m: Mode) -> RecoveryMode {
+        match m {
+            Mode::TolerateTornTail => RecoveryMode::TolerateTornTail,
+            Mode::PointInTime => RecoveryMode::PointInTime,
+            Mode::AbsoluteConsistency => RecoveryMode::AbsoluteConsistency,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The recovery mode to simulate.
+    #[arg(long, value_enum, default_value = "tolerate-torn-tail")]
+    pub mode: Mode,
+    /// Rebuild the store as of this LSN or time (needs --out).
+    #[arg(long, value_name = "LSN|TIME", value_parser = parse_target, requires = "out")]
+    pub to: Option<Target>,
+    /// Where --to writes its snapshot: a directory outside the data directory's wal/ and snapshots/.
+    #[arg(long, value_name = "DIR", requires = "to")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Change the directory; without it, only print what would be done.
+    #[arg(long)]
+    pub apply: bool,
+    /// Also cut corruption in the middle of the log: keep the valid prefix, move the rest aside.
+    #[arg(long)]
+    pub salvage: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Lists the snapshots with their LSN, size, compression ratio, age and state.
+    List(Common),
+    /// Writes a snapshot of the store at the log's last record into the directory's snapshots/.
+    Create(Common),
+    /// Checks every snapshot's checksum; exits 1 if any is bad.
+    Verify(Common),
+    /// Deletes all but the newest N good snapshots (a dry run unless --apply; bad ones are left alone).
+    Prune(PruneArgs),
+    /// Writes a snapshot's contents (every key and entry) as JSON to stdout.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// How many good snapshots to keep (at least 1).
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// Delete; without it, only print what would go.
+    #[arg(long)]
+    pub apply: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The data directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The snapshot at this LSN (default: the newest good one).
+    #[arg(long, value_name = "LSN")]
+    pub lsn: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Remove sealed segments whose records all lie below this LSN.
+    #[arg(long, value_name = "LSN", required_unless_present = "older_than")]
+    pub before: Option<u64>,
+    /// Journal compaction by age (`7d`). Needs the journal, which this build does not have yet.
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+    /// Remove; without it, only print what would go.
+    #[arg(long)]
+    pub apply: bool,
+}
+
+/// An integer is an LSN; anything else must be an RFC 3339 time.
+fn parse_target(s: &str) -> Result<Target, String> {
+    if let Ok(lsn) = s.parse::<u64>() {
+        return Ok(Target::Lsn(Lsn(lsn)));
+    }
+    let time = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("`{s}` is neither an LSN nor an RFC 3339 time like 2026-12-01T18:00:00Z ({e})"))?;
+    let us = time.duration_since(UNIX_EPOCH).map_err(|_| format!("`{s}` is before 1970"))?.as_micros();
+    Ok(Target::Time(us as u64))
+}
+
+/// Why a command could not do its work.
+enum Failure {
+    /// A library error: I/O, a bad directory, a refused argument.
+    Walden(walden::Error),
+    /// Writing the output failed.
+    Output(io::Error),
+    /// A flag this build cannot honour.
+    Usage(String),
+}
+
+impl From<walden::Error> for Failure {
+    fn from(e: walden::Error) -> Self {
+        Failure::Walden(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure::Output(e.into())
+    }
+}
+
+type Outcome = Result<ExitCode, Failure>;
+
+const NEEDS_JOURNAL: &str = "needs the journal, which this build does not have yet (issue 4)";
+
+/// Runs a recovery command and turns its outcome into an exit code.
+pub fn run(command: AdminCommand) -> ExitCode {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = dispatch(command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(e)) => {
+            eprintln!("walden: writing the output: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Walden(e)) => {
+            drop(out.flush());
+            eprintln!("walden: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("walden: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn locate(common: &Common) -> Result<DataDir, Failure> {
+    Ok(DataDir::locate(&RealFs, &common.dir)?)
+}
+
+fn bars(json: bool) -> Bars {
+    Bars::new(json)
+}
+
+fn json_out(out: &mut dyn Write, value: &impl Serialize) -> Result<(), Failure> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub fn now_unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn dispatch(command: AdminCommand, out: &mut dyn Write) -> Outcome {
+    match command {
+        AdminCommand::Inspect(c) => {
+            let exam = admin::examine(&RealFs, &locate(&c)?, &mut bars(c.json))?;
+            if c.json {
+                json_out(out, &exam)?
+            } else {
+                render::inspect(out, &exam, now_unix_us())?
+            }
+            Ok(code(exam.health == Health::Healthy))
+        }
+        AdminCommand::Verify(c) => {
+            let exam = admin::examine(&RealFs, &locate(&c)?, &mut bars(c.json))?;
+            if c.json {
+                #[derive(Serialize)]
+                struct Verified<'a> {
+                    health: Health,
+                    verdict: &'a str,
+                    findings: &'a [admin::Finding],
+                    records: u64,
+                    segments: usize,
+                    snapshots: usize,
+                }
+                let v = Verified {
+                    health: exam.health,
+                    verdict: &exam.verdict,
+                    findings: &exam.findings,
+                    records: exam.stats.records,
+                    segments: exam.stats.segments,
+                    snapshots: exam.snapshots.snapshots.len(),
+                };
+                json_out(out, &v)?
+            } else {
+                render::verify(out, &exam)?
+            }
+            Ok(code(exam.health == Health::Healthy))
+        }
+        AdminCommand::Stats(c) => {
+            let exam = admin::examine(&RealFs, &locate(&c)?, &mut bars(c.json))?;
+            if c.json {
+                json_out(out, &exam.stats)?
+            } else {
+                render::stats(out, &exam.stats)?
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::Dump(a) => dump(a, out),
+        AdminCommand::Recover(a) => recover(a, out),
+        AdminCommand::Repair(a) => repair(a, out),
+        AdminCommand::Snapshot(s) => snapshot(s, out),
+        AdminCommand::Compact(a) => compact(a, out),
+    }
+}
+
+fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
+    if a.pattern.is_some() || a.entry_type.is_some() {
+        return Err(Failure::Usage(format!("--pattern and --type {NEEDS_JOURNAL}")));
+    }
+    let dir = locate(&a.common)?;
+    let format = if a.common.json { DumpFormat::Json } else { a.format };
+    let mut progress = bars(true);
+    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
+    for f in log.findings().iter().filter(|f| f.severity > admin::Severity::Notice) {
+        eprintln!("walden: note: {}: {} (records past it are dumped from what reads)", f.file.display(), f.what);
+    }
+    let options = DumpOptions { from: a.from, to: a.to, limit: a.limit };
+    let mut failed = None;
+    admin::dump(&RealFs, &log, &options, &mut progress, |record| {
+        let written = match format {
+            DumpFormat::Text => render::record_text(out, record),
+            DumpFormat::Json => render::record_json(out, record),
+            DumpFormat::Hex => render::record_hex(out, record),
+        };
+        written.map_err(|e| {
+            failed = Some(e);
+            walden::Error::Closed
+        })
+    })
+    .map_err(|e| match failed.take() {
+        Some(io) => Failure::Output(io),
+        None => Failure::Walden(e),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn recover(a: RecoverArgs, out: &mut dyn Write) -> Outcome {
+    let dir = locate(&a.common)?;
+    let mut progress = bars(a.common.json);
+    if let (Some(target), Some(out_dir)) = (a.to, &a.out) {
+        if dir.snapshot_dir.is_none() {
+            return Err(Failure::Usage("recover --to needs a store directory (wal/ and snapshots/)".into()));
+        }
+        let pit = admin::write_point_in_time::<KvState, _>(&RealFs, &dir, target, out_dir, &mut progress)?;
+        if a.common.json {
+            json_out(out, &pit)?
+        } else {
+            render::point_in_time(out, &pit)?
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dry = admin::dry_run_recovery::<KvState, _>(&RealFs, &dir, a.mode.into(), &mut progress)?;
+    if a.common.json {
+        json_out(out, &dry)?
+    } else {
+        render::dry_run(out, &dry)?
+    }
+    let untouched = dry.plan.cuts.is_empty() && dry.report.as_ref().is_none_or(|r| r.snapshots_skipped.is_empty());
+    Ok(code(dry.refused.is_none() && untouched))
+}
+
+fn repair(a: RepairArgs, out: &mut dyn Write) -> Outcome {
+    let dir = locate(&a.common)?;
+    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut bars(a.common.json))?;
+    let plan = admin::plan_repair(&log, a.salvage);
+    if !a.apply || plan.plan.refused.is_some() || !plan.needed() {
+        if a.common.json {
+            json_out(out, &plan)?
+        } else {
+            render::repair_plan(out, &plan, a.apply)?
+        }
+        return Ok(code(plan.plan.refused.is_none() && !plan.needed()));
+    }
+    let done = admin::apply_repair(&RealFs, &dir, a.salvage)?;
+    if a.common.json {
+        json_out(out, &done)?
+    } else {
+        render::repair_done(out, &done)?
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot(command: SnapshotCommand, out: &mut dyn Write) -> Outcome {
+    match command {
+        SnapshotCommand::List(c) => {
+            let exam = snapshots_of(&c)?;
+            if c.json {
+                json_out(out, &exam.snapshots)?
+            } else {
+                render::snapshots(out, &exam.snapshots, now_unix_us())?
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::Verify(c) => {
+            let exam = snapshots_of(&c)?;
+            let bad = exam.snapshots.snapshots.iter().filter(|s| !s.is_good()).count();
+            if c.json {
+                json_out(out, &exam.snapshots)?
+            } else {
+                render::snapshots(out, &exam.snapshots, now_unix_us())?;
+                writeln!(out, "{} snapshots, {bad} bad", exam.snapshots.snapshots.len())?;
+            }
+            Ok(code(bad == 0))
+        }
+        SnapshotCommand::Create(c) => {
+            let dir = locate(&c)?;
+            let pit = admin::create_snapshot::<KvState, _>(&RealFs, &dir, &mut bars(c.json))?;
+            if c.json {
+                json_out(out, &pit)?
+            } else {
+                render::point_in_time(out, &pit)?
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::Prune(p) => {
+            let dir = locate(&p.common)?;
+            let plan = if p.apply {
+                admin::prune(&RealFs, &dir, p.keep, &mut bars(p.common.json))?
+            } else {
+                admin::plan_prune(&snapshots_of(&p.common)?.snapshots, p.keep)
+            };
+            if p.common.json {
+                json_out(out, &plan)?
+            } else {
+                render::prune(out, &plan, p.apply)?
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::Export(e) => export(e, out),
+    }
+}
+
+fn snapshots_of(c: &Common) -> Result<admin::Examination, Failure> {
+    let dir = locate(c)?;
+    if dir.snapshot_dir.is_none() {
+        return Err(Failure::Usage(format!("{} is a bare log: it has no snapshots", dir.root.display())));
+    }
+    Ok(admin::examine(&RealFs, &dir, &mut bars(c.json))?)
+}
+
+fn export(e: ExportArgs, out: &mut dyn Write) -> Outcome {
+    let exam = snapshots_of(&Common { dir: e.dir, json: true })?;
+    let chosen = match e.lsn {
+        Some(lsn) => exam.snapshots.snapshots.iter().rev().find(|s| s.lsn == Lsn(lsn)),
+        None => exam.snapshots.snapshots.iter().rev().find(|s| s.is_good()),
+    };
+    let Some(chosen) = chosen else {
+        return Err(Failure::Usage("no such snapshot (see `walden snapshot list`)".into()));
+    };
+    let state: KvState = admin::read_snapshot_state(&RealFs, chosen)?;
+    render::export(out, chosen, &state)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compact(a: CompactArgs, out: &mut dyn Write) -> Outcome {
+    if a.older_than.is_some() {
+        return Err(Failure::Usage(format!("--older-than {NEEDS_JOURNAL}; use --before LSN")));
+    }
+    let before = Lsn(a.before.expect("clap requires --before without --older-than"));
+    let dir = locate(&a.common)?;
+    let mut progress = bars(a.common.json);
+    let plan = if a.apply {
+        admin::apply_compact(&RealFs, &dir, before, &mut progress)?
+    } else {
+        admin::plan_compact(&admin::examine(&RealFs, &dir, &mut progress)?, before)
+    };
+    if a.common.json {
+        json_out(out, &plan)?
+    } else {
+        render::compact(out, &plan, a.apply)?
+    }
+    Ok(code(plan.refused.is_none()))
+}
