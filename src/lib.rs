@@ -12,6 +12,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod io;
+pub mod journal;
 mod lsn;
 pub mod snapshot;
 pub mod store;
@@ -19,6 +20,7 @@ pub mod wal;
 
 pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
 pub use error::{Corruption, Error, Result};
+pub use journal::{DurableJournal, Journal, JournalOptions, MemoryJournal};
 pub use lsn::Lsn;
 pub use store::{Entry, Store, StoreOptions, WriteBatch};
 pub use wal::{

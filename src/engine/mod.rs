@@ -56,6 +56,13 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
     fn write_snapshot(frozen: &Self::Frozen, out: &mut dyn Write) -> io::Result<u64>;
     /// Rebuilds a state from what `write_snapshot` wrote.
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self>;
+    /// The oldest LSN this state still needs the log to hold, besides what
+    /// recovery from the kept snapshots needs: a journal serves its history
+    /// from the log. After a snapshot the log is truncated below the
+    /// smaller of the two. Default: `None`, no need of its own.
+    fn retain_log_from(_frozen: &Self::Frozen) -> Option<Lsn> {
+        None
+    }
 }
 
 /// When snapshots are taken and how many are kept.
@@ -202,6 +209,20 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// Appends the payloads as one atomic log batch and applies them.
     pub fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
         self.core.commit_batch(payloads)
+    }
+
+    /// Builds records from the state as it is, then commits them as one
+    /// batch, all under the state lock, so what `build` saw is still the
+    /// state they apply to (a journal numbers its entries this way).
+    /// Returns the LSN of the last record and what `build` returned.
+    pub fn commit_with<T>(&self, build: impl FnOnce(&S, &mut Vec<Vec<u8>>) -> Result<T>) -> Result<(Lsn, T)> {
+        self.core.commit_with(build)
+    }
+
+    /// Reads the log from `from` (or its oldest record, if older) up to the
+    /// last record written now. Read-only: nothing is appended this way.
+    pub fn read_log(&self, from: Lsn) -> Result<crate::WalReader<V>> {
+        self.core.wal.read_from(from)
     }
 
     /// Reads the state.
@@ -449,6 +470,24 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         Ok(lsn)
     }
 
+    fn commit_with<T>(&self, build: impl FnOnce(&S, &mut Vec<Vec<u8>>) -> Result<T>) -> Result<(Lsn, T)> {
+        let (ticket, applied_lsn, applied_bytes, out) = {
+            let mut state = self.state.write();
+            let mut records = Vec::new();
+            let out = build(&state.machine, &mut records)?;
+            let ticket = match records.len() {
+                0 => return Err(Error::InvalidArgument("nothing to commit".into())),
+                1 => self.wal.append_pipelined(&records[0])?,
+                _ => self.wal.append_batch_pipelined(&records)?,
+            };
+            self.apply_staged(&mut state, &ticket, &records)?;
+            (ticket, state.lsn, state.bytes, out)
+        };
+        let lsn = ticket.wait()?;
+        self.committed(applied_lsn, applied_bytes);
+        Ok((lsn, out))
+    }
+
     /// Applies records just staged in the log, under the state lock, so the
     /// state sees them in LSN order.
     fn apply_staged<P: AsRef<[u8]>>(
@@ -598,7 +637,8 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let keep = self.options.snapshots.keep_count.max(1);
         snapshot::prune_snapshots(&self.fs, &self.snapshot_dir, &kept, keep)?;
         let oldest_kept = kept[kept.len().saturating_sub(keep)..].first().map_or(lsn, |s| s.header.lsn);
-        self.wal.truncate_before(oldest_kept.next())?;
+        let retain = S::retain_log_from(&frozen).map_or(oldest_kept.next(), |l| l.min(oldest_kept.next()));
+        self.wal.truncate_before(retain)?;
         Ok(info)
     }
 }

@@ -1,0 +1,200 @@
+//! The journal's data types: [`Entry`], [`NewEntry`], [`SignalType`],
+//! [`JournalOp`], the dynamic [`Value`] and the parameter state [`Param`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What kind of signal an entry carries (CLASP's signal types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum SignalType {
+    Param = 1,
+    Event = 2,
+    Stream = 3,
+    Gesture = 4,
+    Timeline = 5,
+}
+
+impl SignalType {
+    pub const ALL: [SignalType; 5] =
+        [SignalType::Param, SignalType::Event, SignalType::Stream, SignalType::Gesture, SignalType::Timeline];
+
+    pub(crate) fn from_u8(v: u8) -> Option<SignalType> {
+        SignalType::ALL.get((v as usize).wrapping_sub(1)).copied()
+    }
+
+    /// The bit of this type in a [`SignalTypes`] set.
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of signal types; the empty set stands for "every type".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalTypes(u8);
+
+impl SignalTypes {
+    /// Every type (no filter).
+    pub const ANY: SignalTypes = SignalTypes(0);
+
+    pub fn of(types: &[SignalType]) -> SignalTypes {
+        SignalTypes(types.iter().fold(0, |bits, t| bits | t.bit()))
+    }
+
+    pub fn contains(self, t: SignalType) -> bool {
+        self.0 == 0 || self.0 & t.bit() != 0
+    }
+}
+
+/// The operation an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum JournalOp {
+    /// Sets a parameter: the parameter state changes, the entry has a revision.
+    Set = 1,
+    /// Publishes an event or stream sample: journaled, no state changes.
+    Publish = 2,
+    /// Removes a parameter from the state.
+    Delete = 3,
+}
+
+impl JournalOp {
+    pub(crate) fn from_u8(v: u8) -> Option<JournalOp> {
+        match v {
+            1 => Some(JournalOp::Set),
+            2 => Some(JournalOp::Publish),
+            3 => Some(JournalOp::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A dynamic value. Maps are ordered by key, so equal maps encode equally.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Map(BTreeMap<String, Value>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Value::List(items) => {
+                write!(f, "[")?;
+                for (i, item) in items.iter().enumerate() {
+                    write!(f, "{}{item}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "]")
+            }
+            Value::Map(map) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in map.iter().enumerate() {
+                    write!(f, "{}{k:?}: {v}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
+
+/// An entry as the application hands it to `append`: the journal assigns
+/// the sequence number, clamps the timestamp and, for a SET, the revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEntry {
+    /// Microseconds since the Unix epoch; `None` means now. A time earlier
+    /// than the journal's last entry is raised to it (time never goes back).
+    pub timestamp_us: Option<u64>,
+    pub author: String,
+    pub address: String,
+    pub signal_type: SignalType,
+    pub value: Value,
+    /// For a SET: the parameter's new revision, or `None` for the previous
+    /// revision plus one (1 for a new parameter). Ignored for PUBLISH and
+    /// DELETE, whose entries carry no revision.
+    pub revision: Option<u64>,
+    pub op: JournalOp,
+}
+
+impl NewEntry {
+    /// A SET of a parameter, revision assigned by the journal, time now.
+    pub fn set(author: &str, address: &str, value: Value) -> NewEntry {
+        NewEntry::new(JournalOp::Set, SignalType::Param, author, address, value)
+    }
+
+    /// A PUBLISH of a signal, time now.
+    pub fn publish(signal_type: SignalType, author: &str, address: &str, value: Value) -> NewEntry {
+        NewEntry::new(JournalOp::Publish, signal_type, author, address, value)
+    }
+
+    /// A DELETE of a parameter, time now.
+    pub fn delete(author: &str, address: &str) -> NewEntry {
+        NewEntry::new(JournalOp::Delete, SignalType::Param, author, address, Value::Null)
+    }
+
+    fn new(op: JournalOp, signal_type: SignalType, author: &str, address: &str, value: Value) -> NewEntry {
+        NewEntry {
+            timestamp_us: None,
+            author: author.into(),
+            address: address.into(),
+            signal_type,
+            value,
+            revision: None,
+            op,
+        }
+    }
+
+    /// The same entry at time `timestamp_us`.
+    pub fn at(mut self, timestamp_us: u64) -> NewEntry {
+        self.timestamp_us = Some(timestamp_us);
+        self
+    }
+}
+
+/// A journal entry as stored and returned by queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Gap-free within a journal, starting at 1, continuing after reopen.
+    pub sequence: u64,
+    /// Microseconds since the Unix epoch; never less than the entry before.
+    pub timestamp_us: u64,
+    pub author: String,
+    pub address: String,
+    pub signal_type: SignalType,
+    pub value: Value,
+    /// Present for a SET, absent for a PUBLISH or DELETE.
+    pub revision: Option<u64>,
+    pub op: JournalOp,
+}
+
+/// The state of one parameter: what the SETs so far left behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub address: String,
+    pub value: Value,
+    pub revision: u64,
+    /// The author of the last SET.
+    pub writer: String,
+    pub timestamp_us: u64,
+}
+
+/// The latest snapshot of a journal's parameter state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSnapshot {
+    /// The last sequence number the snapshot covers.
+    pub sequence: u64,
+    /// Every parameter, in address order.
+    pub params: Vec<Param>,
+}
