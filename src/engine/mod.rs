@@ -622,6 +622,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         // The frozen state is dropped there too, and with it the old
         // versions of the nodes that writers copied meanwhile.
         let (fs, dir) = (&self.fs, &self.snapshot_dir);
+        let retain_from = S::retain_log_from(&frozen);
         let info = std::thread::scope(|scope| {
             let writer = std::thread::Builder::new()
                 .name("walden-snap-write".into())
@@ -637,7 +638,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let keep = self.options.snapshots.keep_count.max(1);
         snapshot::prune_snapshots(&self.fs, &self.snapshot_dir, &kept, keep)?;
         let oldest_kept = kept[kept.len().saturating_sub(keep)..].first().map_or(lsn, |s| s.header.lsn);
-        let retain = S::retain_log_from(&frozen).map_or(oldest_kept.next(), |l| l.min(oldest_kept.next()));
+        let retain = retain_from.map_or(oldest_kept.next(), |l| l.min(oldest_kept.next()));
         self.wal.truncate_before(retain)?;
         Ok(info)
     }
