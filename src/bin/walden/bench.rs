@@ -5,6 +5,7 @@
 //! alike. Figures are medians over repetitions; a ratio is the median of the
 //! ratios measured within the same repetition. docs/BENCHMARKS.md has the method.
 
+use crate::bench_sections;
 use crate::chart::{Bar, BarGroup, Chart, Panel};
 use crate::engines::{self, Api, Engine, Mode, Result, Setup, SqliteConn, Workload};
 use crate::latency::{median, Percentiles};
@@ -46,6 +47,18 @@ pub struct BenchArgs {
     /// How several SQLite writer threads share the database.
     #[arg(long, value_enum, default_value_t = SqliteConn::Mutex)]
     sqlite_conn: SqliteConn,
+    /// Skip the store-recovery comparison (a child `walden bench-recovery`).
+    #[arg(long)]
+    no_recovery: bool,
+    /// Keys of the store recovered against SQLite [default: 1000000; 200000 with --quick].
+    #[arg(long, value_name = "N")]
+    recovery_keys: Option<u64>,
+    /// Skip the journal comparison (a child `walden bench-journal`).
+    #[arg(long)]
+    no_journal: bool,
+    /// Journal sizes for the 1,000-entry time-range query [default: 1000000,10000000; 1000000 with --quick].
+    #[arg(long, value_name = "N,..", value_delimiter = ',')]
+    journal_sizes: Vec<u64>,
     /// Pipelined appends kept in flight.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
@@ -235,7 +248,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         results.push(GroupResult { group, ops, samples });
     }
-    eprintln!("walden bench: done in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!("walden bench: appends done in {:.0} s", started.elapsed().as_secs_f64());
 
     let rows: Vec<Row> = results.iter().flat_map(rows_of).collect();
     println!(
@@ -254,10 +267,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
          Ratios are medians of the ratios within each repetition.\n"
     );
     print!("{}", targets_table(&targets(&results)));
+    let mut sections = Vec::new();
+    if !args.no_recovery {
+        let keys = args.recovery_keys.unwrap_or(if args.quick { 200_000 } else { 1_000_000 });
+        eprintln!("walden bench: store recovery, {keys} keys, walden against SQLite");
+        sections.extend(bench_sections::recovery(root.path(), keys)?);
+    }
+    if !args.no_journal {
+        let sizes = match (&args.journal_sizes[..], args.quick) {
+            ([], false) => vec![1_000_000, 10_000_000],
+            ([], true) => vec![1_000_000],
+            (sizes, _) => sizes.to_vec(),
+        };
+        let entries = if args.quick { 50_000 } else { 200_000 };
+        eprintln!("walden bench: the journal, walden against a SQLite journal table");
+        sections.extend(bench_sections::journal(root.path(), entries, &sizes)?);
+    }
+    if !sections.is_empty() {
+        println!("\nrecovery and the journal (each from its own child process; its report is above):\n");
+        print!("{}", bench_sections::table(&sections));
+    }
+    eprintln!("walden bench: all done in {:.0} s", started.elapsed().as_secs_f64());
     if let Some(path) = &args.json {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         for row in &rows {
             writeln!(out, "{}", row.json(args.sqlite_conn))?;
+        }
+        for row in &sections {
+            writeln!(out, "{}", row.json())?;
         }
         out.flush()?;
         eprintln!("walden bench: wrote {}", path.display());

@@ -6,6 +6,7 @@
 //! `snapshot`, `compact`, `stats`) are in `cli_admin.rs`.
 
 mod bench;
+mod bench_sections;
 mod chart;
 mod cli_admin;
 mod cli_progress;
