@@ -358,7 +358,7 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
     let mut progress = bars(true);
     let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
     for f in log.findings().iter().filter(|f| f.severity > admin::Severity::Notice) {
-        eprintln!("walden: note: {}: {} (records past it are dumped from what reads)", f.file.display(), f.what);
+        eprintln!("walden: note: {}: {}", f.file.display(), f.what);
     }
     let options = DumpOptions { from: a.from, to: a.to, limit: a.limit };
     let mut failed = None;
