@@ -179,6 +179,9 @@ pub struct ExportArgs {
     /// The data directory.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Accepted for symmetry with the other commands: export always prints JSON.
+    #[arg(long)]
+    pub json: bool,
     /// The snapshot at this LSN (default: the newest good one).
     #[arg(long, value_name = "LSN")]
     pub lsn: Option<u64>,
