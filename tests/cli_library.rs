@@ -174,6 +174,7 @@ fn compaction_stops_at_what_the_oldest_good_snapshot_needs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fx::healthy(tmp.path());
     let data = locate(&dir);
+    assert_eq!(locate(&dir.join("wal")), data, "naming wal/ still finds the snapshots beside it");
     let exam = admin::examine(&RealFs, &data, &mut NoProgress).unwrap();
     let plan = admin::plan_compact(&exam, Lsn(1000));
     assert_eq!(plan.limit, Some(Lsn(101)), "the snapshot at LSN 100 needs the log from LSN 101");

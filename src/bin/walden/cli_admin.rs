@@ -358,8 +358,10 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
     }
     let dir = locate(&a.common)?;
     let format = if a.common.json { DumpFormat::Json } else { a.format };
+    // A bar for the scan, which ends before the first record is printed;
+    // none while records are printed, so the two never mix on a terminal.
+    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut bars(a.common.json))?;
     let mut progress = bars(true);
-    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
     for f in log.findings().iter().filter(|f| f.severity > admin::Severity::Notice) {
         eprintln!("walden: note: {}: {}", f.file.display(), f.what);
     }
