@@ -275,6 +275,10 @@ fn every_help_text_renders() {
         let help = run(&[command, "--help"], 0);
         assert!(help.contains("--json") || command == "snapshot", "{command}: {help}");
     }
+    for sub in ["list", "create", "verify", "prune", "export"] {
+        let help = run(&["snapshot", sub, "--help"], 0);
+        assert!(help.contains("--json"), "snapshot {sub}: {help}");
+    }
 }
 
 #[test]
@@ -319,7 +323,8 @@ fn snapshot_create_export_and_prune_and_compact_do_what_they_print() {
     assert_eq!(k7["value"]["text"], "value-7");
     assert_eq!(k7["revision"], 1);
     assert_eq!(k7["writer"], "fixture");
-    let older: serde_json::Value = serde_json::from_str(&run(&["snapshot", "export", d, "--lsn", "100"], 0)).unwrap();
+    let older: serde_json::Value =
+        serde_json::from_str(&run(&["snapshot", "export", d, "--lsn", "100", "--json"], 0)).unwrap();
     assert_eq!(older["entries"].as_array().unwrap().len(), 100);
 
     let dry = run(&["snapshot", "prune", d, "--keep", "1"], 0);

@@ -122,7 +122,7 @@ fn verdict(health: Health, findings: &[Finding], plan: &RecoveryPlan, snapshots:
         }
         Health::Recoverable => {
             let first = &findings[0];
-            format!("recoverable: {}: {}; opening fixes this by itself", first.file.display(), first.what)
+            format!("recoverable: {}: {}", first.file.display(), first.what)
         }
         Health::Damaged => {
             let first = &findings[0];

@@ -69,6 +69,14 @@ impl DataDir {
             let snapshot_dir = root.join("snapshots");
             return Ok(DataDir { root, log_dir, snapshot_dir: Some(snapshot_dir) });
         }
+        // `data/wal` named directly is still a store's log: its snapshots
+        // (and what compaction must keep for them) are beside it.
+        if let Some(parent) = root.parent().filter(|_| root.file_name().is_some_and(|n| n == "wal")) {
+            if fs.list_dir(&parent.join("snapshots")).is_ok() {
+                let snapshot_dir = Some(parent.join("snapshots"));
+                return Ok(DataDir { root: parent.to_owned(), log_dir: root, snapshot_dir });
+            }
+        }
         if names.iter().any(|n| crate::wal::parse_segment_file_name(n).is_some() || n == "LOCK") {
             return Ok(DataDir { log_dir: root.clone(), root, snapshot_dir: None });
         }

@@ -179,6 +179,9 @@ pub struct ExportArgs {
     /// The data directory.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Accepted for symmetry with the other commands: export always prints JSON.
+    #[arg(long)]
+    pub json: bool,
     /// The snapshot at this LSN (default: the newest good one).
     #[arg(long, value_name = "LSN")]
     pub lsn: Option<u64>,
@@ -355,10 +358,12 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
     }
     let dir = locate(&a.common)?;
     let format = if a.common.json { DumpFormat::Json } else { a.format };
+    // A bar for the scan, which ends before the first record is printed;
+    // none while records are printed, so the two never mix on a terminal.
+    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut bars(a.common.json))?;
     let mut progress = bars(true);
-    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
     for f in log.findings().iter().filter(|f| f.severity > admin::Severity::Notice) {
-        eprintln!("walden: note: {}: {} (records past it are dumped from what reads)", f.file.display(), f.what);
+        eprintln!("walden: note: {}: {}", f.file.display(), f.what);
     }
     let options = DumpOptions { from: a.from, to: a.to, limit: a.limit };
     let mut failed = None;

@@ -67,7 +67,7 @@ fn segment_state(end: &SegmentEnd, active: bool) -> String {
 }
 
 pub fn inspect(out: &mut dyn Write, e: &Examination, now_us: u64) -> io::Result<()> {
-    let layout = if e.dir.snapshot_dir.is_some() { "store or engine (wal/ and snapshots/)" } else { "bare log" };
+    let layout = if e.dir.snapshot_dir.is_some() { "store or engine: wal/ and snapshots/" } else { "bare log" };
     writeln!(out, "directory    {} ({layout})", e.dir.root.display())?;
     if let Some(id) = e.log.log_id {
         writeln!(out, "log id       {id:#018x}")?;

@@ -19,7 +19,14 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "walden", version, about = "walden, a write-ahead-log storage engine")]
+#[command(
+    name = "walden",
+    version,
+    about = "walden, a write-ahead-log storage engine",
+    after_help = "The recovery commands exit 0 when healthy or done, 1 when they find a problem (or a dry run \
+                  would change something), 2 on a usage or I/O error. inspect, verify, dump and recover never \
+                  change the directory; repair, compact and snapshot prune change it only with --apply."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
