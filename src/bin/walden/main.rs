@@ -5,6 +5,7 @@
 
 mod bench;
 mod engines;
+mod journal_bench;
 mod latency;
 mod recovery_bench;
 
@@ -24,6 +25,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Benchmarks the store's recovery and snapshots against loading SQLite into a map.
     BenchRecovery(recovery_bench::RecoveryArgs),
+    /// Benchmarks the journal's appends and time-range queries against a SQLite journal table.
+    BenchJournal(journal_bench::JournalArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::BenchRecovery(args) => recovery_bench::run(&args),
+        Command::BenchJournal(args) => journal_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
