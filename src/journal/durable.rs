@@ -14,13 +14,17 @@
 //! so the index is sorted by time as well as by sequence), filtering while
 //! they read and stopping at the end of the time range or the page.
 //!
+//! Snapshots do not delete history: [`StateMachine::retain_log_from`] tells
+//! the engine to keep the log from the first entry still held.
+//!
 //! Compaction logs a *floor* record: entries below it are gone for every
 //! query from then on, including after recovery from any snapshot. Then it
 //! takes a snapshot, after which the engine deletes the log segments that
-//! no kept snapshot needs. Older kept snapshots (the fallbacks recovery
-//! uses if the newest is damaged) still need the segments after them, so
-//! compacted entries leave the disk once those snapshots are pruned
-//! (`keep_count` snapshots later), never earlier than recovery allows.
+//! no kept snapshot and no held entry needs. Older kept snapshots (the
+//! fallbacks recovery uses if the newest is damaged) still need the
+//! segments after them, so with `keep_count` k the compacted entries leave
+//! the disk k - 1 snapshots later, never earlier than recovery allows.
+//! Until then they are hidden, not readable.
 //!
 //! **Invariant:** sequence numbers in the log are consecutive; `apply`
 //! refuses a record that breaks this rather than guess.
