@@ -199,3 +199,34 @@ fn concurrent_appenders_get_gap_free_sequences() {
         assert_eq!(revisions, (1..=per_thread + per_thread / 10).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn queries_agree_warm_cold_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = DurableJournal::open(dir.path(), options(64 << 10)).unwrap();
+    for chunk in 0..30u64 {
+        j.append_batch((chunk * 100..chunk * 100 + 100).map(entry).collect()).unwrap();
+    }
+    let windows: Vec<Query> = (0..40u64)
+        .map(|i| {
+            let from = 1_000_000 + (i * 7_919) % 30_000;
+            Query::new("/zone/*/level").unwrap().from_us(from).to_us(from + 2_000).limit(50)
+        })
+        .collect();
+    let run = |j: &DurableJournal| -> Vec<Vec<Entry>> { windows.iter().map(|q| j.query(q).unwrap().entries).collect() };
+    let expected: Vec<Vec<Entry>> = windows
+        .iter()
+        .map(|q| {
+            everything(&j)
+                .into_iter()
+                .filter(|e| e.timestamp_us >= q.from_us.unwrap() && e.timestamp_us < q.to_us.unwrap())
+                .take(50)
+                .collect()
+        })
+        .collect();
+    assert_eq!(run(&j), expected, "positions cached by the appends");
+    j.close().unwrap();
+    let j = DurableJournal::open(dir.path(), options(64 << 10)).unwrap();
+    assert_eq!(run(&j), expected, "after reopen: no positions cached");
+    assert_eq!(run(&j), expected, "positions cached by the queries");
+}
