@@ -287,7 +287,10 @@ pub struct JournalOptions {
     /// [`EngineOptions::default`] in one field: 4 MiB segments instead of
     /// 64 MiB, because a read from an LSN starts at the beginning of its
     /// segment, so the segment size bounds what a time-range query reads
-    /// before its first answer (docs/BENCHMARKS.md).
+    /// before its first answer when its position is not cached
+    /// (docs/BENCHMARKS.md). The log keeps each segment file open: 256
+    /// files per GiB of history, so a large journal needs a matching
+    /// open-file limit, or larger segments.
     pub engine: EngineOptions,
 }
 

@@ -30,6 +30,9 @@ pub struct JournalArgs {
     /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
+    /// Only the query part, walden only (to look into walden's query time).
+    #[arg(long)]
+    walden_queries_only: bool,
 }
 
 /// Entries are 10 us apart, so a 10 ms window holds exactly 1,000.
@@ -199,7 +202,7 @@ fn splitmix64(x: u64) -> u64 {
 
 /// Median microseconds of a 1,000-entry time-range query on journals of
 /// `size` entries: (walden, SQLite).
-fn query_latency(size: u64, queries: u32, dir: &Path) -> Result<(f64, f64)> {
+fn query_latency(size: u64, queries: u32, dir: &Path, walden_only: bool) -> Result<(f64, f64)> {
     let started = Instant::now();
     let journal = DurableJournal::open(dir.join("walden-q"), walden_options())?;
     let mut sqlite = SqliteJournal::create(&dir.join("query.db"))?;
@@ -209,7 +212,9 @@ fn query_latency(size: u64, queries: u32, dir: &Path) -> Result<(f64, f64)> {
         for part in entries.chunks(1000) {
             journal.append_batch(part.to_vec())?;
         }
-        sqlite.insert_batch(&entries)?;
+        if !walden_only {
+            sqlite.insert_batch(&entries)?;
+        }
     }
     sqlite.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")?;
     eprintln!("  built two journals of {size} entries in {:.1} s", started.elapsed().as_secs_f64());
@@ -229,7 +234,9 @@ fn query_latency(size: u64, queries: u32, dir: &Path) -> Result<(f64, f64)> {
             out.push(t.elapsed().as_secs_f64() * 1e6);
             check(&entries, first)
         };
-        if q % 2 == 0 {
+        if walden_only {
+            run_walden(&mut walden_us)?;
+        } else if q % 2 == 0 {
             run_walden(&mut walden_us)?;
             run_sqlite(&mut sqlite_us)?;
         } else {
@@ -263,7 +270,9 @@ pub fn run(args: &JournalArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("walden-bench-journal").tempdir_in(&args.dir)?;
     let dir = tmp.path();
     println!("walden bench-journal: walden (fsync periodic 10 ms) vs SQLite (WAL, synchronous=NORMAL)");
-    for (label, batch) in [("one at a time", 1), ("batches of 100", BATCH)] {
+    let appends: &[(&str, usize)] =
+        if args.walden_queries_only { &[] } else { &[("one at a time", 1), ("batches of 100", BATCH)] };
+    for &(label, batch) in appends {
         let (mut walden, mut sqlite) = (Vec::new(), Vec::new());
         for round in 0..args.rounds {
             let order = if round % 2 == 0 { [Side::Walden, Side::Sqlite] } else { [Side::Sqlite, Side::Walden] };
@@ -287,7 +296,7 @@ pub fn run(args: &JournalArgs) -> Result<()> {
     }
     let mut by_size = Vec::new();
     for &size in &args.query_sizes {
-        let (w, s) = query_latency(size, args.queries, dir)?;
+        let (w, s) = query_latency(size, args.queries, dir, args.walden_queries_only)?;
         println!(
             "query 1,000 entries by time from {size} entries: walden {w:.0} us, SQLite {s:.0} us, SQLite/walden {:.2}x (medians of {} queries each)",
             s / w,
