@@ -161,3 +161,72 @@ fn a_log_that_is_not_a_journal_is_refused_with_its_lsn() {
     let err = DurableJournal::open(dir.path(), JournalOptions::default()).err().expect("a store's log").to_string();
     assert!(err.contains("log record 1 is not a valid journal record"), "{err}");
 }
+
+#[test]
+fn concurrent_appenders_get_gap_free_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = DurableJournal::open(dir.path(), options(256 << 10)).unwrap();
+    let per_thread = 2_000u64;
+    let got: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let j = &j;
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|i| {
+                            let e = NewEntry::set(&format!("thread-{t}"), &format!("/t{t}"), Value::Int(i as i64));
+                            if i % 10 == 0 {
+                                *j.append_batch(vec![e.clone(), e]).unwrap().end()
+                            } else {
+                                j.append(e).unwrap()
+                            }
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let total = 4 * (per_thread + per_thread / 10);
+    assert_eq!(j.latest_sequence(), total);
+    let all = everything(&j);
+    assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    assert!(all.windows(2).all(|w| w[0].timestamp_us <= w[1].timestamp_us));
+    for (t, sequences) in got.iter().enumerate() {
+        assert!(sequences.windows(2).all(|w| w[0] < w[1]), "a thread's own appends are ordered");
+        let revisions: Vec<u64> =
+            all.iter().filter(|e| e.address == format!("/t{t}")).map(|e| e.revision.unwrap()).collect();
+        assert_eq!(revisions, (1..=per_thread + per_thread / 10).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn queries_agree_warm_cold_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = DurableJournal::open(dir.path(), options(64 << 10)).unwrap();
+    for chunk in 0..30u64 {
+        j.append_batch((chunk * 100..chunk * 100 + 100).map(entry).collect()).unwrap();
+    }
+    let windows: Vec<Query> = (0..40u64)
+        .map(|i| {
+            let from = 1_000_000 + (i * 7_919) % 30_000;
+            Query::new("/zone/*/level").unwrap().from_us(from).to_us(from + 2_000).limit(50)
+        })
+        .collect();
+    let run = |j: &DurableJournal| -> Vec<Vec<Entry>> { windows.iter().map(|q| j.query(q).unwrap().entries).collect() };
+    let expected: Vec<Vec<Entry>> = windows
+        .iter()
+        .map(|q| {
+            everything(&j)
+                .into_iter()
+                .filter(|e| e.timestamp_us >= q.from_us.unwrap() && e.timestamp_us < q.to_us.unwrap())
+                .take(50)
+                .collect()
+        })
+        .collect();
+    assert_eq!(run(&j), expected, "positions cached by the appends");
+    j.close().unwrap();
+    let j = DurableJournal::open(dir.path(), options(64 << 10)).unwrap();
+    assert_eq!(run(&j), expected, "after reopen: no positions cached");
+    assert_eq!(run(&j), expected, "positions cached by the queries");
+}

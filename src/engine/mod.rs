@@ -225,6 +225,11 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         self.core.wal.read_from(from)
     }
 
+    /// Reads the log from a position an earlier reader reported.
+    pub fn read_log_at(&self, at: crate::wal::ReadPosition) -> Result<crate::WalReader<V>> {
+        self.core.wal.read_from_position(at)
+    }
+
     /// Reads the state.
     pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
         f(&self.core.state.read().machine)

@@ -38,7 +38,8 @@ impl std::fmt::Display for DecodeError {
 
 type Decoded<T> = Result<T, DecodeError>;
 
-pub(crate) fn encode_value(out: &mut Vec<u8>, value: &Value) {
+/// Appends the encoding of `value` to `out`.
+pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.push(0),
         Value::Bool(false) => out.push(1),
@@ -225,6 +226,16 @@ fn read_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<Value> {
         }
         tag => return Err(r.error(format!("unknown value tag {tag}"))),
     })
+}
+
+/// Decodes one value that fills `bytes` exactly.
+pub fn decode_value(bytes: &[u8]) -> Result<Value, DecodeError> {
+    let mut r = Cursor { bytes, at: 0 };
+    let value = read_value(&mut r, 0)?;
+    if r.at != bytes.len() {
+        return Err(r.error(format!("{} bytes after the value", bytes.len() - r.at)));
+    }
+    Ok(value)
 }
 
 /// Checks a value as [`read_value`] does, without building it.

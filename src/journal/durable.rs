@@ -14,13 +14,17 @@
 //! so the index is sorted by time as well as by sequence), filtering while
 //! they read and stopping at the end of the time range or the page.
 //!
+//! Snapshots do not delete history: [`StateMachine::retain_log_from`] tells
+//! the engine to keep the log from the first entry still held.
+//!
 //! Compaction logs a *floor* record: entries below it are gone for every
 //! query from then on, including after recovery from any snapshot. Then it
 //! takes a snapshot, after which the engine deletes the log segments that
-//! no kept snapshot needs. Older kept snapshots (the fallbacks recovery
-//! uses if the newest is damaged) still need the segments after them, so
-//! compacted entries leave the disk once those snapshots are pruned
-//! (`keep_count` snapshots later), never earlier than recovery allows.
+//! no kept snapshot and no held entry needs. Older kept snapshots (the
+//! fallbacks recovery uses if the newest is damaged) still need the
+//! segments after them, so with `keep_count` k the compacted entries leave
+//! the disk k - 1 snapshots later, never earlier than recovery allows.
+//! Until then they are hidden, not readable.
 //!
 //! **Invariant:** sequence numbers in the log are consecutive; `apply`
 //! refuses a record that breaks this rather than guess.
@@ -34,9 +38,12 @@ use super::{now_us, resolve, validate_entry, Journal, SignalType};
 use crate::engine::{Engine, EngineOptions, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
+use crate::wal::ReadPosition;
+use crate::WalReader;
 use crate::{Error, Lsn, Result};
 use imbl::{OrdMap, Vector};
-use std::collections::HashMap;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -46,6 +53,10 @@ use std::sync::Arc;
 /// A query reads at most this many records before its first answer,
 /// beyond the seek within a segment (docs/BENCHMARKS.md).
 pub const INDEX_EVERY_ENTRIES: u64 = 64;
+
+fn is_index_point(sequence: u64) -> bool {
+    (sequence - 1).is_multiple_of(INDEX_EVERY_ENTRIES)
+}
 
 /// The version byte that opens a journal snapshot's content.
 const SNAPSHOT_CONTENT_VERSION: u8 = 1;
@@ -179,7 +190,7 @@ impl StateMachine for JournalState {
                     }
                     JournalOp::Publish => {}
                 }
-                if (entry.sequence - 1) % INDEX_EVERY_ENTRIES == 0 {
+                if is_index_point(entry.sequence) {
                     self.index.push_back(IndexPoint {
                         sequence: entry.sequence,
                         timestamp_us: entry.timestamp_us,
@@ -276,7 +287,10 @@ pub struct JournalOptions {
     /// [`EngineOptions::default`] in one field: 4 MiB segments instead of
     /// 64 MiB, because a read from an LSN starts at the beginning of its
     /// segment, so the segment size bounds what a time-range query reads
-    /// before its first answer (docs/BENCHMARKS.md).
+    /// before its first answer when its position is not cached
+    /// (docs/BENCHMARKS.md). The log keeps each segment file open: 256
+    /// files per GiB of history, so a large journal needs a matching
+    /// open-file limit, or larger segments.
     pub engine: EngineOptions,
 }
 
@@ -288,9 +302,19 @@ impl Default for JournalOptions {
     }
 }
 
+/// Index points further than this many LSNs behind the newest are not
+/// walked to by the tail indexer: it starts afresh at the newest instead.
+const TAIL_INDEX_MAX_LSNS: u64 = 16 * INDEX_EVERY_ENTRIES;
+
 /// The journal on walden's log.
 pub struct DurableJournal<V: Vfs = RealFs> {
     engine: Engine<JournalState, V>,
+    /// Where in the log the records of index points are (LSN -> segment and
+    /// offset), so a query starts reading at its index point instead of at
+    /// the start of the segment. A cache for this process only: filled by
+    /// appends (the tail indexer) and by every read that passes an index
+    /// point; a missing entry costs one scan from the segment's start.
+    positions: Mutex<BTreeMap<Lsn, ReadPosition>>,
 }
 
 impl DurableJournal<RealFs> {
@@ -302,7 +326,10 @@ impl DurableJournal<RealFs> {
 
 impl<V: Vfs> DurableJournal<V> {
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
-        Ok(DurableJournal { engine: Engine::open_with(fs, dir, options.engine)? })
+        Ok(DurableJournal {
+            engine: Engine::open_with(fs, dir, options.engine)?,
+            positions: Mutex::new(BTreeMap::new()),
+        })
     }
 
     /// Reads the journal's state (parameters and counters).
@@ -326,6 +353,60 @@ impl<V: Vfs> DurableJournal<V> {
     /// Syncs the log and closes.
     pub fn close(self) -> Result<()> {
         self.engine.close()
+    }
+
+    /// A reader from the index point at `lsn`, at its cached position if known.
+    fn reader_at(&self, lsn: Lsn) -> Result<WalReader<V>> {
+        let cached = self.positions.lock().get(&lsn).copied();
+        match cached {
+            Some(at) => self.engine.read_log_at(at),
+            None => self.engine.read_log(lsn),
+        }
+    }
+
+    /// Notes the positions of the index points a reader passed.
+    fn remember(&self, seen: Vec<ReadPosition>) {
+        if !seen.is_empty() {
+            let mut positions = self.positions.lock();
+            positions.extend(seen.into_iter().map(|p| (p.lsn, p)));
+        }
+    }
+
+    /// The tail indexer: after appends that made a new index point, read
+    /// from the newest known position up to it and note where it is. Costs
+    /// about one record read per append; skipped if another thread is at it.
+    fn index_tail(&self) {
+        let Some(mut positions) = self.positions.try_lock() else {
+            return;
+        };
+        let Some(newest) = self.engine.read(|s| s.index.last().map(|p| p.lsn)) else {
+            return;
+        };
+        if positions.contains_key(&newest) {
+            return;
+        }
+        let start = positions.last_key_value().map(|(_, p)| *p).filter(|p| p.lsn.0 + TAIL_INDEX_MAX_LSNS >= newest.0);
+        let reader = match start {
+            Some(at) => self.engine.read_log_at(at),
+            None => self.engine.read_log(newest),
+        };
+        let mut reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => return log::warn!("walden: journal tail indexer: {e}"),
+        };
+        while let Some(record) = reader.next_ref() {
+            let (lsn, payload) = match record {
+                Ok(record) => record,
+                Err(e) => return log::warn!("walden: journal tail indexer: {e}"),
+            };
+            let point = codec::peek_entry(payload).is_some_and(|(sequence, _, _)| is_index_point(sequence));
+            if let Some(here) = reader.last_position().filter(|_| point) {
+                positions.insert(lsn, here);
+            }
+            if lsn >= newest {
+                break;
+            }
+        }
     }
 
     /// The first sequence number of an entry at or after `timestamp_us`
@@ -358,6 +439,9 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             records.push(record);
             Ok(sequence)
         })?;
+        if is_index_point(sequence) {
+            self.index_tail();
+        }
         Ok(sequence)
     }
 
@@ -390,6 +474,12 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             }
             Ok(first..=first + records.len() as u64 - 1)
         })?;
+        // Did the batch make an index point? (Sequence s is one if s - 1 is a multiple.)
+        if (range.end() - 1) / INDEX_EVERY_ENTRIES != (range.start() - 1).saturating_sub(1) / INDEX_EVERY_ENTRIES
+            || *range.start() == 1
+        {
+            self.index_tail();
+        }
         Ok(range)
     }
 
@@ -400,13 +490,22 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             (s.seek(first, query.from_us), first)
         });
         let mut page = Page { entries: Vec::new(), next: None };
-        let mut reader = self.engine.read_log(start)?;
-        while let Some(record) = reader.next_ref() {
+        let mut reader = self.reader_at(start)?;
+        let mut seen = Vec::new();
+        // The record just read is an index point: note its position (once
+        // its payload is no longer borrowed from the reader).
+        let mut point = false;
+        loop {
+            if std::mem::take(&mut point) {
+                seen.extend(reader.last_position());
+            }
+            let Some(record) = reader.next_ref() else { break };
             let (lsn, payload) = record?;
             // Fixed-offset fields first: most records are skipped on these.
             let Some((sequence, timestamp_us, signal)) = codec::peek_entry(payload) else {
                 continue; // a floor record
             };
+            point = is_index_point(sequence);
             if sequence < first {
                 continue;
             }
@@ -427,6 +526,10 @@ impl<V: Vfs> Journal for DurableJournal<V> {
                 }
             }
         }
+        if point {
+            seen.extend(reader.last_position());
+        }
+        self.remember(seen);
         Ok(page)
     }
 

@@ -30,6 +30,38 @@ impl SignalType {
     }
 }
 
+impl SignalType {
+    /// The lower-case name: `param`, `event`, `stream`, `gesture`, `timeline`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalType::Param => "param",
+            SignalType::Event => "event",
+            SignalType::Stream => "stream",
+            SignalType::Gesture => "gesture",
+            SignalType::Timeline => "timeline",
+        }
+    }
+}
+
+impl fmt::Display for SignalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SignalType {
+    type Err = crate::Error;
+
+    /// Parses a name as [`SignalType::name`] spells it, in any case.
+    fn from_str(s: &str) -> crate::Result<SignalType> {
+        SignalType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "unknown signal type {s:?} (param, event, stream, gesture or timeline)"
+            ))
+        })
+    }
+}
+
 /// A set of signal types; the empty set stands for "every type".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SignalTypes(u8);
@@ -57,6 +89,16 @@ pub enum JournalOp {
     Publish = 2,
     /// Removes a parameter from the state.
     Delete = 3,
+}
+
+impl fmt::Display for JournalOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JournalOp::Set => "SET",
+            JournalOp::Publish => "PUBLISH",
+            JournalOp::Delete => "DELETE",
+        })
+    }
 }
 
 impl JournalOp {
@@ -197,4 +239,22 @@ pub struct ParamSnapshot {
     pub sequence: u64,
     /// Every parameter, in address order.
     pub params: Vec<Param>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_types_parse_by_name() {
+        for t in SignalType::ALL {
+            assert_eq!(t.name().to_uppercase().parse::<SignalType>().unwrap(), t);
+            assert_eq!(SignalType::from_u8(t as u8), Some(t));
+        }
+        assert!("events".parse::<SignalType>().unwrap_err().to_string().contains("unknown signal type"));
+        assert_eq!(SignalType::from_u8(0), None);
+        assert!(SignalTypes::of(&[SignalType::Event]).contains(SignalType::Event));
+        assert!(!SignalTypes::of(&[SignalType::Event]).contains(SignalType::Param));
+        assert!(SignalTypes::ANY.contains(SignalType::Timeline));
+    }
 }

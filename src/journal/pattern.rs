@@ -100,6 +100,9 @@ impl Pattern {
         if self.exact {
             return address == self.text;
         }
+        if self.segments == [Segment::Any] {
+            return address.starts_with('/'); // `/**`: every address
+        }
         let Some(rest) = address.strip_prefix('/') else {
             return false;
         };

@@ -13,7 +13,7 @@ pub(crate) mod segment;
 mod writer;
 
 pub use options::{FsyncMode, Preallocate, RecoveryMode, WalOptions};
-pub use reader::{Record, WalReader};
+pub use reader::{ReadPosition, Record, WalReader};
 pub use recovery::{Cut, WalRecoveryReport};
 pub use segment::{parse_segment_file_name, segment_file_name};
 
@@ -21,7 +21,10 @@ use crate::format::{padded_len, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::{DirLock, RealFs, Vfs};
 use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex};
-use segment::{create_spare, publish_segment};
+use segment::{create_spare, publish_segment, Segment};
+
+/// Segments a reader may map, each with the length of its readable prefix.
+type Readable<F> = Vec<(Segment<F>, u64)>;
 pub(crate) use segment::{now_unix_us, random_u64};
 use std::ops::Range;
 use std::path::Path;
@@ -271,9 +274,23 @@ impl<V: Vfs> Wal<V> {
         self.shared.state.lock().synced
     }
 
+    /// Reads from a position a reader of this log reported
+    /// ([`WalReader::position`]) without scanning its segment from the start.
+    pub fn read_from_position(&self, at: ReadPosition) -> Result<WalReader<V>> {
+        let (segments, upto) = self.readable_segments();
+        Ok(WalReader::at(segments, at, upto))
+    }
+
     /// Reads the records from `from` (or the first one still in the log, if
     /// `from` is older) up to the last one written when this is called.
     pub fn read_from(&self, from: Lsn) -> Result<WalReader<V>> {
+        let (segments, upto) = self.readable_segments();
+        Ok(WalReader::new(segments, from, upto))
+    }
+
+    /// The segments a reader may map, with their readable lengths, and the
+    /// last LSN written.
+    fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
         let (upto, active_first, active_end) = {
             let st = self.shared.state.lock();
             (st.written, st.active_first_lsn, st.active_end)
@@ -292,7 +309,7 @@ impl<V: Vfs> Wal<V> {
             };
             readable.push((segment.clone(), len));
         }
-        Ok(WalReader::new(readable, from, upto))
+        (readable, upto)
     }
 
     /// Removes whole sealed segments whose records all have LSNs below

@@ -2,7 +2,9 @@
 //!
 //! A reader sees the log as it was when it was created: every record that
 //! had reached write() then. Segments are read through read-only maps
-//! ([`crate::io::VfsFile::map`]) of their written prefix only.
+//! ([`crate::io::VfsFile::map`]) of their written prefix only. Records
+//! before the starting LSN are stepped over by their header (length and
+//! LSN checked), not their checksum: they are not returned.
 
 use super::segment::Segment;
 use crate::error::Corruption;
@@ -17,6 +19,16 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// Where a record is in the log: its LSN, its segment and its offset there.
+/// Valid for the life of the log handle that reported it (segments are
+/// immutable once written; recovery cuts tails only at open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadPosition {
+    pub lsn: Lsn,
+    pub segment_first_lsn: Lsn,
+    pub offset: u64,
+}
+
 /// Reads records in LSN order. Iterate it for owned [`Record`]s, or call
 /// [`WalReader::next_ref`] to borrow payloads without copying.
 pub struct WalReader<V: Vfs> {
@@ -29,6 +41,8 @@ pub struct WalReader<V: Vfs> {
     from: Lsn,
     upto: Lsn,
     failed: bool,
+    /// The position of the record last returned.
+    returned: Option<ReadPosition>,
 }
 
 impl<V: Vfs> WalReader<V> {
@@ -36,7 +50,43 @@ impl<V: Vfs> WalReader<V> {
         // Start in the last segment that begins at or before `from`.
         let index = segments.iter().rposition(|(s, _)| s.header.first_lsn <= from).unwrap_or(0);
         let next_lsn = segments.get(index).map_or(from, |(s, _)| s.header.first_lsn);
-        WalReader { segments, index, map: None, offset: SEGMENT_HEADER_BYTES, next_lsn, from, upto, failed: false }
+        WalReader {
+            segments,
+            index,
+            map: None,
+            offset: SEGMENT_HEADER_BYTES,
+            next_lsn,
+            from,
+            upto,
+            failed: false,
+            returned: None,
+        }
+    }
+
+    /// Starts at `at`, a position an earlier reader of this log reported;
+    /// if its segment is gone, from `at.lsn` the ordinary way.
+    pub(crate) fn at(segments: Vec<(Segment<V::File>, u64)>, at: ReadPosition, upto: Lsn) -> WalReader<V> {
+        match segments.iter().position(|(s, _)| s.header.first_lsn == at.segment_first_lsn) {
+            Some(index) => WalReader {
+                segments,
+                index,
+                map: None,
+                offset: at.offset as usize,
+                next_lsn: at.lsn,
+                from: at.lsn,
+                upto,
+                failed: false,
+                returned: None,
+            },
+            None => WalReader::new(segments, at.lsn, upto),
+        }
+    }
+
+    /// Where the record last returned is: pass it to
+    /// [`crate::Wal::read_from_position`] to start another reader there
+    /// without scanning its segment from the start.
+    pub fn last_position(&self) -> Option<ReadPosition> {
+        self.returned
     }
 
     /// The LSN of the last record this reader will return, if any.
@@ -76,6 +126,18 @@ impl<V: Vfs> WalReader<V> {
                 kind,
             };
             let offset = self.offset;
+            if expected < self.from {
+                // Not returned: step over it by its header's length and LSN
+                // (both checked), without the checksum over its payload, so
+                // a read from the middle of a segment is cheap. A header
+                // that does not hold up is decoded in full below, which
+                // reports the damage.
+                if let Some(frame_len) = skip_frame(&bytes[offset..], expected) {
+                    self.offset += frame_len;
+                    self.next_lsn = expected.next();
+                    continue;
+                }
+            }
             let record = match decode_record(&bytes[offset..], seed) {
                 Ok(record) => record,
                 Err(e) => {
@@ -90,6 +152,8 @@ impl<V: Vfs> WalReader<V> {
             self.offset += record.header.frame_len();
             self.next_lsn = expected.next();
             if expected >= self.from {
+                let segment_first_lsn = segment.header.first_lsn;
+                self.returned = Some(ReadPosition { lsn: expected, segment_first_lsn, offset: offset as u64 });
                 // Re-borrow for the caller's lifetime.
                 let bytes: &[u8] = self.map.as_deref().expect("mapped above");
                 let start = offset + crate::format::RECORD_HEADER_BYTES;
@@ -97,6 +161,20 @@ impl<V: Vfs> WalReader<V> {
             }
         }
     }
+}
+
+/// The frame length of the record at the start of `bytes` if its header
+/// names `lsn`, claims a sane length and the frame fits: enough to step over
+/// a record that will not be returned.
+fn skip_frame(bytes: &[u8], lsn: Lsn) -> Option<usize> {
+    let header = bytes.get(..crate::format::RECORD_HEADER_BYTES)?;
+    let payload_len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let record_lsn = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    if record_lsn != lsn.0 || payload_len > crate::format::MAX_RECORD_BYTES {
+        return None;
+    }
+    let frame_len = crate::format::padded_len(payload_len as usize);
+    (frame_len <= bytes.len()).then_some(frame_len)
 }
 
 impl<V: Vfs> Iterator for WalReader<V> {

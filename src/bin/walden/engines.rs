@@ -33,7 +33,7 @@ impl Mode {
         }
     }
 
-    fn fsync(self) -> FsyncMode {
+    pub fn fsync(self) -> FsyncMode {
         match self {
             Mode::Always => FsyncMode::Always,
             Mode::Periodic => FsyncMode::Periodic { interval: Duration::from_millis(10) },
@@ -296,7 +296,7 @@ fn acknowledge(in_flight: &mut VecDeque<(Ticket<'_>, Instant)>, latencies: &mut 
 
 const SQLITE_INSERT: &str = "INSERT INTO log(payload) VALUES (?1)";
 
-fn sqlite_connect(path: &Path, mode: Mode) -> Result<rusqlite::Connection> {
+pub fn sqlite_connect(path: &Path, mode: Mode) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     let journal: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;

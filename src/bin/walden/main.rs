@@ -12,6 +12,7 @@ mod cli_admin;
 mod cli_progress;
 mod cli_render;
 mod engines;
+mod journal_bench;
 mod latency;
 mod recovery_bench;
 
@@ -40,6 +41,8 @@ enum Command {
     BenchRecovery(recovery_bench::RecoveryArgs),
     #[command(flatten)]
     Admin(cli_admin::AdminCommand),
+    /// Benchmarks the journal's appends and time-range queries against a SQLite journal table.
+    BenchJournal(journal_bench::JournalArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::BenchRecovery(args) => recovery_bench::run(&args),
         Command::Admin(command) => return cli_admin::run(command),
+        Command::BenchJournal(args) => journal_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
