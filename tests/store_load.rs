@@ -88,6 +88,33 @@ fn a_snapshot_of_many_batches_loads_back_entry_for_entry() {
 }
 
 #[test]
+fn a_replay_longer_than_one_batch_keeps_each_keys_writes_in_order() {
+    // More records than one replay batch (131,072), over few keys, so every
+    // key is written many times in each batch and across the boundary.
+    let fs = SimFs::new();
+    let store = Store::open_with(fs.clone(), dir(), options("w")).unwrap();
+    let (records, keys) = (140_000u32, 3_001u32);
+    for chunk in 0..records / 1000 {
+        let mut batch = WriteBatch::default();
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            let k = (i.wrapping_mul(2_654_435_761) % keys).to_be_bytes();
+            if i % 1009 == 0 {
+                batch.delete(&k);
+            } else {
+                batch.put(&k, &i.to_le_bytes());
+            }
+        }
+        store.write(&batch).unwrap();
+    }
+    let live = everything(&store);
+    store.close().unwrap();
+    let store = Store::open_with(fs, dir(), options("w")).unwrap();
+    assert_eq!(store.recovery_report().records_replayed, u64::from(records));
+    assert_eq!(everything(&store), live, "values, revisions, writers and times, in order");
+    assert!(live.iter().any(|(_, e)| e.revision > 40), "keys were written many times");
+}
+
+#[test]
 fn an_empty_snapshot_loads_an_empty_store() {
     let fs = SimFs::new();
     let store = Store::open_with(fs.clone(), dir(), options("w")).unwrap();

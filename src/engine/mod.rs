@@ -74,10 +74,12 @@ pub struct SnapshotOptions {
     pub keep_count: usize,
     /// Take a snapshot after this many commits since the last one. Default
     /// 1,000,000, so the log replayed at open stays bounded (the store
-    /// replays about 0.28M records/s today, so about 3.5 s: see
-    /// docs/BENCHMARKS.md) while a snapshot, a full copy of the state, is
-    /// not rewritten every few thousand writes as Statehouse's default of
-    /// 1,000 would.
+    /// replayed 0.28M records/s on a quiet 2-core machine before replay
+    /// was batched and sorted, and 2.7x as fast as that code since, when
+    /// both were measured on the same loaded machine: about 0.75M/s, so
+    /// under 2 s, may be expected on a quiet one; see docs/BENCHMARKS.md)
+    /// while a snapshot, a full copy of the state, is not rewritten every
+    /// few thousand writes as Statehouse's default of 1,000 would.
     pub every_commits: Option<u64>,
     /// ... or after this many bytes of log since the last one. Default
     /// 256 MiB, which bounds the disk the log holds.

@@ -16,7 +16,7 @@ pub use header::{SnapshotHeader, SnapshotHeaderError, SNAPSHOT_HEADER_BYTES, SNA
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use serde::Serialize;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "snapshot-";
@@ -179,8 +179,10 @@ pub fn read_snapshot<V: Vfs, T>(
     let path = &info.path;
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
     let mut source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
-    source.hasher = None; // verified above
-    let mut decoder = zstd::stream::Decoder::new(source).map_err(Error::io("decompress", path))?;
+    // Verified above: the CRC is not computed again. zstd reads straight
+    // from the source's 1 MiB buffer, not through a buffer of its own.
+    source.hasher = None;
+    let mut decoder = zstd::stream::Decoder::with_buffer(source).map_err(Error::io("decompress", path))?;
     read_state(&mut decoder).map_err(|e| match e.raw_os_error() {
         // The device failed, not the bytes: an I/O error, not a bad snapshot.
         Some(_) => Error::io("read", path)(e),
@@ -287,10 +289,20 @@ impl<'f, F: VfsFile> FileSource<'f, F> {
 
 impl<F: VfsFile> Read for FileSource<'_, F> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let buffered = self.fill_buf()?;
+        let n = out.len().min(buffered.len());
+        out[..n].copy_from_slice(&buffered[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<F: VfsFile> BufRead for FileSource<'_, F> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.at == self.buffer.len() {
             let n = (self.end - self.offset).min(IO_CHUNK_BYTES as u64) as usize;
             if n == 0 {
-                return Ok(0);
+                return Ok(&[]);
             }
             self.buffer.resize(n, 0);
             self.file.read_exact_at(&mut self.buffer, self.offset)?;
@@ -300,9 +312,10 @@ impl<F: VfsFile> Read for FileSource<'_, F> {
             self.offset += n as u64;
             self.at = 0;
         }
-        let n = out.len().min(self.buffer.len() - self.at);
-        out[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+        Ok(&self.buffer[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.buffer.len());
     }
 }

@@ -79,21 +79,22 @@ pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], entry: &Entry) {
     out.extend_from_slice(&entry.timestamp_us.to_le_bytes());
 }
 
-/// Reads the next snapshot entry, or `None` at a clean end. Keys and values
-/// are copied straight from the reader's buffer into their `Arc` (through
-/// `scratch` only when one straddles the buffer's end), and the writer id
-/// goes through `intern`, which shares one `Arc<str>` per writer (and
-/// checks the bytes are UTF-8).
-pub(crate) fn read_entry(
+/// Reads the next snapshot entry, or `None` at a clean end. The key is made
+/// by `make_key` and the value copied into its `Arc`, both straight from the
+/// reader's buffer (through `scratch` only when one straddles the buffer's
+/// end); the writer id goes through `intern`, which shares one `Arc<str>`
+/// per writer (and checks the bytes are UTF-8).
+pub(crate) fn read_entry<K>(
     r: &mut impl BufRead,
     scratch: &mut Vec<u8>,
     intern: &mut impl FnMut(&[u8]) -> io::Result<Arc<str>>,
-) -> io::Result<Option<(Arc<[u8]>, Entry)>> {
+    make_key: impl FnOnce(&[u8]) -> K,
+) -> io::Result<Option<(K, Entry)>> {
     if r.fill_buf()?.is_empty() {
         return Ok(None);
     }
     let key_len = read_len32(r)?;
-    let key: Arc<[u8]> = with_field(r, scratch, key_len, |b| Ok(Arc::from(b)))?;
+    let key = with_field(r, scratch, key_len, |b| Ok(make_key(b)))?;
     let value_len = read_len32(r)?;
     let value: Arc<[u8]> = with_field(r, scratch, value_len, |b| Ok(Arc::from(b)))?;
     let revision = u64::from_le_bytes(read_array(r)?);
@@ -225,12 +226,18 @@ mod tests {
         let mut last = None;
         let (mut scratch, mut intern) = (Vec::new(), |w: &[u8]| intern_writer(&mut last, w));
         assert_eq!(
-            read_entry(&mut r, &mut scratch, &mut intern).unwrap(),
+            read_entry(&mut r, &mut scratch, &mut intern, |b: &[u8]| Arc::<[u8]>::from(b)).unwrap(),
             Some((Arc::from(&b"key"[..]), entry.clone()))
         );
-        assert_eq!(read_entry(&mut r, &mut scratch, &mut intern).unwrap().unwrap().0.as_ref(), b"k2");
-        assert_eq!(read_entry(&mut r, &mut scratch, &mut intern).unwrap(), None);
+        assert_eq!(
+            read_entry(&mut r, &mut scratch, &mut intern, |b: &[u8]| Arc::<[u8]>::from(b)).unwrap().unwrap().0.as_ref(),
+            b"k2"
+        );
+        assert_eq!(read_entry(&mut r, &mut scratch, &mut intern, |b: &[u8]| Arc::<[u8]>::from(b)).unwrap(), None);
         let huge = u32::MAX.to_le_bytes();
-        assert!(read_entry(&mut io::BufReader::new(&huge[..]), &mut scratch, &mut intern).is_err());
+        assert!(read_entry(&mut io::BufReader::new(&huge[..]), &mut scratch, &mut intern, |b: &[u8]| {
+            Arc::<[u8]>::from(b)
+        })
+        .is_err());
     }
 }

@@ -171,21 +171,24 @@ impl StateMachine for KvState {
         Ok(frozen.len() as u64)
     }
 
-    /// Decoding (zstd, parsing, an allocation for each key and value) runs
-    /// on the calling thread and building the tree on a second one, fed
-    /// batches of entries through a bounded channel (so memory stays a few
-    /// batches above the map's): on two cores, the load takes about as long
-    /// as the slower half instead of the sum of both.
+    /// Decoding (zstd, parsing, an allocation for each value) runs on the
+    /// calling thread, and making the keys and building the tree on a
+    /// second one, fed batches of entries through a bounded channel (so
+    /// memory stays a few batches above the map's): on two cores, the load
+    /// takes about as long as the slower half instead of the sum of both.
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<(StoreKey, Entry)>>(LOAD_BATCHES_IN_FLIGHT);
-        let (empty_tx, empty_rx) = mpsc::channel::<Vec<(StoreKey, Entry)>>();
+        let (full_tx, full_rx) = mpsc::sync_channel::<LoadBatch>(LOAD_BATCHES_IN_FLIGHT);
+        let (empty_tx, empty_rx) = mpsc::channel::<LoadBatch>();
         std::thread::scope(|scope| {
             let builder = std::thread::Builder::new().name("walden-load".into()).spawn_scoped(scope, move || {
                 let mut map = KvMap::new();
                 for mut batch in full_rx {
-                    for (key, entry) in batch.drain(..) {
-                        map.insert(key, entry);
+                    let mut start = 0;
+                    for (end, entry) in batch.entries.drain(..) {
+                        map.insert(StoreKey::from(&batch.keys[start..end]), entry);
+                        start = end;
                     }
+                    batch.keys.clear();
                     // The decoder may be gone already; then the batch is dropped.
                     let _ = empty_tx.send(batch);
                 }
@@ -194,13 +197,81 @@ impl StateMachine for KvState {
             let decoded = decode_entries(
                 input,
                 |batch| full_tx.send(batch).is_ok(),
-                || empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(LOAD_BATCH_ENTRIES)),
+                || {
+                    empty_rx.try_recv().unwrap_or_else(|_| LoadBatch {
+                        keys: Vec::with_capacity(LOAD_BATCH_ENTRIES * 32),
+                        entries: Vec::with_capacity(LOAD_BATCH_ENTRIES),
+                    })
+                },
             );
             drop(full_tx);
             let map = builder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             let last_writer = decoded?;
             Ok(KvState { map, last_writer })
         })
+    }
+}
+
+/// Snapshot entries on their way from the decoder to the tree builder:
+/// the keys' bytes end to end, and each entry with where its key ends.
+struct LoadBatch {
+    keys: Vec<u8>,
+    entries: Vec<(usize, Entry)>,
+}
+
+/// Entries per batch handed from the snapshot decoder to the tree builder.
+const LOAD_BATCH_ENTRIES: usize = 4096;
+/// Full batches the decoder may be ahead of the builder.
+const LOAD_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Decodes snapshot entries from `input` into batches from `fresh`, handing
+/// each full one (and the last) to `send`, which returns false if nobody
+/// takes them any more. Returns the last writer id seen.
+fn decode_entries(
+    input: &mut dyn Read,
+    mut send: impl FnMut(LoadBatch) -> bool,
+    mut fresh: impl FnMut() -> LoadBatch,
+) -> io::Result<Option<Arc<str>>> {
+    let mut reader = io::BufReader::with_capacity(1 << 20, input);
+    let mut scratch = Vec::new();
+    let mut last_writer: Option<Arc<str>> = None;
+    loop {
+        let mut batch = fresh();
+        let mut done = false;
+        while batch.entries.len() < LOAD_BATCH_ENTRIES {
+            let keys = &mut batch.keys;
+            let entry = codec::read_entry(
+                &mut reader,
+                &mut scratch,
+                &mut |w| codec::intern_writer(&mut last_writer, w),
+                |key| {
+                    keys.extend_from_slice(key);
+                    keys.len()
+                },
+            )?;
+            match entry {
+                Some(entry) => batch.entries.push(entry),
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if !batch.entries.is_empty() && !send(batch) {
+            return Err(io::Error::other("the snapshot's tree builder stopped"));
+        }
+        if done {
+            return Ok(last_writer);
+        }
+    }
+}
+
+/// `writer` as an `Arc`, the same one as `last` if it is the same writer:
+/// a store has few writers and many keys.
+fn intern(last: &mut Option<Arc<str>>, writer: &str) -> Arc<str> {
+    match last {
+        Some(last) if &**last == writer => last.clone(),
+        _ => last.insert(Arc::from(writer)).clone(),
     }
 }
 
@@ -214,52 +285,6 @@ fn decode(lsn: Lsn, payload: &[u8]) -> Result<Op<'_>> {
 fn replay_key<'a>(op: &Op<'a>) -> Option<&'a [u8]> {
     match *op {
         Op::Put { key, .. } | Op::Delete { key, .. } => Some(key),
-    }
-}
-
-/// `writer` as an `Arc`, the same one as `last` if it is the same writer:
-/// a store has few writers and many keys.
-fn intern(last: &mut Option<Arc<str>>, writer: &str) -> Arc<str> {
-    match last {
-        Some(last) if &**last == writer => last.clone(),
-        _ => last.insert(Arc::from(writer)).clone(),
-    }
-}
-
-/// Entries per batch handed from the snapshot decoder to the tree builder.
-const LOAD_BATCH_ENTRIES: usize = 4096;
-/// Full batches the decoder may be ahead of the builder.
-const LOAD_BATCHES_IN_FLIGHT: usize = 4;
-
-/// Decodes snapshot entries from `input` into batches from `fresh`, handing
-/// each full one (and the last) to `send`, which returns false if nobody
-/// takes them any more. Returns the last writer id seen.
-fn decode_entries(
-    input: &mut dyn Read,
-    mut send: impl FnMut(Vec<(StoreKey, Entry)>) -> bool,
-    mut fresh: impl FnMut() -> Vec<(StoreKey, Entry)>,
-) -> io::Result<Option<Arc<str>>> {
-    let mut reader = io::BufReader::with_capacity(1 << 20, input);
-    let mut scratch = Vec::new();
-    let mut last_writer: Option<Arc<str>> = None;
-    loop {
-        let mut batch = fresh();
-        let mut done = false;
-        while batch.len() < LOAD_BATCH_ENTRIES {
-            match codec::read_entry(&mut reader, &mut scratch, &mut |w| codec::intern_writer(&mut last_writer, w))? {
-                Some((key, entry)) => batch.push((StoreKey::new(key), entry)),
-                None => {
-                    done = true;
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() && !send(batch) {
-            return Err(io::Error::other("the snapshot's tree builder stopped"));
-        }
-        if done {
-            return Ok(last_writer);
-        }
     }
 }
 

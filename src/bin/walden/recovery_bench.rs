@@ -49,6 +49,11 @@ pub struct RecoveryArgs {
     /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
+    /// Only build a store in DIR as the benchmark does (the first of --keys,
+    /// a snapshot, --log-records puts after it) and keep it, for A/B opens
+    /// of two builds with --open-only DIR.
+    #[arg(long, value_name = "DIR", hide = true)]
+    prepare: Option<PathBuf>,
     /// Child process: open the store in DIR, print time and memory as JSON.
     #[arg(long, value_name = "DIR", hide = true)]
     open_only: Option<PathBuf>,
@@ -165,6 +170,9 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
     if let Some(dir) = &args.open_only {
         return child_open(dir);
     }
+    if let Some(dir) = &args.prepare {
+        return prepare(args, dir);
+    }
     if let Some(dir) = &args.child_snapshot {
         return child_snapshot(dir);
     }
@@ -236,6 +244,19 @@ fn child_open(dir: &Path) -> Result<()> {
     child_report(secs, rss_before, store.recovery_report().records_replayed, store.len() as u64, peak_anon);
     // Not closed: close() syncs, which is not part of recovery; the log was closed cleanly before.
     std::mem::forget(store);
+    Ok(())
+}
+
+/// The store `measure` opens for "snapshot + log", built in `dir` and kept.
+fn prepare(args: &RecoveryArgs, dir: &Path) -> Result<()> {
+    let n = args.keys[0];
+    let mut rng = Rng(0x0123_4567_89ab_cdef ^ n);
+    let store = Store::open(dir, store_options())?;
+    load(&store, 0, n, None, &mut rng)?;
+    store.snapshot_now()?;
+    load(&store, 0, args.log_records, Some(n), &mut rng)?;
+    store.close()?;
+    eprintln!("bench-recovery: {n} keys, a snapshot and {} log records in {}", args.log_records, dir.display());
     Ok(())
 }
 
