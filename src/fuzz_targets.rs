@@ -10,6 +10,10 @@
 //!   exactly the complete batches before the first anomaly, accepts the next
 //!   append, and recovers to the same state a second time.
 //!
+//! - [`decode_snapshot`], [`open_mutated_store`], [`store_model`]: the
+//!   snapshot decoder, a mutated store directory, and arbitrary store
+//!   operations, faults and crashes against a model (`fuzz_targets/store.rs`).
+//!
 //! Not part of the public API.
 
 use crate::format::{
@@ -19,6 +23,12 @@ use crate::format::{
 use crate::io::SimFs;
 use crate::{Error, FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
 use std::path::Path;
+
+mod store;
+pub use store::{
+    base_store_files, decode_snapshot, open_mutated_store, store_model, wrap_snapshot, FUZZ_SNAPSHOT_DIR,
+    FUZZ_SNAPSHOT_LSN, FUZZ_STORE_DIR,
+};
 
 /// The log id of the segment header [`open_segment`] can prefix.
 pub const FUZZ_LOG_ID: u64 = 0x0123_4567_89ab_cdef;

@@ -418,3 +418,129 @@ fn the_regression_input_for_the_unknown_kind_batch_matches_its_reproducer() {
     }
     assert_eq!(std::fs::read(&path).expect("the regression input"), input);
 }
+
+// ---------------------------------------------------------------------------
+// The targets above the log: decode_snapshot, open_mutated_store, store_model
+
+#[test]
+fn the_store_target_corpora_replay_cleanly() {
+    for (target, f) in [
+        ("decode_snapshot", fuzz_targets::decode_snapshot as Target),
+        ("open_mutated_store", fuzz_targets::open_mutated_store as Target),
+        ("store_model", fuzz_targets::store_model as Target),
+    ] {
+        let n = replay_dir(&format!("{target} corpus"), f, &fuzz_dir().join("corpus").join(target));
+        assert!(n > 0, "fuzz/corpus/{target} is empty");
+        replay_dir(&format!("{target} regressions"), f, &fuzz_dir().join("regressions").join(target));
+    }
+}
+
+#[test]
+fn the_store_target_seeds_pass_and_can_be_written_out() {
+    for (target, f, seeds) in [
+        ("decode_snapshot", fuzz_targets::decode_snapshot as Target, decode_snapshot_seeds()),
+        ("open_mutated_store", fuzz_targets::open_mutated_store as Target, open_mutated_store_seeds()),
+        ("store_model", fuzz_targets::store_model as Target, store_model_seeds()),
+    ] {
+        assert!(seeds.len() > 5, "{target}: {} seeds", seeds.len());
+        replay(target, f, seeds.iter().map(|(name, bytes)| (name.clone(), &bytes[..])));
+        if std::env::var_os("WALDEN_WRITE_FUZZ_SEEDS").is_some() {
+            let dir = fuzz_dir().join("corpus").join(target);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, bytes) in &seeds {
+                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+            }
+        }
+    }
+}
+
+/// Seeds of `decode_snapshot`: the base store's snapshots whole, their zstd
+/// content, their entries, and damaged copies.
+fn decode_snapshot_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    let snapshots: Vec<Vec<u8>> = fuzz_targets::base_store_files()
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "zst"))
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(snapshots.len(), 2, "the base store keeps two snapshots");
+    for (i, file) in snapshots.iter().enumerate() {
+        let content = &file[walden::snapshot::SNAPSHOT_HEADER_BYTES..];
+        let entries = zstd::bulk::decompress(content, 1 << 20).unwrap();
+        seeds.push((format!("file-{i}"), [&[0u8][..], file].concat()));
+        seeds.push((format!("content-{i}"), [&[1u8][..], content].concat()));
+        seeds.push((format!("entries-{i}"), [&[2u8][..], &entries].concat()));
+        for cut in [0, 10, 63, 64, file.len() / 2, file.len() - 1] {
+            seeds.push((format!("file-{i}-cut-{cut}"), [&[0u8][..], &file[..cut]].concat()));
+        }
+        for at in [3, 20, 50, 70, file.len() - 2] {
+            let mut bad = file.clone();
+            bad[at] ^= 0x08;
+            seeds.push((format!("file-{i}-flip-{at}"), [&[0u8][..], &bad].concat()));
+        }
+        for cut in [1, 5, entries.len() / 3, entries.len() - 1] {
+            seeds.push((format!("entries-{i}-cut-{cut}"), [&[2u8][..], &entries[..cut]].concat()));
+        }
+        let mut huge = entries.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        seeds.push((format!("entries-{i}-huge-key"), [&[2u8][..], &huge].concat()));
+    }
+    seeds
+}
+
+/// Seeds of `open_mutated_store`: each recovery mode with no mutation, and
+/// each kind of mutation on each file.
+fn open_mutated_store_seeds() -> Vec<(String, Vec<u8>)> {
+    let files = fuzz_targets::base_store_files();
+    let mut seeds = Vec::new();
+    for (mode, name) in MODES.iter().enumerate() {
+        seeds.push((format!("clean-{name:?}"), vec![mode as u8]));
+    }
+    for (index, (path, bytes)) in files.iter().enumerate() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let last = (bytes.len() as u16).saturating_sub(3).to_le_bytes();
+        let middle = (bytes.len() as u16 / 2).to_le_bytes();
+        for (mode, kind) in [(0u8, "tolerate"), (1, "point-in-time")] {
+            for (op, what, offset, value) in [
+                (0u8, "flip-end", last, 4u8),
+                (0, "flip-middle", middle, 1),
+                (1, "set-header", [9, 0], 0xff),
+                (2, "truncate-middle", middle, 0),
+                (3, "zero-end", last, 3),
+                (4, "remove", [0, 0], 0),
+                (5, "append-garbage", [0, 0], 40),
+            ] {
+                let m = [index as u8, op, offset[0], offset[1], value];
+                seeds.push((format!("{kind}-{what}-{name}"), [&[mode][..], &m].concat()));
+            }
+        }
+    }
+    seeds
+}
+
+/// Seeds of `store_model`: sequences of puts, deletes, batches, snapshots,
+/// reopens, crashes and faults, in both fsync modes.
+fn store_model_seeds() -> Vec<(String, Vec<u8>)> {
+    let put = |k: u8, len: u8| vec![0u8, k, len];
+    let sequences: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("puts", (0..20).map(|i| put(i, i * 9)).collect()),
+        ("batches-and-deletes", vec![vec![4, 1], put(3, 10), vec![3, 3], vec![4, 2], vec![3, 1]]),
+        ("snapshot-then-crash-drop", vec![put(1, 50), put(2, 60), vec![5], put(3, 70), vec![7, 0]]),
+        ("snapshot-then-crash-tear", vec![put(1, 150), vec![5], put(2, 150), put(3, 150), vec![7, 2]]),
+        ("process-crash", vec![put(1, 20), vec![4, 0], vec![7, 1], put(4, 30)]),
+        ("reopen", vec![put(1, 5), vec![6], put(2, 5), vec![5], vec![5], vec![6], put(3, 5)]),
+        ("write-fault", vec![put(1, 5), vec![8, 0], put(2, 5), put(3, 5), vec![7, 0]]),
+        ("lying-fsync", vec![put(1, 5), vec![9, 0], put(2, 5), put(3, 5), vec![7, 0]]),
+        ("lying-fsync-in-snapshot", vec![put(1, 5), put(2, 5), vec![9, 1], vec![5], put(3, 5), vec![7, 2]]),
+        ("rolls-and-retention", (0..60).map(|i| if i % 15 == 14 { vec![5] } else { put(i as u8, 200) }).collect()),
+    ];
+    let mut seeds = Vec::new();
+    for (name, ops) in sequences {
+        for (mode, mode_name) in [(0u8, "always"), (1, "never")] {
+            let mut bytes = vec![mode];
+            bytes.extend(ops.iter().flatten());
+            seeds.push((format!("{name}-{mode_name}"), bytes));
+        }
+    }
+    seeds
+}
