@@ -33,6 +33,9 @@ pub struct JournalArgs {
     /// Only the query part, walden only (to look into walden's query time).
     #[arg(long)]
     walden_queries_only: bool,
+    /// Also write the results to FILE, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 /// Entries are 10 us apart, so a 10 ms window holds exactly 1,000.
@@ -270,6 +273,7 @@ pub fn run(args: &JournalArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("walden-bench-journal").tempdir_in(&args.dir)?;
     let dir = tmp.path();
     println!("walden bench-journal: walden (fsync periodic 10 ms) vs SQLite (WAL, synchronous=NORMAL)");
+    let mut rows = Vec::new();
     let appends: &[(&str, usize)] =
         if args.walden_queries_only { &[] } else { &[("one at a time", 1), ("batches of 100", BATCH)] };
     for &(label, batch) in appends {
@@ -285,6 +289,13 @@ pub fn run(args: &JournalArgs) -> Result<()> {
             }
         }
         let (w, s) = (median(walden.iter().copied()), median(sqlite.iter().copied()));
+        for (engine, rate, runs) in [("walden", w, &walden), ("sqlite", s, &sqlite)] {
+            rows.push(serde_json::json!({
+                "workload": "append", "engine": engine, "what": format!("journal entries, {label}"),
+                "batch": batch, "entries": args.entries, "ops_per_s": rate, "ops_per_s_reps": runs,
+                "secs": args.entries as f64 / rate, "p50_us": null, "p99_us": null,
+            }));
+        }
         println!(
             "append {label}: walden {w:.0}/s, SQLite {s:.0}/s, ratio {:.1}x (medians of {} runs of {} entries; runs: walden {:?}, SQLite {:?})",
             w / s,
@@ -297,6 +308,16 @@ pub fn run(args: &JournalArgs) -> Result<()> {
     let mut by_size = Vec::new();
     for &size in &args.query_sizes {
         let (w, s) = query_latency(size, args.queries, dir, args.walden_queries_only)?;
+        let sides: &[(&str, f64)] =
+            if args.walden_queries_only { &[("walden", w)] } else { &[("walden", w), ("sqlite", s)] };
+        for &(engine, us) in sides {
+            rows.push(serde_json::json!({
+                "workload": "query", "engine": engine,
+                "what": format!("time range, 1,000 of {size} journal entries"),
+                "journal_entries": size, "queries": args.queries, "ops_per_s": 1e6 / us, "secs": us / 1e6,
+                "p50_us": us, "p99_us": null,
+            }));
+        }
         println!(
             "query 1,000 entries by time from {size} entries: walden {w:.0} us, SQLite {s:.0} us, SQLite/walden {:.2}x (medians of {} queries each)",
             s / w,
@@ -308,6 +329,10 @@ pub fn run(args: &JournalArgs) -> Result<()> {
         if large.0 > small.0 {
             println!("walden query at {} / at {}: {:.2}x", large.0, small.0, large.1 / small.1);
         }
+    }
+    if let Some(path) = &args.json {
+        let lines: Vec<String> = rows.iter().map(|row| row.to_string()).collect();
+        std::fs::write(path, lines.join("\n") + "\n")?;
     }
     Ok(())
 }
