@@ -177,3 +177,19 @@ fn compact_older_than_counts_exactly_then_removes_that_many() {
     assert!(run(&["compact", d, "--older-than", "7d"], 0).contains("would remove 0 journal entries"));
     run(&["verify", d], 0);
 }
+
+#[test]
+fn compact_apply_refuses_a_damaged_journal_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = journal(tmp.path());
+    let d = dir.to_str().unwrap();
+    let (segment, _, lsn) = fx::tear_tail(&dir);
+    assert_eq!(lsn, 6);
+    let before = fx::contents(&dir);
+    // The scan accepts the records before the tear: entries 1..=5.
+    assert_eq!(sequences(&dir, &["--pattern", "/**"]), [1, 2, 3, 4, 5]);
+    assert!(run(&["compact", d, "--older-than", "7d"], 0).contains("would remove 3 journal entries (sequences 1..=3)"));
+    let e = refused(&["compact", d, "--older-than", "7d", "--apply"]);
+    assert!(e.contains(segment.file_name().unwrap().to_str().unwrap()) && e.contains("torn tail"), "{e}");
+    assert_eq!(fx::contents(&dir), before, "a refused compaction changed the directory");
+}
