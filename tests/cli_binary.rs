@@ -231,7 +231,7 @@ fn a_leftover_temporary_snapshot_is_a_notice_not_a_problem() {
 }
 
 #[test]
-fn usage_errors_exit_2_and_journal_filters_say_they_need_the_journal() {
+fn usage_errors_exit_2_and_journal_filters_refuse_a_store_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fx::healthy(tmp.path());
     let d = dir.to_str().unwrap();
