@@ -231,7 +231,7 @@ fn a_leftover_temporary_snapshot_is_a_notice_not_a_problem() {
 }
 
 #[test]
-fn usage_errors_exit_2_and_journal_filters_say_they_need_the_journal() {
+fn usage_errors_exit_2_and_journal_filters_refuse_a_store_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fx::healthy(tmp.path());
     let d = dir.to_str().unwrap();
@@ -242,12 +242,16 @@ fn usage_errors_exit_2_and_journal_filters_say_they_need_the_journal() {
     let o = walden(&["inspect", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a walden directory"));
-    for args in
-        [vec!["dump", d, "--pattern", "x"], vec!["dump", d, "--type", "put"], vec!["compact", d, "--older-than", "7d"]]
-    {
+    // The journal's filters on a store's directory (tests/cli_journal.rs has the journal's).
+    for (args, why) in [
+        (vec!["dump", d, "--pattern", "/x"], "holds store operations, not journal entries"),
+        (vec!["dump", d, "--pattern", "x"], "malformed pattern"),
+        (vec!["dump", d, "--type", "put"], "unknown signal type"),
+        (vec!["compact", d, "--older-than", "7d"], "holds store operations, not journal entries"),
+    ] {
         let o = walden(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("needs the journal"), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{args:?}");
     }
 }
 

@@ -7,6 +7,9 @@
 //! - `examine.rs`: both together, with one health verdict ([`Examination`]),
 //!   for `inspect`, `verify` and `stats`.
 //! - `dump.rs`: the records in a range, by LSN or by time.
+//! - `journal.rs`: a journal's records for `dump` (pattern and type
+//!   filters), and compaction by age: planned read-only, applied by the
+//!   journal's own compaction.
 //! - `recover.rs`: the recovery an open would run, without running it, and
 //!   a point-in-time state written out as a snapshot elsewhere.
 //! - `repair.rs`: cutting a torn tail (or salvaging a prefix), compaction,
@@ -17,7 +20,8 @@
 //! and read with pread (never mapped, so a live process that cuts a tail
 //! cannot change bytes under a reader), no lock file is created, and
 //! [`crate::Wal::open`] (which runs recovery) is never called. Only the
-//! functions of `repair.rs` and [`write_point_in_time`] write, each into
+//! functions of `repair.rs`, [`write_point_in_time`] and
+//! [`apply_journal_compact`] write, each into
 //! a place its caller named, and they take the directory lock first.
 //!
 //! **Invariant:** a repair removes no byte from the log that it has not
@@ -26,6 +30,7 @@
 
 mod dump;
 mod examine;
+mod journal;
 mod log;
 mod recover;
 mod repair;
@@ -33,6 +38,10 @@ mod snapshots;
 
 pub use dump::{dump, hex, store_op, DumpOptions, RecordView, StoreOpView};
 pub use examine::{examine, Examination, Health, LogStats};
+pub use journal::{
+    apply_journal_compact, dump_journal, journal_record, journal_summary, log_content, plan_journal_compact,
+    JournalCompactPlan, JournalDumpRecord, JournalEntryView, JournalFilter, JournalRecord, JournalSummary, LogContent,
+};
 pub use log::{scan_log, LogReport, PlannedCut, RecoveryPlan, Refusal, SegmentEnd, SegmentReport};
 pub use recover::{dry_run_recovery, state_at, write_point_in_time, DryRun, PointInTime, Target};
 pub use repair::{

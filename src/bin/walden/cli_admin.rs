@@ -15,8 +15,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
-use walden::admin::{self, DataDir, DumpOptions, Health, Target};
+use walden::admin::{self, DataDir, DumpOptions, Health, JournalFilter, LogContent, Target};
 use walden::io::RealFs;
+use walden::journal::{JournalOptions, Pattern, SignalType, SignalTypes};
 use walden::store::KvState;
 use walden::{Lsn, RecoveryMode};
 
@@ -31,6 +32,14 @@ pub enum AdminCommand {
     /// Exits 0 if healthy, 1 if anything needs attention.
     Verify(Common),
     /// Prints the records in a range as text, JSON lines, or hex of the raw frames.
+    ///
+    /// Store operations and journal entries are decoded. A directory is taken
+    /// for a journal's when its first log record decodes as a journal record
+    /// (the journal writes no marker file); then each entry shows its
+    /// sequence, time, author, address, signal type, op, value and revision,
+    /// --from/--to times are the entries' timestamps, and --pattern/--type
+    /// filter the entries. On a store's directory --pattern and --type are an
+    /// error (exit 2).
     Dump(DumpArgs),
     /// Shows what opening the directory would do, without doing it; or writes a point-in-time state.
     ///
@@ -50,7 +59,15 @@ pub enum AdminCommand {
     /// Lists, creates, verifies, prunes or exports snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
-    /// Removes sealed log segments below an LSN, never past what recovery needs (dry run unless --apply).
+    /// Removes sealed log segments below an LSN, or journal entries older than an age (dry run unless --apply).
+    ///
+    /// --before LSN (a store's or bare log's directory) removes sealed
+    /// segments, never past what the oldest good snapshot needs.
+    /// --older-than AGE (a journal's directory) counts exactly the entries with
+    /// a timestamp before now - AGE, read-only; with --apply it opens the
+    /// journal (taking its lock) and runs the journal's own compaction, which
+    /// hides those entries from every query at once and frees their segments
+    /// only when no kept snapshot needs them any more.
     Compact(CompactArgs),
     /// Prints counters of the log: records, bytes, segments, average record size, time span.
     Stats(Common),
@@ -84,7 +101,7 @@ pub struct DumpArgs {
     /// First record: an LSN (`120`) or a time (`2026-12-01T18:00:00Z`).
     #[arg(long, value_name = "LSN|TIME", value_parser = parse_target)]
     pub from: Option<Target>,
-    /// Last record: an LSN, or a time (stops at the first store write after it).
+    /// Last record: an LSN, or a time (stops at the first store write or journal entry after it).
     #[arg(long, value_name = "LSN|TIME", value_parser = parse_target)]
     pub to: Option<Target>,
     /// Print at most N records.
@@ -93,10 +110,10 @@ pub struct DumpArgs {
     /// Output format (--json means --format json).
     #[arg(long, value_enum, default_value = "text")]
     pub format: DumpFormat,
-    /// Journal entries matching a pattern. Needs the journal, which this build does not have yet.
+    /// Only journal entries whose address matches (`/lights/*` one segment, `/lights/**` any depth, `/**` all).
     #[arg(long, value_name = "PATTERN")]
     pub pattern: Option<String>,
-    /// Journal entries of one type. Needs the journal, which this build does not have yet.
+    /// Only journal entries of these signal types (param, event, stream, gesture, timeline; comma-separated).
     #[arg(long = "type", value_name = "TYPE")]
     pub entry_type: Option<String>,
 }
@@ -192,9 +209,9 @@ pub struct CompactArgs {
     #[command(flatten)]
     pub common: Common,
     /// Remove sealed segments whose records all lie below this LSN.
-    #[arg(long, value_name = "LSN", required_unless_present = "older_than")]
+    #[arg(long, value_name = "LSN", required_unless_present = "older_than", conflicts_with = "older_than")]
     pub before: Option<u64>,
-    /// Journal compaction by age (`7d`). Needs the journal, which this build does not have yet.
+    /// A journal's directory: remove the entries older than this age (`7d`, `12h`, `1h30m`).
     #[arg(long, value_name = "AGE")]
     pub older_than: Option<String>,
     /// Remove; without it, only print what would go.
@@ -219,7 +236,7 @@ enum Failure {
     Walden(walden::Error),
     /// Writing the output failed.
     Output(io::Error),
-    /// A flag this build cannot honour.
+    /// An argument that does not fit the directory.
     Usage(String),
 }
 
@@ -243,7 +260,7 @@ impl From<serde_json::Error> for Failure {
 
 type Outcome = Result<ExitCode, Failure>;
 
-const NEEDS_JOURNAL: &str = "needs the journal, which this build does not have yet (issue 4)";
+const NOT_JOURNAL: &str = "holds store operations, not journal entries";
 
 /// Runs a recovery command and turns its outcome into an exit code.
 pub fn run(command: AdminCommand) -> ExitCode {
@@ -352,10 +369,36 @@ fn dispatch(command: AdminCommand, out: &mut dyn Write) -> Outcome {
     }
 }
 
-fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
-    if a.pattern.is_some() || a.entry_type.is_some() {
-        return Err(Failure::Usage(format!("--pattern and --type {NEEDS_JOURNAL}")));
+/// The journal filters, parsed by the journal's own parsers before any file is read.
+fn journal_filter(a: &DumpArgs) -> Result<JournalFilter, Failure> {
+    let pattern = a.pattern.as_deref().map(Pattern::parse).transpose()?;
+    let types = match &a.entry_type {
+        None => SignalTypes::ANY,
+        Some(list) => {
+            let types = list.split(',').map(|t| t.trim().parse()).collect::<walden::Result<Vec<SignalType>>>()?;
+            SignalTypes::of(&types)
+        }
+    };
+    Ok(JournalFilter { pattern, types })
+}
+
+/// What the directory's log holds; a store's is an error for journal flags.
+fn content_for_journal(dir: &DataDir, log: &admin::LogReport, flags: &str, json: bool) -> Result<LogContent, Failure> {
+    let content = admin::log_content(&RealFs, log, &mut bars(json))?;
+    match content {
+        LogContent::Store => {
+            Err(Failure::Usage(format!("{} {NOT_JOURNAL}: {flags} work on a journal's directory", dir.root.display())))
+        }
+        LogContent::Other => Err(Failure::Usage(format!(
+            "{}: its records are neither journal entries nor store operations: {flags} work on a journal's directory",
+            dir.root.display()
+        ))),
+        LogContent::Journal | LogContent::Empty => Ok(content),
     }
+}
+
+fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
+    let filter = journal_filter(&a)?;
     let dir = locate(&a.common)?;
     let format = if a.common.json { DumpFormat::Json } else { a.format };
     // A bar for the scan, which ends before the first record is printed;
@@ -366,7 +409,33 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
         eprintln!("walden: note: {}: {}", f.file.display(), f.what);
     }
     let options = DumpOptions { from: a.from, to: a.to, limit: a.limit };
+    let content = if filter.is_empty() {
+        admin::log_content(&RealFs, &log, &mut progress)?
+    } else {
+        content_for_journal(&dir, &log, "--pattern and --type", true)?
+    };
     let mut failed = None;
+    if content == LogContent::Journal {
+        admin::dump_journal(&RealFs, &log, &options, &filter, &mut progress, |r| {
+            let written = match format {
+                DumpFormat::Text => render::journal_text(out, r),
+                DumpFormat::Json => render::journal_json(out, r),
+                DumpFormat::Hex => render::record_hex(out, &r.record),
+            };
+            written.map_err(|e| {
+                failed = Some(e);
+                walden::Error::Closed
+            })
+        })
+        .map_err(|e| match failed.take() {
+            Some(io) => Failure::Output(io),
+            None => Failure::Walden(e),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !filter.is_empty() {
+        return Ok(ExitCode::SUCCESS); // an empty log: no entry to filter
+    }
     admin::dump(&RealFs, &log, &options, &mut progress, |record| {
         let written = match format {
             DumpFormat::Text => render::record_text(out, record),
@@ -504,12 +573,20 @@ fn export(e: ExportArgs, out: &mut dyn Write) -> Outcome {
 }
 
 fn compact(a: CompactArgs, out: &mut dyn Write) -> Outcome {
-    if a.older_than.is_some() {
-        return Err(Failure::Usage(format!("--older-than {NEEDS_JOURNAL}; use --before LSN")));
+    if let Some(age) = &a.older_than {
+        return compact_journal(&a, age, out);
     }
     let before = Lsn(a.before.expect("clap requires --before without --older-than"));
     let dir = locate(&a.common)?;
     let mut progress = bars(a.common.json);
+    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
+    if admin::log_content(&RealFs, &log, &mut progress)? == LogContent::Journal {
+        return Err(Failure::Usage(format!(
+            "{} holds journal entries: removing segments by LSN would take history the journal still serves; \
+             use --older-than AGE",
+            dir.root.display()
+        )));
+    }
     let plan = if a.apply {
         admin::apply_compact(&RealFs, &dir, before, &mut progress)?
     } else {
@@ -521,4 +598,25 @@ fn compact(a: CompactArgs, out: &mut dyn Write) -> Outcome {
         render::compact(out, &plan, a.apply)?
     }
     Ok(code(plan.refused.is_none()))
+}
+
+/// `compact --older-than AGE` on a journal's directory.
+fn compact_journal(a: &CompactArgs, age: &str, out: &mut dyn Write) -> Outcome {
+    let age = walden::journal::parse_age(age)?;
+    let cutoff_us = now_unix_us().saturating_sub(u64::try_from(age.as_micros()).unwrap_or(u64::MAX));
+    let dir = locate(&a.common)?;
+    let mut progress = bars(a.common.json);
+    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
+    let content = content_for_journal(&dir, &log, "--older-than", a.common.json)?;
+    let plan = if a.apply && content == LogContent::Journal {
+        admin::apply_journal_compact(&dir, &log, cutoff_us, JournalOptions::default())?
+    } else {
+        admin::plan_journal_compact(&RealFs, &log, cutoff_us, &mut progress)?
+    };
+    if a.common.json {
+        json_out(out, &plan)?
+    } else {
+        render::journal_compact(out, &plan)?
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,8 +4,9 @@
 use std::io::{self, Write};
 use std::path::Path;
 use walden::admin::{
-    hex, store_op, CompactPlan, DryRun, Examination, LogStats, PointInTime, PrunePlan, RecordView, RepairPlan,
-    SegmentEnd, Severity, SnapshotReport, SnapshotState, SnapshotsReport,
+    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord, LogStats,
+    PointInTime, PrunePlan, RecordView, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
+    SnapshotsReport,
 };
 use walden::store::KvState;
 use walden::WalRecoveryReport;
@@ -215,6 +216,68 @@ pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
     });
     serde_json::to_writer(&mut *out, &value)?;
     writeln!(out)
+}
+
+/// One line per journal record: where it is, then the entry's fields.
+pub fn journal_text(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Result<()> {
+    let r = &j.record;
+    let batch = if r.header.batch_continues() { " batch+" } else { "" };
+    write!(out, "{} {}@{} {}B{batch}", r.lsn, name(r.file), r.offset, r.payload.len())?;
+    match &j.journal {
+        Some(JournalRecord::Entry(e)) => {
+            write!(out, " #{} {} {} {} {}", e.sequence, time(e.timestamp_us), e.op, e.signal_type, e.address)?;
+            if e.op != "DELETE" {
+                write!(out, " = {}", e.value_text)?;
+            }
+            if let Some(revision) = e.revision {
+                write!(out, " rev {revision}")?;
+            }
+            let compacted = if j.compacted { " [compacted]" } else { "" };
+            writeln!(out, " by {}{compacted}", e.author)
+        }
+        Some(JournalRecord::Floor { first_kept, timestamp_us }) => {
+            writeln!(out, " FLOOR entries below #{first_kept} compacted at {}", time(*timestamp_us))
+        }
+        None => writeln!(out, " not a journal record: {:?}", String::from_utf8_lossy(r.payload)),
+    }
+}
+
+pub fn journal_json(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Result<()> {
+    let r = &j.record;
+    let value = serde_json::json!({
+        "lsn": r.lsn,
+        "file": r.file,
+        "offset": r.offset,
+        "payload_bytes": r.payload.len(),
+        "frame_bytes": r.frame.len(),
+        "batch_continues": r.header.batch_continues(),
+        "durable_watermark": r.header.durable_watermark,
+        "journal": j.journal,
+        "compacted": j.compacted,
+        "payload_hex": hex(r.payload),
+    });
+    serde_json::to_writer(&mut *out, &value)?;
+    writeln!(out)
+}
+
+pub fn journal_compact(out: &mut dyn Write, c: &JournalCompactPlan) -> io::Result<()> {
+    let verb = if c.applied { "removed" } else { "would remove" };
+    let range = match c.removed_entries {
+        0 => String::new(),
+        _ => format!(" (sequences {}..={})", c.first_sequence_before, c.first_kept - 1),
+    };
+    writeln!(out, "{verb} {} journal entries{range} older than {}", c.removed_entries, time(c.cutoff_us))?;
+    writeln!(out, "held after: {} entries (sequence {}..={})", c.held_after, c.first_kept, c.latest_sequence)?;
+    if let (Some(before), Some(after)) = (c.log_first_lsn_before, c.log_first_lsn_after) {
+        writeln!(
+            out,
+            "the log starts at LSN {after} (was {before}): a segment leaves the disk once no kept snapshot needs it"
+        )?;
+    }
+    if !c.applied && c.removed_entries > 0 {
+        writeln!(out, "dry run: nothing was changed; run again with --apply to do it")?;
+    }
+    Ok(())
 }
 
 pub fn record_hex(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
