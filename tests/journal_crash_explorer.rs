@@ -9,9 +9,11 @@
 //! submitted and at least the last acknowledged one; the parameter state is
 //! the state after the latest entry.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use walden::io::{CrashMode, Fault, FaultKind, SimFs};
+use walden::io::SimFs;
 use walden::journal::{Journal, JournalOp, NewEntry, Pattern, SignalType, Value};
 use walden::{DurableJournal, FsyncMode, JournalOptions};
 
@@ -137,24 +139,7 @@ fn check(disk: &SimFs, oracle: &Oracle, context: &str) {
 
 #[test]
 fn power_loss_at_every_io_boundary_of_a_journal() {
-    let probe = SimFs::new();
-    script(&probe, &mut Oracle::default());
-    let total = probe.calls();
-    let mut explored = 0;
-    for at_call in 1..=total + 1 {
-        let fs = SimFs::new();
-        fs.inject(Fault { at_call, kind: FaultKind::Eio, persistent: true, only: None });
-        let mut oracle = Oracle::default();
-        script(&fs, &mut oracle);
-        fs.clear_fault();
-        for crash in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced, CrashMode::Tear { seed: at_call }] {
-            let context = format!("power lost at I/O call {at_call} of {total}, {crash:?}");
-            let disk = fs.crash(crash);
-            check(&disk, &oracle, &context);
-            check(&disk, &oracle, &format!("{context}, second recovery"));
-            explored += 1;
-        }
-    }
+    let explored = common::explore_every_io_boundary(script, check);
     assert!(explored > 300, "only {explored} crash points");
-    eprintln!("journal: {explored} crash points explored over {total} I/O calls");
+    eprintln!("journal: {explored} crash points explored");
 }

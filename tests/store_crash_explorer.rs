@@ -8,9 +8,11 @@
 //! is exactly the model's state after the recovered LSN (never in the middle
 //! of a batch), and that LSN covers every acknowledged write.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use walden::io::{CrashMode, Fault, FaultKind, SimFs};
+use walden::io::SimFs;
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, WalOptions, WriteBatch};
 
 fn dir() -> PathBuf {
@@ -137,24 +139,7 @@ fn check(disk: &SimFs, oracle: &Oracle, context: &str) {
 
 #[test]
 fn power_loss_at_every_io_boundary_of_a_store_with_snapshots() {
-    let probe = SimFs::new();
-    script(&probe, &mut Oracle::default());
-    let total = probe.calls();
-    let mut explored = 0;
-    for at_call in 1..=total + 1 {
-        let fs = SimFs::new();
-        fs.inject(Fault { at_call, kind: FaultKind::Eio, persistent: true, only: None });
-        let mut oracle = Oracle::default();
-        script(&fs, &mut oracle);
-        fs.clear_fault();
-        for crash in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced, CrashMode::Tear { seed: at_call }] {
-            let context = format!("power lost at I/O call {at_call} of {total}, {crash:?}");
-            let disk = fs.crash(crash);
-            check(&disk, &oracle, &context);
-            check(&disk, &oracle, &format!("{context}, second recovery"));
-            explored += 1;
-        }
-    }
+    let explored = common::explore_every_io_boundary(script, check);
     assert!(explored > 300, "only {explored} crash points");
-    eprintln!("store: {explored} crash points explored over {total} I/O calls");
+    eprintln!("store: {explored} crash points explored");
 }

@@ -69,3 +69,35 @@ pub fn frames(bytes: &[u8]) -> Vec<(usize, usize, Lsn)> {
     }
     out
 }
+
+/// Power loss at every I/O boundary of a scripted workload: for each call
+/// N (and once past the last), the workload runs on a fresh `SimFs` whose
+/// calls fail from N on, then the disk loses power in each crash mode and
+/// `check` judges it twice (the second time on what the first recovery
+/// left). `O` is the oracle the script fills with what it was promised.
+/// Returns the crash points explored.
+pub fn explore_every_io_boundary<O: Default>(
+    script: impl Fn(&SimFs, &mut O),
+    check: impl Fn(&SimFs, &O, &str),
+) -> usize {
+    use walden::io::{CrashMode, Fault, FaultKind};
+    let probe = SimFs::new();
+    script(&probe, &mut O::default());
+    let total = probe.calls();
+    let mut explored = 0;
+    for at_call in 1..=total + 1 {
+        let fs = SimFs::new();
+        fs.inject(Fault { at_call, kind: FaultKind::Eio, persistent: true, only: None });
+        let mut oracle = O::default();
+        script(&fs, &mut oracle);
+        fs.clear_fault();
+        for crash in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced, CrashMode::Tear { seed: at_call }] {
+            let context = format!("power lost at I/O call {at_call} of {total}, {crash:?}");
+            let disk = fs.crash(crash);
+            check(&disk, &oracle, &context);
+            check(&disk, &oracle, &format!("{context}, second recovery"));
+            explored += 1;
+        }
+    }
+    explored
+}
