@@ -152,6 +152,34 @@ pub fn dump<V: Vfs>(
     progress: &mut dyn Progress,
     mut emit: impl FnMut(&RecordView<'_>) -> Result<()>,
 ) -> Result<u64> {
+    walk_range(
+        fs,
+        log,
+        options,
+        progress,
+        |payload| ((), store_timestamp(payload)),
+        |record, ()| {
+            emit(&record)?;
+            Ok(true)
+        },
+    )
+}
+
+/// Walks the records of the range `options` selects, in LSN order: from
+/// `--from` (an LSN, or the first record whose time is at or after it) to
+/// `--to` (an LSN, or the first record whose time is after it), at most
+/// `--limit` visited. `decode` reads a record's payload once, into what
+/// `visit` needs and the record's time if it has one; `visit` says whether
+/// it emitted the record (only those count to the limit). Returns how many
+/// were emitted.
+pub(crate) fn walk_range<V: Vfs, T>(
+    fs: &V,
+    log: &LogReport,
+    options: &DumpOptions,
+    progress: &mut dyn Progress,
+    mut decode: impl FnMut(&[u8]) -> (T, Option<u64>),
+    mut visit: impl FnMut(RecordView<'_>, T) -> Result<bool>,
+) -> Result<u64> {
     use super::recover::Target;
     let start = match options.from {
         Some(Target::Lsn(lsn)) => lsn,
@@ -163,7 +191,7 @@ pub fn dump<V: Vfs>(
         if options.limit.is_some_and(|limit| emitted >= limit) {
             return Ok(ControlFlow::Break(()));
         }
-        let ts = store_timestamp(record.payload);
+        let (decoded, ts) = decode(record.payload);
         if let Some(Target::Time(from)) = options.from {
             started = started || ts.is_some_and(|ts| ts >= from);
         }
@@ -172,8 +200,7 @@ pub fn dump<V: Vfs>(
             Some(Target::Time(to)) if ts.is_some_and(|ts| ts > to) => return Ok(ControlFlow::Break(())),
             _ => {}
         }
-        if started {
-            emit(&record)?;
+        if started && visit(record, decoded)? {
             emitted += 1;
         }
         Ok(ControlFlow::Continue(()))

@@ -16,9 +16,8 @@
 //! opens the journal (taking the directory lock), and it refuses a
 //! directory whose scan found damage: the open would cut it first.
 
-use super::dump::{walk_records, DumpOptions, RecordView};
+use super::dump::{walk_range, walk_records, DumpOptions, RecordView};
 use super::log::LogReport;
-use super::recover::Target;
 use super::{DataDir, Progress};
 use crate::journal::codec::{self, RecordView as JournalView};
 use crate::journal::{DurableJournal, Journal, JournalOptions, Pattern, SignalType, SignalTypes, Value};
@@ -217,37 +216,28 @@ pub fn dump_journal<V: crate::io::Vfs>(
     mut emit: impl FnMut(&JournalDumpRecord<'_>) -> Result<()>,
 ) -> Result<u64> {
     let floor = journal_summary(fs, log, progress)?.first_sequence;
-    let start = match options.from {
-        Some(Target::Lsn(lsn)) => lsn,
-        _ => Lsn::FIRST,
-    };
-    let mut started = !matches!(options.from, Some(Target::Time(_)));
-    let mut emitted = 0u64;
-    walk_records(fs, &log.segments, start, progress, |record| {
-        if options.limit.is_some_and(|limit| emitted >= limit) {
-            return Ok(ControlFlow::Break(()));
-        }
-        let journal = journal_record(record.payload);
-        let entry_time = match &journal {
-            Some(JournalRecord::Entry(e)) => Some(e.timestamp_us),
-            _ => None,
-        };
-        if let Some(Target::Time(from)) = options.from {
-            started = started || entry_time.is_some_and(|ts| ts >= from);
-        }
-        match options.to {
-            Some(Target::Lsn(to)) if record.lsn > to => return Ok(ControlFlow::Break(())),
-            Some(Target::Time(to)) if entry_time.is_some_and(|ts| ts > to) => return Ok(ControlFlow::Break(())),
-            _ => {}
-        }
-        if started && filter.admits(journal.as_ref()) {
+    walk_range(
+        fs,
+        log,
+        options,
+        progress,
+        |payload| {
+            let journal = journal_record(payload);
+            let entry_time = match &journal {
+                Some(JournalRecord::Entry(e)) => Some(e.timestamp_us),
+                _ => None,
+            };
+            (journal, entry_time)
+        },
+        |record, journal| {
+            if !filter.admits(journal.as_ref()) {
+                return Ok(false);
+            }
             let compacted = matches!(&journal, Some(JournalRecord::Entry(e)) if e.sequence < floor);
             emit(&JournalDumpRecord { record, journal, compacted })?;
-            emitted += 1;
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
-    Ok(emitted)
+            Ok(true)
+        },
+    )
 }
 
 /// What compacting a journal before a time does (or did).
