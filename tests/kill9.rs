@@ -16,7 +16,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions, WriteBatch};
 
@@ -59,6 +59,34 @@ fn delays(seed: u64) -> impl Iterator<Item = Duration> {
     })
 }
 
+/// Reads the LSNs the child prints as it acknowledges them, until `delay`
+/// is up and at least one came (so the child is really writing), then
+/// SIGKILLs it without warning, and reads the acknowledgements already in
+/// the pipe: they were made before the kill. Returns the highest.
+fn acknowledge_then_kill(child: &mut Child, delay: Duration, cycle: usize) -> u64 {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = Instant::now();
+    let mut acknowledged = None;
+    while start.elapsed() < delay || acknowledged.is_none() {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Ok(lsn) = line.trim().parse::<u64>() {
+                    acknowledged = acknowledged.max(Some(lsn));
+                }
+            }
+            _ => panic!("cycle {cycle}: the child stopped by itself"),
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for line in lines.map_while(Result::ok) {
+        if let Ok(lsn) = line.trim().parse::<u64>() {
+            acknowledged = acknowledged.max(Some(lsn));
+        }
+    }
+    acknowledged.unwrap_or(0)
+}
+
 #[test]
 fn sigkill_never_loses_an_acknowledged_append() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
@@ -78,30 +106,7 @@ fn sigkill_never_loses_an_acknowledged_append() {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let start = Instant::now();
-        let mut acked_this_cycle = 0;
-        // Read acknowledgements until the delay is up (at least one, so the
-        // child is really appending), then kill without warning.
-        while start.elapsed() < delay || acked_this_cycle == 0 {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Ok(lsn) = line.trim().parse::<u64>() {
-                        acknowledged = acknowledged.max(Lsn(lsn));
-                        acked_this_cycle += 1;
-                    }
-                }
-                _ => panic!("cycle {cycle}: the child stopped by itself"),
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        // Acknowledgements already in the pipe were made before the kill.
-        for line in lines.map_while(Result::ok) {
-            if let Ok(lsn) = line.trim().parse::<u64>() {
-                acknowledged = acknowledged.max(Lsn(lsn));
-            }
-        }
+        acknowledged = acknowledged.max(Lsn(acknowledge_then_kill(&mut child, delay, cycle)));
         killed_mid_run += 1;
 
         let wal = Wal::open(&dir, options()).unwrap_or_else(|e| panic!("cycle {cycle}: recovery failed: {e}"));
@@ -204,28 +209,8 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let start = Instant::now();
-        let mut acked_this_cycle = 0;
         // Longer runs than the log child's, so snapshots are due and taken.
-        while start.elapsed() < delay * 3 || acked_this_cycle == 0 {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Ok(lsn) = line.trim().parse::<u64>() {
-                        acknowledged = acknowledged.max(lsn);
-                        acked_this_cycle += 1;
-                    }
-                }
-                _ => panic!("cycle {cycle}: the store child stopped by itself"),
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        for line in lines.map_while(Result::ok) {
-            if let Ok(lsn) = line.trim().parse::<u64>() {
-                acknowledged = acknowledged.max(lsn);
-            }
-        }
+        acknowledged = acknowledged.max(acknowledge_then_kill(&mut child, delay * 3, cycle));
 
         // The parent checks with automatic snapshots off: with them on, its own
         // store could take a snapshot right after open (the log the child
