@@ -51,6 +51,15 @@ pub trait VfsFile: Send + Sync + 'static {
     /// marked clean without writing them; reading through the cache would
     /// take those bytes for durable ones.
     fn sync_and_evict_cache(&self) -> io::Result<()>;
+    /// Starts writing back the cached bytes of `[offset, offset + len)`
+    /// without waiting and without making them durable (on Linux,
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so a later fdatasync
+    /// finds less to do. A hint: it promises nothing, so a file system that
+    /// cannot start writeback early does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     fn size_bytes(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Maps `[0, len)` read-only. The caller promises walden never rewrites

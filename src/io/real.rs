@@ -1,5 +1,6 @@
 //! [`RealFs`]: the operating system's files. The only module in walden that
-//! contains `unsafe` (one memory map, see [`RealFile::map`]).
+//! contains `unsafe` (one memory map, see [`RealFile::map`], and two
+//! system calls std does not wrap: `posix_fadvise`, `sync_file_range`).
 
 use super::{DirLock, Vfs, VfsFile};
 use std::fs::{self, File, OpenOptions};
@@ -113,6 +114,24 @@ impl VfsFile for RealFile {
                 return Err(io::Error::from_raw_os_error(rc));
             }
         }
+        Ok(())
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (offset, len) = (offset as libc::off64_t, len as libc::off64_t);
+            // SAFETY: sync_file_range only reads its integer arguments; the
+            // descriptor is open for the life of `self`.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::sync_file_range(self.0.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
         Ok(())
     }
 

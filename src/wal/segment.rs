@@ -76,12 +76,28 @@ pub(crate) fn create_spare<V: Vfs>(fs: &V, dir: &Path, bytes: u64, preallocate: 
     let path = dir.join(format!("{:016x}{TEMP_SUFFIX}", random_u64()));
     let file = fs.create_new(&path).map_err(Error::io("create", &path))?;
     if preallocate {
-        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
-        let mut offset = 0u64;
-        while offset < bytes {
-            let n = (bytes - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
-            file.write_all_at(&zeros[..n], offset).map_err(Error::io("preallocate", &path))?;
-            offset += n as u64;
+        // The zeros are synced here, on the preparer thread, so that the
+        // fdatasync of the header when the spare is published (on the
+        // append path) does not have to write them, and so that the blocks
+        // are allocated before any record's fdatasync needs them.
+        let zero_fill = || -> std::io::Result<()> {
+            let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+            let mut offset = 0u64;
+            while offset < bytes {
+                let n = (bytes - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
+                file.write_all_at(&zeros[..n], offset)?;
+                offset += n as u64;
+            }
+            file.sync_data()
+        };
+        if let Err(e) = zero_fill() {
+            drop(file);
+            // A spare holds no records: remove it rather than leave 64 MiB
+            // behind (recovery would remove it too, at the next open).
+            if let Err(remove) = fs.remove_file(&path) {
+                log::warn!("walden: could not remove the unfinished spare {}: {remove}", path.display());
+            }
+            return Err(Error::io("preallocate", &path)(e));
         }
     }
     Ok(Spare { path, file })

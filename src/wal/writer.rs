@@ -598,6 +598,11 @@ impl<V: Vfs> Shared<V> {
     /// The preparer thread: zero-fills the next segment file while the
     /// active one is past half full, so a roll-over rarely waits for it.
     pub fn preparer(self: Arc<Self>) {
+        // (segment, offset): where writeback of the active segment was last
+        // started up to. Only `Periodic` and `Never` start it: in `Always`
+        // every record is synced as it is written.
+        let mut kicked = (Lsn::ZERO, 0u64);
+        let kicks = !matches!(self.options.fsync, FsyncMode::Always);
         loop {
             {
                 let mut st = self.state.lock();
@@ -609,9 +614,40 @@ impl<V: Vfs> Shared<V> {
                     return;
                 }
             }
+            if kicks {
+                self.start_writeback(&mut kicked);
+            }
             if let Err(e) = self.prepare_spare() {
                 log::warn!("walden: could not prepare the next segment ahead of time: {e}");
             }
+        }
+    }
+
+    /// Starts the kernel writing back what the active segment has gained
+    /// since the last call (whole 64 KiB blocks, once 1 MiB has gathered),
+    /// without waiting. A roll-over fdatasyncs the segment whole before its
+    /// successor is used; started early, that write is mostly done by then.
+    fn start_writeback(&self, kicked: &mut (Lsn, u64)) {
+        const BLOCK: u64 = 64 << 10;
+        const AT_LEAST: u64 = 1 << 20;
+        let (file, segment, end) = {
+            let st = self.state.lock();
+            if st.poisoned.is_some() {
+                return;
+            }
+            (st.active.clone(), st.active_first_lsn, st.active_end)
+        };
+        if kicked.0 != segment {
+            *kicked = (segment, 0);
+        }
+        let end = end / BLOCK * BLOCK;
+        if end < kicked.1 + AT_LEAST {
+            return;
+        }
+        match file.start_writeback(kicked.1, end - kicked.1) {
+            Ok(()) => kicked.1 = end,
+            // Only a hint: the fdatasync that needs these bytes reports errors.
+            Err(e) => log::debug!("walden: could not start writeback early: {e}"),
         }
     }
 
