@@ -86,6 +86,11 @@ fn plan(args: &BenchArgs) -> Vec<Group> {
             let mut engines: Vec<Engine> = Mode::ALL.map(|m| Engine::Walden(m, Api::Blocking)).into();
             engines.extend(Mode::ALL.map(Engine::Sqlite));
             engines.extend([Engine::RawWrite, Engine::RawFdatasync]);
+            // Small records fill few 64 MiB segments in a run: the
+            // segment-synced baseline matters (and is measured) for large ones.
+            if record_bytes >= 1024 {
+                engines.push(Engine::RawSegmented);
+            }
             groups.push(Group { workload: Workload { writers, record_bytes }, engines });
         }
     }
@@ -95,7 +100,7 @@ fn plan(args: &BenchArgs) -> Vec<Group> {
     let pipelined = [Mode::Never, Mode::Periodic].map(|m| Engine::Walden(m, Api::Pipelined));
     groups.push(Group {
         workload: Workload { writers: 1, record_bytes: 128 },
-        engines: [pipelined[0], pipelined[1], Engine::RawWrite].into(),
+        engines: [pipelined[0], pipelined[1], Engine::RawWrite, Engine::RawSequential].into(),
     });
     groups
 }
@@ -116,6 +121,9 @@ fn expected_rate(engine: Engine, workload: Workload) -> f64 {
         Engine::RawWrite if small => 1_500_000.0,
         Engine::RawWrite => 300_000.0,
         Engine::RawFdatasync => 5_000.0 * writers.min(2.0),
+        Engine::RawSegmented if small => 1_000_000.0,
+        Engine::RawSegmented => 150_000.0,
+        Engine::RawSequential => 2_000_000.0,
     }
 }
 
@@ -267,6 +275,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
          Ratios are medians of the ratios within each repetition.\n"
     );
     print!("{}", targets_table(&targets(&results)));
+    print!("{}", segmented_table(&results));
     let mut sections = Vec::new();
     if !args.no_recovery {
         let keys = args.recovery_keys.unwrap_or(if args.quick { 200_000 } else { 1_000_000 });
@@ -552,6 +561,50 @@ fn targets(results: &[GroupResult]) -> Vec<Target> {
         );
     }
     out
+}
+
+/// `Periodic` and `Never` against the raw disk when it too syncs every
+/// 64 MiB, as walden does at each roll-over: how much of the gap to a bare
+/// write() loop, which never waits for the disk, is that sync.
+fn segmented_table(results: &[GroupResult]) -> String {
+    let mut out = String::from(
+        "\n| periodic and never | walden / raw-write | walden / the raw disk synced every 64 MiB (raw-write-seg; raw-seq for pipelined) |\n|---|--:|--:|\n",
+    );
+    let mut any = false;
+    for group in results {
+        for &engine in &group.group.engines {
+            let Engine::Walden(mode @ (Mode::Periodic | Mode::Never), api) = engine else { continue };
+            let (Some(plain), Some(seg)) =
+                (group.ratio(engine, Engine::RawWrite), group.ratio(engine, synced_every_segment(api)))
+            else {
+                continue;
+            };
+            any = true;
+            let w = group.group.workload;
+            let _ = writeln!(
+                out,
+                "| {} x {}, {} {} | {plain:.2}x | {seg:.2}x |",
+                w.writers,
+                bytes(w.record_bytes),
+                mode.name(),
+                api.name()
+            );
+        }
+    }
+    if any {
+        out
+    } else {
+        String::new()
+    }
+}
+
+/// The raw run that syncs every 64 MiB as walden's roll-overs do: one
+/// write() per record for blocking appends, 1 MiB writes for pipelined ones.
+fn synced_every_segment(api: Api) -> Engine {
+    match api {
+        Api::Blocking => Engine::RawSegmented,
+        Api::Pipelined => Engine::RawSequential,
+    }
 }
 
 fn targets_table(targets: &[Target]) -> String {

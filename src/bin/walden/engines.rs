@@ -78,7 +78,19 @@ pub enum Engine {
     RawWrite,
     /// pwrite() + fdatasync() of each record, into a zero-filled file.
     RawFdatasync,
+    /// pwrite() of each record, appending to a new file, plus an
+    /// fdatasync each time another [`SEGMENT_BYTES`] have been written: the
+    /// least a log that syncs each segment whole at its roll-over must pay.
+    RawSegmented,
+    /// The records gathered into 1 MiB pwrite()s, with an fdatasync each
+    /// time another [`SEGMENT_BYTES`] have been written: the disk's
+    /// sequential write rate, the ceiling of pipelined appends that a
+    /// segmented log syncs at each roll-over.
+    RawSequential,
 }
+
+/// walden's default segment size, which `RawSegmented` syncs at.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 impl Engine {
     pub fn name(self) -> &'static str {
@@ -87,13 +99,15 @@ impl Engine {
             Engine::Sqlite(_) => "sqlite",
             Engine::RawWrite => "raw-write",
             Engine::RawFdatasync => "raw-fdatasync",
+            Engine::RawSegmented => "raw-write-seg",
+            Engine::RawSequential => "raw-seq",
         }
     }
 
     pub fn mode(self) -> Option<Mode> {
         match self {
             Engine::Walden(mode, _) | Engine::Sqlite(mode) => Some(mode),
-            Engine::RawWrite | Engine::RawFdatasync => None,
+            Engine::RawWrite | Engine::RawFdatasync | Engine::RawSegmented | Engine::RawSequential => None,
         }
     }
 
@@ -169,6 +183,8 @@ pub fn run(engine: Engine, workload: Workload, ops: u64, setup: &Setup<'_>) -> R
         Engine::Sqlite(mode) => sqlite(mode, workload, ops, &payload, setup),
         Engine::RawWrite => raw(false, workload, ops, &payload, setup.dir),
         Engine::RawFdatasync => raw(true, workload, ops, &payload, setup.dir),
+        Engine::RawSegmented => raw_segmented(workload, ops, &payload, setup.dir),
+        Engine::RawSequential => raw_sequential(workload, ops, &payload, setup.dir),
     }
 }
 
@@ -354,6 +370,74 @@ fn raw(fdatasync: bool, workload: Workload, ops: u64, payload: &[u8], dir: &Path
         },
     )?;
     Ok(Measured { ops, secs, latencies, syncs: fdatasync.then_some(ops), writes: Some(ops) })
+}
+
+fn raw_segmented(workload: Workload, ops: u64, payload: &[u8], dir: &Path) -> Result<Measured> {
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(dir.join("raw.dat"))?;
+    let next = AtomicU64::new(0);
+    let syncs = AtomicU64::new(0);
+    let len = payload.len() as u64;
+    let (secs, latencies) = drive(
+        workload.writers,
+        ops,
+        || Ok(()),
+        |_| {
+            let at = next.fetch_add(len, Ordering::Relaxed);
+            file.write_all_at(payload, at)?;
+            // The writer whose record crosses a segment boundary syncs.
+            if (at + len) / SEGMENT_BYTES != at / SEGMENT_BYTES {
+                file.sync_data()?;
+                syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Measured { ops, secs, latencies, syncs: Some(syncs.into_inner()), writes: Some(ops) })
+}
+
+fn raw_sequential(workload: Workload, ops: u64, payload: &[u8], dir: &Path) -> Result<Measured> {
+    const WRITE_BYTES: usize = 1 << 20;
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(dir.join("raw.dat"))?;
+    let next = AtomicU64::new(0);
+    let syncs = AtomicU64::new(0);
+    // Writes `buffer` at the next free offset; syncs if it crosses a segment boundary.
+    let write_out = |buffer: &mut Vec<u8>| -> std::io::Result<()> {
+        let len = buffer.len() as u64;
+        let at = next.fetch_add(len, Ordering::Relaxed);
+        file.write_all_at(buffer, at)?;
+        buffer.clear();
+        if (at + len) / SEGMENT_BYTES != at / SEGMENT_BYTES {
+            file.sync_data()?;
+            syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    /// A writer's buffer; the part still held when its share is done is
+    /// written when the writer's state drops, inside the clock.
+    struct Gather<'a, W: Fn(&mut Vec<u8>) -> std::io::Result<()>> {
+        buffer: Vec<u8>,
+        write_out: &'a W,
+    }
+    impl<W: Fn(&mut Vec<u8>) -> std::io::Result<()>> Drop for Gather<'_, W> {
+        fn drop(&mut self) {
+            if !self.buffer.is_empty() {
+                (self.write_out)(&mut self.buffer).expect("raw-seq: the last write");
+            }
+        }
+    }
+    let (secs, latencies) = drive(
+        workload.writers,
+        ops,
+        || Ok(Gather { buffer: Vec::with_capacity(WRITE_BYTES + payload.len()), write_out: &write_out }),
+        |gather| {
+            gather.buffer.extend_from_slice(payload);
+            if gather.buffer.len() >= WRITE_BYTES {
+                write_out(&mut gather.buffer)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Measured { ops, secs, latencies, syncs: Some(syncs.into_inner()), writes: None })
 }
 
 /// Writes zeros over `len` bytes in 64 KiB pieces. Not larger: on Linux 6.x
