@@ -8,6 +8,7 @@
 //! submitted ones from the compaction floor on; the floor is one that was
 //! submitted and at least the last acknowledged one; the parameter state is
 //! the state after the latest entry.
+//! `WALDEN_CRASH_SEEDS=n` tears each point n ways (default 1).
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! torn) and the store recovered. The oracle: recovery succeeds, the state
 //! is exactly the model's state after the recovered LSN (never in the middle
 //! of a batch), and that LSN covers every acknowledged write.
+//! `WALDEN_CRASH_SEEDS=n` tears each point n ways (default 1).
 
 mod common;
 

@@ -84,6 +84,8 @@ pub fn explore_every_io_boundary<O: Default>(
     let probe = SimFs::new();
     script(&probe, &mut O::default());
     let total = probe.calls();
+    // `WALDEN_CRASH_SEEDS=n`: torn crashes per point (default 1).
+    let seeds: u64 = std::env::var("WALDEN_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let mut explored = 0;
     for at_call in 1..=total + 1 {
         let fs = SimFs::new();
@@ -91,7 +93,9 @@ pub fn explore_every_io_boundary<O: Default>(
         let mut oracle = O::default();
         script(&fs, &mut oracle);
         fs.clear_fault();
-        for crash in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced, CrashMode::Tear { seed: at_call }] {
+        let mut crashes = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
+        crashes.extend((0..seeds).map(|s| CrashMode::Tear { seed: at_call * 1000 + s }));
+        for crash in crashes {
             let context = format!("power lost at I/O call {at_call} of {total}, {crash:?}");
             let disk = fs.crash(crash);
             check(&disk, &oracle, &context);
