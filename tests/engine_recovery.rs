@@ -210,6 +210,47 @@ fn retention_keeps_keep_count_and_never_strands_the_oldest_snapshot() {
     assert_eq!(state(&engine), expected(900));
 }
 
+/// Kills between writing a snapshot and pruning can leave more than
+/// `keep_count` snapshots: open prunes them, unless a newer snapshot
+/// failed and an older one may be the fallback it needs.
+#[test]
+fn open_prunes_snapshots_over_the_keep_count_unless_one_failed() {
+    let fs = SimFs::new();
+    let mut many = options(FsyncMode::Always);
+    many.snapshots.keep_count = 5;
+    let engine = Engine::<Map, _>::open_with(fs.clone(), dir(), many).unwrap();
+    let mut newest = None;
+    for round in 0..5 {
+        for i in round * 20..(round + 1) * 20 {
+            set(&engine, i);
+        }
+        newest = Some(engine.snapshot_now().unwrap().path);
+    }
+    engine.close().unwrap();
+    let newest = newest.unwrap();
+    let lsns = |engine: &Engine<Map, SimFs>| -> Vec<u64> {
+        engine.list_snapshots().unwrap().iter().map(|s| s.header.lsn.0).collect()
+    };
+
+    // The newest one damaged: nothing is pruned, the fallback loads.
+    let good = fs.read_file(&newest).unwrap();
+    fs.write_file(&newest, b"garbage");
+    let mut few = options(FsyncMode::Always);
+    few.snapshots.keep_count = 2;
+    let engine = Engine::<Map, _>::open_with(fs.clone(), dir(), few.clone()).unwrap();
+    assert_eq!(engine.recovery_report().snapshot_lsn, Lsn(80));
+    assert_eq!(lsns(&engine), vec![20, 40, 60, 80], "no snapshot went while the newest one failed");
+    assert_eq!(state(&engine), expected(100));
+    engine.close().unwrap();
+
+    // Repaired: open keeps the newest two.
+    fs.write_file(&newest, &good);
+    let engine = Engine::<Map, _>::open_with(fs.clone(), dir(), few).unwrap();
+    assert_eq!(engine.recovery_report().snapshot_lsn, Lsn(100));
+    assert_eq!(lsns(&engine), vec![80, 100]);
+    assert_eq!(state(&engine), expected(100));
+}
+
 #[test]
 fn replay_is_idempotent_recovering_twice_gives_the_same_state() {
     let fs = SimFs::new();

@@ -266,10 +266,9 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
         if store.recovery_report().snapshot_used.is_some() {
             from_snapshot += 1;
         }
-        assert!(
-            store.list_snapshots().unwrap().len() <= 3,
-            "cycle {cycle}: retention keeps two snapshots, plus one a kill caught before pruning"
-        );
+        assert!(store.recovery_report().snapshots_skipped.is_empty(), "cycle {cycle}: a kill damaged a snapshot");
+        let kept = store.list_snapshots().unwrap().len();
+        assert!(kept <= 2, "cycle {cycle}: {kept} snapshots after open, over the keep count of 2");
         store.close().unwrap();
     }
     assert!(acknowledged > cycles as u64, "the children wrote ({acknowledged})");

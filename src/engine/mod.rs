@@ -334,6 +334,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         report.bytes_cut = wal.recovery_report().bytes_cut();
 
         let (machine, lsn) = Self::load_snapshot(&fs, &snapshot_dir, &wal, &mut report)?;
+        Self::enforce_retention(&fs, &snapshot_dir, options.snapshots.keep_count, &report)?;
         let mut applied = Applied { machine, lsn, bytes: 0 };
         log::info!("walden: replaying the log from LSN {}", lsn.next());
         let mut reader = wal.read_from(lsn.next())?;
@@ -384,6 +385,26 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             snapshotting: Mutex::new(()),
             report,
         })
+    }
+
+    /// Retention after a crash. A process killed between writing a
+    /// snapshot and pruning leaves one too many, and several such kills in
+    /// a row leave more (found by the 2,000-cycle kill -9 run), so open
+    /// prunes to `keep_count` too. Only when recovery loaded the newest
+    /// snapshot and skipped none: an older snapshot is never removed while
+    /// a newer one failed, since it may be the fallback that is needed.
+    fn enforce_retention(fs: &V, dir: &Path, keep_count: usize, report: &RecoveryReport) -> Result<()> {
+        if report.snapshot_used.is_none() || !report.snapshots_skipped.is_empty() {
+            return Ok(());
+        }
+        let listing = snapshot::list_snapshots(fs, dir)?;
+        if !listing.unreadable.is_empty() {
+            return Ok(());
+        }
+        for path in snapshot::prune_snapshots(fs, dir, &listing.snapshots, keep_count)? {
+            log::info!("walden: removed {} at open: over the keep count of {keep_count}", path.display());
+        }
+        Ok(())
     }
 
     /// The newest snapshot that verifies and that the log can continue from.
