@@ -39,7 +39,7 @@ pub struct BenchArgs {
     /// removed afterwards. Use the file system you want to measure.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
-    /// Seconds one run should take [default: 0.6, 0.25 with --quick]. Each
+    /// Seconds one run should take [default: 0.6, 0.2 with --quick]. Each
     /// engine's operation count is fixed for all repetitions of a workload
     /// from the rate of a short pilot run.
     #[arg(long, value_name = "SECS")]
@@ -214,7 +214,7 @@ fn sqlite_baseline(engine: Engine) -> Option<Engine> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let run_secs = args.run_secs.unwrap_or(if args.quick { 0.25 } else { 0.6 });
+    let run_secs = args.run_secs.unwrap_or(if args.quick { 0.2 } else { 0.6 });
     if !(run_secs > 0.0 && run_secs <= 60.0) {
         return Err(format!("--run-secs {run_secs} is not between 0 and 60").into());
     }
@@ -288,7 +288,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ([], true) => vec![1_000_000],
             (sizes, _) => sizes.to_vec(),
         };
-        let entries = if args.quick { 50_000 } else { 200_000 };
+        let entries = if args.quick { 20_000 } else { 200_000 };
         eprintln!("walden bench: the journal, walden against a SQLite journal table");
         sections.extend(bench_sections::journal(root.path(), entries, &sizes)?);
     }
