@@ -160,7 +160,6 @@ fn explore(fsync: FsyncMode) -> u64 {
     let fs = SimFs::new();
     script(&fs, fsync, &mut Oracle::default());
     let total_calls = fs.calls();
-    let seeds: u64 = std::env::var("WALDEN_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
     let mut explored = 0;
     for at_call in 1..=total_calls + 1 {
         let fs = SimFs::new();
@@ -168,9 +167,7 @@ fn explore(fsync: FsyncMode) -> u64 {
         let mut oracle = Oracle::default();
         script(&fs, fsync, &mut oracle);
         fs.clear_fault();
-        let mut crashes = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
-        crashes.extend((0..seeds).map(|s| CrashMode::Tear { seed: at_call * 1000 + s }));
-        for crash in crashes {
+        for crash in common::crash_modes(at_call, 2) {
             let context = format!("{fsync:?}, power lost at I/O call {at_call} of {total_calls}");
             let disk = fs.crash(crash);
             let first = recover_and_check(&disk, &oracle, crash, &context);

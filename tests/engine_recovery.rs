@@ -56,7 +56,7 @@ fn dir() -> PathBuf {
 fn options(fsync: FsyncMode) -> EngineOptions {
     EngineOptions {
         wal: WalOptions { fsync, segment_bytes: 4096, ..Default::default() },
-        snapshots: SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() },
+        snapshots: SnapshotOptions::manual(),
     }
 }
 

@@ -84,6 +84,19 @@ fn the_saved_open_segment_crashes_stay_fixed() {
     replay_dir("open_segment regressions", fuzz_targets::open_segment, &fuzz_dir().join("regressions/open_segment"));
 }
 
+/// Replays generated seeds through a target and, with
+/// `WALDEN_WRITE_FUZZ_SEEDS` set, writes them into its corpus as `seed-*`.
+fn replay_seeds(target: &str, f: Target, seeds: &[(String, Vec<u8>)]) {
+    replay(target, f, seeds.iter().map(|(name, bytes)| (name.clone(), &bytes[..])));
+    if std::env::var_os("WALDEN_WRITE_FUZZ_SEEDS").is_some() {
+        let dir = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in seeds {
+            std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+        }
+    }
+}
+
 #[test]
 fn the_generated_seeds_pass_and_can_be_written_out() {
     for (target, f, seeds) in [
@@ -91,14 +104,7 @@ fn the_generated_seeds_pass_and_can_be_written_out() {
         ("open_segment", fuzz_targets::open_segment as Target, open_segment_seeds()),
     ] {
         assert!(seeds.len() > 10);
-        replay(target, f, seeds.iter().map(|(name, bytes)| (name.clone(), &bytes[..])));
-        if std::env::var_os("WALDEN_WRITE_FUZZ_SEEDS").is_some() {
-            let dir = fuzz_dir().join("corpus").join(target);
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, bytes) in &seeds {
-                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
-            }
-        }
+        replay_seeds(target, f, &seeds);
     }
 }
 
@@ -443,14 +449,7 @@ fn the_store_target_seeds_pass_and_can_be_written_out() {
         ("store_model", fuzz_targets::store_model as Target, store_model_seeds()),
     ] {
         assert!(seeds.len() > 5, "{target}: {} seeds", seeds.len());
-        replay(target, f, seeds.iter().map(|(name, bytes)| (name.clone(), &bytes[..])));
-        if std::env::var_os("WALDEN_WRITE_FUZZ_SEEDS").is_some() {
-            let dir = fuzz_dir().join("corpus").join(target);
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, bytes) in &seeds {
-                std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
-            }
-        }
+        replay_seeds(target, f, &seeds);
     }
 }
 

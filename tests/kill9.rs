@@ -49,6 +49,18 @@ fn child(dir: &Path) -> ! {
     }
 }
 
+/// Re-executes this test binary as the child of test `test`, which sees
+/// `dir` in the environment variable `env` and reports on its stdout.
+fn spawn_child(test: &str, env: &str, dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
 /// A small deterministic generator for the kill delays.
 fn delays(seed: u64) -> impl Iterator<Item = Duration> {
     let mut x = seed | 1;
@@ -96,19 +108,12 @@ fn sigkill_never_loses_an_acknowledged_append() {
     let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let exe = std::env::current_exe().unwrap();
     let mut acknowledged = Lsn(0);
     let mut verified = Lsn(0);
     let mut kept_from = Lsn(1);
     let mut killed_mid_run = 0;
     for (cycle, delay) in delays(0x5eed).take(cycles).enumerate() {
-        let mut child = Command::new(&exe)
-            .args(["sigkill_never_loses_an_acknowledged_append", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child("sigkill_never_loses_an_acknowledged_append", CHILD_ENV, &dir);
         acknowledged = acknowledged.max(Lsn(acknowledge_then_kill(&mut child, delay, cycle)));
         killed_mid_run += 1;
 
@@ -235,19 +240,12 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
     let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let exe = std::env::current_exe().unwrap();
     let test_name = "sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_running";
     let mut acknowledged = 0u64;
     let mut from_snapshot = 0;
     let mut model = StoreModel::default();
     for (cycle, delay) in delays(0x5702e).take(cycles).enumerate() {
-        let mut child = Command::new(&exe)
-            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-            .env(STORE_CHILD_ENV, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child(test_name, STORE_CHILD_ENV, &dir);
         // Longer runs than the log child's, so snapshots are due and taken.
         acknowledged = acknowledged.max(acknowledge_then_kill(&mut child, delay * 3, cycle));
 

@@ -234,13 +234,7 @@ fn store_options() -> StoreOptions {
                 preallocate: Preallocate::Off,
                 ..Default::default()
             },
-            snapshots: SnapshotOptions {
-                keep_count: 2,
-                every_commits: None,
-                every_bytes: None,
-                every: None,
-                on_close: false,
-            },
+            snapshots: SnapshotOptions { keep_count: 2, ..SnapshotOptions::manual() },
         },
         writer: "bit-rot".into(),
     }

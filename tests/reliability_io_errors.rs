@@ -356,13 +356,7 @@ fn store_options(preallocate: Preallocate) -> StoreOptions {
     StoreOptions {
         engine: EngineOptions {
             wal: WalOptions { preallocate, ..log_options(FsyncMode::Always) },
-            snapshots: SnapshotOptions {
-                keep_count: 2,
-                every_commits: None,
-                every_bytes: None,
-                every: None,
-                on_close: false,
-            },
+            snapshots: SnapshotOptions { keep_count: 2, ..SnapshotOptions::manual() },
         },
         writer: "io-errors".into(),
     }

@@ -14,7 +14,7 @@ fn options(fsync: FsyncMode) -> StoreOptions {
     StoreOptions {
         engine: EngineOptions {
             wal: WalOptions { fsync, segment_bytes: 8192, ..Default::default() },
-            snapshots: SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() },
+            snapshots: SnapshotOptions::manual(),
         },
         writer: "relay-1".into(),
     }

@@ -29,13 +29,7 @@ fn options() -> StoreOptions {
                 flush_interval: std::time::Duration::from_secs(3600),
                 ..Default::default()
             },
-            snapshots: SnapshotOptions {
-                keep_count: 2,
-                every_commits: None,
-                every_bytes: None,
-                every: None,
-                on_close: false,
-            },
+            snapshots: SnapshotOptions { keep_count: 2, ..SnapshotOptions::manual() },
         },
         writer: "explorer".into(),
     }

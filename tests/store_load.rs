@@ -18,7 +18,7 @@ fn options(writer: &str) -> StoreOptions {
     StoreOptions {
         engine: EngineOptions {
             wal: WalOptions { fsync: FsyncMode::Never, segment_bytes: 1 << 20, ..Default::default() },
-            snapshots: SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() },
+            snapshots: SnapshotOptions::manual(),
         },
         writer: writer.into(),
     }

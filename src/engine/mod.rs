@@ -91,6 +91,14 @@ pub struct SnapshotOptions {
     pub on_close: bool,
 }
 
+impl SnapshotOptions {
+    /// No automatic snapshots: only [`Engine::snapshot_now`] takes them.
+    /// The keep count is the default's.
+    pub fn manual() -> Self {
+        SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() }
+    }
+}
+
 impl Default for SnapshotOptions {
     fn default() -> Self {
         SnapshotOptions {
@@ -333,8 +341,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let wal = Wal::open_with(fs.clone(), dir.join("wal"), options.wal.clone())?;
         report.bytes_cut = wal.recovery_report().bytes_cut();
 
-        let (machine, lsn) = Self::load_snapshot(&fs, &snapshot_dir, &wal, &mut report)?;
-        Self::enforce_retention(&fs, &snapshot_dir, options.snapshots.keep_count, &report)?;
+        let listing = snapshot::list_snapshots(&fs, &snapshot_dir)?;
+        let snapshots = &listing.snapshots;
+        let (machine, lsn) = Self::load_snapshot(&fs, &snapshot_dir, &wal, snapshots, listing.unreadable, &mut report)?;
+        Self::enforce_retention(&fs, &snapshot_dir, options.snapshots.keep_count, snapshots, &report)?;
         let mut applied = Applied { machine, lsn, bytes: 0 };
         log::info!("walden: replaying the log from LSN {}", lsn.next());
         let mut reader = wal.read_from(lsn.next())?;
@@ -393,28 +403,39 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// prunes to `keep_count` too. Only when recovery loaded the newest
     /// snapshot and skipped none: an older snapshot is never removed while
     /// a newer one failed, since it may be the fallback that is needed.
-    fn enforce_retention(fs: &V, dir: &Path, keep_count: usize, report: &RecoveryReport) -> Result<()> {
+    /// `snapshots` is the listing recovery chose from: with none skipped,
+    /// none was moved aside, so it is still what is on disk.
+    fn enforce_retention(
+        fs: &V,
+        dir: &Path,
+        keep_count: usize,
+        snapshots: &[SnapshotInfo],
+        report: &RecoveryReport,
+    ) -> Result<()> {
+        // Unreadable snapshot files count as skipped too.
         if report.snapshot_used.is_none() || !report.snapshots_skipped.is_empty() {
             return Ok(());
         }
-        let listing = snapshot::list_snapshots(fs, dir)?;
-        if !listing.unreadable.is_empty() {
-            return Ok(());
-        }
-        for path in snapshot::prune_snapshots(fs, dir, &listing.snapshots, keep_count)? {
+        for path in snapshot::prune_snapshots(fs, dir, snapshots, keep_count)? {
             log::info!("walden: removed {} at open: over the keep count of {keep_count}", path.display());
         }
         Ok(())
     }
 
     /// The newest snapshot that verifies and that the log can continue from.
-    fn load_snapshot(fs: &V, dir: &Path, wal: &Wal<V>, report: &mut RecoveryReport) -> Result<(S, Lsn)> {
-        let listing = snapshot::list_snapshots(fs, dir)?;
+    fn load_snapshot(
+        fs: &V,
+        dir: &Path,
+        wal: &Wal<V>,
+        snapshots: &[SnapshotInfo],
+        unreadable: Vec<(PathBuf, Error)>,
+        report: &mut RecoveryReport,
+    ) -> Result<(S, Lsn)> {
         // A snapshot that could not be read for an I/O error is skipped like
         // a damaged one (an older one plus the log gives the same state), but
         // if nothing else can rebuild the state, that error is the answer.
         let mut io_error = None;
-        for (path, e) in listing.unreadable {
+        for (path, e) in unreadable {
             report.snapshots_skipped.push((path, e.to_string()));
             if matches!(e, Error::Io { .. }) {
                 io_error.get_or_insert(e);
@@ -422,7 +443,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
         let log_first = wal.first_lsn();
         let log_last = wal.last_lsn().unwrap_or(Lsn(log_first.0 - 1));
-        for info in listing.snapshots.iter().rev() {
+        for info in snapshots.iter().rev() {
             let lsn = info.header.lsn;
             let unusable = if lsn > log_last {
                 // The log lost records the snapshot proves were durable (it

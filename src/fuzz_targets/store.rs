@@ -90,13 +90,7 @@ fn store_options(fsync: FsyncMode, recovery: RecoveryMode) -> StoreOptions {
                 flush_interval: Duration::from_secs(3600),
                 ..Default::default()
             },
-            snapshots: SnapshotOptions {
-                keep_count: 2,
-                every_commits: None,
-                every_bytes: None,
-                every: None,
-                on_close: false,
-            },
+            snapshots: SnapshotOptions { keep_count: 2, ..SnapshotOptions::manual() },
         },
         writer: "fuzz".into(),
     }

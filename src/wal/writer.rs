@@ -93,8 +93,6 @@ pub(crate) struct State<F> {
     spare_chunks: Vec<Chunk>,
     /// Appenders parked until a write or sync round covers them.
     waiters: Vec<Waiter>,
-    /// A buffer for the threads one `wake` unparks, reused.
-    woken: Vec<std::thread::Thread>,
     /// Direct writes (see `append_direct`) reserved but not yet completed.
     inflight: usize,
     /// Writes completed ahead of an earlier one still in flight:
@@ -150,7 +148,6 @@ impl<F> State<F> {
             free_buffers: Vec::new(),
             spare_chunks: Vec::new(),
             waiters: Vec::new(),
-            woken: Vec::new(),
             inflight: 0,
             completed: Vec::new(),
             syncs: 0,
@@ -402,10 +399,7 @@ impl<V: Vfs> Shared<V> {
                 st.waiters.swap_remove(at).thread.unpark();
             }
         }
-        if !st.waiters.iter().any(covered) {
-            return;
-        }
-        let mut woken = std::mem::take(&mut st.woken);
+        let mut woken = Vec::new(); // allocates only if someone is woken
         st.waiters.retain(|w| {
             let done = covered(w);
             if done {
@@ -413,9 +407,8 @@ impl<V: Vfs> Shared<V> {
             }
             !done
         });
-        MutexGuard::unlocked(st, || woken.drain(..).for_each(|t| t.unpark()));
-        if st.woken.capacity() < woken.capacity() {
-            st.woken = woken;
+        if !woken.is_empty() {
+            MutexGuard::unlocked(st, || woken.into_iter().for_each(|t| t.unpark()));
         }
     }
 

@@ -15,7 +15,7 @@ pub fn options() -> StoreOptions {
     StoreOptions {
         engine: EngineOptions {
             wal: WalOptions { fsync: FsyncMode::Never, segment_bytes: 4096, ..Default::default() },
-            snapshots: SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() },
+            snapshots: SnapshotOptions::manual(),
         },
         writer: "fixture".into(),
     }

@@ -70,6 +70,16 @@ pub fn frames(bytes: &[u8]) -> Vec<(usize, usize, Lsn)> {
     out
 }
 
+/// The power losses tried at I/O call `at_call`: unsynced data dropped,
+/// kept, and torn `WALDEN_CRASH_SEEDS` ways (default `default_seeds`).
+pub fn crash_modes(at_call: u64, default_seeds: u64) -> Vec<walden::io::CrashMode> {
+    use walden::io::CrashMode;
+    let seeds = std::env::var("WALDEN_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds);
+    let mut crashes = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
+    crashes.extend((0..seeds).map(|s| CrashMode::Tear { seed: at_call * 1000 + s }));
+    crashes
+}
+
 /// Power loss at every I/O boundary of a scripted workload: for each call
 /// N (and once past the last), the workload runs on a fresh `SimFs` whose
 /// calls fail from N on, then the disk loses power in each crash mode and
@@ -80,12 +90,10 @@ pub fn explore_every_io_boundary<O: Default>(
     script: impl Fn(&SimFs, &mut O),
     check: impl Fn(&SimFs, &O, &str),
 ) -> usize {
-    use walden::io::{CrashMode, Fault, FaultKind};
+    use walden::io::{Fault, FaultKind};
     let probe = SimFs::new();
     script(&probe, &mut O::default());
     let total = probe.calls();
-    // `WALDEN_CRASH_SEEDS=n`: torn crashes per point (default 1).
-    let seeds: u64 = std::env::var("WALDEN_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let mut explored = 0;
     for at_call in 1..=total + 1 {
         let fs = SimFs::new();
@@ -93,9 +101,7 @@ pub fn explore_every_io_boundary<O: Default>(
         let mut oracle = O::default();
         script(&fs, &mut oracle);
         fs.clear_fault();
-        let mut crashes = vec![CrashMode::DropUnsynced, CrashMode::KeepUnsynced];
-        crashes.extend((0..seeds).map(|s| CrashMode::Tear { seed: at_call * 1000 + s }));
-        for crash in crashes {
+        for crash in crash_modes(at_call, 1) {
             let context = format!("power lost at I/O call {at_call} of {total}, {crash:?}");
             let disk = fs.crash(crash);
             check(&disk, &oracle, &context);

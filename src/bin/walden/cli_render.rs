@@ -202,8 +202,13 @@ pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
     }
 }
 
-pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
-    let value = serde_json::json!({
+/// The fields of every dumped record, a store's or a journal's, plus `extra`.
+fn record_json_with(
+    out: &mut dyn Write,
+    r: &RecordView<'_>,
+    extra: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+) -> io::Result<()> {
+    let mut value = serde_json::json!({
         "lsn": r.lsn,
         "file": r.file,
         "offset": r.offset,
@@ -211,11 +216,17 @@ pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
         "frame_bytes": r.frame.len(),
         "batch_continues": r.header.batch_continues(),
         "durable_watermark": r.header.durable_watermark,
-        "store_op": store_op(r.payload),
         "payload_hex": hex(r.payload),
     });
+    for (key, field) in extra {
+        value[key] = field;
+    }
     serde_json::to_writer(&mut *out, &value)?;
     writeln!(out)
+}
+
+pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+    record_json_with(out, r, [("store_op", serde_json::json!(store_op(r.payload)))])
 }
 
 /// One line per journal record: where it is, then the entry's fields.
@@ -243,21 +254,8 @@ pub fn journal_text(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Resul
 }
 
 pub fn journal_json(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Result<()> {
-    let r = &j.record;
-    let value = serde_json::json!({
-        "lsn": r.lsn,
-        "file": r.file,
-        "offset": r.offset,
-        "payload_bytes": r.payload.len(),
-        "frame_bytes": r.frame.len(),
-        "batch_continues": r.header.batch_continues(),
-        "durable_watermark": r.header.durable_watermark,
-        "journal": j.journal,
-        "compacted": j.compacted,
-        "payload_hex": hex(r.payload),
-    });
-    serde_json::to_writer(&mut *out, &value)?;
-    writeln!(out)
+    let extra = [("journal", serde_json::json!(j.journal)), ("compacted", serde_json::json!(j.compacted))];
+    record_json_with(out, &j.record, extra)
 }
 
 pub fn journal_compact(out: &mut dyn Write, c: &JournalCompactPlan) -> io::Result<()> {

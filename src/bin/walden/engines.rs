@@ -376,23 +376,31 @@ fn raw_segmented(workload: Workload, ops: u64, payload: &[u8], dir: &Path) -> Re
     let file = OpenOptions::new().read(true).write(true).create_new(true).open(dir.join("raw.dat"))?;
     let next = AtomicU64::new(0);
     let syncs = AtomicU64::new(0);
-    let len = payload.len() as u64;
     let (secs, latencies) = drive(
         workload.writers,
         ops,
         || Ok(()),
         |_| {
-            let at = next.fetch_add(len, Ordering::Relaxed);
-            file.write_all_at(payload, at)?;
-            // The writer whose record crosses a segment boundary syncs.
-            if (at + len) / SEGMENT_BYTES != at / SEGMENT_BYTES {
-                file.sync_data()?;
-                syncs.fetch_add(1, Ordering::Relaxed);
-            }
+            write_syncing_each_segment(&file, &next, &syncs, payload)?;
             Ok(())
         },
     )?;
     Ok(Measured { ops, secs, latencies, syncs: Some(syncs.into_inner()), writes: Some(ops) })
+}
+
+/// Writes `bytes` at the next free offset of `file` (claimed from `next`,
+/// so writers never overlap) and, if they cross a [`SEGMENT_BYTES`]
+/// boundary, fdatasyncs as a segmented log does at its roll-over; the
+/// writer that crosses it pays. Counts the syncs in `syncs`.
+fn write_syncing_each_segment(file: &File, next: &AtomicU64, syncs: &AtomicU64, bytes: &[u8]) -> std::io::Result<()> {
+    let len = bytes.len() as u64;
+    let at = next.fetch_add(len, Ordering::Relaxed);
+    file.write_all_at(bytes, at)?;
+    if (at + len) / SEGMENT_BYTES != at / SEGMENT_BYTES {
+        file.sync_data()?;
+        syncs.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 fn raw_sequential(workload: Workload, ops: u64, payload: &[u8], dir: &Path) -> Result<Measured> {
@@ -400,16 +408,9 @@ fn raw_sequential(workload: Workload, ops: u64, payload: &[u8], dir: &Path) -> R
     let file = OpenOptions::new().read(true).write(true).create_new(true).open(dir.join("raw.dat"))?;
     let next = AtomicU64::new(0);
     let syncs = AtomicU64::new(0);
-    // Writes `buffer` at the next free offset; syncs if it crosses a segment boundary.
     let write_out = |buffer: &mut Vec<u8>| -> std::io::Result<()> {
-        let len = buffer.len() as u64;
-        let at = next.fetch_add(len, Ordering::Relaxed);
-        file.write_all_at(buffer, at)?;
+        write_syncing_each_segment(&file, &next, &syncs, buffer)?;
         buffer.clear();
-        if (at + len) / SEGMENT_BYTES != at / SEGMENT_BYTES {
-            file.sync_data()?;
-            syncs.fetch_add(1, Ordering::Relaxed);
-        }
         Ok(())
     };
     /// A writer's buffer; the part still held when its share is done is

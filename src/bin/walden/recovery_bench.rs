@@ -108,7 +108,7 @@ impl Rng {
 }
 
 fn store_options() -> StoreOptions {
-    let snapshots = SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() };
+    let snapshots = SnapshotOptions::manual();
     let wal = WalOptions { fsync: FsyncMode::Never, ..Default::default() };
     StoreOptions { engine: EngineOptions { wal, snapshots }, writer: WRITER.into() }
 }
