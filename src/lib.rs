@@ -9,6 +9,7 @@ pub mod admin;
 pub mod engine;
 mod error;
 pub mod format;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod io;
@@ -26,3 +27,8 @@ pub use store::{Entry, Store, StoreOptions, WriteBatch};
 pub use wal::{
     FsyncMode, Preallocate, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport, WalStats,
 };
+
+/// README.md's example, compiled as a doc test so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,13 +1,13 @@
 //! [`Lsn`], the log sequence number: the identity of a record in the log.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A log sequence number. The first record of a log has LSN 1 and every
 /// later record the next integer: LSNs are gap-free and never reused.
 ///
 /// `Lsn(0)` never names a record; it stands for "before the first record".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Lsn(pub u64);
 
 impl Lsn {

@@ -13,7 +13,6 @@ use crate::format::{decode_record, RecordHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Vfs;
 use crate::store::codec::{decode_op, Op};
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -40,18 +39,19 @@ pub struct DumpOptions {
 
 /// A store operation decoded for people and tools. Keys and values that
 /// are UTF-8 are shown as text, others as hex (`*_hex`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct StoreOpView {
     pub op: &'static str,
     pub timestamp_us: u64,
     pub writer: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub key_hex: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub value_hex: Option<String>,
 }
 

@@ -8,11 +8,11 @@ use super::{DataDir, Finding, Progress, Severity};
 use crate::io::Vfs;
 use crate::wal::RecoveryMode;
 use crate::{Lsn, Result};
-use serde::Serialize;
 
 /// The one-word verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Health {
     /// Nothing to fix (notices aside).
     Healthy,
@@ -23,7 +23,8 @@ pub enum Health {
 }
 
 /// Throughput-relevant counters of a log.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LogStats {
     pub segments: usize,
     pub records: u64,
@@ -41,7 +42,8 @@ pub struct LogStats {
 }
 
 /// A data directory, examined.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Examination {
     pub dir: DataDir,
     pub health: Health,

@@ -22,12 +22,12 @@ use super::{DataDir, Progress};
 use crate::journal::codec::{self, RecordView as JournalView};
 use crate::journal::{DurableJournal, Journal, JournalOptions, Pattern, SignalType, SignalTypes, Value};
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::ops::ControlFlow;
 
 /// What a log's records hold, judged by its first accepted record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LogContent {
     /// No accepted record: nothing to tell by.
     Empty,
@@ -57,30 +57,33 @@ pub fn log_content<V: crate::io::Vfs>(fs: &V, log: &LogReport, progress: &mut dy
 }
 
 /// A journal entry decoded for people and tools.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct JournalEntryView {
     pub sequence: u64,
     pub timestamp_us: u64,
     pub author: String,
     pub address: String,
-    #[serde(serialize_with = "type_name")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "type_name"))]
     pub signal_type: SignalType,
     /// `SET`, `PUBLISH` or `DELETE`.
     pub op: String,
     pub value: Value,
     /// The value as text (strings quoted, bytes as their length).
     pub value_text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub revision: Option<u64>,
 }
 
+#[cfg(feature = "serde")]
 fn type_name<S: serde::Serializer>(t: &SignalType, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(t.name())
 }
 
 /// A journal log record decoded.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum JournalRecord {
     Entry(JournalEntryView),
     /// Compaction: every entry below `first_kept` is gone for queries.
@@ -125,7 +128,8 @@ pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
 }
 
 /// The journal's counters as its log says: what recovery would rebuild.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct JournalSummary {
     /// The compaction floor: the oldest sequence still held.
     pub first_sequence: u64,
@@ -241,7 +245,8 @@ pub fn dump_journal<V: crate::io::Vfs>(
 }
 
 /// What compacting a journal before a time does (or did).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct JournalCompactPlan {
     /// Entries with a timestamp below this go.
     pub cutoff_us: u64,

@@ -12,12 +12,12 @@ use crate::wal::recovery::{check_header, classify, last_nonzero_end, HeaderProbl
 use crate::wal::segment::{scan_segment, QUARANTINE_INFIX, TEMP_SUFFIX};
 use crate::wal::{parse_segment_file_name, RecoveryMode};
 use crate::{Lsn, Result};
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// How a segment ends, as recovery would judge it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
 pub enum SegmentEnd {
     /// The records end at a batch boundary, followed only by zeros.
     Clean,
@@ -39,7 +39,8 @@ impl SegmentEnd {
 }
 
 /// One segment file as the scan found it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentReport {
     pub path: PathBuf,
     /// The first LSN, from the name (the header agrees unless `end` says not).
@@ -63,12 +64,13 @@ pub struct SegmentReport {
     /// operations.
     pub first_timestamp_us: Option<u64>,
     pub last_timestamp_us: Option<u64>,
-    #[serde(skip)]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) header: Option<SegmentHeader>,
 }
 
 /// Everything in a log directory.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LogReport {
     pub dir: PathBuf,
     pub log_id: Option<u64>,
@@ -83,7 +85,8 @@ pub struct LogReport {
 }
 
 /// Bytes that opening (or a repair) would move into quarantine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PlannedCut {
     pub file: PathBuf,
     /// 0 and `whole_segment` for a segment renamed aside.
@@ -96,7 +99,8 @@ pub struct PlannedCut {
 }
 
 /// Why opening would refuse, and where.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Refusal {
     pub file: PathBuf,
     pub offset: u64,
@@ -105,7 +109,8 @@ pub struct Refusal {
 }
 
 /// What opening the log in `mode` would do.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecoveryPlan {
     pub mode: RecoveryMode,
     pub cuts: Vec<PlannedCut>,

@@ -52,11 +52,11 @@ pub use snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, Snapsho
 
 use crate::io::Vfs;
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Where a data directory keeps its log and its snapshots.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DataDir {
     /// The directory the operator named.
     pub root: PathBuf,
@@ -97,8 +97,9 @@ impl DataDir {
 }
 
 /// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Severity {
     /// Worth knowing, nothing to fix: a leftover temporary file that the
     /// next open removes, quarantine files from an earlier cut.
@@ -113,7 +114,8 @@ pub enum Severity {
 }
 
 /// One thing an examination found, and where.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Finding {
     pub severity: Severity,
     pub file: PathBuf,

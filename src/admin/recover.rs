@@ -18,22 +18,23 @@ use crate::io::Vfs;
 use crate::snapshot::{self, SnapshotInfo};
 use crate::wal::{now_unix_us, RecoveryMode};
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 /// A point in the log: an LSN, or a wall-clock time in microseconds since
 /// the Unix epoch (matched against the store's operation timestamps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Target {
     Lsn(Lsn),
     Time(u64),
 }
 
 /// What an open would do, worked out without doing it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DryRun {
     /// The log's part: what would be cut, or why the open would fail.
     pub plan: RecoveryPlan,
@@ -142,7 +143,8 @@ fn load_like_the_engine<S: StateMachine, V: Vfs>(
 }
 
 /// A state rebuilt as of a point in the log.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PointInTime {
     /// The LSN the state ends at.
     pub lsn: Lsn,

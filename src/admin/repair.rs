@@ -19,11 +19,11 @@ use crate::io::{Vfs, VfsFile};
 use crate::snapshot;
 use crate::wal::{now_unix_us, RecoveryMode, WalRecoveryReport};
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::path::PathBuf;
 
 /// What a repair would do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RepairPlan {
     /// Whether damage in the middle of the log may be cut (`PointInTime`).
     pub salvage: bool,
@@ -57,7 +57,8 @@ pub fn apply_repair<V: Vfs>(fs: &V, dir: &DataDir, salvage: bool) -> Result<WalR
 }
 
 /// A segment compaction would remove.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Removal {
     pub file: PathBuf,
     pub first_lsn: Lsn,
@@ -66,7 +67,8 @@ pub struct Removal {
 }
 
 /// What `compact --before` would do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CompactPlan {
     pub requested_before: Lsn,
     /// The most recovery allows: the LSN after the oldest good snapshot
@@ -161,7 +163,8 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
 }
 
 /// What `snapshot prune --keep N` would do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PrunePlan {
     pub keep: usize,
     /// Good snapshots beyond the newest `keep` good ones, oldest first.

@@ -7,13 +7,13 @@ use crate::engine::StateMachine;
 use crate::io::Vfs;
 use crate::snapshot::{self, SnapshotInfo};
 use crate::{Lsn, Result};
-use serde::Serialize;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Whether a snapshot reads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
 pub enum SnapshotState {
     /// The checksum holds and the content decompresses to `raw_bytes`.
     Good { raw_bytes: u64 },
@@ -22,7 +22,8 @@ pub enum SnapshotState {
 }
 
 /// One snapshot file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SnapshotReport {
     pub path: PathBuf,
     /// From the name if the header does not read.
@@ -36,7 +37,7 @@ pub struct SnapshotReport {
     pub unusable: Option<String>,
     /// Decompressed bytes per stored byte.
     pub compression_ratio: Option<f64>,
-    #[serde(skip)]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) info: Option<SnapshotInfo>,
 }
 
@@ -47,7 +48,8 @@ impl SnapshotReport {
 }
 
 /// The snapshots of a data directory, oldest first.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SnapshotsReport {
     pub dir: Option<PathBuf>,
     pub snapshots: Vec<SnapshotReport>,

@@ -20,7 +20,6 @@ use crate::snapshot::{self, SnapshotInfo};
 use crate::wal::{now_unix_us, Ticket};
 use crate::{Error, Lsn, Result, Wal, WalOptions};
 use parking_lot::{Condvar, Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,8 +65,9 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
 }
 
 /// When snapshots are taken and how many are kept.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct SnapshotOptions {
     /// Snapshots kept; older ones are deleted once a newer one is durable,
     /// and log segments once no kept snapshot needs them. Default 3.
@@ -112,15 +112,17 @@ impl Default for SnapshotOptions {
 }
 
 /// Options of an [`Engine`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct EngineOptions {
     pub wal: WalOptions,
     pub snapshots: SnapshotOptions,
 }
 
 /// What opening an engine found and did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecoveryReport {
     /// The snapshot the state was loaded from, if any.
     pub snapshot_used: Option<PathBuf>,

@@ -7,9 +7,11 @@
 //! The engine is generic over `Vfs`, so the real path pays no virtual call.
 
 mod real;
+#[cfg(any(test, feature = "sim"))]
 mod sim;
 
 pub use real::{RealFile, RealFs, RealMap};
+#[cfg(any(test, feature = "sim"))]
 pub use sim::{CrashMode, Fault, FaultKind, SimFile, SimFs, SimOp};
 
 use std::io;

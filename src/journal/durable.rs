@@ -280,8 +280,9 @@ impl StateMachine for JournalState {
 }
 
 /// Options of a [`DurableJournal`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct JournalOptions {
     /// The log and snapshots underneath. The default differs from
     /// [`EngineOptions::default`] in one field: 4 MiB segments instead of

@@ -1,12 +1,12 @@
 //! The journal's data types: [`Entry`], [`NewEntry`], [`SignalType`],
 //! [`JournalOp`], the dynamic [`Value`] and the parameter state [`Param`].
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// What kind of signal an entry carries (CLASP's signal types).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
 pub enum SignalType {
     Param = 1,
@@ -80,7 +80,8 @@ impl SignalTypes {
 }
 
 /// The operation an entry records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
 pub enum JournalOp {
     /// Sets a parameter: the parameter state changes, the entry has a revision.
@@ -113,7 +114,8 @@ impl JournalOp {
 }
 
 /// A dynamic value. Maps are ordered by key, so equal maps encode equally.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Value {
     Null,
     Bool(bool),

@@ -16,13 +16,13 @@
 
 use crate::format::{read_u32, read_u64};
 use crate::Lsn;
-use serde::Serialize;
 
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
 pub const SNAPSHOT_VERSION: u32 = 1;
 const MAGIC: [u8; 8] = *b"WALDNSNP";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SnapshotHeader {
     pub lsn: Lsn,
     pub created_unix_us: u64,

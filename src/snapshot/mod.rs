@@ -15,7 +15,6 @@ pub use header::{SnapshotHeader, SnapshotHeaderError, SNAPSHOT_HEADER_BYTES, SNA
 
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -41,7 +40,8 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
 }
 
 /// A snapshot on disk.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SnapshotInfo {
     pub path: PathBuf,
     pub header: SnapshotHeader,

@@ -289,8 +289,9 @@ fn replay_key<'a>(op: &Op<'a>) -> Option<&'a [u8]> {
 }
 
 /// Options of a [`Store`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct StoreOptions {
     pub engine: EngineOptions,
     /// The writer id recorded by `put` and `delete`. Default "walden".

@@ -66,7 +66,8 @@ pub struct Ticket<'w, V: Vfs = RealFs> {
 }
 
 /// Counters of a live log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct WalStats {
     /// write() calls that carried records.
     pub writes: u64,

@@ -1,12 +1,12 @@
 //! [`WalOptions`], [`FsyncMode`] and [`RecoveryMode`], with their defaults.
 
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// When appended records reach stable storage, and so what an acknowledged
 /// append survives. See docs/RELIABILITY.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum FsyncMode {
     /// An append returns after an fdatasync covered it: it survives power
     /// loss. Concurrent appends share one fdatasync (group commit).
@@ -28,8 +28,9 @@ impl Default for FsyncMode {
 }
 
 /// What opening a log does about damage it finds (after RocksDB's modes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RecoveryMode {
     /// A torn or incomplete record (or batch) at the very end of the last
     /// segment is cut off into a quarantine file; anything else is an error.
@@ -44,8 +45,9 @@ pub enum RecoveryMode {
 }
 
 /// How segment files get their space.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Preallocate {
     /// Each segment is written full of zeros to `segment_bytes` before it is
     /// used (by a background thread, ahead of time), so an fdatasync never
@@ -68,8 +70,9 @@ impl Preallocate {
 }
 
 /// Options of a [`crate::Wal`]. Every field has a documented default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct WalOptions {
     /// Default: `Periodic { interval: 10ms }`.
     pub fsync: FsyncMode,

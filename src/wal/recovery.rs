@@ -22,12 +22,12 @@ use crate::error::Corruption;
 use crate::format::{DecodeError, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What opening the log found and did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct WalRecoveryReport {
     /// Segments kept.
     pub segments: usize,
@@ -50,7 +50,8 @@ impl WalRecoveryReport {
 }
 
 /// Bytes recovery moved out of the log, and where they are now.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Cut {
     /// The segment they came from.
     pub file: PathBuf,
