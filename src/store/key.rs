@@ -47,6 +47,17 @@ impl StoreKey {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The first 8 bytes, zero-padded, as a big-endian integer.
+    pub(crate) fn prefix(&self) -> u64 {
+        self.prefix
+    }
+
+    /// A key from its prefix, as [`StoreKey::prefix`] gave it, and bytes.
+    pub(crate) fn from_parts(prefix: u64, bytes: Arc<[u8]>) -> Self {
+        debug_assert_eq!(prefix, prefix_of(&bytes));
+        StoreKey { prefix, bytes }
+    }
 }
 
 impl From<&[u8]> for StoreKey {
@@ -103,6 +114,10 @@ impl<'a> KeyRef<'a> {
     /// prefixes differ order as their prefixes do.
     pub fn prefix(&self) -> u64 {
         self.prefix
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 }
 
