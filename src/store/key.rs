@@ -119,6 +119,11 @@ impl<'a> KeyRef<'a> {
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
+
+    /// How this key orders against `other`: as their bytes do.
+    pub fn cmp_to(&self, other: KeyRef<'_>) -> Ordering {
+        compare(self.prefix, self.bytes, other.prefix, other.bytes)
+    }
 }
 
 impl Equivalent<StoreKey> for KeyRef<'_> {

@@ -34,6 +34,7 @@ use std::io::{self, Read, Write};
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
+use tree::Change;
 
 /// What the store keeps for a key, as [`Store::get`] hands it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,13 +141,49 @@ impl StateMachine for KvState {
     /// large map, consecutive keys then share most of their path down the
     /// tree, in cache, instead of each missing all the way down.
     fn apply_batch(&mut self, batch: &[(Lsn, &[u8])]) -> Result<()> {
-        let ops = batch.iter().map(|&(lsn, payload)| decode(lsn, payload)).collect::<Result<Vec<_>>>()?;
-        let mut order: Vec<(u64, u32)> =
-            ops.iter().enumerate().map(|(i, op)| (KeyRef::new(op.key()).prefix(), i as u32)).collect();
-        let key = |i: u32| ops[i as usize].key();
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))).then(a.1.cmp(&b.1)));
-        for &(_, i) in &order {
-            self.apply_op(ops[i as usize]);
+        let mut order = Vec::new();
+        Self::plan_batch(batch, &mut order)?;
+        let sorted: Vec<(Lsn, &[u8])> = order.iter().map(|&i| batch[i as usize]).collect();
+        self.apply_planned_batch(&sorted)
+    }
+
+    /// Decodes every operation (an error names the first that is not one)
+    /// and orders them by key (its 8-byte prefix, then its bytes), and by
+    /// LSN for one key. Replay then copies the batch into this order, so
+    /// the thread that applies it reads it front to back.
+    fn plan_batch(batch: &[(Lsn, &[u8])], order: &mut Vec<u32>) -> Result<()> {
+        let mut keys: Vec<(u64, u32, u32, u32)> = Vec::with_capacity(batch.len());
+        for (i, &(lsn, payload)) in batch.iter().enumerate() {
+            let key = decode(lsn, payload)?.key();
+            let start = key.as_ptr() as usize - payload.as_ptr() as usize;
+            keys.push((KeyRef::new(key).prefix(), i as u32, start as u32, key.len() as u32));
+        }
+        let key = |&(_, i, start, len): &(u64, u32, u32, u32)| &batch[i as usize].1[start as usize..][..len as usize];
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a).cmp(key(b))).then(a.1.cmp(&b.1)));
+        order.extend(keys.iter().map(|&(_, i, ..)| i));
+        Ok(())
+    }
+
+    /// Applies the operations in the order given (`plan_batch`'s, by key):
+    /// a few thousand at a time, merged into the tree together
+    /// (`KvMap::apply_sorted`), each leaf they touch rewritten once.
+    fn apply_planned_batch(&mut self, records: &[(Lsn, &[u8])]) -> Result<()> {
+        let mut changes = Vec::with_capacity(MERGE_CHANGES.min(records.len()));
+        for part in records.chunks(MERGE_CHANGES) {
+            changes.clear();
+            for &(lsn, payload) in part {
+                changes.push(match decode(lsn, payload)? {
+                    Op::Put { key, value, writer, timestamp_us } => {
+                        Change { key: KeyRef::new(key), put: Some((value, writer, timestamp_us)) }
+                    }
+                    Op::Delete { key, .. } => Change { key: KeyRef::new(key), put: None },
+                });
+            }
+            assert!(
+                changes.is_sorted_by(|a, b| a.key.cmp_to(b.key).is_le()),
+                "replay hands a planned batch in key order"
+            );
+            self.map.apply_sorted(&changes, &mut self.scratch);
         }
         Ok(())
     }
@@ -165,6 +202,10 @@ impl StateMachine for KvState {
         Ok(KvState { map: load::read_snapshot(input)?, scratch: Vec::new() })
     }
 }
+
+/// Changes merged into the tree at a time in replay: enough that most
+/// leaves they touch take several, few enough to stay in cache.
+const MERGE_CHANGES: usize = 4096;
 
 fn decode(lsn: Lsn, payload: &[u8]) -> Result<Op<'_>> {
     codec::decode_op(payload)

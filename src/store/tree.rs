@@ -38,9 +38,13 @@ const BRANCH_CAP: usize = 32;
 /// refilled from a neighbour.
 const BRANCH_MIN: usize = BRANCH_CAP / 4;
 
+/// Records in key order, with their prefixes, in one allocation (the
+/// `Arc`'s): a search reads the count and the prefixes, one or two cache
+/// lines, then the one record it lands on.
 struct Leaf {
-    prefixes: Vec<u64>,
-    records: Vec<Record>,
+    len: usize,
+    prefixes: [u64; LEAF_CAP],
+    records: [Option<Record>; LEAF_CAP],
 }
 
 struct Branch {
@@ -81,19 +85,93 @@ fn search<'n>(prefixes: &[u64], bytes: impl Fn(usize) -> &'n [u8], key: KeyRef<'
 
 impl Leaf {
     fn new() -> Leaf {
-        Leaf { prefixes: Vec::with_capacity(LEAF_CAP), records: Vec::with_capacity(LEAF_CAP) }
+        const NONE: Option<Record> = None;
+        Leaf { len: 0, prefixes: [0; LEAF_CAP], records: [NONE; LEAF_CAP] }
     }
 
     fn len(&self) -> usize {
-        self.records.len()
+        self.len
+    }
+
+    fn prefixes(&self) -> &[u64] {
+        &self.prefixes[..self.len]
+    }
+
+    fn record(&self, i: usize) -> &Record {
+        self.records[..self.len][i].as_ref().expect("a leaf's first len slots hold records")
+    }
+
+    #[cfg(test)]
+    fn records(&self) -> impl Iterator<Item = &Record> {
+        (0..self.len).map(|i| self.record(i))
     }
 
     fn search(&self, key: KeyRef<'_>) -> Result<usize, usize> {
-        search(&self.prefixes, |i| self.records[i].key(), key)
+        search(self.prefixes(), |i| self.record(i).key(), key)
     }
 
     fn first_key(&self) -> StoreKey {
-        StoreKey::from(self.records[0].key())
+        StoreKey::from_parts(self.prefixes[0], self.record(0).key().into())
+    }
+
+    fn push(&mut self, prefix: u64, record: Record) {
+        assert!(self.len < LEAF_CAP, "a full leaf takes no more");
+        self.prefixes[self.len] = prefix;
+        self.records[self.len] = Some(record);
+        self.len += 1;
+    }
+
+    fn put(&mut self, i: usize, prefix: u64, record: Record) {
+        assert!(self.len < LEAF_CAP && i <= self.len, "a slot for record {i}");
+        self.prefixes.copy_within(i..self.len, i + 1);
+        self.records[i..=self.len].rotate_right(1);
+        self.prefixes[i] = prefix;
+        self.records[i] = Some(record);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, i: usize) -> Record {
+        let record = self.records[..self.len][i].take().expect("a record to remove");
+        self.prefixes.copy_within(i + 1..self.len, i);
+        self.records[i..self.len].rotate_left(1);
+        self.len -= 1;
+        record
+    }
+
+    /// Moves records `at..` to the end of `to`.
+    fn move_tail(&mut self, at: usize, to: &mut Leaf) {
+        let n = self.len - at;
+        assert!(to.len + n <= LEAF_CAP, "room for the records moved");
+        to.prefixes[to.len..to.len + n].copy_from_slice(&self.prefixes[at..self.len]);
+        for i in 0..n {
+            to.records[to.len + i] = self.records[at + i].take();
+        }
+        (self.len, to.len) = (at, to.len + n);
+    }
+
+    /// Moves records `at..` to the front of `to`.
+    fn move_tail_to_front(&mut self, at: usize, to: &mut Leaf) {
+        let n = self.len - at;
+        assert!(to.len + n <= LEAF_CAP, "room for the records moved");
+        to.prefixes.copy_within(0..to.len, n);
+        to.records[..to.len + n].rotate_right(n);
+        to.prefixes[..n].copy_from_slice(&self.prefixes[at..self.len]);
+        for i in 0..n {
+            to.records[i] = self.records[at + i].take();
+        }
+        (self.len, to.len) = (at, to.len + n);
+    }
+
+    /// Moves the first `n` records to the end of `to`.
+    fn move_head(&mut self, n: usize, to: &mut Leaf) {
+        assert!(n <= self.len && to.len + n <= LEAF_CAP, "room for the records moved");
+        to.prefixes[to.len..to.len + n].copy_from_slice(&self.prefixes[..n]);
+        for i in 0..n {
+            to.records[to.len + i] = self.records[i].take();
+        }
+        self.prefixes.copy_within(n..self.len, 0);
+        self.records[..self.len].rotate_left(n);
+        (self.len, to.len) = (self.len - n, to.len + n);
     }
 
     /// Inserts at `i`; if the leaf was full, splits it and returns the
@@ -102,27 +180,27 @@ impl Leaf {
     /// fill their leaves.
     fn insert(&mut self, i: usize, prefix: u64, record: Record) -> Option<(StoreKey, Node)> {
         if self.len() < LEAF_CAP {
-            self.prefixes.insert(i, prefix);
-            self.records.insert(i, record);
+            self.put(i, prefix, record);
             return None;
         }
         let at = if i == LEAF_CAP { LEAF_CAP } else { LEAF_CAP / 2 };
         let mut right = Leaf::new();
-        right.prefixes.extend(self.prefixes.drain(at..));
-        right.records.extend(self.records.drain(at..));
-        let (half, i) = if i < at { (&mut *self, i) } else { (&mut right, i - at) };
-        half.prefixes.insert(i, prefix);
-        half.records.insert(i, record);
+        self.move_tail(at, &mut right);
+        if i < at {
+            self.put(i, prefix, record);
+        } else {
+            right.put(i - at, prefix, record);
+        }
         Some((right.first_key(), Node::Leaf(Arc::new(right))))
     }
 }
 
 impl Clone for Leaf {
-    /// With room for a full leaf: a leaf is copied to be changed.
     fn clone(&self) -> Leaf {
         let mut leaf = Leaf::new();
-        leaf.prefixes.extend_from_slice(&self.prefixes);
-        leaf.records.extend(self.records.iter().cloned());
+        leaf.len = self.len;
+        leaf.prefixes[..self.len].copy_from_slice(self.prefixes());
+        leaf.records[..self.len].clone_from_slice(&self.records[..self.len]);
         leaf
     }
 }
@@ -189,21 +267,17 @@ impl Branch {
             (Node::Leaf(a), Node::Leaf(b)) => {
                 let (a, b) = (Arc::make_mut(a), Arc::make_mut(b));
                 if a.len() + b.len() <= LEAF_CAP {
-                    a.prefixes.append(&mut b.prefixes);
-                    a.records.append(&mut b.records);
+                    b.move_tail(0, a);
                     true
                 } else {
                     let keep = (a.len() + b.len()) / 2;
                     if a.len() > keep {
-                        b.prefixes.splice(0..0, a.prefixes.drain(keep..));
-                        b.records.splice(0..0, a.records.drain(keep..));
+                        a.move_tail_to_front(keep, b);
                     } else {
-                        let moved = keep - a.len();
-                        a.prefixes.extend(b.prefixes.drain(..moved));
-                        a.records.extend(b.records.drain(..moved));
+                        b.move_head(keep - a.len(), a);
                     }
                     self.prefixes[left] = b.prefixes[0];
-                    self.keys[left] = b.records[0].key().into();
+                    self.keys[left] = b.record(0).key().into();
                     false
                 }
             }
@@ -216,7 +290,10 @@ impl Branch {
                 a.prefixes.append(&mut b.prefixes);
                 a.keys.append(&mut b.keys);
                 a.children.append(&mut b.children);
+                // A child of either may be under its minimum, if a merge
+                // of sorted changes left its parent with it alone.
                 if a.children.len() <= BRANCH_CAP {
+                    a.fix_underfull_children();
                     true
                 } else {
                     let keep = a.children.len() / 2;
@@ -225,6 +302,8 @@ impl Branch {
                     b.keys.extend(a.keys.drain(keep..));
                     self.prefixes[left] = a.prefixes.pop().expect("a separator between the halves");
                     self.keys[left] = a.keys.pop().expect("a separator between the halves");
+                    a.fix_underfull_children();
+                    b.fix_underfull_children();
                     false
                 }
             }
@@ -232,6 +311,23 @@ impl Branch {
         };
         if merged {
             self.remove_child(left + 1);
+        }
+    }
+
+    /// Merges or refills every child under its minimum (after a merge of
+    /// sorted changes, several may be).
+    fn fix_underfull_children(&mut self) {
+        let mut i = 0;
+        while i < self.children.len() {
+            if self.children.len() > 1 && self.children[i].is_underfull() {
+                let before = self.children.len();
+                self.rebalance(i);
+                if self.children.len() < before {
+                    i = i.saturating_sub(1); // merged into its left neighbour, or took in its right one
+                    continue;
+                }
+            }
+            i += 1;
         }
     }
 
@@ -287,7 +383,7 @@ impl KvMap {
         loop {
             match node {
                 Node::Branch(branch) => node = &branch.children[branch.child_index(key)],
-                Node::Leaf(leaf) => return leaf.search(key).ok().map(|i| &leaf.records[i]),
+                Node::Leaf(leaf) => return leaf.search(key).ok().map(|i| leaf.record(i)),
             }
         }
     }
@@ -361,12 +457,12 @@ impl KvMap {
             match node {
                 Node::Leaf(leaf) => {
                     assert!(leaf.len() <= LEAF_CAP);
-                    assert_eq!(leaf.prefixes.len(), leaf.records.len());
-                    for (p, r) in leaf.prefixes.iter().zip(&leaf.records) {
+                    assert!(leaf.records[leaf.len()..].iter().all(Option::is_none), "no record past the count");
+                    for (p, r) in leaf.prefixes().iter().zip(leaf.records()) {
                         assert_eq!(*p, KeyRef::new(r.key()).prefix(), "a leaf's prefix is its record's");
                     }
                     assert_eq!(*leaf_depth.get_or_insert(depth), depth, "leaves at one depth");
-                    out.extend(leaf.records.iter().cloned());
+                    out.extend(leaf.records().cloned());
                 }
                 Node::Branch(branch) => {
                     assert!(branch.children.len() >= 2 && branch.children.len() <= BRANCH_CAP);
@@ -417,9 +513,9 @@ fn upsert_in(
             let leaf = Arc::make_mut(leaf);
             match leaf.search(key) {
                 Ok(i) => {
-                    let record = make(Some(&leaf.records[i]));
+                    let record = make(Some(leaf.record(i)));
                     debug_assert_eq!(record.key(), key.bytes());
-                    leaf.records[i] = record;
+                    leaf.records[i] = Some(record);
                     None
                 }
                 Err(i) => {
@@ -445,8 +541,7 @@ fn remove_in(node: &mut Node, key: KeyRef<'_>) -> Record {
         Node::Leaf(leaf) => {
             let leaf = Arc::make_mut(leaf);
             let i = leaf.search(key).expect("the key was found before removing it");
-            leaf.prefixes.remove(i);
-            leaf.records.remove(i)
+            leaf.remove(i)
         }
         Node::Branch(branch) => {
             let branch = Arc::make_mut(branch);
@@ -475,7 +570,8 @@ impl<'a> Iterator for Iter<'a> {
 
     fn next(&mut self) -> Option<&'a Record> {
         loop {
-            if let Some(record) = self.leaf.records.get(self.position) {
+            if self.position < self.leaf.len() {
+                let record = self.leaf.record(self.position);
                 self.position += 1;
                 self.remaining = self.remaining.saturating_sub(1);
                 return Some(record);
@@ -531,9 +627,9 @@ impl KvMapBuilder {
     /// above the last one's.
     pub(crate) fn push(&mut self, record: Record) -> bool {
         let prefix = KeyRef::new(record.key()).prefix();
-        let last = match (self.leaf.records.last(), self.leaves.last()) {
-            (Some(last), _) => Some((*self.leaf.prefixes.last().expect("a prefix per record"), last)),
-            (None, Some((_, Node::Leaf(leaf)))) => leaf.records.last().map(|r| (leaf.prefixes[leaf.len() - 1], r)),
+        let last = match (self.leaf.len(), self.leaves.last()) {
+            (n, _) if n > 0 => Some((self.leaf.prefixes[n - 1], self.leaf.record(n - 1))),
+            (_, Some((_, Node::Leaf(leaf)))) => Some((leaf.prefixes[leaf.len() - 1], leaf.record(leaf.len() - 1))),
             _ => None,
         };
         if let Some((last_prefix, last)) = last {
@@ -544,8 +640,7 @@ impl KvMapBuilder {
         if self.leaf.len() == LEAF_CAP {
             self.finish_leaf();
         }
-        self.leaf.prefixes.push(prefix);
-        self.leaf.records.push(record);
+        self.leaf.push(prefix, record);
         self.len += 1;
         true
     }
@@ -571,37 +666,232 @@ impl KvMapBuilder {
                 let previous = Arc::get_mut(previous).expect("a leaf being built is not shared");
                 let moved = (previous.len() + self.leaf.len()) / 2 - self.leaf.len();
                 let at = previous.len() - moved;
-                self.leaf.prefixes.splice(0..0, previous.prefixes.drain(at..));
-                self.leaf.records.splice(0..0, previous.records.drain(at..));
+                previous.move_tail_to_front(at, &mut self.leaf);
             }
         }
         self.finish_leaf();
-        let mut level = self.leaves;
-        while level.len() > 1 {
-            // As few branches as will hold the level, the children spread
-            // evenly, so every branch has at least half its capacity.
-            let branches = level.len().div_ceil(BRANCH_CAP);
-            let (per, extra) = (level.len() / branches, level.len() % branches);
-            let mut children = level.into_iter();
-            level = (0..branches)
-                .map(|b| {
-                    let mut branch = Branch::with_capacity();
-                    let mut first = None;
-                    for (key, child) in children.by_ref().take(per + usize::from(b < extra)) {
-                        if first.is_none() {
-                            first = Some(key);
-                            branch.push(None, child);
-                        } else {
-                            branch.push(Some(key), child);
-                        }
-                    }
-                    (first.expect("every branch has children"), Node::Branch(Arc::new(branch)))
-                })
-                .collect();
-        }
-        let (_, root) = level.pop().expect("one node is left");
-        KvMap { root, len: self.len }
+        let level = self.leaves.into_iter().map(|(key, leaf)| (Some(key), leaf)).collect();
+        KvMap { root: build_levels(level), len: self.len }
     }
+}
+
+/// Nodes of one depth, in key order, each with its first key (the first
+/// node's may be unknown: no separator needs it), under as many levels of
+/// branches as they need: the root.
+fn build_levels(mut level: Vec<(Option<StoreKey>, Node)>) -> Node {
+    if level.is_empty() {
+        return Node::Leaf(Arc::new(Leaf::new()));
+    }
+    while level.len() > 1 {
+        // As few branches as will hold the level, the children spread
+        // evenly, so every branch has at least half its capacity.
+        let groups = spread(level.len(), BRANCH_CAP);
+        let mut children = level.into_iter();
+        level = groups
+            .map(|size| {
+                let mut branch = Branch::with_capacity();
+                let (first, child) = children.next().expect("every branch has children");
+                branch.push(None, child);
+                for (key, child) in children.by_ref().take(size - 1) {
+                    branch.push(Some(key.expect("a node after the first has its first key")), child);
+                }
+                (first, Node::Branch(Arc::new(branch)))
+            })
+            .collect();
+    }
+    level.pop().expect("one node is left").1
+}
+
+/// The sizes of as few groups of at most `cap` as hold `n` items, as
+/// equal as they can be.
+fn spread(n: usize, cap: usize) -> impl Iterator<Item = usize> {
+    let groups = n.div_ceil(cap);
+    let (per, extra) = (n / groups.max(1), n % groups.max(1));
+    (0..groups).map(move |g| per + usize::from(g < extra))
+}
+
+/// One change of a sorted batch: `key` set to a value by a writer at a
+/// time (a new record, its revision one above the key's record's), or
+/// removed (`put` is `None`).
+pub(crate) struct Change<'a> {
+    pub key: KeyRef<'a>,
+    pub put: Option<(&'a [u8], &'a str, u64)>,
+}
+
+/// What a merge made of a node: the node itself, changed in place, or the
+/// nodes that take its place (none, or two and more), each with its first
+/// key (the first node's may be unknown).
+enum Merged {
+    Same,
+    Replaced(Vec<(Option<StoreKey>, Node)>),
+}
+
+/// What a merge carries down the tree.
+struct Merge<'s> {
+    /// Where a record is encoded before its allocation.
+    scratch: &'s mut Vec<u8>,
+    /// A leaf's records during its merge.
+    records: Vec<(u64, Record)>,
+    /// Keys added less keys removed.
+    added: isize,
+}
+
+/// How the key of `prefix` (and `bytes`, read only on a tie: they are in
+/// the record, a cache miss away) orders against `key`.
+fn compare<'b>(prefix: u64, bytes: impl FnOnce() -> &'b [u8], key: KeyRef<'_>) -> Ordering {
+    prefix.cmp(&key.prefix()).then_with(|| bytes().cmp(key.bytes()))
+}
+
+impl KvMap {
+    /// Applies `changes`, sorted by key (several of one key in the order
+    /// they were made), with the result of making them one by one: each
+    /// node they touch is copied (if shared) and rewritten once, with all
+    /// of its changes, instead of one descent of the tree per change.
+    pub(crate) fn apply_sorted(&mut self, changes: &[Change<'_>], scratch: &mut Vec<u8>) {
+        debug_assert!(changes.windows(2).all(|w| w[0].key.cmp_to(w[1].key).is_le()));
+        if changes.is_empty() {
+            return;
+        }
+        let mut merge = Merge { scratch, records: Vec::new(), added: 0 };
+        if let Merged::Replaced(nodes) = merge_node(&mut self.root, changes, &mut merge) {
+            self.root = build_levels(nodes);
+        }
+        while let Node::Branch(root) = &self.root {
+            if root.children.len() > 1 {
+                break;
+            }
+            self.root = root.children[0].clone();
+        }
+        self.len = self.len.checked_add_signed(merge.added).expect("no more keys removed than there were");
+    }
+}
+
+fn merge_node(node: &mut Node, changes: &[Change<'_>], merge: &mut Merge<'_>) -> Merged {
+    match node {
+        Node::Leaf(leaf) => merge_leaf(Arc::make_mut(leaf), changes, merge),
+        Node::Branch(branch) => merge_branch(Arc::make_mut(branch), changes, merge),
+    }
+}
+
+/// Merges the leaf's records with the changes that fall among them.
+fn merge_leaf(leaf: &mut Leaf, changes: &[Change<'_>], merge: &mut Merge<'_>) -> Merged {
+    let out = &mut merge.records;
+    out.clear();
+    let mut i = 0;
+    for change in changes {
+        let key = change.key;
+        while i < leaf.len && compare(leaf.prefixes[i], || leaf.record(i).key(), key).is_lt() {
+            out.push((leaf.prefixes[i], leaf.records[i].take().expect("a record")));
+            i += 1;
+        }
+        // The key's record: made by an earlier change of this batch, or the leaf's.
+        let existing = if out.last().is_some_and(|(p, r)| compare(*p, || r.key(), key).is_eq()) {
+            out.pop().map(|(_, r)| r)
+        } else if i < leaf.len && compare(leaf.prefixes[i], || leaf.record(i).key(), key).is_eq() {
+            i += 1;
+            leaf.records[i - 1].take()
+        } else {
+            None
+        };
+        match change.put {
+            Some((value, writer, timestamp_us)) => {
+                let revision = existing.as_ref().map_or(1, |r| r.revision() + 1);
+                merge.added += isize::from(existing.is_none());
+                let record = Record::new(merge.scratch, key.bytes(), value, revision, writer, timestamp_us);
+                out.push((key.prefix(), record));
+            }
+            None => merge.added -= isize::from(existing.is_some()),
+        }
+    }
+    while i < leaf.len {
+        out.push((leaf.prefixes[i], leaf.records[i].take().expect("a record")));
+        i += 1;
+    }
+    leaf.len = 0;
+    if out.is_empty() {
+        return Merged::Replaced(Vec::new());
+    }
+    if out.len() <= LEAF_CAP {
+        out.drain(..).for_each(|(prefix, record)| leaf.push(prefix, record));
+        return Merged::Same;
+    }
+    let mut records = out.drain(..);
+    let nodes = spread(records.len(), LEAF_CAP)
+        .map(|size| {
+            let mut part = Leaf::new();
+            records.by_ref().take(size).for_each(|(prefix, record)| part.push(prefix, record));
+            (Some(part.first_key()), Node::Leaf(Arc::new(part)))
+        })
+        .collect();
+    Merged::Replaced(nodes)
+}
+
+/// Hands each child the changes that fall in it, puts what replaced a
+/// child in its place, then evens out children left under their minimum
+/// and splits the branch if it overflows.
+fn merge_branch(branch: &mut Branch, changes: &[Change<'_>], merge: &mut Merge<'_>) -> Merged {
+    let mut replaced = Vec::new();
+    let mut start = 0;
+    while start < changes.len() {
+        let i = branch.child_index(changes[start].key);
+        let end = match (branch.prefixes.get(i), branch.keys.get(i)) {
+            (Some(&prefix), Some(separator)) => {
+                start + changes[start..].partition_point(|c| compare(prefix, || separator, c.key).is_gt())
+            }
+            _ => changes.len(),
+        };
+        if let Merged::Replaced(nodes) = merge_node(&mut branch.children[i], &changes[start..end], merge) {
+            replaced.push((i, nodes));
+        }
+        start = end;
+    }
+    // From the last, so that the indices of the others still hold.
+    for (i, nodes) in replaced.into_iter().rev() {
+        let mut nodes = nodes.into_iter();
+        match nodes.next() {
+            None => {
+                branch.children.remove(i);
+                let separator = if i > 0 { i - 1 } else { 0 };
+                if separator < branch.keys.len() {
+                    branch.prefixes.remove(separator);
+                    branch.keys.remove(separator);
+                }
+            }
+            Some((_, first)) => {
+                branch.children[i] = first;
+                for (at, (key, node)) in (i + 1..).zip(nodes) {
+                    let key = key.expect("a node after the first has its first key");
+                    branch.prefixes.insert(at - 1, key.prefix());
+                    branch.keys.insert(at - 1, key.bytes().clone());
+                    branch.children.insert(at, node);
+                }
+            }
+        }
+    }
+    branch.fix_underfull_children();
+    if branch.children.is_empty() {
+        return Merged::Replaced(Vec::new());
+    }
+    if branch.children.len() <= BRANCH_CAP {
+        return Merged::Same;
+    }
+    // Too many children: as few branches as hold them, evenly.
+    let sizes: Vec<usize> = spread(branch.children.len(), BRANCH_CAP).collect();
+    let mut children = std::mem::take(&mut branch.children).into_iter();
+    let mut prefixes = std::mem::take(&mut branch.prefixes).into_iter();
+    let mut keys = std::mem::take(&mut branch.keys).into_iter();
+    let mut nodes = Vec::with_capacity(sizes.len());
+    for (g, size) in sizes.into_iter().enumerate() {
+        // The separator before this group goes up as its first key.
+        let first = (g > 0)
+            .then(|| StoreKey::from_parts(prefixes.next().expect("a separator"), keys.next().expect("a separator")));
+        let mut part = Branch::with_capacity();
+        part.children.extend(children.by_ref().take(size));
+        part.prefixes.extend(prefixes.by_ref().take(size - 1));
+        part.keys.extend(keys.by_ref().take(size - 1));
+        nodes.push((first, Node::Branch(Arc::new(part))));
+    }
+    Merged::Replaced(nodes)
 }
 
 #[cfg(test)]
@@ -630,6 +920,8 @@ mod tests {
         Delete(Vec<u8>),
         Freeze,
         Thaw,
+        /// Puts (true) and deletes, merged in one sorted batch.
+        Batch(Vec<(Vec<u8>, bool)>),
     }
 
     fn step_strategy() -> impl Strategy<Value = Step> {
@@ -638,14 +930,49 @@ mod tests {
             4 => key_strategy().prop_map(Step::Delete),
             1 => Just(Step::Freeze),
             1 => Just(Step::Thaw),
+            2 => proptest::collection::vec((key_strategy(), proptest::bool::weighted(0.6)), 0..300).prop_map(Step::Batch),
         ]
     }
 
-    /// Keys and revisions, in order.
-    type Contents = Vec<(Vec<u8>, u64)>;
+    /// Keys, revisions and values, in order.
+    type Contents = Vec<(Vec<u8>, u64, Vec<u8>)>;
 
     fn contents(map: &KvMap) -> Contents {
-        map.iter().map(|r| (r.key().to_vec(), r.revision())).collect()
+        map.iter().map(|r| (r.key().to_vec(), r.revision(), r.value().to_vec())).collect()
+    }
+
+    /// The model of a map: each key's revision and value.
+    type Model = BTreeMap<Vec<u8>, (u64, Vec<u8>)>;
+
+    fn model_contents(model: &Model) -> Contents {
+        model.iter().map(|(k, (r, v))| (k.clone(), *r, v.clone())).collect()
+    }
+
+    /// Applies `batch` to the map as one sorted merge and to the model one
+    /// by one, in the order given; each put's value is a tag of its own.
+    fn apply_batch(map: &mut KvMap, model: &mut Model, batch: &[(Vec<u8>, bool)], tag: &mut u64) {
+        let tags: Vec<[u8; 8]> = batch
+            .iter()
+            .map(|_| {
+                *tag += 1;
+                tag.to_le_bytes()
+            })
+            .collect();
+        for ((key, put), value) in batch.iter().zip(&tags) {
+            if *put {
+                let revision = model.get(key).map_or(1, |(r, _)| r + 1);
+                model.insert(key.clone(), (revision, value.to_vec()));
+            } else {
+                model.remove(key);
+            }
+        }
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| batch[a].0.cmp(&batch[b].0)); // stable: one key's in the order given
+        let changes: Vec<Change<'_>> = order
+            .iter()
+            .map(|&i| Change { key: KeyRef::new(&batch[i].0), put: batch[i].1.then(|| (&tags[i][..], "b", 7)) })
+            .collect();
+        map.apply_sorted(&changes, &mut Vec::new());
     }
 
     proptest! {
@@ -665,32 +992,37 @@ mod tests {
             }
             let mut map = builder.finish();
             map.check();
-            let mut model: BTreeMap<Vec<u8>, u64> = initial.iter().map(|k| (k.clone(), 1)).collect();
+            let mut model: Model = initial.iter().map(|k| (k.clone(), (1, 1u64.to_le_bytes().to_vec()))).collect();
             let mut frozen: Vec<(KvMap, Contents)> = Vec::new();
+            let mut tag = 1 << 32;
             for step in steps {
                 match step {
                     Step::Put(key) => {
-                        let revision = model.get(&key).map_or(1, |r| r + 1);
+                        let revision = model.get(&key).map_or(1, |(r, _)| r + 1);
                         let new = map.upsert(KeyRef::new(&key), |old| {
                             assert_eq!(old.map_or(1, |r| r.revision() + 1), revision);
                             record(&mut scratch, &key, revision)
                         });
                         prop_assert_eq!(new, revision == 1);
-                        model.insert(key, revision);
+                        model.insert(key, (revision, revision.to_le_bytes().to_vec()));
                     }
                     Step::Delete(key) => {
                         let removed = map.remove(KeyRef::new(&key)).map(|r| r.revision());
-                        prop_assert_eq!(removed, model.remove(&key));
+                        prop_assert_eq!(removed, model.remove(&key).map(|(r, _)| r));
                     }
                     Step::Freeze => frozen.push((map.clone(), contents(&map))),
                     Step::Thaw => drop(frozen.pop()),
+                    Step::Batch(batch) => {
+                        apply_batch(&mut map, &mut model, &batch, &mut tag);
+                        map.check();
+                    }
                 }
                 prop_assert_eq!(map.len(), model.len());
             }
             map.check();
-            prop_assert_eq!(contents(&map), model.iter().map(|(k, r)| (k.clone(), *r)).collect::<Vec<_>>());
+            prop_assert_eq!(contents(&map), model_contents(&model));
             for key in model.keys().chain(initial.iter()) {
-                prop_assert_eq!(map.get(KeyRef::new(key)).map(|r| r.revision()), model.get(key).copied());
+                prop_assert_eq!(map.get(KeyRef::new(key)).map(|r| r.revision()), model.get(key).map(|(r, _)| *r));
             }
             for (copy, then) in &frozen {
                 copy.check();
@@ -821,8 +1153,61 @@ mod tests {
                 }
             }
             map.check();
-            assert_eq!(contents(&map), model.iter().map(|(k, r)| (k.to_vec(), *r)).collect::<Vec<_>>());
+            assert_eq!(
+                contents(&map),
+                model.iter().map(|(k, r)| (k.to_vec(), *r, r.to_le_bytes().to_vec())).collect::<Vec<_>>()
+            );
         }
+        assert!(map.is_empty() && matches!(&map.root, Node::Leaf(_)));
+        for (copy, then) in &frozen {
+            copy.check();
+            assert_eq!(&contents(copy), then);
+        }
+    }
+
+    /// Sorted batches merged into a large map: thousands of keys into an
+    /// empty one, mixed puts and deletes, deletes of nearly all and then
+    /// all keys (whole subtrees emptied in one merge), with frozen copies.
+    #[test]
+    fn sorted_batches_merge_into_a_large_map_as_one_by_one() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut map, mut model, mut tag) = (KvMap::new(), Model::new(), 0);
+        let mut frozen = Vec::new();
+        let key = |i: u64| (i * 2654435761 % 1_000_003).to_be_bytes().to_vec();
+        // 60,000 new keys in one batch, then batches of 5,000 mixed changes.
+        let batch: Vec<(Vec<u8>, bool)> = (0..60_000).map(|i| (key(i), true)).collect();
+        apply_batch(&mut map, &mut model, &batch, &mut tag);
+        map.check();
+        for round in 0..40 {
+            let space = if round < 20 { 80_000 } else { 2_000 };
+            let puts = if round < 30 { 0.6 } else { 0.1 };
+            let batch: Vec<(Vec<u8>, bool)> =
+                (0..5_000).map(|_| (key(next() % space), (next() % 1000) as f64 / 1000.0 < puts)).collect();
+            apply_batch(&mut map, &mut model, &batch, &mut tag);
+            if round % 5 == 0 {
+                map.check();
+                frozen.push((map.clone(), contents(&map)));
+            }
+            assert_eq!(map.len(), model.len(), "round {round}");
+        }
+        map.check();
+        assert_eq!(contents(&map), model_contents(&model));
+        // All but a few keys at either end (subtrees emptied down to one
+        // child on the left), then all of them, deleted in one batch each.
+        let keys: Vec<Vec<u8>> = model.keys().cloned().collect();
+        let batch: Vec<(Vec<u8>, bool)> = keys[3..keys.len() - 300].iter().map(|k| (k.clone(), false)).collect();
+        apply_batch(&mut map, &mut model, &batch, &mut tag);
+        map.check();
+        assert_eq!(contents(&map), model_contents(&model));
+        let batch: Vec<(Vec<u8>, bool)> = keys.iter().map(|k| (k.clone(), false)).collect();
+        apply_batch(&mut map, &mut model, &batch, &mut tag);
+        map.check();
         assert!(map.is_empty() && matches!(&map.root, Node::Leaf(_)));
         for (copy, then) in &frozen {
             copy.check();
