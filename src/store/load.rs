@@ -5,11 +5,14 @@
 //! snapshot's zstd decoder runs inside its reads) and cuts it into chunks:
 //! a version-2 chunk is read whole, by its length, without looking at its
 //! entries; version-1 content (no chunks) is cut into entries and each is
-//! rewritten as a version-2 entry on the way. A second thread checks each
-//! entry, copies it into its record (one allocation) and builds the tree
-//! bottom-up, leaf by leaf, from the records in key order: no search, no
-//! node ever split. The two overlap, so a load takes about as long as the
-//! slower of the two, and memory stays a few chunks above the map's.
+//! rewritten as a version-2 entry on the way. A second thread,
+//! `walden-load`, checks each entry, copies it into its record (one
+//! allocation) and builds the tree bottom-up, leaf by leaf, from the
+//! records in key order: no search, no node ever split. When the builder
+//! falls behind (its queue is full), the calling thread makes the records
+//! of the next chunk itself and hands them over made, so the two share the
+//! work whichever half is slower on the machine; memory stays a few chunks
+//! above the map's.
 //!
 //! **Invariant:** a loaded map holds exactly the entries of the content,
 //! each checked (`codec::entry_len`) and in strictly ascending key order;
@@ -71,33 +74,90 @@ struct Chunk {
     entries: u32,
 }
 
+/// What the builder is handed: a chunk, or the records the reading thread
+/// made of one itself.
+enum Batch {
+    Chunk(Chunk),
+    Records(Vec<Record>),
+}
+
+/// Checks each of the chunk's entries and copies it into its record, for
+/// `take` (false: stop, the reason is the builder's). `first` numbers the
+/// chunk's first entry in an error.
+fn make_records(chunk: &Chunk, first: usize, mut take: impl FnMut(Record) -> io::Result<()>) -> io::Result<()> {
+    let mut at = 0;
+    for n in 0..chunk.entries as usize {
+        let entry = &chunk.bytes[at..];
+        let len = codec::entry_len(entry).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
+        take(Record::from_checked_entry(&entry[..len]))?;
+        at += len;
+    }
+    if at != chunk.bytes.len() {
+        return Err(invalid(format!(
+            "a chunk of {} entries ends {} bytes after them (entry {})",
+            chunk.entries,
+            chunk.bytes.len() - at,
+            first + chunk.entries as usize
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 /// Loads a map from content of either version.
 pub(crate) fn read_snapshot(input: &mut dyn Read) -> io::Result<KvMap> {
+    read_with_queue(input, CHUNKS_IN_FLIGHT)
+}
+
+/// [`read_snapshot`] with `in_flight` chunks queued for the builder at
+/// most (0: each is handed over only if the builder is waiting for it,
+/// so the reading thread makes most records itself).
+fn read_with_queue(input: &mut dyn Read, in_flight: usize) -> io::Result<KvMap> {
     let mut reader = io::BufReader::with_capacity(1 << 20, input);
     let mut head = [0u8; 4];
     let got = read_up_to(&mut reader, &mut head)?;
     if got == 0 {
         return Ok(KvMap::new()); // version 1, no entries
     }
-    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(in_flight);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let recycle = empty_tx.clone();
     std::thread::scope(|scope| {
         let builder = std::thread::Builder::new()
             .name("walden-load".into())
             .spawn_scoped(scope, move || build(full_rx, empty_tx))?;
-        let fresh = || empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * CHUNK_TARGET_BYTES));
-        let send = |chunk: Chunk| full_tx.send(chunk).is_ok();
+        let mut sent = 0usize;
+        // Owns the sender: dropping it (below) ends the builder's input.
+        let mut send = move |chunk: Chunk| -> io::Result<bool> {
+            let entries = chunk.entries as usize;
+            let batch = match full_tx.try_send(Batch::Chunk(chunk)) {
+                Ok(()) => None,
+                Err(mpsc::TrySendError::Full(Batch::Chunk(chunk))) => {
+                    // The builder is behind: make this chunk's records here.
+                    let mut records = Vec::with_capacity(entries);
+                    make_records(&chunk, sent, |record| {
+                        records.push(record);
+                        Ok(())
+                    })?;
+                    let _ = recycle.send(chunk.bytes); // never fails: the receiver is right here
+                    Some(Batch::Records(records))
+                }
+                Err(_) => return Ok(false),
+            };
+            sent += entries;
+            Ok(batch.is_none_or(|batch| full_tx.send(batch).is_ok()))
+        };
+        let mut fresh = || empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * CHUNK_TARGET_BYTES));
         let read = if got == 4 && head == SNAPSHOT_MAGIC {
-            read_v2(&mut reader, send, fresh)
+            read_v2(&mut reader, &mut send, &mut fresh)
         } else {
             let mut v1 = io::Cursor::new(&head[..got]).chain(reader);
-            read_v1(&mut v1, send, fresh)
+            read_v1(&mut v1, &mut send, &mut fresh)
         };
-        drop(full_tx);
+        drop(send);
         let built = builder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         // The builder's own error says more than the reader's "it stopped".
         let map = built?;
@@ -131,7 +191,7 @@ fn stopped() -> io::Error {
 /// the entry count the end claims.
 fn read_v2(
     r: &mut impl BufRead,
-    mut send: impl FnMut(Chunk) -> bool,
+    mut send: impl FnMut(Chunk) -> io::Result<bool>,
     mut fresh: impl FnMut() -> Vec<u8>,
 ) -> io::Result<u64> {
     let version = u32::from_le_bytes(codec::read_array(r)?);
@@ -165,7 +225,7 @@ fn read_v2(
                 format!("a chunk cut after {got} of {bytes} bytes"),
             ));
         }
-        if !send(Chunk { bytes: buffer, entries }) {
+        if !send(Chunk { bytes: buffer, entries })? {
             return Err(stopped());
         }
     }
@@ -175,7 +235,7 @@ fn read_v2(
 /// Returns how many.
 fn read_v1(
     r: &mut impl BufRead,
-    mut send: impl FnMut(Chunk) -> bool,
+    mut send: impl FnMut(Chunk) -> io::Result<bool>,
     mut fresh: impl FnMut() -> Vec<u8>,
 ) -> io::Result<u64> {
     let mut scratch = Vec::new();
@@ -192,7 +252,7 @@ fn read_v1(
             chunk.entries += 1;
         }
         total += u64::from(chunk.entries);
-        if chunk.entries > 0 && !send(chunk) {
+        if chunk.entries > 0 && !send(chunk)? {
             return Err(stopped());
         }
         if !more {
@@ -202,29 +262,29 @@ fn read_v1(
 }
 
 /// The building thread: checks and copies each entry of each chunk into a
-/// record, in order, and builds the map.
-fn build(chunks: mpsc::Receiver<Chunk>, recycle: mpsc::Sender<Vec<u8>>) -> io::Result<KvMap> {
+/// record (or takes the records made already), in order, and builds the
+/// map.
+fn build(batches: mpsc::Receiver<Batch>, recycle: mpsc::Sender<Vec<u8>>) -> io::Result<KvMap> {
     let mut builder = KvMapBuilder::default();
-    for chunk in chunks {
-        let mut at = 0;
-        for _ in 0..chunk.entries {
-            let entry = &chunk.bytes[at..];
-            let len = codec::entry_len(entry).map_err(|e| invalid(format!("entry {}: {e}", builder.len())))?;
-            if !builder.push(Record::from_checked_entry(&entry[..len])) {
-                return Err(invalid(format!("entry {}: its key is not above the one before", builder.len())));
+    let out_of_order = |n: usize| invalid(format!("entry {n}: its key is not above the one before"));
+    for batch in batches {
+        match batch {
+            Batch::Chunk(chunk) => {
+                make_records(&chunk, builder.len(), |record| match builder.push(record) {
+                    true => Ok(()),
+                    false => Err(out_of_order(builder.len())),
+                })?;
+                // The reader may be gone already; then the buffer is dropped.
+                let _ = recycle.send(chunk.bytes);
             }
-            at += len;
+            Batch::Records(records) => {
+                for record in records {
+                    if !builder.push(record) {
+                        return Err(out_of_order(builder.len()));
+                    }
+                }
+            }
         }
-        if at != chunk.bytes.len() {
-            return Err(invalid(format!(
-                "a chunk of {} entries ends {} bytes after them (entry {})",
-                chunk.entries,
-                chunk.bytes.len() - at,
-                builder.len()
-            )));
-        }
-        // The reader may be gone already; then the buffer is dropped.
-        let _ = recycle.send(chunk.bytes);
     }
     Ok(builder.finish())
 }
@@ -281,5 +341,36 @@ mod tests {
         content[12..16].copy_from_slice(&(100u32 << 20).to_le_bytes());
         let e = read_snapshot(&mut &content[..]).expect_err("cut");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// The same content loads the same, and the same damage is the same
+    /// error, whichever thread makes the records.
+    #[test]
+    fn records_made_by_either_thread_load_the_same_and_fail_the_same() {
+        let mut scratch = Vec::new();
+        let mut builder = KvMapBuilder::default();
+        for i in 0u32..50_000 {
+            assert!(builder.push(Record::new(&mut scratch, &i.to_be_bytes(), &[7; 20], 1, "w", 2)));
+        }
+        let map = builder.finish();
+        let mut content = Vec::new();
+        write_snapshot(&map, &mut content).unwrap();
+        let entry = codec::ENTRY_HEADER_BYTES + 4 + 20 + 1;
+        let per_chunk = CHUNK_TARGET_BYTES.div_ceil(entry);
+        let entry_at = |n: usize| 8 + (n / per_chunk) * (8 + per_chunk * entry) + 8 + (n % per_chunk) * entry;
+        let mut garbled = content.clone();
+        garbled[entry_at(40_000) + 16..][..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut swapped = content.clone();
+        let at = entry_at(30_001);
+        swapped[at + 26..at + 30].copy_from_slice(&0u32.to_be_bytes());
+        for in_flight in [0, CHUNKS_IN_FLIGHT] {
+            let loaded = read_with_queue(&mut &content[..], in_flight).unwrap();
+            loaded.check();
+            assert!(loaded.iter().eq(map.iter()), "queue of {in_flight}");
+            let e = read_with_queue(&mut &garbled[..], in_flight).expect_err("a huge key length");
+            assert!(e.to_string().starts_with("entry 40000: "), "queue of {in_flight}: {e}");
+            let e = read_with_queue(&mut &swapped[..], in_flight).expect_err("a key out of order");
+            assert!(e.to_string().contains("entry 30001: its key is not above"), "queue of {in_flight}: {e}");
+        }
     }
 }
