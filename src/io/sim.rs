@@ -114,11 +114,15 @@ pub struct SimFs {
     gate: Arc<(Mutex<SyncGate>, parking_lot::Condvar)>,
 }
 
-/// Whether file syncs are held back, and how many are waiting.
+/// Whether file syncs are held back, and how many are waiting; and how
+/// many of the next file writes are to be held, and how many are.
 #[derive(Default)]
 struct SyncGate {
     closed: bool,
     waiting: usize,
+    writes_to_hold: usize,
+    writes_held: usize,
+    writes_released: bool,
 }
 
 /// A file of a [`SimFs`].
@@ -212,6 +216,39 @@ impl SimFs {
     /// How many file syncs are blocked by [`SimFs::hold_syncs`] now.
     pub fn syncs_held(&self) -> usize {
         self.gate.0.lock().waiting
+    }
+
+    /// Makes the next `count` file writes block until
+    /// [`SimFs::release_writes`] (later ones go through): a test can stall
+    /// one writer, as a preempted thread would be, and see who waits for it.
+    pub fn hold_next_writes(&self, count: usize) {
+        let mut gate = self.gate.0.lock();
+        gate.writes_to_hold = count;
+        gate.writes_released = false;
+    }
+
+    /// Lets the writes held by [`SimFs::hold_next_writes`] go on.
+    pub fn release_writes(&self) {
+        self.gate.0.lock().writes_released = true;
+        self.gate.1.notify_all();
+    }
+
+    /// How many file writes are blocked by [`SimFs::hold_next_writes`] now.
+    pub fn writes_held(&self) -> usize {
+        self.gate.0.lock().writes_held
+    }
+
+    fn pass_write_gate(&self) {
+        let (gate, opened) = &*self.gate;
+        let mut gate = gate.lock();
+        if gate.writes_to_hold > 0 {
+            gate.writes_to_hold -= 1;
+            gate.writes_held += 1;
+            while !gate.writes_released {
+                opened.wait(&mut gate);
+            }
+            gate.writes_held -= 1;
+        }
     }
 
     fn pass_sync_gate(&self) {
@@ -467,6 +504,7 @@ impl VfsFile for SimFile {
     type Map = Arc<[u8]>;
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.fs.pass_write_gate();
         let mut st = self.fs.state.lock();
         st.fail(SimOp::Write)?;
         let end = offset + buf.len() as u64;

@@ -92,6 +92,10 @@ pub struct WalStats {
     pub writes: u64,
     /// fdatasync calls of the group commit and the timer (roll-overs excluded).
     pub syncs: u64,
+    /// write() calls of records another appender had reserved and not yet
+    /// written (`Periodic` and `Never`): an appender behind a slow one
+    /// writes its bytes instead of waiting for it.
+    pub helped_writes: u64,
     pub segments: usize,
 }
 
@@ -134,7 +138,6 @@ impl<V: Vfs> Wal<V> {
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
-            direct_done: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
             acknowledged_lsn: AtomicU64::new(last_lsn.0),
@@ -390,11 +393,11 @@ impl<V: Vfs> Wal<V> {
     }
 
     pub fn stats(&self) -> WalStats {
-        let (writes, syncs) = {
+        let (writes, syncs, helped_writes) = {
             let st = self.shared.state.lock();
-            (st.writes, st.syncs)
+            (st.writes, st.syncs, st.helped_writes)
         };
-        WalStats { writes, syncs, segments: self.shared.segments.lock().len() }
+        WalStats { writes, syncs, helped_writes, segments: self.shared.segments.lock().len() }
     }
 
     pub fn options(&self) -> &WalOptions {
