@@ -13,7 +13,7 @@
 //! | 5 u32 length + UTF-8 | 6 u32 length + bytes | 7 u32 count + values
 //! | 8 u32 count + (u16 key length + UTF-8 key + value), keys ascending.
 
-use super::entry::{Entry, JournalOp, Param, SignalType, Value};
+use super::entry::{JournalEntry, JournalOp, Param, SignalType, Value};
 use std::collections::BTreeMap;
 
 pub(crate) const KIND_ENTRY: u8 = 0x4A;
@@ -101,8 +101,8 @@ impl EntryView<'_> {
         read_value(&mut r, 0).expect("the value was checked when the record was viewed")
     }
 
-    pub fn to_entry(self) -> Entry {
-        Entry {
+    pub fn to_entry(self) -> JournalEntry {
+        JournalEntry {
             sequence: self.sequence,
             timestamp_us: self.timestamp_us,
             author: self.author.to_owned(),
@@ -126,7 +126,7 @@ pub(crate) enum RecordView<'a> {
 }
 
 /// Encodes an entry record. `revision` must already be resolved.
-pub(crate) fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
+pub(crate) fn encode_entry(out: &mut Vec<u8>, entry: &JournalEntry) {
     out.push(KIND_ENTRY);
     out.push(entry.op as u8);
     out.push(entry.signal_type as u8);
@@ -368,11 +368,11 @@ pub(crate) fn put_str16(out: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
 
-    fn sample() -> Entry {
+    fn sample() -> JournalEntry {
         let mut map = BTreeMap::new();
         map.insert("a".to_string(), Value::List(vec![Value::Int(-3), Value::Float(0.5), Value::Null]));
         map.insert("b".to_string(), Value::Bytes(vec![1, 2, 3]));
-        Entry {
+        JournalEntry {
             sequence: 7,
             timestamp_us: 1_700_000_000_000_000,
             author: "relay-1".into(),
@@ -407,7 +407,7 @@ mod tests {
 
     #[test]
     fn golden_bytes_of_a_small_entry() {
-        let entry = Entry {
+        let entry = JournalEntry {
             sequence: 1,
             timestamp_us: 2,
             author: "a".into(),

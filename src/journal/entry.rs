@@ -1,4 +1,4 @@
-//! The journal's data types: [`Entry`], [`NewEntry`], [`SignalType`],
+//! The journal's data types: [`JournalEntry`], [`NewEntry`], [`SignalType`],
 //! [`JournalOp`], the dynamic [`Value`] and the parameter state [`Param`].
 
 use std::collections::BTreeMap;
@@ -209,7 +209,7 @@ impl NewEntry {
 
 /// A journal entry as stored and returned by queries.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub struct JournalEntry {
     /// Gap-free within a journal, starting at 1, continuing after reopen.
     pub sequence: u64,
     /// Microseconds since the Unix epoch; never less than the entry before.

@@ -5,7 +5,7 @@
 //! sequence order; a page's `next` cursor resumes right after the last
 //! entry it returned, so paging neither skips nor repeats an entry.
 
-use super::entry::{Entry, SignalType, SignalTypes};
+use super::entry::{JournalEntry, SignalType, SignalTypes};
 use super::pattern::Pattern;
 use crate::{Error, Result};
 
@@ -35,7 +35,7 @@ pub struct Query {
 /// One page of a query's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
-    pub entries: Vec<Entry>,
+    pub entries: Vec<JournalEntry>,
     /// Set when the page is full: pass it to [`Query::after`] for the next
     /// page (which may turn out empty). `None`: the answer is complete.
     pub next: Option<Cursor>,
