@@ -1,6 +1,6 @@
 //! The public [`Error`]. Corruption errors say where: file, offset, LSN.
 
-use crate::format::{DecodeError, SegmentHeaderError};
+use crate::format::{RecordDecodeError, SegmentHeaderError};
 use crate::Lsn;
 use std::io;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub enum Error {
 #[non_exhaustive]
 pub enum Corruption {
     #[error("bad record: {0}")]
-    Record(DecodeError),
+    Record(RecordDecodeError),
     #[error("bad segment header: {0}")]
     SegmentHeader(SegmentHeaderError),
     #[error("LSN {found} where {expected} was expected")]

@@ -6,7 +6,7 @@
 
 use super::{read_file, sorted_names, Finding, Progress, Severity};
 use crate::error::Corruption;
-use crate::format::{DecodeError, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::format::{RecordDecodeError, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Vfs;
 use crate::wal::recovery::{check_header, classify, last_nonzero_end, HeaderProblem, Verdict};
 use crate::wal::segment::{scan_segment, QUARANTINE_INFIX, TEMP_SUFFIX};
@@ -234,7 +234,7 @@ fn scan_one(
     let tail_bytes = (last_nonzero_end(bytes) as u64).saturating_sub(scan.stop_offset);
     segment.end = match classify(bytes, &header, &scan, is_last) {
         Verdict::Clean => SegmentEnd::Clean,
-        Verdict::Corrupt(kind @ Corruption::Record(DecodeError::Unsupported { .. })) => {
+        Verdict::Corrupt(kind @ Corruption::Record(RecordDecodeError::Unsupported { .. })) => {
             SegmentEnd::Unsupported { offset: scan.stop_offset, what: format!("{kind}; written by a newer walden?") }
         }
         Verdict::TornTail(kind) => SegmentEnd::TornTail {

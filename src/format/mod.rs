@@ -12,8 +12,8 @@ mod record;
 mod segment;
 
 pub use record::{
-    decode_record, encode_record, padded_len, DecodeError, RecordHeader, RecordKind, RecordRef, FLAG_BATCH_CONTINUES,
-    MAX_RECORD_BYTES, RECORD_ALIGN, RECORD_HEADER_BYTES,
+    decode_record, encode_record, padded_len, RecordDecodeError, RecordHeader, RecordKind, RecordRef,
+    FLAG_BATCH_CONTINUES, MAX_RECORD_BYTES, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
 pub use segment::{SegmentHeader, SegmentHeaderError, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 

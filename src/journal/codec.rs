@@ -25,18 +25,18 @@ const FLAG_REVISION: u8 = 1;
 
 /// A decoding failure: what was wrong, at which byte of the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodeError {
+pub struct JournalDecodeError {
     pub offset: usize,
     pub what: String,
 }
 
-impl std::fmt::Display for DecodeError {
+impl std::fmt::Display for JournalDecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "at byte {}: {}", self.offset, self.what)
     }
 }
 
-type Decoded<T> = Result<T, DecodeError>;
+type Decoded<T> = Result<T, JournalDecodeError>;
 
 /// Appends the encoding of `value` to `out`.
 pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
@@ -229,7 +229,7 @@ fn read_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<Value> {
 }
 
 /// Decodes one value that fills `bytes` exactly.
-pub fn decode_value(bytes: &[u8]) -> Result<Value, DecodeError> {
+pub fn decode_value(bytes: &[u8]) -> Result<Value, JournalDecodeError> {
     let mut r = Cursor { bytes, at: 0 };
     let value = read_value(&mut r, 0)?;
     if r.at != bytes.len() {
@@ -306,8 +306,8 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    pub fn error(&self, what: String) -> DecodeError {
-        DecodeError { offset: self.at, what }
+    pub fn error(&self, what: String) -> JournalDecodeError {
+        JournalDecodeError { offset: self.at, what }
     }
 
     fn remaining(&self) -> usize {
@@ -341,7 +341,7 @@ impl<'a> Cursor<'a> {
     fn utf8(&mut self, len: usize) -> Decoded<&'a str> {
         let at = self.at;
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|e| DecodeError { offset: at, what: format!("bad UTF-8: {e}") })
+        std::str::from_utf8(bytes).map_err(|e| JournalDecodeError { offset: at, what: format!("bad UTF-8: {e}") })
     }
 
     pub fn str16(&mut self) -> Decoded<&'a str> {

@@ -246,7 +246,8 @@ impl StateMachine for JournalState {
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
         let mut bytes = Vec::new();
         input.read_to_end(&mut bytes)?;
-        let invalid = |e: codec::DecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
+        let invalid =
+            |e: codec::JournalDecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
         let mut r = codec::Cursor { bytes: &bytes, at: 0 };
         let version = r.u8().map_err(invalid)?;
         if version != SNAPSHOT_CONTENT_VERSION {

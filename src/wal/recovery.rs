@@ -19,7 +19,7 @@ use super::segment::{
 };
 use super::RecoveryMode;
 use crate::error::Corruption;
-use crate::format::{DecodeError, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
+use crate::format::{RecordDecodeError, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -158,7 +158,7 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
             Verdict::Corrupt(kind) => (false, Some(kind)),
         };
         if let Some(kind) = kind {
-            if let Corruption::Record(DecodeError::Unsupported { .. }) = kind {
+            if let Corruption::Record(RecordDecodeError::Unsupported { .. }) = kind {
                 return Err(Error::Unsupported {
                     file: path.clone(),
                     reason: format!("offset {}: {kind}; written by a newer walden?", scan.stop_offset),
@@ -250,11 +250,13 @@ pub(crate) fn check_header(
 pub(crate) fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) -> Verdict {
     // A record from a newer walden is refused wherever it is, a batch
     // included: cutting it would destroy data this build cannot read.
-    if let Stop::Bad(e @ DecodeError::Unsupported { .. }) = scan.stop {
+    if let Stop::Bad(e @ RecordDecodeError::Unsupported { .. }) = scan.stop {
         return Verdict::Corrupt(Corruption::Record(e));
     }
-    let clean_stop =
-        matches!(scan.stop, Stop::End | Stop::Bad(DecodeError::Zeroed) | Stop::Bad(DecodeError::Truncated { .. }));
+    let clean_stop = matches!(
+        scan.stop,
+        Stop::End | Stop::Bad(RecordDecodeError::Zeroed) | Stop::Bad(RecordDecodeError::Truncated { .. })
+    );
     if clean_stop && !scan.torn_batch && scan.rest_is_zero {
         return Verdict::Clean;
     }
