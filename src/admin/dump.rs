@@ -18,7 +18,7 @@ use std::path::Path;
 
 /// One record, where it lives, and its bytes.
 #[derive(Clone, Copy, Debug)]
-pub struct RecordView<'a> {
+pub struct LogRecordView<'a> {
     pub lsn: Lsn,
     pub file: &'a Path,
     pub offset: u64,
@@ -98,7 +98,7 @@ pub(crate) fn walk_records<V: Vfs>(
     segments: &[SegmentReport],
     from: Lsn,
     progress: &mut dyn Progress,
-    mut visit: impl FnMut(RecordView<'_>) -> Result<ControlFlow<()>>,
+    mut visit: impl FnMut(LogRecordView<'_>) -> Result<ControlFlow<()>>,
 ) -> Result<()> {
     let wanted: Vec<&SegmentReport> =
         segments.iter().filter(|s| s.header.is_some() && s.records > 0 && s.last_lsn >= from).collect();
@@ -121,7 +121,7 @@ pub(crate) fn walk_records<V: Vfs>(
             }
             let frame_end = (offset + record.header.frame_len()).min(bytes.len());
             if expected >= from {
-                let view = RecordView {
+                let view = LogRecordView {
                     lsn: expected,
                     file: &segment.path,
                     offset: offset as u64,
@@ -150,7 +150,7 @@ pub fn dump<V: Vfs>(
     log: &LogReport,
     options: &DumpOptions,
     progress: &mut dyn Progress,
-    mut emit: impl FnMut(&RecordView<'_>) -> Result<()>,
+    mut emit: impl FnMut(&LogRecordView<'_>) -> Result<()>,
 ) -> Result<u64> {
     walk_range(
         fs,
@@ -178,7 +178,7 @@ pub(crate) fn walk_range<V: Vfs, T>(
     options: &DumpOptions,
     progress: &mut dyn Progress,
     mut decode: impl FnMut(&[u8]) -> (T, Option<u64>),
-    mut visit: impl FnMut(RecordView<'_>, T) -> Result<bool>,
+    mut visit: impl FnMut(LogRecordView<'_>, T) -> Result<bool>,
 ) -> Result<u64> {
     use super::recover::Target;
     let start = match options.from {

@@ -16,10 +16,10 @@
 //! opens the journal (taking the directory lock), and it refuses a
 //! directory whose scan found damage: the open would cut it first.
 
-use super::dump::{walk_range, walk_records, DumpOptions, RecordView};
+use super::dump::{walk_range, walk_records, DumpOptions, LogRecordView};
 use super::log::LogReport;
 use super::{DataDir, Progress};
-use crate::journal::codec::{self, RecordView as JournalView};
+use crate::journal::codec::{self, JournalRecordView};
 use crate::journal::{DurableJournal, Journal, JournalOptions, Pattern, SignalType, SignalTypes, Value};
 use crate::{Error, Lsn, Result};
 use std::ops::ControlFlow;
@@ -105,7 +105,7 @@ impl JournalRecord {
 /// The journal record a payload holds, if it holds one.
 pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
     Some(match codec::decode_record(payload).ok()? {
-        JournalView::Entry(e) => {
+        JournalRecordView::Entry(e) => {
             let value = e.value();
             JournalRecord::Entry(JournalEntryView {
                 sequence: e.sequence,
@@ -119,7 +119,7 @@ pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
                 revision: e.revision,
             })
         }
-        JournalView::Floor { first_kept } => {
+        JournalRecordView::Floor { first_kept } => {
             // `u8 kind | u64 first kept | u64 timestamp_us`, checked by the decode.
             let timestamp_us = u64::from_le_bytes(payload[9..17].try_into().expect("8 bytes"));
             JournalRecord::Floor { first_kept, timestamp_us }
@@ -156,11 +156,11 @@ pub fn journal_summary<V: crate::io::Vfs>(
     let mut s = JournalSummary { first_sequence: 1, latest_sequence: 0, entry_records: 0 };
     walk_records(fs, &log.segments, Lsn::FIRST, progress, |record| {
         match codec::decode_record(record.payload) {
-            Ok(JournalView::Entry(e)) => {
+            Ok(JournalRecordView::Entry(e)) => {
                 s.latest_sequence = e.sequence;
                 s.entry_records += 1;
             }
-            Ok(JournalView::Floor { first_kept }) => {
+            Ok(JournalRecordView::Floor { first_kept }) => {
                 s.first_sequence = s.first_sequence.max(first_kept.min(s.latest_sequence + 1));
             }
             Err(_) => {}
@@ -200,7 +200,7 @@ impl JournalFilter {
 /// One record of a journal dump: the record, its decoding (`None` if the
 /// journal's codec refuses it) and whether the entry is below the floor.
 pub struct JournalDumpRecord<'a> {
-    pub record: RecordView<'a>,
+    pub record: LogRecordView<'a>,
     pub journal: Option<JournalRecord>,
     /// Below the compaction floor: still in the log, never returned by a
     /// query, gone from the disk once no kept snapshot needs its segment.

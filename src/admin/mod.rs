@@ -36,7 +36,7 @@ mod recover;
 mod repair;
 mod snapshots;
 
-pub use dump::{dump, hex, store_op, DumpOptions, RecordView, StoreOpView};
+pub use dump::{dump, hex, store_op, DumpOptions, LogRecordView, StoreOpView};
 pub use examine::{examine, Examination, Health, LogStats};
 pub use journal::{
     apply_journal_compact, dump_journal, journal_record, journal_summary, log_content, plan_journal_compact,

@@ -117,7 +117,7 @@ impl EntryView<'_> {
 
 /// A journal log record.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum RecordView<'a> {
+pub(crate) enum JournalRecordView<'a> {
     Entry(EntryView<'a>),
     /// Every entry below `first_kept` is compacted away.
     Floor {
@@ -147,7 +147,7 @@ pub(crate) fn encode_floor(out: &mut Vec<u8>, first_kept: u64, timestamp_us: u64
     out.extend_from_slice(&timestamp_us.to_le_bytes());
 }
 
-pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<RecordView<'_>> {
+pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<JournalRecordView<'_>> {
     let mut r = Cursor { bytes, at: 0 };
     let record = match r.u8()? {
         KIND_ENTRY => {
@@ -168,12 +168,21 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<RecordView<'_>> {
             let value_start = r.at;
             skip_value(&mut r, 0)?;
             let value = &bytes[value_start..r.at];
-            RecordView::Entry(EntryView { op, signal_type, sequence, timestamp_us, revision, author, address, value })
+            JournalRecordView::Entry(EntryView {
+                op,
+                signal_type,
+                sequence,
+                timestamp_us,
+                revision,
+                author,
+                address,
+                value,
+            })
         }
         KIND_FLOOR => {
             let first_kept = r.u64()?;
             r.u64()?; // when the compaction was made: for people reading the log
-            RecordView::Floor { first_kept }
+            JournalRecordView::Floor { first_kept }
         }
         other => return Err(r.error(format!("not a journal record (kind {other:#04x})"))),
     };
@@ -394,7 +403,7 @@ mod tests {
             let mut bytes = Vec::new();
             encode_entry(&mut bytes, &entry);
             match decode_record(&bytes).unwrap() {
-                RecordView::Entry(view) => assert_eq!(view.to_entry(), entry),
+                JournalRecordView::Entry(view) => assert_eq!(view.to_entry(), entry),
                 other => panic!("decoded {other:?}"),
             }
             for cut in 0..bytes.len() {

@@ -30,7 +30,7 @@
 //! refuses a record that breaks this rather than guess.
 //! **Invariant:** an entry below the compaction floor is never returned.
 
-use super::codec::{self, RecordView};
+use super::codec::{self, JournalRecordView};
 use super::entry::{JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
@@ -165,7 +165,7 @@ impl StateMachine for JournalState {
 
     fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()> {
         match codec::decode_record(payload).map_err(|e| bad(lsn, e))? {
-            RecordView::Entry(entry) => {
+            JournalRecordView::Entry(entry) => {
                 if entry.sequence != self.latest_sequence + 1 {
                     let expected = self.latest_sequence + 1;
                     return Err(bad(lsn, format!("sequence {} where {expected} was expected", entry.sequence)));
@@ -200,7 +200,7 @@ impl StateMachine for JournalState {
                 self.latest_sequence = entry.sequence;
                 self.last_timestamp_us = entry.timestamp_us;
             }
-            RecordView::Floor { first_kept } => self.raise_floor(first_kept),
+            JournalRecordView::Floor { first_kept } => self.raise_floor(first_kept),
         }
         Ok(())
     }
@@ -517,7 +517,7 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             if SignalType::from_u8(signal).is_some_and(|t| !query.types.contains(t)) {
                 continue;
             }
-            let RecordView::Entry(entry) = codec::decode_record(payload).map_err(|e| bad(lsn, e))? else {
+            let JournalRecordView::Entry(entry) = codec::decode_record(payload).map_err(|e| bad(lsn, e))? else {
                 continue;
             };
             if query.admits(timestamp_us, entry.signal_type, entry.address) {

@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 use walden::admin::{
-    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord, LogStats,
-    PointInTime, PrunePlan, RecordView, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
+    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord,
+    LogRecordView, LogStats, PointInTime, PrunePlan, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
     SnapshotsReport,
 };
 use walden::store::KvState;
@@ -184,7 +184,7 @@ pub fn stats(out: &mut dyn Write, s: &LogStats) -> io::Result<()> {
     Ok(())
 }
 
-pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_text(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     let batch = if r.header.batch_continues() { " batch+" } else { "" };
     write!(out, "{} {}@{} {}B{batch}", r.lsn, name(r.file), r.offset, r.payload.len())?;
     match store_op(r.payload) {
@@ -205,7 +205,7 @@ pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
 /// The fields of every dumped record, a store's or a journal's, plus `extra`.
 fn record_json_with(
     out: &mut dyn Write,
-    r: &RecordView<'_>,
+    r: &LogRecordView<'_>,
     extra: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
 ) -> io::Result<()> {
     let mut value = serde_json::json!({
@@ -225,7 +225,7 @@ fn record_json_with(
     writeln!(out)
 }
 
-pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_json(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     record_json_with(out, r, [("store_op", serde_json::json!(store_op(r.payload)))])
 }
 
@@ -278,7 +278,7 @@ pub fn journal_compact(out: &mut dyn Write, c: &JournalCompactPlan) -> io::Resul
     Ok(())
 }
 
-pub fn record_hex(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_hex(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     writeln!(out, "{} {}@{} {}", r.lsn, name(r.file), r.offset, hex(r.frame))
 }
 
