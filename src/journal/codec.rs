@@ -97,7 +97,7 @@ pub(crate) struct EntryView<'a> {
 
 impl EntryView<'_> {
     pub fn value(&self) -> Value {
-        let mut r = Cursor { bytes: self.value, at: 0 };
+        let mut r = ByteReader { bytes: self.value, at: 0 };
         read_value(&mut r, 0).expect("the value was checked when the record was viewed")
     }
 
@@ -148,7 +148,7 @@ pub(crate) fn encode_floor(out: &mut Vec<u8>, first_kept: u64, timestamp_us: u64
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<JournalRecordView<'_>> {
-    let mut r = Cursor { bytes, at: 0 };
+    let mut r = ByteReader { bytes, at: 0 };
     let record = match r.u8()? {
         KIND_ENTRY => {
             let op = r.u8()?;
@@ -192,7 +192,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<JournalRecordView<'_>> {
     Ok(record)
 }
 
-fn read_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<Value> {
+fn read_value(r: &mut ByteReader<'_>, depth: usize) -> Decoded<Value> {
     if depth > MAX_VALUE_DEPTH {
         return Err(r.error(format!("a value nested deeper than {MAX_VALUE_DEPTH}")));
     }
@@ -239,7 +239,7 @@ fn read_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<Value> {
 
 /// Decodes one value that fills `bytes` exactly.
 pub fn decode_value(bytes: &[u8]) -> Result<Value, JournalDecodeError> {
-    let mut r = Cursor { bytes, at: 0 };
+    let mut r = ByteReader { bytes, at: 0 };
     let value = read_value(&mut r, 0)?;
     if r.at != bytes.len() {
         return Err(r.error(format!("{} bytes after the value", bytes.len() - r.at)));
@@ -248,7 +248,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, JournalDecodeError> {
 }
 
 /// Checks a value as [`read_value`] does, without building it.
-fn skip_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<()> {
+fn skip_value(r: &mut ByteReader<'_>, depth: usize) -> Decoded<()> {
     if depth > MAX_VALUE_DEPTH {
         return Err(r.error(format!("a value nested deeper than {MAX_VALUE_DEPTH}")));
     }
@@ -308,13 +308,13 @@ pub(crate) fn encode_param(out: &mut Vec<u8>, param: &Param) {
     encode_value(out, &param.value);
 }
 
-/// A cursor over bytes that reports where it failed.
-pub(crate) struct Cursor<'a> {
+/// Reads a journal payload front to back; a failure says at which byte.
+pub(crate) struct ByteReader<'a> {
     pub bytes: &'a [u8],
     pub at: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> ByteReader<'a> {
     pub fn error(&self, what: String) -> JournalDecodeError {
         JournalDecodeError { offset: self.at, what }
     }

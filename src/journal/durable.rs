@@ -248,7 +248,7 @@ impl StateMachine for JournalState {
         input.read_to_end(&mut bytes)?;
         let invalid =
             |e: codec::JournalDecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
-        let mut r = codec::Cursor { bytes: &bytes, at: 0 };
+        let mut r = codec::ByteReader { bytes: &bytes, at: 0 };
         let version = r.u8().map_err(invalid)?;
         if version != SNAPSHOT_CONTENT_VERSION {
             return Err(invalid(r.error(format!("unknown content version {version}"))));
