@@ -16,8 +16,8 @@
 //! opens the journal (taking the directory lock), and it refuses a
 //! directory whose scan found damage: the open would cut it first.
 
-use super::dump::{walk_range, walk_records, DumpOptions, LogRecordView};
 use super::log::LogReport;
+use super::range::{walk_range, walk_records, DumpOptions, LogRecordView};
 use super::{DataDir, Progress};
 use crate::journal::codec::{self, JournalRecordView};
 use crate::journal::{DurableJournal, Journal, JournalOptions, Pattern, SignalType, SignalTypes, Value};
@@ -46,7 +46,7 @@ pub fn log_content<V: crate::io::Vfs>(fs: &V, log: &LogReport, progress: &mut dy
     walk_records(fs, &log.segments, Lsn::FIRST, progress, |record| {
         content = if codec::decode_record(record.payload).is_ok() {
             LogContent::Journal
-        } else if super::dump::store_op(record.payload).is_some() {
+        } else if super::store_view::store_op(record.payload).is_some() {
             LogContent::Store
         } else {
             LogContent::Other

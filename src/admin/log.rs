@@ -4,6 +4,7 @@
 //! `check_header`). [`LogReport::plan`] then says what opening the log in a
 //! [`RecoveryMode`] would do, without doing it.
 
+use super::store_view::store_timestamp;
 use super::{read_file, sorted_names, Finding, Progress, Severity};
 use crate::error::Corruption;
 use crate::format::{RecordDecodeError, SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -220,7 +221,7 @@ fn scan_one(
     let (mut payload_bytes, mut first_ts, mut last_ts) = (0u64, None, None);
     let scan = scan_segment(bytes, &header, |_, payload| {
         payload_bytes += payload.len() as u64;
-        if let Some(ts) = super::dump::store_timestamp(payload) {
+        if let Some(ts) = store_timestamp(payload) {
             first_ts.get_or_insert(ts);
             last_ts = Some(ts);
         }

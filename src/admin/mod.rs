@@ -32,23 +32,27 @@ mod dump;
 mod examine;
 mod journal;
 mod log;
+mod range;
 mod recover;
 mod repair;
 mod snapshots;
+mod store_view;
 
-pub use dump::{dump, hex, store_op, DumpOptions, LogRecordView, StoreOpView};
+pub use dump::dump;
 pub use examine::{examine, Examination, Health, LogStats};
 pub use journal::{
     apply_journal_compact, dump_journal, journal_record, journal_summary, log_content, plan_journal_compact,
     JournalCompactPlan, JournalDumpRecord, JournalEntryView, JournalFilter, JournalRecord, JournalSummary, LogContent,
 };
 pub use log::{scan_log, LogReport, PlannedCut, RecoveryPlan, Refusal, SegmentEnd, SegmentReport};
-pub use recover::{dry_run_recovery, state_at, write_point_in_time, DryRun, PointInTime, Target};
+pub use range::{DumpOptions, LogRecordView, Target};
+pub use recover::{dry_run_recovery, state_at, write_point_in_time, DryRun, PointInTime};
 pub use repair::{
     apply_compact, apply_repair, create_snapshot, plan_compact, plan_prune, plan_repair, prune, CompactPlan, PrunePlan,
     Removal, RepairPlan,
 };
 pub use snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, SnapshotState, SnapshotsReport};
+pub use store_view::{store_op, StoreOpView};
 
 use crate::io::Vfs;
 use crate::{Error, Lsn, Result};
@@ -140,6 +144,16 @@ pub trait Progress {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
 
 /// Reads a whole file with pread: no map, no write access.
 fn read_file<V: Vfs>(fs: &V, path: &Path) -> Result<Vec<u8>> {

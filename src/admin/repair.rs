@@ -11,7 +11,8 @@
 
 use super::examine::{examine, Examination};
 use super::log::{LogReport, RecoveryPlan};
-use super::recover::{state_at, PointInTime, Target};
+use super::range::Target;
+use super::recover::{state_at, PointInTime};
 use super::snapshots::SnapshotsReport;
 use super::{DataDir, Progress};
 use crate::engine::StateMachine;
