@@ -6,10 +6,12 @@
 //! apart so tests can crash it at any point and inject EIO or ENOSPC.
 //! The engine is generic over `Vfs`, so the real path pays no virtual call.
 
+mod priority;
 mod real;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
 
+pub use priority::lower_current_thread_priority;
 pub use real::{RealFile, RealFs, RealMap};
 #[cfg(any(test, feature = "sim"))]
 pub use sim::{CrashMode, Fault, FaultKind, SimFile, SimFs, SimOp};
@@ -76,5 +78,40 @@ impl DirLock {
     /// A lock that holds nothing, for file systems without locking.
     pub fn none() -> DirLock {
         DirLock(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The crate root denies `unsafe_code`; only files under `src/io/` may
+    /// allow it again, site by site.
+    #[test]
+    fn unsafe_is_allowed_only_in_io() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let root = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+        assert!(root.contains("#![deny(unsafe_code)]"), "src/lib.rs denies unsafe code");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        assert!(files.len() > 20, "found the sources ({} files)", files.len());
+        let outside: Vec<_> = files
+            .iter()
+            .filter(|f| !f.starts_with(src.join("io")))
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains("allow(unsafe_code)"))
+            .collect();
+        assert!(outside.is_empty(), "unsafe allowed outside src/io/: {outside:?}");
     }
 }
