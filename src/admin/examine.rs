@@ -13,6 +13,7 @@ use crate::{Lsn, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum Health {
     /// Nothing to fix (notices aside).
     Healthy,
@@ -25,6 +26,7 @@ pub enum Health {
 /// Throughput-relevant counters of a log.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct LogStats {
     pub segments: usize,
     pub records: u64,
@@ -44,6 +46,7 @@ pub struct LogStats {
 /// A data directory, examined.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Examination {
     pub dir: DataDir,
     pub health: Health,

@@ -28,6 +28,7 @@ use std::ops::ControlFlow;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum LogContent {
     /// No accepted record: nothing to tell by.
     Empty,
@@ -59,6 +60,7 @@ pub fn log_content<V: crate::io::Vfs>(fs: &V, log: &LogReport, progress: &mut dy
 /// A journal entry decoded for people and tools.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct JournalEntryView {
     pub sequence: u64,
     pub timestamp_us: u64,
@@ -84,6 +86,7 @@ fn type_name<S: serde::Serializer>(t: &SignalType, s: S) -> std::result::Result<
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum JournalRecord {
     Entry(JournalEntryView),
     /// Compaction: every entry below `first_kept` is gone for queries.
@@ -130,6 +133,7 @@ pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
 /// The journal's counters as its log says: what recovery would rebuild.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct JournalSummary {
     /// The compaction floor: the oldest sequence still held.
     pub first_sequence: u64,
@@ -199,6 +203,7 @@ impl JournalFilter {
 
 /// One record of a journal dump: the record, its decoding (`None` if the
 /// journal's codec refuses it) and whether the entry is below the floor.
+#[non_exhaustive]
 pub struct JournalDumpRecord<'a> {
     pub record: LogRecordView<'a>,
     pub journal: Option<JournalRecord>,
@@ -247,6 +252,7 @@ pub fn dump_journal<V: crate::io::Vfs>(
 /// What compacting a journal before a time does (or did).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct JournalCompactPlan {
     /// Entries with a timestamp below this go.
     pub cutoff_us: u64,

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum SegmentEnd {
     /// The records end at a batch boundary, followed only by zeros.
     Clean,
@@ -42,6 +43,7 @@ impl SegmentEnd {
 /// One segment file as the scan found it.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SegmentReport {
     pub path: PathBuf,
     /// The first LSN, from the name (the header agrees unless `end` says not).
@@ -72,6 +74,7 @@ pub struct SegmentReport {
 /// Everything in a log directory.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct LogReport {
     pub dir: PathBuf,
     pub log_id: Option<u64>,
@@ -88,6 +91,7 @@ pub struct LogReport {
 /// Bytes that opening (or a repair) would move into quarantine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PlannedCut {
     pub file: PathBuf,
     /// 0 and `whole_segment` for a segment renamed aside.
@@ -102,6 +106,7 @@ pub struct PlannedCut {
 /// Why opening would refuse, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Refusal {
     pub file: PathBuf,
     pub offset: u64,
@@ -112,6 +117,7 @@ pub struct Refusal {
 /// What opening the log in `mode` would do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RecoveryPlan {
     pub mode: RecoveryMode,
     pub cuts: Vec<PlannedCut>,

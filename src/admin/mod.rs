@@ -61,6 +61,7 @@ use std::path::{Path, PathBuf};
 /// Where a data directory keeps its log and its snapshots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DataDir {
     /// The directory the operator named.
     pub root: PathBuf,
@@ -104,6 +105,7 @@ impl DataDir {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum Severity {
     /// Worth knowing, nothing to fix: a leftover temporary file that the
     /// next open removes, quarantine files from an earlier cut.
@@ -120,6 +122,7 @@ pub enum Severity {
 /// One thing an examination found, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Finding {
     pub severity: Severity,
     pub file: PathBuf,

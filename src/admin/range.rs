@@ -26,6 +26,7 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum Target {
     /// The record with this LSN.
     Lsn(Lsn),
@@ -35,6 +36,7 @@ pub enum Target {
 
 /// One record, where it lives, and its bytes.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct LogRecordView<'a> {
     /// The record's LSN.
     pub lsn: Lsn,

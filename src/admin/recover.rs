@@ -26,6 +26,7 @@ use std::time::Instant;
 /// What an open would do, worked out without doing it.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DryRun {
     /// The log's part: what would be cut, or why the open would fail.
     pub plan: RecoveryPlan,
@@ -136,6 +137,7 @@ fn load_like_the_engine<S: StateMachine, V: Vfs>(
 /// A state rebuilt as of a point in the log.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PointInTime {
     /// The LSN the state ends at.
     pub lsn: Lsn,

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 /// What a repair would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RepairPlan {
     /// Whether damage in the middle of the log may be cut (`PointInTime`).
     pub salvage: bool,
@@ -60,6 +61,7 @@ pub fn apply_repair<V: Vfs>(fs: &V, dir: &DataDir, salvage: bool) -> Result<WalR
 /// A segment compaction would remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Removal {
     pub file: PathBuf,
     pub first_lsn: Lsn,
@@ -70,6 +72,7 @@ pub struct Removal {
 /// What `compact --before` would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CompactPlan {
     pub requested_before: Lsn,
     /// The most recovery allows: the LSN after the oldest good snapshot
@@ -166,6 +169,7 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
 /// What `snapshot prune --keep N` would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PrunePlan {
     pub keep: usize,
     /// Good snapshots beyond the newest `keep` good ones, oldest first.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum SnapshotState {
     /// The checksum holds and the content decompresses to `raw_bytes`.
     Good { raw_bytes: u64 },
@@ -24,6 +25,7 @@ pub enum SnapshotState {
 /// One snapshot file.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotReport {
     pub path: PathBuf,
     /// From the name if the header does not read.
@@ -50,6 +52,7 @@ impl SnapshotReport {
 /// The snapshots of a data directory, oldest first.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotsReport {
     pub dir: Option<PathBuf>,
     pub snapshots: Vec<SnapshotReport>,

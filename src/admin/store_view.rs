@@ -14,6 +14,7 @@ use crate::store::codec::{decode_op, Op};
 /// are UTF-8 are shown as text, others as hex (`*_hex`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct StoreOpView {
     /// `put` or `delete`.
     pub op: &'static str,

@@ -123,6 +123,7 @@ pub struct EngineOptions {
 /// What opening an engine found and did.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The snapshot the state was loaded from, if any.
     pub snapshot_used: Option<PathBuf>,

@@ -31,6 +31,7 @@ const KNOWN_FLAGS: u8 = FLAG_BATCH_CONTINUES;
 /// What a record holds. Unknown kinds are refused, never guessed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// An application payload.
     Data = 1,
@@ -66,6 +67,7 @@ pub struct RecordRef<'a> {
 
 /// Why the bytes at some offset are not a valid record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordDecodeError {
     /// Fewer bytes remain than the header, or than the length it states.
     #[error("truncated record: {needed} bytes needed, {available} available")]

@@ -33,6 +33,7 @@ pub struct SegmentHeader {
 
 /// Why a segment header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SegmentHeaderError {
     #[error("file is shorter than a segment header ({0} bytes)")]
     Truncated(u64),

@@ -18,6 +18,7 @@ pub struct RealFs;
 pub struct RealFile(File);
 
 /// A read-only memory map of a file prefix (empty prefixes are not mapped).
+#[non_exhaustive]
 pub enum RealMap {
     Mapped(memmap2::Mmap),
     Empty,

@@ -26,6 +26,7 @@ const SECTOR_BYTES: u64 = 512;
 
 /// What happens to unsynced data in a simulated crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CrashMode {
     /// Every unsynced write and directory operation is lost.
     DropUnsynced,
@@ -40,6 +41,7 @@ pub enum CrashMode {
 
 /// The kinds of I/O call, for fault targeting and traces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SimOp {
     Create,
     Open,
@@ -55,6 +57,7 @@ pub enum SimOp {
 
 /// What an injected fault does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FaultKind {
     /// The call fails with EIO and has no effect.
     Eio,

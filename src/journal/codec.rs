@@ -25,6 +25,7 @@ const FLAG_REVISION: u8 = 1;
 
 /// A decoding failure: what was wrong, at which byte of the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalDecodeError {
     pub offset: usize,
     pub what: String,

@@ -8,6 +8,7 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum SignalType {
     Param = 1,
     Event = 2,
@@ -83,6 +84,7 @@ impl SignalTypes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum JournalOp {
     /// Sets a parameter: the parameter state changes, the entry has a revision.
     Set = 1,
@@ -116,6 +118,7 @@ impl JournalOp {
 /// A dynamic value. Maps are ordered by key, so equal maps encode equally.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum Value {
     Null,
     Bool(bool),

@@ -34,6 +34,7 @@ pub struct Query {
 
 /// One page of a query's answer.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Page {
     pub entries: Vec<JournalEntry>,
     /// Set when the page is full: pass it to [`Query::after`] for the next

@@ -32,6 +32,7 @@ pub struct SnapshotHeader {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotHeaderError {
     #[error("file is shorter than a snapshot header ({0} bytes)")]
     Truncated(u64),

@@ -42,6 +42,7 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
 /// A snapshot on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotInfo {
     pub path: PathBuf,
     pub header: SnapshotHeader,
@@ -81,6 +82,7 @@ pub fn write_snapshot<V: Vfs>(
 
 /// What [`list_snapshots`] found.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct SnapshotListing {
     /// Snapshots whose header reads, oldest first (content not yet verified:
     /// see [`verify_snapshot`]).

@@ -86,6 +86,7 @@ pub struct Durable<V: Vfs = RealFs> {
 /// Counters of a live log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct WalStats {
     /// write() calls that carried records.
     pub writes: u64,

@@ -23,6 +23,7 @@ pub struct Record {
 /// Valid for the life of the log handle that reported it (segments are
 /// immutable once written; recovery cuts tails only at open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReadPosition {
     pub lsn: Lsn,
     pub segment_first_lsn: Lsn,

@@ -28,6 +28,7 @@ use std::sync::Arc;
 /// What opening the log found and did.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct WalRecoveryReport {
     /// Segments kept.
     pub segments: usize,
@@ -52,6 +53,7 @@ impl WalRecoveryReport {
 /// Bytes recovery moved out of the log, and where they are now.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Cut {
     /// The segment they came from.
     pub file: PathBuf,

@@ -51,6 +51,7 @@ fn severity(s: Severity) -> &'static str {
         Severity::Notice => "notice",
         Severity::Recoverable => "recoverable",
         Severity::Corrupt => "CORRUPT",
+        _ => "other",
     }
 }
 
@@ -64,6 +65,7 @@ fn segment_state(end: &SegmentEnd, active: bool) -> String {
         SegmentEnd::Corrupt { offset, lsn, .. } => format!("{kind}, CORRUPT at offset {offset} (LSN {lsn})"),
         SegmentEnd::BadHeader { .. } => format!("{kind}, BAD HEADER"),
         SegmentEnd::Unsupported { offset, .. } => format!("{kind}, newer format at offset {offset}"),
+        other => format!("{kind}, {other:?}"),
     }
 }
 
@@ -140,6 +142,7 @@ fn snapshot_state(s: &SnapshotReport, newest_usable: Option<walden::Lsn>) -> Str
         (SnapshotState::Good { .. }, Some(why)) => format!("good, unusable: {why}"),
         (SnapshotState::Good { .. }, None) if newest_usable == Some(s.lsn) => "good, recovery starts here".into(),
         (SnapshotState::Good { .. }, None) => "good".into(),
+        (other, _) => format!("{other:?}"),
     }
 }
 
@@ -249,6 +252,7 @@ pub fn journal_text(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Resul
         Some(JournalRecord::Floor { first_kept, timestamp_us }) => {
             writeln!(out, " FLOOR entries below #{first_kept} compacted at {}", time(*timestamp_us))
         }
+        Some(other) => writeln!(out, " {other:?}"),
         None => writeln!(out, " not a journal record: {:?}", String::from_utf8_lossy(r.payload)),
     }
 }
