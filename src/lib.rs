@@ -17,6 +17,7 @@ pub mod journal;
 mod lsn;
 pub mod snapshot;
 pub mod store;
+mod thread_safety;
 pub mod wal;
 
 pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
