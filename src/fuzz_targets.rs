@@ -14,7 +14,8 @@
 //!   snapshot decoder, a mutated store directory, and arbitrary store
 //!   operations, faults and crashes against a model (`fuzz_targets/store.rs`).
 //!
-//! Not part of the public API.
+//! Compiled only with the `fuzzing` feature (which turns on `sim`): the
+//! fuzz crate and walden's own tests enable it. Not part of the public API.
 
 use crate::format::{
     decode_record as decode, encode_record, RecordDecodeError, RecordRef, Seed, SegmentHeader, MAX_RECORD_BYTES,

@@ -62,17 +62,24 @@ pub fn log_content<V: crate::io::Vfs>(fs: &V, log: &LogReport, progress: &mut dy
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct JournalEntryView {
+    /// The entry's sequence number.
     pub sequence: u64,
+    /// Its time, in microseconds since the Unix epoch.
     pub timestamp_us: u64,
+    /// Who wrote it.
     pub author: String,
+    /// The address it is about.
     pub address: String,
+    /// Its signal type (serialized by name).
     #[cfg_attr(feature = "serde", serde(serialize_with = "type_name"))]
     pub signal_type: SignalType,
     /// `SET`, `PUBLISH` or `DELETE`.
     pub op: String,
+    /// The value set or published.
     pub value: Value,
     /// The value as text (strings quoted, bytes as their length).
     pub value_text: String,
+    /// A SET's revision.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub revision: Option<u64>,
 }
@@ -88,15 +95,19 @@ fn type_name<S: serde::Serializer>(t: &SignalType, s: S) -> std::result::Result<
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum JournalRecord {
+    /// An entry: a SET, PUBLISH or DELETE.
     Entry(JournalEntryView),
     /// Compaction: every entry below `first_kept` is gone for queries.
     Floor {
+        /// The oldest sequence number still held after the compaction.
         first_kept: u64,
+        /// When the compaction was made, in microseconds since the Unix epoch.
         timestamp_us: u64,
     },
 }
 
 impl JournalRecord {
+    /// The entry's time, or the compaction's.
     pub fn timestamp_us(&self) -> u64 {
         match self {
             JournalRecord::Entry(e) => e.timestamp_us,
@@ -177,12 +188,14 @@ pub fn journal_summary<V: crate::io::Vfs>(
 /// What `dump` keeps of a journal: an address pattern and signal types.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JournalFilter {
+    /// Only entries whose address matches (`None`: every address).
     pub pattern: Option<Pattern>,
     /// [`SignalTypes::ANY`]: every type.
     pub types: SignalTypes,
 }
 
 impl JournalFilter {
+    /// Whether the filter keeps every record (no pattern, every type).
     pub fn is_empty(&self) -> bool {
         self.pattern.is_none() && self.types == SignalTypes::ANY
     }
@@ -205,7 +218,9 @@ impl JournalFilter {
 /// journal's codec refuses it) and whether the entry is below the floor.
 #[non_exhaustive]
 pub struct JournalDumpRecord<'a> {
+    /// The log record: where it lies and its bytes.
     pub record: LogRecordView<'a>,
+    /// Its decoding, or `None` if the journal's codec refuses it.
     pub journal: Option<JournalRecord>,
     /// Below the compaction floor: still in the log, never returned by a
     /// query, gone from the disk once no kept snapshot needs its segment.
@@ -256,19 +271,23 @@ pub fn dump_journal<V: crate::io::Vfs>(
 pub struct JournalCompactPlan {
     /// Entries with a timestamp below this go.
     pub cutoff_us: u64,
-    /// The floor before, and the floor after: entries in
-    /// `first_sequence_before..first_kept` are removed.
+    /// The floor before: entries in `first_sequence_before..first_kept`
+    /// are removed.
     pub first_sequence_before: u64,
+    /// The floor after.
     pub first_kept: u64,
+    /// The last entry's sequence number (compaction does not change it).
     pub latest_sequence: u64,
     /// Exactly how many entries are (or would be) removed.
     pub removed_entries: u64,
     /// Entries still held afterwards.
     pub held_after: u64,
-    /// The log's first LSN before and after (`--apply` only): segments
-    /// leave only once no kept snapshot needs them.
+    /// The log's first LSN before the compaction (`--apply` only).
     pub log_first_lsn_before: Option<Lsn>,
+    /// The log's first LSN after it (`--apply` only): segments leave only
+    /// once no kept snapshot needs them.
     pub log_first_lsn_after: Option<Lsn>,
+    /// Whether the compaction ran (`--apply`), or was only planned.
     pub applied: bool,
 }
 

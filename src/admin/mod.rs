@@ -124,12 +124,15 @@ pub enum Severity {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Finding {
+    /// How bad it is.
     pub severity: Severity,
+    /// The file it is in (the directory, for what concerns it all).
     pub file: PathBuf,
     /// The byte offset in `file`, where one applies.
     pub offset: Option<u64>,
     /// The LSN expected there, where one applies.
     pub lsn: Option<Lsn>,
+    /// What was found, in words.
     pub what: String,
 }
 

@@ -143,6 +143,7 @@ pub struct PointInTime {
     pub lsn: Lsn,
     /// The snapshot it started from, if any.
     pub snapshot_used: Option<PathBuf>,
+    /// Log records applied after it.
     pub records_replayed: u64,
     /// The snapshot written, by [`write_point_in_time`].
     pub written: Option<SnapshotInfo>,

@@ -116,7 +116,9 @@ impl Default for SnapshotOptions {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct EngineOptions {
+    /// The log's options (`dir/wal`).
     pub wal: WalOptions,
+    /// When snapshots are taken and how many are kept (`dir/snapshots`).
     pub snapshots: SnapshotOptions,
 }
 
@@ -139,6 +141,7 @@ pub struct RecoveryReport {
     pub bytes_cut: u64,
     /// Leftover temporary snapshot files removed.
     pub temporary_files_removed: usize,
+    /// How long the open took, log recovery and replay included.
     pub duration: Duration,
 }
 

@@ -40,14 +40,22 @@ pub enum RecordKind {
 /// The decoded fixed part of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
+    /// The payload's length in bytes (padding not included).
     pub payload_len: u32,
+    /// The record's LSN.
     pub lsn: Lsn,
+    /// Every LSN up to this one was on stable storage when the record was
+    /// encoded: a later record whose watermark covers damage proves the
+    /// damaged record was durable (not a torn write).
     pub durable_watermark: Lsn,
+    /// What the record holds.
     pub kind: RecordKind,
+    /// Bit 0: [`FLAG_BATCH_CONTINUES`]; the other bits are zero.
     pub flags: u8,
 }
 
 impl RecordHeader {
+    /// Whether a later record of the same batch follows this one.
     pub fn batch_continues(&self) -> bool {
         self.flags & FLAG_BATCH_CONTINUES != 0
     }
@@ -61,7 +69,9 @@ impl RecordHeader {
 /// A record that passed its checksum, borrowing its payload from the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordRef<'a> {
+    /// The decoded header.
     pub header: RecordHeader,
+    /// The payload, borrowed from the decoded bytes.
     pub payload: &'a [u8],
 }
 
@@ -71,7 +81,12 @@ pub struct RecordRef<'a> {
 pub enum RecordDecodeError {
     /// Fewer bytes remain than the header, or than the length it states.
     #[error("truncated record: {needed} bytes needed, {available} available")]
-    Truncated { needed: u64, available: u64 },
+    Truncated {
+        /// Bytes the record needs, header included.
+        needed: u64,
+        /// Bytes there are.
+        available: u64,
+    },
     /// The header is all zeros: unwritten (preallocated) space.
     #[error("zeroed space, no record")]
     Zeroed,
@@ -80,11 +95,23 @@ pub enum RecordDecodeError {
     TooLong(u32),
     /// The checksum does not match: torn, rotten, stale or foreign bytes.
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The CRC32 in the header.
+        stored: u32,
+        /// The CRC32 of the bytes.
+        computed: u32,
+    },
     /// The checksum holds but the record uses a kind or flag this version
     /// does not know: it was written by a newer walden.
     #[error("unsupported record: kind {kind}, flags {flags:#04x}, reserved bytes {reserved:#x}")]
-    Unsupported { kind: u8, flags: u8, reserved: u64 },
+    Unsupported {
+        /// The kind byte.
+        kind: u8,
+        /// The flags byte.
+        flags: u8,
+        /// The six reserved bytes, little-endian.
+        reserved: u64,
+    },
 }
 
 /// Bytes a record with `payload_len` payload bytes occupies, padding included.

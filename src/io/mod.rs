@@ -2,9 +2,13 @@
 //! every fsync it issues goes through [`Vfs`] and [`VfsFile`].
 //!
 //! Two implementations: [`RealFs`] (std files, memmap2 for reading) and
-//! [`SimFs`], an in-memory file system that keeps written and durable bytes
-//! apart so tests can crash it at any point and inject EIO or ENOSPC.
-//! The engine is generic over `Vfs`, so the real path pays no virtual call.
+//! `SimFs` (with the `sim` feature only), an in-memory file system that
+//! keeps written and durable bytes apart so tests can crash it at any point
+//! and inject EIO or ENOSPC. The engine is generic over `Vfs`, so the real
+//! path pays no virtual call.
+//!
+//! The module also holds the one other call walden makes to the operating
+//! system through `unsafe`: [`lower_current_thread_priority`].
 
 mod priority;
 mod real;
@@ -22,6 +26,7 @@ use std::path::Path;
 
 /// The directory operations walden uses.
 pub trait Vfs: Clone + Send + Sync + 'static {
+    /// The open files of this file system.
     type File: VfsFile;
 
     /// Creates a new file for reading and writing; fails if it exists.
@@ -34,6 +39,7 @@ pub trait Vfs: Clone + Send + Sync + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Makes every create, rename and remove in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `dir` and any missing parents; does nothing if it exists.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the regular files in `dir`, in no particular order.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -46,7 +52,10 @@ pub trait VfsFile: Send + Sync + 'static {
     /// A read-only view of a file prefix.
     type Map: Deref<Target = [u8]> + Send + Sync + 'static;
 
+    /// Writes all of `buf` at `offset` (pwrite), extending the file if
+    /// needed. Not durable until [`VfsFile::sync_data`].
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset` (pread); fails if the file ends first.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// fdatasync: the file's data and size reach stable storage.
     fn sync_data(&self) -> io::Result<()>;
@@ -64,7 +73,10 @@ pub trait VfsFile: Send + Sync + 'static {
         let _ = (offset, len);
         Ok(())
     }
+    /// The file's length in bytes.
     fn size_bytes(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros) the file to `len` bytes. Not
+    /// durable until [`VfsFile::sync_data`].
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Maps `[0, len)` read-only. The caller promises walden never rewrites
     /// those bytes while the map lives.

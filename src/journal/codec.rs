@@ -27,7 +27,9 @@ const FLAG_REVISION: u8 = 1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JournalDecodeError {
+    /// The byte of the payload where decoding failed.
     pub offset: usize,
+    /// What was wrong there.
     pub what: String,
 }
 

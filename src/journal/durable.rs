@@ -80,18 +80,24 @@ pub struct JournalState {
 }
 
 impl JournalState {
+    /// The sequence number of the last entry appended (0 before the first).
     pub fn latest_sequence(&self) -> u64 {
         self.latest_sequence
     }
 
+    /// The compaction floor: the oldest sequence number still held.
     pub fn first_sequence(&self) -> u64 {
         self.first_sequence
     }
 
+    /// The timestamp of the last entry appended, in microseconds since the
+    /// Unix epoch (0 before the first); the next entry's is never earlier.
     pub fn last_timestamp_us(&self) -> u64 {
         self.last_timestamp_us
     }
 
+    /// The state of the parameter at `address`, if a SET made one and no
+    /// DELETE removed it.
     pub fn param(&self, address: &str) -> Option<&Param> {
         self.params.get(address).map(|p| &**p)
     }
@@ -327,6 +333,8 @@ impl DurableJournal<RealFs> {
 }
 
 impl<V: Vfs> DurableJournal<V> {
+    /// Opens (or creates) the journal in `dir` on the file system `fs`
+    /// (`SimFs` in crash tests) and recovers it.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
         Ok(DurableJournal {
             engine: Engine::open_with(fs, dir, options.engine)?,
@@ -339,10 +347,12 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.read(f)
     }
 
+    /// What opening the journal found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()
     }
 
+    /// The journal's snapshots on disk, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         self.engine.list_snapshots()
     }

@@ -54,6 +54,7 @@ impl MemoryJournal {
         })
     }
 
+    /// How many entries the ring holds before it evicts the oldest.
     pub fn capacity(&self) -> usize {
         self.inner.lock().capacity
     }

@@ -66,6 +66,7 @@ pub trait Journal: Send + Sync {
         self.latest_sequence() + 1 - self.first_sequence()
     }
 
+    /// Whether no entry is held (none appended yet, or all compacted).
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -44,7 +44,9 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct SnapshotInfo {
+    /// The snapshot file (`snapshot-{lsn:020}.zst`).
     pub path: PathBuf,
+    /// Its header (the content is verified separately).
     pub header: SnapshotHeader,
     /// The whole file, header included.
     pub file_bytes: u64,

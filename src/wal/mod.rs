@@ -92,6 +92,7 @@ pub struct WalStats {
     pub writes: u64,
     /// fdatasync calls of the group commit and the timer (roll-overs excluded).
     pub syncs: u64,
+    /// Segment files the log holds now, the active one included.
     pub segments: usize,
 }
 
@@ -104,7 +105,8 @@ impl Wal<RealFs> {
 }
 
 impl<V: Vfs> Wal<V> {
-    /// [`Wal::open`] on another file system, such as [`crate::io::SimFs`].
+    /// [`Wal::open`] on another file system, such as `SimFs` (the `sim`
+    /// feature's simulated one, for crash tests).
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
         options.validate()?;
         let dir = dir.as_ref().to_owned();
@@ -375,6 +377,7 @@ impl<V: Vfs> Wal<V> {
         &self.report
     }
 
+    /// The log's counters now.
     pub fn stats(&self) -> WalStats {
         let (writes, syncs) = {
             let st = self.shared.state.lock();
@@ -383,10 +386,12 @@ impl<V: Vfs> Wal<V> {
         WalStats { writes, syncs, segments: self.shared.segments.lock().len() }
     }
 
+    /// The options the log was opened with.
     pub fn options(&self) -> &WalOptions {
         &self.shared.options
     }
 
+    /// The directory of the log's segments.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }

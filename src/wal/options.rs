@@ -15,7 +15,10 @@ pub enum FsyncMode {
     /// An append returns once write() handed it to the kernel: it survives a
     /// process crash. A timer thread fdatasyncs every `interval`, even when
     /// no further write arrives, so it survives power loss `interval` later.
-    Periodic { interval: Duration },
+    Periodic {
+        /// Time between two fdatasyncs of the timer.
+        interval: Duration,
+    },
     /// An append returns once write() handed it to the kernel: it survives a
     /// process crash; the OS decides when it reaches disk. `sync()` and
     /// `close()` still fdatasync.

@@ -34,8 +34,11 @@ pub struct WalRecoveryReport {
     pub segments: usize,
     /// Records found in the kept segments.
     pub records: u64,
-    /// The first and last LSN kept (`last_lsn` is 0 for an empty log).
+    /// The first LSN of the first kept segment (0 when the directory held
+    /// no segment: a new log).
     pub first_lsn: Lsn,
+    /// The last LSN kept: `first_lsn - 1` when the kept segments hold no
+    /// record, 0 for a new log.
     pub last_lsn: Lsn,
     /// Bytes of segment files read.
     pub bytes_scanned: u64,
@@ -59,11 +62,13 @@ pub struct Cut {
     pub file: PathBuf,
     /// Their offset in it (0 for a whole segment moved aside).
     pub offset: u64,
+    /// How many bytes.
     pub bytes: u64,
     /// The first LSN that was lost with them.
     pub lsn: Lsn,
     /// The file that now holds them.
     pub quarantine: PathBuf,
+    /// Why recovery cut them (the damage it found).
     pub reason: String,
 }
 
