@@ -74,7 +74,12 @@ pub enum Error {
     /// another program, or by a state machine whose rules have changed).
     /// The log itself is intact; `walden recover` says what can be done.
     #[error("the record at LSN {lsn} cannot be applied to the state: {reason}")]
-    Apply { lsn: Lsn, reason: String },
+    Apply {
+        /// The record's LSN.
+        lsn: Lsn,
+        /// Why the state machine refused it.
+        reason: String,
+    },
 }
 
 /// What kind of damage a [`Error::Corrupt`] found.

@@ -1,11 +1,12 @@
 //! Compile-time proof that the handles an application shares between
 //! threads are `Send + Sync`: [`crate::Wal`], [`crate::Engine`],
-//! [`crate::Store`] and [`crate::DurableJournal`], on the real file system
+//! [`crate::Store`] and [`crate::DurableJournal`] (and the tickets and
+//! futures of their pipelined calls), on the real file system
 //! and (with the `sim` feature) on `SimFs`. A change that makes one of them
 //! lose either trait (an `Rc`, a `Cell`, a raw pointer in a field) fails to
 //! build here, not in a user's program.
 
-use crate::engine::{Engine, StateMachine};
+use crate::engine::{CommitTicket, Committed, Engine, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::journal::{DurableJournal, JournalState};
 use crate::store::{KvState, Store};
@@ -18,6 +19,8 @@ const fn assert_send_sync<T: Send + Sync>() {}
 #[allow(dead_code)]
 const fn engines_are_send_sync<S: StateMachine, V: Vfs>() {
     assert_send_sync::<Engine<S, V>>();
+    assert_send_sync::<CommitTicket<S, V>>();
+    assert_send_sync::<Committed<S, V>>();
     assert_send_sync::<Wal<V>>();
     assert_send_sync::<Ticket<V>>();
     assert_send_sync::<Durable<V>>();

@@ -176,11 +176,11 @@ impl JournalState {
         // Every pending record passed `check`: it decodes.
         for (_, payload) in pending.records() {
             match codec::decode_record(payload) {
-                Ok(RecordView::Entry(entry)) => {
+                Ok(JournalRecordView::Entry(entry)) => {
                     head.next_sequence = entry.sequence + 1;
                     head.last_timestamp_us = entry.timestamp_us;
                 }
-                Ok(RecordView::Floor { first_kept }) => {
+                Ok(JournalRecordView::Floor { first_kept }) => {
                     head.first_sequence = head.first_sequence.max(first_kept.min(head.next_sequence));
                 }
                 Err(_) => debug_assert!(false, "a pending record passed check"),
@@ -193,7 +193,7 @@ impl JournalState {
     /// the newest pending SET or DELETE of it, else the state's.
     fn previous_revision(&self, pending: &Pending, address: &str) -> Option<u64> {
         for (_, payload) in pending.records().rev() {
-            if let Ok(RecordView::Entry(entry)) = codec::decode_record(payload) {
+            if let Ok(JournalRecordView::Entry(entry)) = codec::decode_record(payload) {
                 if entry.address == address {
                     match entry.op {
                         JournalOp::Set => return entry.revision,
@@ -444,6 +444,8 @@ impl<V: Vfs> DurableJournal<V> {
         Ok((sequence, ticket))
     }
 
+    /// Syncs the log (taking a final snapshot first if the options say so)
+    /// and closes the journal.
     pub fn close(self) -> Result<()> {
         self.engine.close()
     }
