@@ -178,6 +178,8 @@ pub mod format;
 pub mod fuzz_targets;
 pub mod io;
 pub mod journal;
+#[cfg(test)]
+mod layers;
 mod lsn;
 pub mod snapshot;
 pub mod store;
