@@ -188,7 +188,7 @@ pub mod wal;
 
 pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
 pub use error::{Corruption, Error, Result};
-pub use journal::{DurableJournal, Journal, JournalOptions, MemoryJournal};
+pub use journal::{DurableJournal, Journal, JournalEntry, JournalOptions, MemoryJournal};
 pub use lsn::Lsn;
 pub use store::{Entry, Store, StoreOptions, WriteBatch};
 pub use wal::{
