@@ -71,9 +71,16 @@
 //!     fn empty() -> Self {
 //!         Total(0)
 //!     }
+//!     // Runs before the record reaches the log: a refused one never does.
+//!     fn check(payload: &[u8]) -> walden::Result<()> {
+//!         match payload.len() {
+//!             8 => Ok(()),
+//!             n => Err(walden::Error::InvalidArgument(format!("{n} bytes, not a u64"))),
+//!         }
+//!     }
+//!     // Runs once the log acknowledged the record, in LSN order.
 //!     fn apply(&mut self, _lsn: Lsn, payload: &[u8]) -> walden::Result<()> {
-//!         let bytes = payload.try_into().map_err(|_| walden::Error::InvalidArgument("not a u64".into()))?;
-//!         self.0 += u64::from_le_bytes(bytes);
+//!         self.0 += u64::from_le_bytes(payload.try_into().expect("checked"));
 //!         Ok(())
 //!     }
 //!     fn freeze(&self) -> u64 {
@@ -100,6 +107,7 @@
 //! engine.commit(&7u64.to_le_bytes())?;
 //! engine.snapshot_now()?; // covers both commits
 //! engine.commit(&1u64.to_le_bytes())?;
+//! assert!(engine.commit(b"not a u64").is_err()); // refused by check: never logged
 //! assert_eq!(engine.read(|total| total.0), 13);
 //! engine.close()?;
 //!
