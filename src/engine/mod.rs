@@ -134,13 +134,16 @@ impl Default for SnapshotOptions {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct EngineOptions {
+    /// The log's options (`dir/wal`).
     pub wal: WalOptions,
+    /// When snapshots are taken and how many are kept (`dir/snapshots`).
     pub snapshots: SnapshotOptions,
 }
 
 /// What opening an engine found and did.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The snapshot the state was loaded from, if any.
     pub snapshot_used: Option<PathBuf>,
@@ -156,6 +159,7 @@ pub struct RecoveryReport {
     pub bytes_cut: u64,
     /// Leftover temporary snapshot files removed.
     pub temporary_files_removed: usize,
+    /// How long the open took, log recovery and replay included.
     pub duration: Duration,
 }
 
@@ -801,7 +805,9 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             let writer = std::thread::Builder::new()
                 .name("walden-snap-write".into())
                 .spawn_scoped(scope, move || {
-                    lower_this_threads_priority();
+                    if let Err(e) = crate::io::lower_current_thread_priority(SNAPSHOT_NICE_INCREMENT) {
+                        log::debug!("walden: could not lower the snapshot writer's priority: {e}");
+                    }
                     snapshot::write_snapshot(fs, dir, lsn, now_unix_us(), |w| S::write_snapshot(&frozen, w))
                 })
                 .map_err(Error::io("spawn the snapshot writer", dir))?;
@@ -892,23 +898,3 @@ impl ReplayBatch {
 /// How much lower than its parent's the snapshot writer's CPU priority is
 /// (a nice value; 19 is the lowest there is).
 const SNAPSHOT_NICE_INCREMENT: i32 = 10;
-
-/// Lowers the calling thread's CPU priority by [`SNAPSHOT_NICE_INCREMENT`]
-/// (Linux: the nice value is per thread). Best effort: on failure, or on
-/// other systems, the thread keeps its priority.
-fn lower_this_threads_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid, getpriority and setpriority take plain integers
-        // and touch no memory of ours.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            let tid = libc::gettid() as libc::id_t;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, (nice + SNAPSHOT_NICE_INCREMENT).min(19))
-        };
-        if rc != 0 {
-            log::debug!("walden: could not lower the snapshot writer's priority: {}", io::Error::last_os_error());
-        }
-    }
-}

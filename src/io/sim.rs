@@ -1,4 +1,6 @@
-//! [`SimFs`]: an in-memory file system for crash and fault tests.
+//! [`SimFs`]: an in-memory file system for crash and fault tests. Compiled
+//! only with the `sim` feature (walden's own tests turn it on); an
+//! application's build never contains it.
 //!
 //! It keeps, for every file, the bytes a reader sees and the bytes that
 //! would survive power loss, and for the directory the names a reader sees
@@ -26,6 +28,7 @@ const SECTOR_BYTES: u64 = 512;
 
 /// What happens to unsynced data in a simulated crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CrashMode {
     /// Every unsynced write and directory operation is lost.
     DropUnsynced,
@@ -35,26 +38,42 @@ pub enum CrashMode {
     /// Each unsynced sector independently survives, is lost, is zeroed or
     /// becomes garbage; a random prefix of unsynced directory operations
     /// survives. Chosen by the seed.
-    Tear { seed: u64 },
+    Tear {
+        /// Chooses what happens to each sector and how many directory
+        /// operations survive; the same seed tears the same way.
+        seed: u64,
+    },
 }
 
 /// The kinds of I/O call, for fault targeting and traces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SimOp {
+    /// [`Vfs::create_new`].
     Create,
+    /// [`Vfs::open`].
     Open,
+    /// [`VfsFile::write_all_at`].
     Write,
+    /// [`VfsFile::read_exact_at`].
     Read,
+    /// [`VfsFile::sync_data`] and [`VfsFile::sync_and_evict_cache`].
     Sync,
+    /// [`VfsFile::set_len`].
     SetLen,
+    /// [`VfsFile::map`].
     Map,
+    /// [`Vfs::rename`].
     Rename,
+    /// [`Vfs::remove_file`].
     Remove,
+    /// [`Vfs::sync_dir`].
     SyncDir,
 }
 
 /// What an injected fault does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FaultKind {
     /// The call fails with EIO and has no effect.
     Eio,
@@ -70,8 +89,12 @@ pub enum FaultKind {
 /// with `persistent` every matching call after it too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// Which matching call fails first, counting from 1 since the fault was
+    /// injected.
     pub at_call: u64,
+    /// What the failing call does.
     pub kind: FaultKind,
+    /// Whether every matching call after the first fails too.
     pub persistent: bool,
     /// Only calls of this kind count and fail; `None` means every call.
     pub only: Option<SimOp>,
@@ -106,7 +129,7 @@ struct State {
     trace: Vec<SimOp>,
 }
 
-/// The simulated file system. Cloning shares it.
+/// The simulated file system. Cloning shares it. Needs the `sim` feature.
 #[derive(Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<State>>,
@@ -196,6 +219,7 @@ impl State {
 }
 
 impl SimFs {
+    /// An empty file system.
     pub fn new() -> SimFs {
         SimFs::default()
     }

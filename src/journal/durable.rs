@@ -30,7 +30,7 @@
 //! refuses a record that breaks this rather than guess.
 //! **Invariant:** an entry below the compaction floor is never returned.
 
-use super::codec::{self, RecordView};
+use super::codec::{self, JournalRecordView};
 use super::entry::{JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
@@ -80,18 +80,24 @@ pub struct JournalState {
 }
 
 impl JournalState {
+    /// The sequence number of the last entry appended (0 before the first).
     pub fn latest_sequence(&self) -> u64 {
         self.latest_sequence
     }
 
+    /// The compaction floor: the oldest sequence number still held.
     pub fn first_sequence(&self) -> u64 {
         self.first_sequence
     }
 
+    /// The timestamp of the last entry appended, in microseconds since the
+    /// Unix epoch (0 before the first); the next entry's is never earlier.
     pub fn last_timestamp_us(&self) -> u64 {
         self.last_timestamp_us
     }
 
+    /// The state of the parameter at `address`, if a SET made one and no
+    /// DELETE removed it.
     pub fn param(&self, address: &str) -> Option<&Param> {
         self.params.get(address).map(|p| &**p)
     }
@@ -170,11 +176,11 @@ impl JournalState {
         // Every pending record passed `check`: it decodes.
         for (_, payload) in pending.records() {
             match codec::decode_record(payload) {
-                Ok(RecordView::Entry(entry)) => {
+                Ok(JournalRecordView::Entry(entry)) => {
                     head.next_sequence = entry.sequence + 1;
                     head.last_timestamp_us = entry.timestamp_us;
                 }
-                Ok(RecordView::Floor { first_kept }) => {
+                Ok(JournalRecordView::Floor { first_kept }) => {
                     head.first_sequence = head.first_sequence.max(first_kept.min(head.next_sequence));
                 }
                 Err(_) => debug_assert!(false, "a pending record passed check"),
@@ -187,7 +193,7 @@ impl JournalState {
     /// the newest pending SET or DELETE of it, else the state's.
     fn previous_revision(&self, pending: &Pending, address: &str) -> Option<u64> {
         for (_, payload) in pending.records().rev() {
-            if let Ok(RecordView::Entry(entry)) = codec::decode_record(payload) {
+            if let Ok(JournalRecordView::Entry(entry)) = codec::decode_record(payload) {
                 if entry.address == address {
                     match entry.op {
                         JournalOp::Set => return entry.revision,
@@ -225,7 +231,7 @@ impl StateMachine for JournalState {
 
     fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()> {
         match codec::decode_record(payload).map_err(|e| bad(lsn, e))? {
-            RecordView::Entry(entry) => {
+            JournalRecordView::Entry(entry) => {
                 if entry.sequence != self.latest_sequence + 1 {
                     let expected = self.latest_sequence + 1;
                     return Err(bad(lsn, format!("sequence {} where {expected} was expected", entry.sequence)));
@@ -260,7 +266,7 @@ impl StateMachine for JournalState {
                 self.latest_sequence = entry.sequence;
                 self.last_timestamp_us = entry.timestamp_us;
             }
-            RecordView::Floor { first_kept } => self.raise_floor(first_kept),
+            JournalRecordView::Floor { first_kept } => self.raise_floor(first_kept),
         }
         Ok(())
     }
@@ -306,8 +312,9 @@ impl StateMachine for JournalState {
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
         let mut bytes = Vec::new();
         input.read_to_end(&mut bytes)?;
-        let invalid = |e: codec::DecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
-        let mut r = codec::Cursor { bytes: &bytes, at: 0 };
+        let invalid =
+            |e: codec::JournalDecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
+        let mut r = codec::ByteReader { bytes: &bytes, at: 0 };
         let version = r.u8().map_err(invalid)?;
         if version != SNAPSHOT_CONTENT_VERSION {
             return Err(invalid(r.error(format!("unknown content version {version}"))));
@@ -386,6 +393,8 @@ impl DurableJournal<RealFs> {
 }
 
 impl<V: Vfs> DurableJournal<V> {
+    /// Opens (or creates) the journal in `dir` on the file system `fs`
+    /// (`SimFs` in crash tests) and recovers it.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
         Ok(DurableJournal {
             engine: Engine::open_with(fs, dir, options.engine)?,
@@ -398,10 +407,12 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.read(f)
     }
 
+    /// What opening the journal found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()
     }
 
+    /// The journal's snapshots on disk, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         self.engine.list_snapshots()
     }
@@ -433,6 +444,8 @@ impl<V: Vfs> DurableJournal<V> {
         Ok((sequence, ticket))
     }
 
+    /// Syncs the log (taking a final snapshot first if the options say so)
+    /// and closes the journal.
     pub fn close(self) -> Result<()> {
         self.engine.close()
     }
@@ -590,7 +603,7 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             if SignalType::from_u8(signal).is_some_and(|t| !query.types.contains(t)) {
                 continue;
             }
-            let RecordView::Entry(entry) = codec::decode_record(payload).map_err(|e| bad(lsn, e))? else {
+            let JournalRecordView::Entry(entry) = codec::decode_record(payload).map_err(|e| bad(lsn, e))? else {
                 continue;
             };
             if query.admits(timestamp_us, entry.signal_type, entry.address) {

@@ -87,6 +87,7 @@ pub struct Durable<V: Vfs = RealFs> {
 /// Counters of a live log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct WalStats {
     /// write() calls that carried records.
     pub writes: u64,
@@ -96,6 +97,7 @@ pub struct WalStats {
     /// written (`Periodic` and `Never`): an appender behind a slow one
     /// writes its bytes instead of waiting for it.
     pub helped_writes: u64,
+    /// Segment files the log holds now, the active one included.
     pub segments: usize,
 }
 
@@ -108,7 +110,8 @@ impl Wal<RealFs> {
 }
 
 impl<V: Vfs> Wal<V> {
-    /// [`Wal::open`] on another file system, such as [`crate::io::SimFs`].
+    /// [`Wal::open`] on another file system, such as `SimFs` (the `sim`
+    /// feature's simulated one, for crash tests).
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
         options.validate()?;
         let dir = dir.as_ref().to_owned();
@@ -392,6 +395,7 @@ impl<V: Vfs> Wal<V> {
         &self.report
     }
 
+    /// The log's counters now.
     pub fn stats(&self) -> WalStats {
         let (writes, syncs, helped_writes) = {
             let st = self.shared.state.lock();
@@ -400,10 +404,12 @@ impl<V: Vfs> Wal<V> {
         WalStats { writes, syncs, helped_writes, segments: self.shared.segments.lock().len() }
     }
 
+    /// The options the log was opened with.
     pub fn options(&self) -> &WalOptions {
         &self.shared.options
     }
 
+    /// The directory of the log's segments.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
