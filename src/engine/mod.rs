@@ -332,6 +332,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     fn open(fs: V, dir: &Path, options: EngineOptions) -> Result<Self> {
         let started = Instant::now();
         let snapshot_dir = dir.join("snapshots");
+        // The log's lock first: a second process refused here must not
+        // touch the holder's files (such as its snapshot being written).
+        let wal_dir = dir.join("wal");
+        options.wal.validate()?;
+        let lock = crate::wal::lock_log_dir(&fs, &wal_dir)?;
         fs.create_dir_all(&snapshot_dir).map_err(Error::io("create directory", &snapshot_dir))?;
         let mut report = RecoveryReport::default();
         for temp in snapshot::temporary_files(&fs, &snapshot_dir)? {
@@ -340,7 +345,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             fs.remove_file(&temp).map_err(Error::io("remove", &temp))?;
             report.temporary_files_removed += 1;
         }
-        let wal = Wal::open_with(fs.clone(), dir.join("wal"), options.wal.clone())?;
+        let wal = Wal::open_locked(fs.clone(), wal_dir, options.wal.clone(), lock)?;
         report.bytes_cut = wal.recovery_report().bytes_cut();
 
         let listing = snapshot::list_snapshots(&fs, &snapshot_dir)?;

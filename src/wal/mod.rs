@@ -89,8 +89,15 @@ impl<V: Vfs> Wal<V> {
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
         options.validate()?;
         let dir = dir.as_ref().to_owned();
-        fs.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-        let lock = fs.lock_dir(&dir).map_err(Error::io("lock", &dir))?;
+        let lock = lock_log_dir(&fs, &dir)?;
+        Wal::open_locked(fs, dir, options, lock)
+    }
+
+    /// [`Wal::open_with`] under a lock on `dir` the caller took already
+    /// (with [`lock_log_dir`]), so that it could change files beside the
+    /// log first: the engine cleans its snapshot directory under this lock.
+    pub(crate) fn open_locked(fs: V, dir: std::path::PathBuf, options: WalOptions, lock: DirLock) -> Result<Wal<V>> {
+        options.validate()?;
         let recovered = recovery::recover(&fs, &dir, options.recovery)?;
         let (log_id, segments, active_end, last_lsn, report) = match recovered {
             Some(r) => (r.log_id, r.segments, r.active_end, r.last_lsn, r.report),
@@ -350,6 +357,14 @@ impl<V: Vfs> Wal<V> {
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
+}
+
+/// Creates `dir` if needed and takes the log's lock (`dir/LOCK`), before
+/// anything in or beside the log is changed, removed or renamed: an open
+/// refused by another process's lock must leave that process's files alone.
+pub(crate) fn lock_log_dir<V: Vfs>(fs: &V, dir: &Path) -> Result<DirLock> {
+    fs.create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    fs.lock_dir(dir).map_err(Error::io("lock", dir))
 }
 
 impl<V: Vfs> Drop for Wal<V> {

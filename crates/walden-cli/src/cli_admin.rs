@@ -279,13 +279,27 @@ pub fn run(command: AdminCommand) -> ExitCode {
         }
         Err(Failure::Walden(e)) => {
             drop(out.flush());
-            eprintln!("walden: {e}");
+            eprintln!("walden: {}", explain(&e));
             ExitCode::from(2)
         }
         Err(Failure::Usage(e)) => {
             eprintln!("walden: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error as printed, said plainly where the library's words are terse:
+/// a directory another process holds.
+pub fn explain(e: &walden::Error) -> String {
+    match e {
+        walden::Error::Io { op: "lock", path, source } if source.kind() == io::ErrorKind::WouldBlock => format!(
+            "{} is in use: another process holds its lock ({}), so nothing was changed; stop that process first \
+             (read-only commands and `walden backup` work on a directory in use)",
+            path.display(),
+            path.join("LOCK").display()
+        ),
+        _ => e.to_string(),
     }
 }
 

@@ -350,3 +350,41 @@ fn snapshot_create_export_and_prune_and_compact_do_what_they_print() {
     assert_eq!(store.len(), 400);
     assert_eq!(store.applied_lsn().0, 400);
 }
+
+#[test]
+fn commands_that_change_a_directory_in_use_say_so_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let d = dir.to_str().unwrap();
+    fx::tear_tail(&dir);
+    // A running process holds the directory (a store opened in this test
+    // process; the walden binary is another process). Its open cut the
+    // torn tail, so tear the new tail again for `repair --apply` to act on.
+    let holder = Store::open(&dir, fx::options()).unwrap();
+    holder.put(b"held", b"by the test").unwrap();
+    fx::tear_tail(&dir);
+    // The holder's preparer thread may be filling a spare segment meanwhile.
+    let held_files = || {
+        let mut all = fx::contents(&dir);
+        all.retain(|path, _| !path.to_str().unwrap().ends_with(".wal.tmp"));
+        all
+    };
+    let before = held_files();
+    for args in [
+        vec!["repair", d, "--apply"],
+        vec!["compact", d, "--before", "300", "--apply"],
+        vec!["snapshot", "create", d],
+        vec!["snapshot", "prune", d, "--keep", "1", "--apply"],
+    ] {
+        let o = walden(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is in use: another process holds its lock"), "{args:?}: {stderr}");
+        let after = held_files();
+        let changed: Vec<_> = after.keys().chain(before.keys()).filter(|p| after.get(*p) != before.get(*p)).collect();
+        assert!(changed.is_empty(), "walden {args:?} changed a directory in use: {changed:?}");
+    }
+    // Read-only commands never take the lock: they work on it as it is.
+    run(&["verify", d], 1);
+    drop(holder);
+}
