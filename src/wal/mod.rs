@@ -320,6 +320,26 @@ impl<V: Vfs> Wal<V> {
         (readable, upto)
     }
 
+    /// The log's id: random at creation, the same in every segment header.
+    pub fn log_id(&self) -> u64 {
+        self.shared.log_id
+    }
+
+    /// The seal of the record at `lsn` (its segment's salt and its stored
+    /// CRC), which a snapshot at `lsn` records so that it can be checked
+    /// against the log later; `None` if the log does not hold `lsn` now.
+    pub fn record_seal(&self, lsn: Lsn) -> Result<Option<crate::snapshot::RecordSeal>> {
+        let (segments, upto) = self.readable_segments();
+        if lsn > upto || lsn == Lsn::ZERO {
+            return Ok(None);
+        }
+        let Some((segment, len)) = segments.iter().rev().find(|(s, _)| s.header.first_lsn <= lsn) else {
+            return Ok(None);
+        };
+        let map = crate::io::VfsFile::map(&*segment.file, *len).map_err(Error::io("map", &segment.path))?;
+        Ok(segment::find_record_seal(&map, &segment.header, lsn))
+    }
+
     /// Removes whole sealed segments whose records all have LSNs below
     /// `lsn`. The active segment is never removed. Returns how many went.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {

@@ -171,7 +171,7 @@ pub enum SnapshotCommand {
     List(Common),
     /// Writes a snapshot of the store at the log's last record into the directory's snapshots/.
     Create(Common),
-    /// Checks every snapshot's checksum; exits 1 if any is bad.
+    /// Checks every snapshot's checksum and origin; exits 1 if any is bad or not this store's.
     Verify(Common),
     /// Deletes all but the newest N good snapshots (a dry run unless --apply; bad ones are left alone).
     Prune(PruneArgs),
@@ -527,7 +527,7 @@ fn snapshot(command: SnapshotCommand, out: &mut dyn Write) -> Outcome {
         }
         SnapshotCommand::Verify(c) => {
             let exam = snapshots_of(&c)?;
-            let bad = exam.snapshots.snapshots.iter().filter(|s| !s.is_good()).count();
+            let bad = exam.snapshots.snapshots.iter().filter(|s| !s.is_good() || s.refused.is_some()).count();
             if c.json {
                 json_out(out, &exam.snapshots)?
             } else {

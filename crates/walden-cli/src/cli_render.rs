@@ -135,6 +135,9 @@ fn snapshot_rows(out: &mut dyn Write, snaps: &SnapshotsReport, now_us: u64) -> i
 }
 
 fn snapshot_state(s: &SnapshotReport, newest_usable: Option<walden::Lsn>) -> String {
+    if let Some(why) = &s.refused {
+        return format!("NOT THIS STORE'S: {why}");
+    }
     match (&s.state, &s.unusable) {
         (SnapshotState::Bad { reason }, _) => format!("BAD: {reason}"),
         (SnapshotState::Good { .. }, Some(why)) => format!("good, unusable: {why}"),

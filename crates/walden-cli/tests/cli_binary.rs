@@ -388,3 +388,40 @@ fn commands_that_change_a_directory_in_use_say_so_and_change_nothing() {
     run(&["verify", d], 1);
     drop(holder);
 }
+
+#[test]
+fn a_foreign_or_renamed_snapshot_fails_verify_by_name_and_reason_and_the_store_keeps_its_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let other = tmp.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let other = fx::healthy(&other);
+    let expected = Store::open(&dir, fx::options()).unwrap().range(..);
+    let newest = dir.join("snapshots/snapshot-00000000000000000250.zst");
+    let older = dir.join("snapshots/snapshot-00000000000000000100.zst");
+    let d = dir.to_str().unwrap();
+    for (name, source, why) in [
+        ("foreign", other.join("snapshots/snapshot-00000000000000000250.zst"), "taken from another store's log"),
+        ("renamed", older.clone(), "its name says LSN 250 but its header says LSN 100"),
+    ] {
+        let original = fs::read(&newest).unwrap();
+        fs::copy(&source, &newest).unwrap();
+        let verify = run(&["verify", d], 1);
+        assert!(verify.contains(&newest.display().to_string()) && verify.contains(why), "{name}: {verify}");
+        assert!(verify.contains("verdict: recoverable"), "{name}: {verify}");
+        let v = json(&["verify", d], 1);
+        assert_eq!(v["health"], "recoverable", "{name}");
+        let snaps = json(&["snapshot", "list", d], 0);
+        assert_eq!(snaps["newest_usable"], 100, "{name}: recovery would start from the older snapshot");
+        assert_read_only(&dir);
+        let store = Store::open(&dir, fx::options()).unwrap();
+        assert_eq!(store.recovery_report().snapshot_lsn.0, 100, "{name}");
+        assert!(store.recovery_report().snapshots_skipped[0].1.contains(why), "{name}");
+        assert_eq!(store.range(..), expected, "{name}: the store recovered its own exact state");
+        drop(store);
+        run(&["verify", d], 0);
+        // Put the real snapshot back for the next case (the refused file
+        // was moved aside: it stays, as a quarantine file).
+        fs::write(&newest, original).unwrap();
+    }
+}
