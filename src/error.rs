@@ -33,6 +33,10 @@ pub enum Error {
     /// A snapshot file is damaged or incomplete; recovery skips it.
     #[error("bad snapshot {file}: {reason}")]
     BadSnapshot { file: PathBuf, reason: String },
+    /// A backup is damaged or incomplete: a file's length or checksum is
+    /// not what its manifest says, or the manifest itself does not read.
+    #[error("bad backup {file}: {reason}")]
+    BadBackup { file: PathBuf, reason: String },
     /// A record is larger than `max_record_bytes`.
     #[error("record of {len} bytes exceeds max_record_bytes = {max}")]
     RecordTooLarge { len: usize, max: u32 },

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod engine;
 mod error;
 pub mod format;

@@ -265,6 +265,32 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         self.core.snapshot_locked()
     }
 
+    /// Backs up the engine's directory into `dest` while commits go on
+    /// (see [`crate::backup`]): every commit acknowledged before this call
+    /// is in the backup, which is checked before this returns. Repeated
+    /// backups into one `dest` share unchanged files with the previous one.
+    pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<crate::backup::BackupReport> {
+        self.backup_with(dest, &crate::backup::BackupOptions::default())
+    }
+
+    /// [`Engine::backup_to`] with options (how many backups to keep).
+    pub fn backup_with(
+        &self,
+        dest: impl AsRef<Path>,
+        options: &crate::backup::BackupOptions,
+    ) -> Result<crate::backup::BackupReport> {
+        let core = &self.core;
+        // Under the snapshot lock no snapshot is written or pruned and no
+        // segment removed while the files are opened; once open they stay
+        // readable whatever happens to their names.
+        let sources = {
+            let _guard = core.snapshotting.lock();
+            crate::backup::source::from_engine(&core.fs, &core.wal, &core.snapshot_dir)?
+        };
+        let root = core.snapshot_dir.parent().unwrap_or(&core.snapshot_dir);
+        crate::backup::take::backup_sources(sources, root, dest.as_ref(), options)
+    }
+
     /// Snapshots that are on disk now, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         Ok(snapshot::list_snapshots(&self.core.fs, &self.core.snapshot_dir)?.snapshots)

@@ -338,6 +338,21 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.read(f)
     }
 
+    /// Backs up the directory into `dest` while writes go on: see
+    /// [`Engine::backup_to`](crate::Engine::backup_to).
+    pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<crate::backup::BackupReport> {
+        self.engine.backup_to(dest)
+    }
+
+    /// [`Self::backup_to`] with options (how many backups to keep).
+    pub fn backup_with(
+        &self,
+        dest: impl AsRef<Path>,
+        options: &crate::backup::BackupOptions,
+    ) -> Result<crate::backup::BackupReport> {
+        self.engine.backup_with(dest, options)
+    }
+
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()
     }

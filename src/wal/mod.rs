@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use segment::{create_spare, publish_segment, Segment};
 
 /// Segments a reader may map, each with the length of its readable prefix.
-type Readable<F> = Vec<(Segment<F>, u64)>;
+pub(crate) type Readable<F> = Vec<(Segment<F>, u64)>;
 pub(crate) use segment::{now_unix_us, random_u64};
 use std::ops::Range;
 use std::path::Path;
@@ -298,7 +298,7 @@ impl<V: Vfs> Wal<V> {
 
     /// The segments a reader may map, with their readable lengths, and the
     /// last LSN written.
-    fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
+    pub(crate) fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
         let (upto, active_first, active_end) = {
             let st = self.shared.state.lock();
             (st.written, st.active_first_lsn, st.active_end)
