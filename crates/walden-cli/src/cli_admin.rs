@@ -220,7 +220,7 @@ pub struct CompactArgs {
 }
 
 /// An integer is an LSN; anything else must be an RFC 3339 time.
-fn parse_target(s: &str) -> Result<Target, String> {
+pub fn parse_target(s: &str) -> Result<Target, String> {
     if let Ok(lsn) = s.parse::<u64>() {
         return Ok(Target::Lsn(Lsn(lsn)));
     }

@@ -425,3 +425,84 @@ fn a_foreign_or_renamed_snapshot_fails_verify_by_name_and_reason_and_the_store_k
         fs::write(&newest, original).unwrap();
     }
 }
+
+#[test]
+fn backup_of_a_directory_in_use_and_restore_walk_through() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest, out) = (tmp.path().join("data"), tmp.path().join("backups"), tmp.path().join("restored"));
+    let (d, b, o) = (data.to_str().unwrap(), dest.to_str().unwrap(), out.to_str().unwrap());
+    let mut options = fx::options();
+    options.engine.wal.fsync = walden::FsyncMode::Always;
+    options.engine.snapshots.every_commits = Some(500);
+    // This test process holds the directory and 8 threads keep writing
+    // while the walden binary backs it up.
+    let holder = Store::open(&data, options).unwrap();
+    let acked: Vec<AtomicU64> = (0..8).map(|_| AtomicU64::new(0)).collect();
+    let stop = AtomicBool::new(false);
+    let (before, said) = std::thread::scope(|scope| {
+        for w in 0..8u64 {
+            let (holder, acked, stop) = (&holder, &acked, &stop);
+            scope.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    holder.put(format!("w{w}-{i:08}").as_bytes(), format!("v{w}-{i}").as_bytes()).unwrap();
+                    i += 1;
+                    acked[w as usize].store(i, Ordering::SeqCst);
+                }
+            });
+        }
+        while acked.iter().map(|a| a.load(Ordering::SeqCst)).sum::<u64>() < 2000 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        let said = run(&["backup", d, b], 0);
+        stop.store(true, Ordering::Relaxed);
+        (before, said)
+    });
+    assert!(said.contains("backup 1 of") && said.contains("verified:"), "{said}");
+    holder.close().unwrap();
+
+    // Restoring into a non-empty directory is refused and changes nothing.
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("keep.txt"), b"mine").unwrap();
+    let o_ = walden(&["restore", b, o]);
+    assert_eq!(o_.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o_.stderr).contains("is not empty"));
+    assert_eq!(fs::read(out.join("keep.txt")).unwrap(), b"mine");
+    fs::remove_dir_all(&out).unwrap();
+
+    let restored = json(&["restore", b, o], 0);
+    assert_eq!(restored["backup_id"], 1);
+    let keys = restored["keys"].as_u64().unwrap();
+    let store = Store::open(&out, fx::options()).unwrap();
+    assert_eq!(store.len() as u64, keys);
+    assert_eq!(store.applied_lsn().0, restored["last_lsn"].as_u64().unwrap());
+    for (w, &n) in before.iter().enumerate() {
+        for i in 0..n {
+            let entry = store.get(format!("w{w}-{i:08}").as_bytes());
+            assert_eq!(entry.map(|e| e.value.to_vec()), Some(format!("v{w}-{i}").into_bytes()), "w{w}-{i} lost");
+        }
+    }
+    drop(store);
+
+    // The writers went on after the first backup (and retention removed
+    // what it had), so a second backup copies; a third, with no writes in
+    // between, copies only the last segment again and shares the rest.
+    run(&["backup", d, b], 0);
+    let third = json(&["backup", d, b, "--keep", "2"], 0);
+    let files = third["manifest"]["segments"].as_array().unwrap().len()
+        + third["manifest"]["snapshots"].as_array().unwrap().len();
+    assert_eq!(third["files_copied"], 1, "{third}");
+    assert_eq!(third["files_linked"].as_u64().unwrap() as usize, files - 1, "{third}");
+    assert_eq!(third["pruned"][0], dest.join("backup-000001").to_str().unwrap());
+    // A damaged backup is refused.
+    let victim = dest.join("backup-000003").join(third["manifest"]["segments"][0]["path"].as_str().unwrap());
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&victim, bytes).unwrap();
+    let o_ = walden(&["restore", b, tmp.path().join("again").to_str().unwrap()]);
+    assert_eq!(o_.status.code(), Some(1), "a damaged backup is a problem found");
+    assert!(String::from_utf8_lossy(&o_.stderr).contains("checksum mismatch"));
+    assert!(!tmp.path().join("again").exists());
+}
