@@ -393,12 +393,15 @@ fn read_source<F: VfsFile>(file: &F, path: &Path, len: u64, progress: &mut dyn P
     Ok(bytes)
 }
 
+/// Writes a new file, not yet synced: `seal` syncs every file copied
+/// before it writes the manifest, so the disk writes of one file overlap
+/// the reading of the next.
 fn write_new(path: &Path, chunks: &[&[u8]]) -> Result<()> {
     let mut file = File::create_new(path).map_err(Error::io("create", path))?;
     for chunk in chunks {
         file.write_all(chunk).map_err(Error::io("write", path))?;
     }
-    file.sync_data().map_err(Error::io("fsync", path))
+    Ok(())
 }
 
 /// Copies a segment's complete batches, after checking every record.
@@ -473,8 +476,23 @@ fn copy_snapshot<F: VfsFile>(
         fs::remove_file(&target).map_err(Error::io("remove", &target))?;
         return Ok(Err(why));
     }
-    out.sync_data().map_err(Error::io("fsync", &target))?;
     Ok(Ok(SnapshotEntry { path: rel, bytes: s.info.file_bytes, crc, lsn: h.lsn, content_crc }))
+}
+
+/// The length and CRC32 of a file, read in chunks.
+fn crc_of_file(path: &Path) -> Result<(u64, u32)> {
+    use std::io::Read;
+    let mut file = File::open(path).map_err(Error::io("open", path))?;
+    let (mut hasher, mut len) = (crc32fast::Hasher::new(), 0u64);
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    loop {
+        let n = file.read(&mut buffer).map_err(Error::io("read", path))?;
+        if n == 0 {
+            return Ok((len, hasher.finalize()));
+        }
+        hasher.update(&buffer[..n]);
+        len += n as u64;
+    }
 }
 
 /// The seal of the record at `lsn` in the segments already staged.
@@ -490,26 +508,26 @@ fn staged_seal(staging: &Path, manifest: &Manifest, lsn: Lsn) -> Result<Option<s
     Ok(find_record_seal(&bytes, &header, lsn))
 }
 
-/// Writes and syncs the manifest, syncs the directories, and reads back
-/// every file copied in this run (length and CRC32) and the manifest, so
-/// the backup is checked before it gets its final name.
+/// Syncs every file copied in this run and reads it back (length and
+/// CRC32), then writes and syncs the manifest and the directories and
+/// reads the manifest back, so the backup is durable and checked before
+/// it gets its final name.
 fn seal(staging: &Path, filled: &Filled) -> Result<()> {
+    for (path, bytes, crc) in &filled.copied {
+        let file = staging.join(path);
+        File::open(&file).and_then(|f| f.sync_data()).map_err(Error::io("fsync", &file))?;
+        if crc_of_file(&file)? != (*bytes, *crc) {
+            return Err(Error::BadBackup { file, reason: "the copy does not read back as written".into() });
+        }
+    }
     let text = filled.manifest.encode();
     let manifest_path = staging.join(MANIFEST_NAME);
     write_new(&manifest_path, &[text.as_bytes()])?;
+    File::open(&manifest_path).and_then(|f| f.sync_data()).map_err(Error::io("fsync", &manifest_path))?;
     for sub in ["wal", "snapshots"] {
         sync_dir(&staging.join(sub))?;
     }
     sync_dir(staging)?;
-    for (path, bytes, crc) in &filled.copied {
-        let back = read_all(&staging.join(path))?;
-        if back.len() as u64 != *bytes || crc32fast::hash(&back) != *crc {
-            return Err(Error::BadBackup {
-                file: staging.join(path),
-                reason: "the copy does not read back as written".into(),
-            });
-        }
-    }
     let back = fs::read_to_string(&manifest_path).map_err(Error::io("read", &manifest_path))?;
     if Manifest::decode(&back, &manifest_path)? != filled.manifest {
         return Err(Error::BadBackup {
