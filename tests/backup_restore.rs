@@ -388,3 +388,25 @@ fn a_backup_of_a_process_killed_with_sigkill_midway_completes_or_fails_never_res
     assert_eq!(completed + failed, 4);
     assert!(completed > 0, "the files a killed process leaves are enough for a backup");
 }
+
+#[test]
+fn a_journal_backs_up_and_restores_too() {
+    use walden::journal::{JournalState, NewEntry, Value};
+    use walden::{DurableJournal, Journal, JournalOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest) = (tmp.path().join("journal"), tmp.path().join("backups"));
+    let journal = DurableJournal::open(&data, JournalOptions::default()).unwrap();
+    for i in 0..500 {
+        journal.append(NewEntry::set("relay", &format!("/lights/{}", i % 20), Value::Int(i))).unwrap();
+    }
+    let report = journal.backup_to(&dest).unwrap();
+    let latest = journal.read(|s| s.latest_sequence());
+    journal.close().unwrap();
+    let out = tmp.path().join("restored");
+    let (restored, state) = backup::restore::<JournalState>(&dest, &out, None, &mut NoProgress).unwrap();
+    assert_eq!(restored.last_lsn, report.manifest.last_lsn);
+    assert_eq!(state.latest_sequence(), latest);
+    assert_eq!(state.params().count(), 20);
+    let reopened = DurableJournal::open(&out, JournalOptions::default()).unwrap();
+    assert_eq!(reopened.read(|s| s.latest_sequence()), 500);
+}

@@ -13,9 +13,10 @@ use serde::Serialize;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use walden::admin::{DataDir, Target};
+use walden::admin::{self, DataDir, LogContent, NoProgress, Target};
 use walden::backup::{self, BackupOptions, BackupReport, RestoreReport};
 use walden::io::RealFs;
+use walden::journal::JournalState;
 use walden::store::KvState;
 
 #[derive(Args)]
@@ -141,25 +142,45 @@ fn render_backup(out: &mut dyn Write, r: &BackupReport) -> io::Result<()> {
 struct Restored<'a> {
     #[serde(flatten)]
     report: &'a RestoreReport,
+    /// A store's keys, or a journal's addresses.
     keys: usize,
+    content: &'static str,
+}
+
+/// Whether the backup holds a journal's log (its first record decodes as a
+/// journal record, as `walden dump` decides) rather than a store's.
+fn holds_journal(backup: &std::path::Path) -> walden::Result<bool> {
+    let dir = backup::locate_backup(backup)?;
+    let log = admin::scan_log(&RealFs, &dir.join("wal"), &mut NoProgress)?;
+    Ok(admin::log_content(&RealFs, &log, &mut NoProgress)? == LogContent::Journal)
 }
 
 pub fn run_restore(a: &RestoreArgs) -> ExitCode {
-    let (report, state) = match backup::restore::<KvState>(&a.backup, &a.dest, a.to, &mut Bars::new(a.json)) {
+    let mut bars = Bars::new(a.json);
+    let restored = holds_journal(&a.backup).and_then(|journal| {
+        if journal {
+            let (report, state) = backup::restore::<JournalState>(&a.backup, &a.dest, a.to, &mut bars)?;
+            Ok((report, state.params().count(), "journal"))
+        } else {
+            let (report, state) = backup::restore::<KvState>(&a.backup, &a.dest, a.to, &mut bars)?;
+            Ok((report, state.len(), "store"))
+        }
+    });
+    let (report, keys, content) = match restored {
         Ok(done) => done,
         Err(e) => return failed(&e),
     };
     let mut out = io::stdout().lock();
     let written = if a.json {
-        let restored = Restored { report: &report, keys: state.len() };
+        let restored = Restored { report: &report, keys, content };
         serde_json::to_writer_pretty(&mut out, &restored).map_err(io::Error::from).and_then(|()| writeln!(out))
     } else {
-        render_restore(&mut out, &report, state.len())
+        render_restore(&mut out, &report, keys, content)
     };
     finish(written).unwrap_or(ExitCode::SUCCESS)
 }
 
-fn render_restore(out: &mut dyn Write, r: &RestoreReport, keys: usize) -> io::Result<()> {
+fn render_restore(out: &mut dyn Write, r: &RestoreReport, keys: usize, content: &str) -> io::Result<()> {
     writeln!(
         out,
         "restored backup {} ({}) into {} in {:.2} s",
@@ -177,7 +198,10 @@ fn render_restore(out: &mut dyn Write, r: &RestoreReport, keys: usize) -> io::Re
         None => String::new(),
     };
     writeln!(out, "  LSNs      {}..={}{asked}", r.first_lsn, r.last_lsn)?;
-    writeln!(out, "  keys      {keys}")?;
+    match content {
+        "journal" => writeln!(out, "  addresses {keys} (a journal)")?,
+        _ => writeln!(out, "  keys      {keys}")?,
+    }
     writeln!(out, "  snapshot  {}", r.snapshot_used.as_deref().unwrap_or("none (the log from LSN 1)"))?;
     writeln!(out, "  files     {}, {}", r.files, bytes(r.bytes))?;
     writeln!(out, "verified: every checksum of the backup before writing, and the restored directory before the rename")
