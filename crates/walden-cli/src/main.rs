@@ -16,6 +16,7 @@ mod cli_render;
 mod engines;
 mod journal_bench;
 mod latency;
+mod puts_bench;
 mod recovery_bench;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,8 @@ enum Command {
     Restore(cli_backup::RestoreArgs),
     /// Benchmarks `walden backup` of a data directory against `cp -r`, and an incremental backup.
     BenchBackup(backup_bench::BackupBenchArgs),
+    /// Benchmarks store puts with 1, 16 and 64 writers in each fsync mode, next to the log's own appends.
+    BenchPuts(puts_bench::PutsArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => return cli_backup::run_backup(&args),
         Command::Restore(args) => return cli_backup::run_restore(&args),
         Command::BenchBackup(args) => backup_bench::run(&args),
+        Command::BenchPuts(args) => puts_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
