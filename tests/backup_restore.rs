@@ -275,6 +275,16 @@ fn a_restore_to_an_lsn_holds_the_state_as_of_that_lsn() {
         assert_eq!(opened.applied_lsn(), Lsn(lsn));
         assert_eq!(opened.len(), expected.len());
     }
+    // By time: the state as of the timestamp of the write at LSN 2000 is
+    // the store's own view at that time.
+    let at = store.view_at(Lsn(2000)).unwrap();
+    let time = at.iter().map(|(_, e)| e.timestamp_us).max().unwrap();
+    let (expected, expected_lsn) = store.view_at_time(time).unwrap();
+    let out = tmp.path().join("at-time");
+    let (report, state) = backup::restore::<KvState>(&dest, &out, Some(Target::Time(time)), &mut NoProgress).unwrap();
+    assert_eq!(report.last_lsn, expected_lsn);
+    assert!(report.last_lsn >= Lsn(2000));
+    assert!(state.iter().eq(expected.iter()), "the restored state is the view at that time");
     // Before the oldest snapshot the backup holds, with its log cut after
     // it: refused, and said why.
     let e = backup::restore::<KvState>(&dest, &tmp.path().join("old"), Some(Target::Lsn(Lsn(10))), &mut NoProgress);
