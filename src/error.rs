@@ -56,6 +56,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A backup is damaged or incomplete: a file's length or checksum is
+    /// not what its manifest says, or the manifest itself does not read.
+    #[error("bad backup {file}: {reason}")]
+    BadBackup {
+        /// The file of the backup that is wrong (or its manifest).
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record is larger than `max_record_bytes`.
     #[error("record of {len} bytes exceeds max_record_bytes = {max}")]
     RecordTooLarge {

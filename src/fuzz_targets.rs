@@ -28,7 +28,7 @@ use std::path::Path;
 mod store;
 pub use store::{
     base_store_files, decode_snapshot, open_mutated_store, store_model, wrap_snapshot, FUZZ_SNAPSHOT_DIR,
-    FUZZ_SNAPSHOT_LSN, FUZZ_STORE_DIR,
+    FUZZ_SNAPSHOT_LSN, FUZZ_SNAPSHOT_ORIGIN, FUZZ_STORE_DIR,
 };
 
 /// The log id of the segment header [`open_segment`] can prefix.

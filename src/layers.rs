@@ -18,13 +18,14 @@ const CRATE_LAYERS: &[(&str, &[&str])] = &[
     ("store", &["format", "io", "wal", "snapshot", "engine"]),
     ("journal", &["format", "io", "wal", "snapshot", "engine"]),
     ("admin", &["format", "io", "wal", "snapshot", "engine", "store", "journal"]),
+    ("backup", &["format", "io", "wal", "snapshot", "engine", "store", "journal", "admin"]),
 ];
 
 /// Each file of `admin/` and the sibling modules it may name.
 const ADMIN_LAYERS: &[(&str, &[&str])] = &[
     ("store_view", &[]),
-    ("snapshots", &[]),
     ("log", &["store_view"]),
+    ("snapshots", &["log"]),
     ("range", &["log"]),
     ("examine", &["log", "snapshots"]),
     ("dump", &["log", "range", "store_view"]),

@@ -178,6 +178,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod backup;
 pub mod engine;
 mod error;
 pub mod format;

@@ -464,15 +464,17 @@ fn decode_snapshot_seeds() -> Vec<(String, Vec<u8>)> {
         .collect();
     assert_eq!(snapshots.len(), 2, "the base store keeps two snapshots");
     for (i, file) in snapshots.iter().enumerate() {
-        let content = &file[walden::snapshot::SNAPSHOT_HEADER_BYTES..];
+        let header = walden::snapshot::SnapshotHeader::decode(file).unwrap();
+        assert!(header.origin.is_some(), "the base store writes snapshot format 2");
+        let content = &file[header.header_bytes()..];
         let entries = zstd::bulk::decompress(content, 1 << 20).unwrap();
         seeds.push((format!("file-{i}"), [&[0u8][..], file].concat()));
         seeds.push((format!("content-{i}"), [&[1u8][..], content].concat()));
         seeds.push((format!("entries-{i}"), [&[2u8][..], &entries].concat()));
-        for cut in [0, 10, 63, 64, file.len() / 2, file.len() - 1] {
+        for cut in [0, 10, 63, 64, 95, 96, file.len() / 2, file.len() - 1] {
             seeds.push((format!("file-{i}-cut-{cut}"), [&[0u8][..], &file[..cut]].concat()));
         }
-        for at in [3, 20, 50, 70, file.len() - 2] {
+        for at in [3, 20, 50, 53, 58, 66, 70, 93, file.len() - 2] {
             let mut bad = file.clone();
             bad[at] ^= 0x08;
             seeds.push((format!("file-{i}-flip-{at}"), [&[0u8][..], &bad].concat()));

@@ -26,7 +26,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 use walden::format::SegmentHeader;
 use walden::io::{CrashMode, Fault, FaultKind, SimFs, SimOp, Vfs};
-use walden::snapshot::{parse_snapshot_file_name, SnapshotHeader, SNAPSHOT_HEADER_BYTES};
+use walden::snapshot::{parse_snapshot_file_name, SnapshotHeader};
 use walden::{
     EngineOptions, Error, FsyncMode, Lsn, Preallocate, SnapshotOptions, Store, StoreOptions, Wal, WalOptions,
     WriteBatch,
@@ -84,7 +84,7 @@ fn assert_no_torn_file_visible(fs: &SimFs, dirs: &[PathBuf], context: &str) {
             if parse_snapshot_file_name(&name).is_some() {
                 let header = SnapshotHeader::decode(&bytes)
                     .unwrap_or_else(|e| panic!("{context}: snapshot {} is visible torn: {e}", path.display()));
-                let content = &bytes[SNAPSHOT_HEADER_BYTES.min(bytes.len())..];
+                let content = &bytes[header.header_bytes().min(bytes.len())..];
                 assert_eq!(content.len() as u64, header.content_bytes, "{context}: {} is short", path.display());
                 assert_eq!(crc32fast::hash(content), header.content_crc, "{context}: {} is torn", path.display());
             }

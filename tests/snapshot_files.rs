@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use walden::io::{CrashMode, Fault, FaultKind, SimFs, Vfs};
 use walden::snapshot::{
     list_snapshots, prune_snapshots, read_snapshot, temporary_files, verify_snapshot, write_snapshot, SnapshotInfo,
+    SnapshotOrigin,
 };
 use walden::{Error, Lsn};
+
+/// The origin these snapshots record (no log is checked against here).
+const ORIGIN: SnapshotOrigin = SnapshotOrigin { log_id: 0x5eed, seal: None };
 
 fn dir() -> PathBuf {
     PathBuf::from("/snap")
@@ -43,7 +47,7 @@ fn read_state(r: &mut dyn Read) -> std::io::Result<Vec<Vec<u8>>> {
 }
 
 fn take(fs: &SimFs, lsn: u64, n: u64) -> SnapshotInfo {
-    write_snapshot(fs, &dir(), Lsn(lsn), 1_700_000_000_000_000 + lsn, write_state(&state(n))).unwrap()
+    write_snapshot(fs, &dir(), Lsn(lsn), 1_700_000_000_000_000 + lsn, ORIGIN, write_state(&state(n))).unwrap()
 }
 
 #[test]
@@ -67,7 +71,7 @@ fn round_trip_compresses_and_lists_by_lsn() {
 fn real_files_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let fs = walden::io::RealFs;
-    let info = write_snapshot(&fs, tmp.path(), Lsn(9), 0, write_state(&state(50_000))).unwrap();
+    let info = write_snapshot(&fs, tmp.path(), Lsn(9), 0, ORIGIN, write_state(&state(50_000))).unwrap();
     assert_eq!(std::fs::metadata(&info.path).unwrap().len(), info.file_bytes);
     assert_eq!(read_snapshot(&fs, &info, read_state).unwrap(), state(50_000));
 }
@@ -104,7 +108,7 @@ fn a_crash_at_any_point_of_writing_leaves_a_whole_snapshot_or_none() {
         for crash in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced, CrashMode::Tear { seed: at_call }] {
             let fs = SimFs::new();
             fs.inject(Fault { at_call, kind: FaultKind::Eio, persistent: true, only: None });
-            let result = write_snapshot(&fs, &dir(), Lsn(7), 0, write_state(&state(3000)));
+            let result = write_snapshot(&fs, &dir(), Lsn(7), 0, ORIGIN, write_state(&state(3000)));
             assert!(result.is_err(), "the fault at call {at_call} must surface");
             let after = fs.crash(crash);
             let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad, .. } =
@@ -118,7 +122,7 @@ fn a_crash_at_any_point_of_writing_leaves_a_whole_snapshot_or_none() {
     // The leftover temporary file is visible as such, never as a snapshot.
     let fs = SimFs::new();
     fs.inject(Fault { at_call: calls - 1, kind: FaultKind::Eio, persistent: true, only: None });
-    assert!(write_snapshot(&fs, &dir(), Lsn(7), 0, write_state(&state(3000))).is_err());
+    assert!(write_snapshot(&fs, &dir(), Lsn(7), 0, ORIGIN, write_state(&state(3000))).is_err());
     fs.clear_fault();
     assert_eq!(temporary_files(&fs, &dir()).unwrap().len(), 1);
     assert!(list_snapshots(&fs, &dir()).unwrap().snapshots.is_empty());
@@ -131,7 +135,7 @@ fn a_full_disk_fails_the_snapshot_cleanly() {
     fs.set_space_limit(Some(
         fs.read_file(&dir().join(walden::snapshot::snapshot_file_name(Lsn(1)))).unwrap().len() as u64 + 500,
     ));
-    let err = write_snapshot(&fs, &dir(), Lsn(2), 0, write_state(&state(20_000))).unwrap_err();
+    let err = write_snapshot(&fs, &dir(), Lsn(2), 0, ORIGIN, write_state(&state(20_000))).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(28), "{err}");
     let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad, .. } =
         list_snapshots(&fs, &dir()).unwrap();

@@ -88,7 +88,7 @@ pub fn examine<V: Vfs>(fs: &V, dir: &DataDir, progress: &mut dyn Progress) -> Re
     let open_plan = log.plan(RecoveryMode::TolerateTornTail);
     let salvage = log.plan(RecoveryMode::PointInTime);
     let snapshots = match &dir.snapshot_dir {
-        Some(sd) => scan_snapshots(fs, sd, salvage.first_lsn, salvage.last_lsn, progress)?,
+        Some(sd) => scan_snapshots(fs, sd, &log, salvage.first_lsn, salvage.last_lsn, progress)?,
         None => SnapshotsReport::default(),
     };
     let mut findings = log.findings();
@@ -102,7 +102,7 @@ pub fn examine<V: Vfs>(fs: &V, dir: &DataDir, progress: &mut dyn Progress) -> Re
         Some(Severity::Recoverable) => Health::Recoverable,
         _ => Health::Healthy,
     };
-    let oldest_usable = snapshots.snapshots.iter().find(|s| s.is_good() && s.unusable.is_none()).map(|s| s.lsn);
+    let oldest_usable = snapshots.snapshots.iter().find(|s| s.is_usable()).map(|s| s.lsn);
     let recoverable_from_lsn = match (oldest_usable, open_plan.first_lsn) {
         (_, Lsn::FIRST) => Lsn::ZERO,
         (Some(lsn), _) => lsn,

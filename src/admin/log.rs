@@ -9,8 +9,9 @@ use super::{read_file, sorted_names, Finding, Progress, Severity};
 use crate::error::Corruption;
 use crate::format::{RecordDecodeError, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Vfs;
+use crate::snapshot::{RecordSeal, SnapshotOrigin};
 use crate::wal::recovery::{check_header, classify, last_nonzero_end, HeaderProblem, Verdict};
-use crate::wal::segment::{scan_segment, QUARANTINE_INFIX, TEMP_SUFFIX};
+use crate::wal::segment::{find_record_seal, scan_segment, QUARANTINE_INFIX, TEMP_SUFFIX};
 use crate::wal::{parse_segment_file_name, RecoveryMode};
 use crate::{Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -306,6 +307,30 @@ fn scan_one(
 }
 
 impl LogReport {
+    /// The seal of the record at `lsn` (its segment's salt and stored CRC),
+    /// read again from its segment; `None` if the scan accepted no record
+    /// at `lsn`.
+    pub fn record_seal<V: Vfs>(&self, fs: &V, lsn: Lsn) -> Result<Option<RecordSeal>> {
+        let holder = self.segments.iter().find(|s| s.first_lsn <= lsn && lsn <= s.last_lsn);
+        let Some((segment, header)) = holder.and_then(|s| s.header.map(|h| (s, h))) else {
+            return Ok(None);
+        };
+        let bytes = read_file(fs, &segment.path)?;
+        let end = (segment.end_offset as usize).min(bytes.len());
+        Ok(find_record_seal(&bytes[..end], &header, lsn))
+    }
+
+    /// The origin a snapshot of this log at `lsn` records.
+    pub fn origin_at<V: Vfs>(&self, fs: &V, lsn: Lsn) -> Result<SnapshotOrigin> {
+        let log_id = self.log_id.ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "{}: no segment header reads, so the log has no id",
+                self.dir.display()
+            ))
+        })?;
+        Ok(SnapshotOrigin { log_id, seal: self.record_seal(fs, lsn)? })
+    }
+
     /// What opening the log in `mode` would do: recovery's decision table
     /// (src/wal/recovery.rs) applied to this scan, stopping at the first
     /// anomaly as recovery does.

@@ -13,7 +13,7 @@ use super::examine::{examine, Examination};
 use super::log::{LogReport, RecoveryPlan};
 use super::range::Target;
 use super::recover::{state_at, PointInTime};
-use super::snapshots::SnapshotsReport;
+use super::snapshots::{SnapshotReport, SnapshotsReport};
 use super::{DataDir, Progress};
 use crate::engine::StateMachine;
 use crate::io::{Vfs, VfsFile};
@@ -96,7 +96,7 @@ pub struct CompactPlan {
 /// never past the oldest good snapshot's LSN + 1.
 pub fn plan_compact(exam: &Examination, before: Lsn) -> CompactPlan {
     let limit = exam.dir.snapshot_dir.as_ref().map(|_| {
-        let oldest = exam.snapshots.snapshots.iter().find(|s| s.is_good() && s.unusable.is_none());
+        let oldest = exam.snapshots.snapshots.iter().find(|s| s.is_usable());
         oldest.map_or(exam.open_plan.first_lsn, |s| s.lsn.next())
     });
     let effective_before = limit.map_or(before, |l| l.min(before));
@@ -168,7 +168,9 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
     }
     let (state, mut pit) = state_at::<S, V>(fs, dir, Target::Lsn(last), progress)?;
     let frozen = state.freeze();
-    let info = snapshot::write_snapshot(fs, snapshot_dir, pit.lsn, now_unix_us(), |w| S::write_snapshot(&frozen, w))?;
+    let origin = exam.log.origin_at(fs, pit.lsn)?;
+    let info =
+        snapshot::write_snapshot(fs, snapshot_dir, pit.lsn, now_unix_us(), origin, |w| S::write_snapshot(&frozen, w))?;
     pit.written = Some(info);
     Ok(pit)
 }
@@ -182,7 +184,8 @@ pub struct PrunePlan {
     pub keep: usize,
     /// Good snapshots beyond the newest `keep` good ones, oldest first.
     pub remove: Vec<PathBuf>,
-    /// Bad snapshots are left for the operator to look at.
+    /// Bad snapshots, and ones that are not of this log, are left for the
+    /// operator to look at.
     pub left_alone: Vec<PathBuf>,
 }
 
@@ -190,12 +193,13 @@ pub struct PrunePlan {
 /// snapshots count and only good ones go, so pruning never leaves recovery
 /// without its newest good starting point.
 pub fn plan_prune(snapshots: &SnapshotsReport, keep: usize) -> PrunePlan {
-    let good: Vec<_> = snapshots.snapshots.iter().filter(|s| s.is_good()).collect();
+    let ours = |s: &&SnapshotReport| s.is_good() && s.refused.is_none();
+    let good: Vec<_> = snapshots.snapshots.iter().filter(ours).collect();
     let excess = good.len().saturating_sub(keep.max(1));
     PrunePlan {
         keep: keep.max(1),
         remove: good[..excess].iter().map(|s| s.path.clone()).collect(),
-        left_alone: snapshots.snapshots.iter().filter(|s| !s.is_good()).map(|s| s.path.clone()).collect(),
+        left_alone: snapshots.snapshots.iter().filter(|s| !ours(s)).map(|s| s.path.clone()).collect(),
     }
 }
 
@@ -207,8 +211,13 @@ pub fn prune<V: Vfs>(fs: &V, dir: &DataDir, keep: usize, progress: &mut dyn Prog
     let _lock = fs.lock_dir(&dir.log_dir).map_err(Error::io("lock", &dir.log_dir))?;
     let exam = examine(fs, dir, progress)?;
     let plan = plan_prune(&exam.snapshots, keep);
-    let infos: Vec<_> =
-        exam.snapshots.snapshots.iter().filter(|s| s.is_good()).filter_map(|s| s.info.clone()).collect();
+    let infos: Vec<_> = exam
+        .snapshots
+        .snapshots
+        .iter()
+        .filter(|s| s.is_good() && s.refused.is_none())
+        .filter_map(|s| s.info.clone())
+        .collect();
     let removed = snapshot::prune_snapshots(fs, snapshot_dir, &infos, plan.keep)?;
     debug_assert_eq!(removed, plan.remove);
     Ok(plan)

@@ -16,7 +16,7 @@
 //! the state's applied LSN are skipped.
 
 use crate::io::{RealFs, Vfs};
-use crate::snapshot::{self, SnapshotInfo};
+use crate::snapshot::{self, OriginCheck, SnapshotInfo, SnapshotOrigin};
 use crate::wal::now_unix_us;
 
 mod pending;
@@ -149,8 +149,15 @@ pub struct RecoveryReport {
     pub snapshot_used: Option<PathBuf>,
     /// The LSN that snapshot covers (0 if none).
     pub snapshot_lsn: Lsn,
-    /// Snapshots passed over, newest first, and why.
+    /// Snapshots passed over, newest first, and why: unreadable, damaged,
+    /// from another store or another history of this log (moved aside),
+    /// under a name that disagrees with its header (moved aside), or not
+    /// continued by the log.
     pub snapshots_skipped: Vec<(PathBuf, String)>,
+    /// Set when the snapshot used could not be checked in full against the
+    /// log, and why: a format-1 file (walden 0.1.0 recorded no origin), or
+    /// the log no longer holds the record at its LSN (log id checked only).
+    pub snapshot_unchecked: Option<String>,
     /// Log records applied after the snapshot.
     pub records_replayed: u64,
     /// Bytes of log records replayed plus bytes of snapshot file read.
@@ -326,6 +333,20 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         self.core.snapshot_locked()
     }
 
+    /// Runs `f` on the engine's file system, log and snapshot directory
+    /// with no snapshot written or pruned and no segment removed meanwhile
+    /// (the snapshot lock held): how a backup opens the files it copies.
+    pub(crate) fn with_files_still<T>(&self, f: impl FnOnce(&V, &Wal<V>, &Path) -> Result<T>) -> Result<T> {
+        let core = &self.core;
+        let _guard = core.snapshotting.lock();
+        f(&core.fs, &core.wal, &core.snapshot_dir)
+    }
+
+    /// The engine's data directory (the parent of `wal/` and `snapshots/`).
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.core.snapshot_dir.parent().unwrap_or(&self.core.snapshot_dir)
+    }
+
     /// Snapshots that are on disk now, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         Ok(snapshot::list_snapshots(&self.core.fs, &self.core.snapshot_dir)?.snapshots)
@@ -400,6 +421,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     fn open(fs: V, dir: &Path, options: EngineOptions) -> Result<Self> {
         let started = Instant::now();
         let snapshot_dir = dir.join("snapshots");
+        // The log's lock first: a second process refused here must not
+        // touch the holder's files (such as its snapshot being written).
+        let wal_dir = dir.join("wal");
+        options.wal.validate()?;
+        let lock = crate::wal::lock_log_dir(&fs, &wal_dir)?;
         fs.create_dir_all(&snapshot_dir).map_err(Error::io("create directory", &snapshot_dir))?;
         let mut report = RecoveryReport::default();
         for temp in snapshot::temporary_files(&fs, &snapshot_dir)? {
@@ -408,7 +434,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             fs.remove_file(&temp).map_err(Error::io("remove", &temp))?;
             report.temporary_files_removed += 1;
         }
-        let wal = Wal::open_with(fs.clone(), dir.join("wal"), options.wal.clone())?;
+        let wal = Wal::open_locked(fs.clone(), wal_dir, options.wal.clone(), lock)?;
         report.bytes_cut = wal.recovery_report().bytes_cut();
 
         let listing = snapshot::list_snapshots(&fs, &snapshot_dir)?;
@@ -518,15 +544,24 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let log_last = wal.last_lsn().unwrap_or(Lsn(log_first.0 - 1));
         for info in snapshots.iter().rev() {
             let lsn = info.header.lsn;
-            let unusable = if lsn > log_last {
+            let origin = match snapshot::check_name(info) {
+                Some(why) => OriginCheck::Refused(why),
+                None if lsn > log_last || lsn.next() < log_first => OriginCheck::Continues, // judged below
+                None => origin_check(wal, info)?,
+            };
+            let unusable = if let OriginCheck::Refused(why) = &origin {
+                // Not a state of this log: another store's, another
+                // history's, or under a name that places it wrongly. Moved
+                // aside (never deleted), so that retention never counts,
+                // keeps or removes it.
+                let aside = move_aside(fs, dir, info)?;
+                Some(format!("{why}; moved to {}", aside.display()))
+            } else if lsn > log_last {
                 // The log lost records the snapshot proves were durable (it
                 // was cut or rotted). New records will reuse those LSNs, so
                 // the snapshot is moved aside (never deleted) before it can
                 // pass for a state of the new history.
-                let name = info.path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
-                let aside = info.path.with_file_name(format!("{name}.quarantine-{}", now_unix_us()));
-                fs.rename(&info.path, &aside).map_err(Error::io("rename", &info.path))?;
-                fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+                let aside = move_aside(fs, dir, info)?;
                 Some(format!("it covers LSN {lsn} but the log ends at {log_last}; moved to {}", aside.display()))
             } else if lsn.next() < log_first {
                 Some(format!("the log no longer holds LSN {} (it starts at {log_first})", lsn.next()))
@@ -541,6 +576,13 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             log::info!("walden: loading snapshot {}", info.path.display());
             match snapshot::read_snapshot(fs, info, |r| S::read_snapshot(r)) {
                 Ok(machine) => {
+                    if let OriginCheck::Unchecked(why) = origin {
+                        log::warn!(
+                            "walden: snapshot {} is not fully checked against the log: {why}",
+                            info.path.display()
+                        );
+                        report.snapshot_unchecked = Some(why);
+                    }
                     report.snapshot_used = Some(info.path.clone());
                     report.snapshot_lsn = lsn;
                     report.bytes_read += info.file_bytes;
@@ -695,6 +737,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             if info.header.lsn.next() < log_first {
                 break; // older ones are further from the log still
             }
+            if snapshot::check_name(info).is_some() || matches!(origin_check(&self.wal, info)?, OriginCheck::Refused(_))
+            {
+                continue; // not a state of this log (open moves such files aside)
+            }
             if let Ok(state) = snapshot::read_snapshot(&self.fs, info, |r| S::read_snapshot(r)) {
                 base = Some((state, info.header.lsn));
                 break;
@@ -794,6 +840,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
         // The log first: a snapshot must never cover records it could lose.
         self.wal.sync()?;
+        let origin = SnapshotOrigin { log_id: self.wal.log_id(), seal: self.wal.record_seal(lsn)? };
         log::info!("walden: creating snapshot at LSN {lsn}");
         // On a thread of its own at a lower CPU priority, so that on a busy
         // machine the writers (who are not waiting for it) come first.
@@ -808,7 +855,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
                     if let Err(e) = crate::io::lower_current_thread_priority(SNAPSHOT_NICE_INCREMENT) {
                         log::debug!("walden: could not lower the snapshot writer's priority: {e}");
                     }
-                    snapshot::write_snapshot(fs, dir, lsn, now_unix_us(), |w| S::write_snapshot(&frozen, w))
+                    snapshot::write_snapshot(fs, dir, lsn, now_unix_us(), origin, |w| S::write_snapshot(&frozen, w))
                 })
                 .map_err(Error::io("spawn the snapshot writer", dir))?;
             writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -822,6 +869,25 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         self.wal.truncate_before(retain)?;
         Ok(info)
     }
+}
+
+/// [`snapshot::check_origin`] of a snapshot against the open log.
+fn origin_check<V: Vfs>(wal: &Wal<V>, info: &SnapshotInfo) -> Result<OriginCheck> {
+    let seal = match snapshot::wants_seal(&info.header) {
+        Some(lsn) => wal.record_seal(lsn)?,
+        None => None,
+    };
+    Ok(snapshot::check_origin(&info.header, wal.log_id(), seal))
+}
+
+/// Renames a snapshot aside (`{name}.quarantine-{unix_us}`), durably. It is
+/// never read again, and never deleted.
+fn move_aside<V: Vfs>(fs: &V, dir: &Path, info: &SnapshotInfo) -> Result<PathBuf> {
+    let name = info.path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
+    let aside = info.path.with_file_name(format!("{name}.quarantine-{}", now_unix_us()));
+    fs.rename(&info.path, &aside).map_err(Error::io("rename", &info.path))?;
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+    Ok(aside)
 }
 
 /// Log records copied out of the log (its reader lends one at a time) to be

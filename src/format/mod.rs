@@ -15,7 +15,7 @@ pub use record::{
     decode_record, encode_record, padded_len, RecordDecodeError, RecordHeader, RecordKind, RecordRef,
     FLAG_BATCH_CONTINUES, MAX_RECORD_BYTES, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
-pub use segment::{SegmentHeader, SegmentHeaderError, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
+pub use segment::{RecordSeal, SegmentHeader, SegmentHeaderError, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 
 /// The CRC state every record checksum in one segment starts from: the CRC32
 /// of the log id and the segment salt, both little-endian.

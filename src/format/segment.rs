@@ -169,3 +169,17 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&[0u8; 64]), Err(SegmentHeaderError::BadMagic));
     }
 }
+
+/// The log record a snapshot continues from: enough to tell whether a log
+/// holding a record at the snapshot's LSN is the history it was taken from.
+/// The record's CRC is seeded with its log id and segment salt and covers
+/// its LSN and payload, so another history's record at that LSN has
+/// another CRC (but for a 1 in 2^32 coincidence) and another salt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RecordSeal {
+    /// The salt of the segment holding the record.
+    pub segment_salt: u64,
+    /// The record's stored CRC.
+    pub record_crc: u32,
+}

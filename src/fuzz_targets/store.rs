@@ -6,7 +6,7 @@
 use crate::engine::StateMachine;
 use crate::io::{CrashMode, Fault, FaultKind, SimFs, SimOp, Vfs};
 use crate::snapshot::{
-    list_snapshots, read_snapshot, snapshot_file_name, write_snapshot, SnapshotHeader, SNAPSHOT_HEADER_BYTES,
+    list_snapshots, read_snapshot, snapshot_file_name, write_snapshot, RecordSeal, SnapshotHeader, SnapshotOrigin,
 };
 use crate::store::KvState;
 use crate::{
@@ -25,6 +25,12 @@ pub const FUZZ_SNAPSHOT_LSN: Lsn = Lsn(7);
 /// The directory of the stores [`open_mutated_store`] and [`store_model`] open.
 pub const FUZZ_STORE_DIR: &str = "/fuzz/store";
 
+/// The origin [`wrap_snapshot`] gives its header.
+pub const FUZZ_SNAPSHOT_ORIGIN: SnapshotOrigin = SnapshotOrigin {
+    log_id: 0x0123_4567_89ab_cdef,
+    seal: Some(RecordSeal { segment_salt: 0xfedc_ba98_7654_3210, record_crc: 0x1122_3344 }),
+};
+
 /// Fuzz target `decode_snapshot`. Input: a control byte, then bytes. The
 /// control byte mod 3 says what the bytes are: 0 the whole snapshot file;
 /// 1 its zstd content, wrapped in a valid header (length and checksum
@@ -39,7 +45,7 @@ pub fn decode_snapshot(data: &[u8]) {
         _ => wrap_snapshot(&zstd::bulk::compress(rest, 1).expect("compress")),
     };
     if let Ok(header) = SnapshotHeader::decode(&file) {
-        assert_eq!(header.encode()[..], file[..SNAPSHOT_HEADER_BYTES], "the header does not round-trip");
+        assert_eq!(header.encode()[..], file[..header.header_bytes()], "the header does not round-trip");
     }
     let fs = SimFs::new();
     let dir = Path::new(FUZZ_SNAPSHOT_DIR);
@@ -52,12 +58,14 @@ pub fn decode_snapshot(data: &[u8]) {
     match read_snapshot(&fs, info, |r| KvState::read_snapshot(r)) {
         Err(e) => assert!(matches!(e, Error::BadSnapshot { .. }), "refused with {e}"),
         Ok(state) => {
-            let content = &file[SNAPSHOT_HEADER_BYTES..];
+            let content = &file[info.header.header_bytes()..];
             assert_eq!(crc32fast::hash(content), info.header.content_crc, "decoded past a checksum mismatch");
             let again = SimFs::new();
             let frozen = state.freeze();
-            let written = write_snapshot(&again, dir, FUZZ_SNAPSHOT_LSN, 1, |w| KvState::write_snapshot(&frozen, w))
-                .expect("write the state again");
+            let origin = info.header.origin.unwrap_or(FUZZ_SNAPSHOT_ORIGIN);
+            let written =
+                write_snapshot(&again, dir, FUZZ_SNAPSHOT_LSN, 1, origin, |w| KvState::write_snapshot(&frozen, w))
+                    .expect("write the state again");
             assert_eq!(written.header.entries, state.len() as u64);
             let back = read_snapshot(&again, &written, |r| KvState::read_snapshot(r)).expect("read it back");
             assert!(back.iter().eq(state.iter()), "a snapshot written and read back changed the state");
@@ -73,6 +81,7 @@ pub fn wrap_snapshot(content: &[u8]) -> Vec<u8> {
         entries: 0,
         content_bytes: content.len() as u64,
         content_crc: crc32fast::hash(content),
+        origin: Some(FUZZ_SNAPSHOT_ORIGIN),
     };
     let mut file = header.encode().to_vec();
     file.extend_from_slice(content);

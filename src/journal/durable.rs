@@ -407,6 +407,11 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.read(f)
     }
 
+    /// The engine underneath (for backups, which copy its files).
+    pub(crate) fn engine(&self) -> &Engine<JournalState, V> {
+        &self.engine
+    }
+
     /// What opening the journal found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()

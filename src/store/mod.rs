@@ -494,6 +494,11 @@ impl<V: Vfs> Store<V> {
         self.engine.list_snapshots()
     }
 
+    /// The engine underneath (for backups, which copy its files).
+    pub(crate) fn engine(&self) -> &Engine<KvState, V> {
+        &self.engine
+    }
+
     /// What opening the store found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()

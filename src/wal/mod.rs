@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use segment::{create_spare, publish_segment, Segment};
 
 /// Segments a reader may map, each with the length of its readable prefix.
-type Readable<F> = Vec<(Segment<F>, u64)>;
+pub(crate) type Readable<F> = Vec<(Segment<F>, u64)>;
 pub(crate) use segment::{now_unix_us, random_u64};
 use std::ops::Range;
 use std::path::Path;
@@ -115,8 +115,15 @@ impl<V: Vfs> Wal<V> {
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
         options.validate()?;
         let dir = dir.as_ref().to_owned();
-        fs.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-        let lock = fs.lock_dir(&dir).map_err(Error::io("lock", &dir))?;
+        let lock = lock_log_dir(&fs, &dir)?;
+        Wal::open_locked(fs, dir, options, lock)
+    }
+
+    /// [`Wal::open_with`] under a lock on `dir` the caller took already
+    /// (with [`lock_log_dir`]), so that it could change files beside the
+    /// log first: the engine cleans its snapshot directory under this lock.
+    pub(crate) fn open_locked(fs: V, dir: std::path::PathBuf, options: WalOptions, lock: DirLock) -> Result<Wal<V>> {
+        options.validate()?;
         let recovered = recovery::recover(&fs, &dir, options.recovery)?;
         let (log_id, segments, active_end, last_lsn, report) = match recovered {
             Some(r) => (r.log_id, r.segments, r.active_end, r.last_lsn, r.report),
@@ -351,7 +358,7 @@ impl<V: Vfs> Wal<V> {
 
     /// The segments a reader may map, with their readable lengths, and the
     /// last LSN written.
-    fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
+    pub(crate) fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
         let (upto, active_first, active_end) = {
             let st = self.shared.state.lock();
             (st.written, st.active_first_lsn, st.active_end)
@@ -371,6 +378,26 @@ impl<V: Vfs> Wal<V> {
             readable.push((segment.clone(), len));
         }
         (readable, upto)
+    }
+
+    /// The log's id: random at creation, the same in every segment header.
+    pub fn log_id(&self) -> u64 {
+        self.shared.log_id
+    }
+
+    /// The seal of the record at `lsn` (its segment's salt and its stored
+    /// CRC), which a snapshot at `lsn` records so that it can be checked
+    /// against the log later; `None` if the log does not hold `lsn` now.
+    pub fn record_seal(&self, lsn: Lsn) -> Result<Option<crate::format::RecordSeal>> {
+        let (segments, upto) = self.readable_segments();
+        if lsn > upto || lsn == Lsn::ZERO {
+            return Ok(None);
+        }
+        let Some((segment, len)) = segments.iter().rev().find(|(s, _)| s.header.first_lsn <= lsn) else {
+            return Ok(None);
+        };
+        let map = crate::io::VfsFile::map(&*segment.file, *len).map_err(Error::io("map", &segment.path))?;
+        Ok(segment::find_record_seal(&map, &segment.header, lsn))
     }
 
     /// Removes whole sealed segments whose records all have LSNs below
@@ -413,6 +440,14 @@ impl<V: Vfs> Wal<V> {
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
+}
+
+/// Creates `dir` if needed and takes the log's lock (`dir/LOCK`), before
+/// anything in or beside the log is changed, removed or renamed: an open
+/// refused by another process's lock must leave that process's files alone.
+pub(crate) fn lock_log_dir<V: Vfs>(fs: &V, dir: &Path) -> Result<DirLock> {
+    fs.create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    fs.lock_dir(dir).map_err(Error::io("lock", dir))
 }
 
 impl<V: Vfs> Drop for Wal<V> {

@@ -16,7 +16,7 @@ fn name(path: &Path) -> String {
 }
 
 /// `1.5 KiB`, `64.0 MiB`.
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -41,7 +41,7 @@ fn age(now_us: u64, then_us: u64) -> String {
     }
 }
 
-fn time(us: u64) -> String {
+pub fn time(us: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
     humantime::format_rfc3339_micros(t).to_string()
 }
@@ -137,6 +137,9 @@ fn snapshot_rows(out: &mut dyn Write, snaps: &SnapshotsReport, now_us: u64) -> i
 }
 
 fn snapshot_state(s: &SnapshotReport, newest_usable: Option<walden::Lsn>) -> String {
+    if let Some(why) = &s.refused {
+        return format!("NOT THIS STORE'S: {why}");
+    }
     match (&s.state, &s.unusable) {
         (SnapshotState::Bad { reason }, _) => format!("BAD: {reason}"),
         (SnapshotState::Good { .. }, Some(why)) => format!("good, unusable: {why}"),

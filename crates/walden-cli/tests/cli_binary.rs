@@ -350,3 +350,159 @@ fn snapshot_create_export_and_prune_and_compact_do_what_they_print() {
     assert_eq!(store.len(), 400);
     assert_eq!(store.applied_lsn().0, 400);
 }
+
+#[test]
+fn commands_that_change_a_directory_in_use_say_so_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let d = dir.to_str().unwrap();
+    fx::tear_tail(&dir);
+    // A running process holds the directory (a store opened in this test
+    // process; the walden binary is another process). Its open cut the
+    // torn tail, so tear the new tail again for `repair --apply` to act on.
+    let holder = Store::open(&dir, fx::options()).unwrap();
+    holder.put(b"held", b"by the test").unwrap();
+    fx::tear_tail(&dir);
+    // The holder's preparer thread may be filling a spare segment meanwhile.
+    let held_files = || {
+        let mut all = fx::contents(&dir);
+        all.retain(|path, _| !path.to_str().unwrap().ends_with(".wal.tmp"));
+        all
+    };
+    let before = held_files();
+    for args in [
+        vec!["repair", d, "--apply"],
+        vec!["compact", d, "--before", "300", "--apply"],
+        vec!["snapshot", "create", d],
+        vec!["snapshot", "prune", d, "--keep", "1", "--apply"],
+    ] {
+        let o = walden(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is in use: another process holds its lock"), "{args:?}: {stderr}");
+        let after = held_files();
+        let changed: Vec<_> = after.keys().chain(before.keys()).filter(|p| after.get(*p) != before.get(*p)).collect();
+        assert!(changed.is_empty(), "walden {args:?} changed a directory in use: {changed:?}");
+    }
+    // Read-only commands never take the lock: they work on it as it is.
+    run(&["verify", d], 1);
+    drop(holder);
+}
+
+#[test]
+fn a_foreign_or_renamed_snapshot_fails_verify_by_name_and_reason_and_the_store_keeps_its_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let other = tmp.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let other = fx::healthy(&other);
+    let expected = Store::open(&dir, fx::options()).unwrap().range(..);
+    let newest = dir.join("snapshots/snapshot-00000000000000000250.zst");
+    let older = dir.join("snapshots/snapshot-00000000000000000100.zst");
+    let d = dir.to_str().unwrap();
+    for (name, source, why) in [
+        ("foreign", other.join("snapshots/snapshot-00000000000000000250.zst"), "taken from another store's log"),
+        ("renamed", older.clone(), "its name says LSN 250 but its header says LSN 100"),
+    ] {
+        let original = fs::read(&newest).unwrap();
+        fs::copy(&source, &newest).unwrap();
+        let verify = run(&["verify", d], 1);
+        assert!(verify.contains(&newest.display().to_string()) && verify.contains(why), "{name}: {verify}");
+        assert!(verify.contains("verdict: recoverable"), "{name}: {verify}");
+        let v = json(&["verify", d], 1);
+        assert_eq!(v["health"], "recoverable", "{name}");
+        let snaps = json(&["snapshot", "list", d], 0);
+        assert_eq!(snaps["newest_usable"], 100, "{name}: recovery would start from the older snapshot");
+        assert_read_only(&dir);
+        let store = Store::open(&dir, fx::options()).unwrap();
+        assert_eq!(store.recovery_report().snapshot_lsn.0, 100, "{name}");
+        assert!(store.recovery_report().snapshots_skipped[0].1.contains(why), "{name}");
+        assert_eq!(store.range(..), expected, "{name}: the store recovered its own exact state");
+        drop(store);
+        run(&["verify", d], 0);
+        // Put the real snapshot back for the next case (the refused file
+        // was moved aside: it stays, as a quarantine file).
+        fs::write(&newest, original).unwrap();
+    }
+}
+
+#[test]
+fn backup_of_a_directory_in_use_and_restore_walk_through() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, dest, out) = (tmp.path().join("data"), tmp.path().join("backups"), tmp.path().join("restored"));
+    let (d, b, o) = (data.to_str().unwrap(), dest.to_str().unwrap(), out.to_str().unwrap());
+    let mut options = fx::options();
+    options.engine.wal.fsync = walden::FsyncMode::Always;
+    options.engine.snapshots.every_commits = Some(500);
+    // This test process holds the directory and 8 threads keep writing
+    // while the walden binary backs it up.
+    let holder = Store::open(&data, options).unwrap();
+    let acked: Vec<AtomicU64> = (0..8).map(|_| AtomicU64::new(0)).collect();
+    let stop = AtomicBool::new(false);
+    let (before, said) = std::thread::scope(|scope| {
+        for w in 0..8u64 {
+            let (holder, acked, stop) = (&holder, &acked, &stop);
+            scope.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    holder.put(format!("w{w}-{i:08}").as_bytes(), format!("v{w}-{i}").as_bytes()).unwrap();
+                    i += 1;
+                    acked[w as usize].store(i, Ordering::SeqCst);
+                }
+            });
+        }
+        while acked.iter().map(|a| a.load(Ordering::SeqCst)).sum::<u64>() < 2000 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        let said = run(&["backup", d, b], 0);
+        stop.store(true, Ordering::Relaxed);
+        (before, said)
+    });
+    assert!(said.contains("backup 1 of") && said.contains("verified:"), "{said}");
+    holder.close().unwrap();
+
+    // Restoring into a non-empty directory is refused and changes nothing.
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("keep.txt"), b"mine").unwrap();
+    let o_ = walden(&["restore", b, o]);
+    assert_eq!(o_.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o_.stderr).contains("is not empty"));
+    assert_eq!(fs::read(out.join("keep.txt")).unwrap(), b"mine");
+    fs::remove_dir_all(&out).unwrap();
+
+    let restored = json(&["restore", b, o], 0);
+    assert_eq!(restored["backup_id"], 1);
+    let keys = restored["keys"].as_u64().unwrap();
+    let store = Store::open(&out, fx::options()).unwrap();
+    assert_eq!(store.len() as u64, keys);
+    assert_eq!(store.applied_lsn().0, restored["last_lsn"].as_u64().unwrap());
+    for (w, &n) in before.iter().enumerate() {
+        for i in 0..n {
+            let entry = store.get(format!("w{w}-{i:08}").as_bytes());
+            assert_eq!(entry.map(|e| e.value.to_vec()), Some(format!("v{w}-{i}").into_bytes()), "w{w}-{i} lost");
+        }
+    }
+    drop(store);
+
+    // The writers went on after the first backup (and retention removed
+    // what it had), so a second backup copies; a third, with no writes in
+    // between, copies only the last segment again and shares the rest.
+    run(&["backup", d, b], 0);
+    let third = json(&["backup", d, b, "--keep", "2"], 0);
+    let files = third["manifest"]["segments"].as_array().unwrap().len()
+        + third["manifest"]["snapshots"].as_array().unwrap().len();
+    assert_eq!(third["files_copied"], 1, "{third}");
+    assert_eq!(third["files_linked"].as_u64().unwrap() as usize, files - 1, "{third}");
+    assert_eq!(third["pruned"][0], dest.join("backup-000001").to_str().unwrap());
+    // A damaged backup is refused.
+    let victim = dest.join("backup-000003").join(third["manifest"]["segments"][0]["path"].as_str().unwrap());
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&victim, bytes).unwrap();
+    let o_ = walden(&["restore", b, tmp.path().join("again").to_str().unwrap()]);
+    assert_eq!(o_.status.code(), Some(1), "a damaged backup is a problem found");
+    assert!(String::from_utf8_lossy(&o_.stderr).contains("checksum mismatch"));
+    assert!(!tmp.path().join("again").exists());
+}

@@ -193,3 +193,14 @@ fn compact_apply_refuses_a_damaged_journal_and_changes_nothing() {
     assert!(e.contains(segment.file_name().unwrap().to_str().unwrap()) && e.contains("torn tail"), "{e}");
     assert_eq!(fx::contents(&dir), before, "a refused compaction changed the directory");
 }
+
+#[test]
+fn backup_and_restore_of_a_journal_say_addresses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = journal(tmp.path());
+    let (backups, out) = (tmp.path().join("backups"), tmp.path().join("restored"));
+    run(&["backup", dir.to_str().unwrap(), backups.to_str().unwrap()], 0);
+    let said = run(&["restore", backups.to_str().unwrap(), out.to_str().unwrap()], 0);
+    assert!(said.contains("(a journal)"), "{said}");
+    assert_eq!(sequences(&out, &[]), sequences(&dir, &[]), "the restored journal holds the same entries");
+}

@@ -105,7 +105,7 @@ pub fn flip_mid_log(dir: &Path) -> (PathBuf, usize, u64) {
 /// Damages the newest snapshot's content. Returns its path.
 pub fn corrupt_newest_snapshot(dir: &Path) -> PathBuf {
     let newest = snapshots(dir).pop().unwrap();
-    flip_byte(&newest, 64 + 10);
+    flip_byte(&newest, walden::snapshot::SNAPSHOT_HEADER_BYTES + 10);
     newest
 }
 

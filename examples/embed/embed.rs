@@ -2,15 +2,15 @@
 //! the `walden` library alone (no features), opens a [`Store`], writes,
 //! reads and closes. CI builds and runs it.
 //!
-//! `cargo run -p walden-embed-example -- [DIR]` (default: a fresh directory
+//! `cargo run -p walden-embed-example --example embed -- [DIR]` (default: a fresh directory
 //! under the system's temporary directory).
 
 use walden::{FsyncMode, Store, StoreOptions, WalOptions, WriteBatch};
 
 fn main() -> walden::Result<()> {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(std::path::PathBuf::from)
+    let given = std::env::args_os().nth(1).map(std::path::PathBuf::from);
+    let dir = given
+        .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("walden-embed-example-{}", std::process::id())));
     let mut options = StoreOptions::default();
     options.engine.wal = WalOptions { fsync: FsyncMode::Always, ..Default::default() };
@@ -31,5 +31,9 @@ fn main() -> walden::Result<()> {
     assert_eq!(store.get(b"/lights/hall").map(|e| e.value.to_vec()), Some(b"0.2".to_vec()));
     store.close()?;
     println!("reopened {}: state recovered", dir.display());
+    if given.is_none() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| walden::Error::InvalidArgument(format!("remove {}: {e}", dir.display())))?;
+    }
     Ok(())
 }
