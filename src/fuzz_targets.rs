@@ -1,6 +1,6 @@
 //! The bodies of the cargo-fuzz targets in `fuzz/`, as plain functions over
-//! bytes, so the fuzzers and the stable replay in `tests/fuzz_corpus.rs` run
-//! the same code. Each function checks its properties itself and panics on a
+//! bytes, so the fuzzers and the stable replay in
+//! `tests/quick/fuzz_corpus.rs` run the same code. Each function checks its properties itself and panics on a
 //! violation; a panic is a finding.
 //!
 //! - [`decode_record`]: the record and segment-header decoders never panic,

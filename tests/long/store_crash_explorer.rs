@@ -9,7 +9,7 @@
 //! of a batch), and that LSN covers every acknowledged write.
 //! `WALDEN_CRASH_SEEDS=n` tears each point n ways (default 1).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,8 +1,6 @@
 //! Many threads appending at once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use walden::io::SimFs;
 use walden::{FsyncMode, Lsn, Wal, WalOptions};

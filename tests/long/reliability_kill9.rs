@@ -1,4 +1,5 @@
-//! Real process kills. A child process (this test binary, re-executed)
+//! Real process kills. A child process (this test binary, re-executed to
+//! run only the test that spawned it, which takes the child role)
 //! appends to a log on real files in `Always` mode and prints each LSN as
 //! soon as its append is acknowledged; the parent SIGKILLs it at a random
 //! moment, recovers the log, and checks that every acknowledged LSN is
@@ -13,7 +14,7 @@
 //! the parent checks every acknowledged write is there and the state is
 //! exactly the state at the recovered LSN.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -49,11 +50,25 @@ fn child(dir: &Path) -> ! {
     }
 }
 
-/// Re-executes this test binary as the child of test `test`, which sees
-/// `dir` in the environment variable `env` and reports on its stdout.
+/// The name the test harness knows test `name` of this module by: its path
+/// inside the test binary (`reliability_kill9::name`), whatever binary the
+/// module is grouped into.
+fn test_path(name: &str) -> String {
+    let module = module_path!().split_once("::").map_or("", |(_crate, path)| path);
+    if module.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{module}::{name}")
+    }
+}
+
+/// Re-executes this test binary as the child of test `test` (of this
+/// module) and of that test only (`--exact`, so none of the binary's other
+/// tests run in the child). The test sees `dir` in the environment variable
+/// `env`, takes the child role and reports on its stdout.
 fn spawn_child(test: &str, env: &str, dir: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([&test_path(test), "--exact", "--nocapture", "--test-threads=1"])
         .env(env, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
