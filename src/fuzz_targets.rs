@@ -13,6 +13,8 @@
 //! - [`decode_snapshot`], [`open_mutated_store`], [`store_model`]: the
 //!   snapshot decoder, a mutated store directory, and arbitrary store
 //!   operations, faults and crashes against a model (`fuzz_targets/store.rs`).
+//! - [`model`]: the one model of a store those targets, the store crash
+//!   explorer, the kill test and the store property test judge it by.
 //!
 //! Not part of the public API.
 
@@ -24,6 +26,7 @@ use crate::io::SimFs;
 use crate::{Error, FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
 use std::path::Path;
 
+pub mod model;
 mod store;
 pub use store::{
     base_store_files, decode_snapshot, open_mutated_store, store_model, wrap_snapshot, FUZZ_SNAPSHOT_DIR,

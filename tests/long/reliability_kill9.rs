@@ -12,7 +12,8 @@
 //! retention (two kept, older log segments removed) run on their own
 //! thread, so kills land in snapshot writes, pruning and truncation too:
 //! the parent checks every acknowledged write is there and the state is
-//! exactly the state at the recovered LSN.
+//! exactly the state at the recovered LSN (the store model shared with the
+//! store crash explorer and the fuzz targets, `walden::fuzz_targets::model`).
 
 use crate::common;
 
@@ -20,6 +21,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use walden::fuzz_targets::model::StoreModel;
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions, WriteBatch};
 
 const CHILD_ENV: &str = "WALDEN_KILL9_CHILD_DIR";
@@ -194,27 +196,12 @@ fn store_op(i: u64) -> (Vec<u8>, Option<Vec<u8>>) {
     }
 }
 
-/// The state after LSNs 1..=lsn, built up as `lsn` grows (a long run
-/// would be quadratic if every cycle replayed from LSN 1).
-#[derive(Default)]
-struct StoreModel {
-    lsn: u64,
-    state: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
-impl StoreModel {
-    fn at(&mut self, lsn: u64) -> &std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
-        if lsn < self.lsn {
-            *self = StoreModel::default();
-        }
-        for i in self.lsn + 1..=lsn {
-            match store_op(i) {
-                (key, Some(value)) => self.state.insert(key, value),
-                (key, None) => self.state.remove(&key),
-            };
-        }
-        self.lsn = lsn;
-        &self.state
+/// Notes in `model` the children's writes up to LSN `lsn`: [`store_op`]
+/// of each LSN, those at 5k and 5k+1 one batch.
+fn note_store_writes(model: &mut StoreModel, lsn: Lsn) {
+    for i in model.written().0 + 1..=lsn.0 {
+        let (key, value) = store_op(i);
+        model.record(&key, value.as_deref(), i.is_multiple_of(5));
     }
 }
 
@@ -258,7 +245,7 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
     let test_name = "sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_running";
     let mut acknowledged = 0u64;
     let mut from_snapshot = 0;
-    let mut model = StoreModel::default();
+    let mut model = StoreModel::new();
     for (cycle, delay) in delays(0x5702e).take(cycles).enumerate() {
         let mut child = spawn_child(test_name, STORE_CHILD_ENV, &dir);
         // Longer runs than the log child's, so snapshots are due and taken.
@@ -270,12 +257,14 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
         let mut check_options = store_options();
         check_options.engine.snapshots = SnapshotOptions { every_commits: None, ..check_options.engine.snapshots };
         let store = Store::open(&dir, check_options).unwrap_or_else(|e| panic!("cycle {cycle}: recovery: {e}"));
-        let lsn = store.applied_lsn().0;
-        assert!(lsn >= acknowledged, "cycle {cycle}: acknowledged LSN {acknowledged} lost (recovered {lsn})");
-        assert!(!lsn.is_multiple_of(5), "cycle {cycle}: recovered into the middle of a batch (LSN {lsn})");
-        let state: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-            store.scan_prefix(b"").into_iter().map(|(k, e)| (k.to_vec(), e.value.to_vec())).collect();
-        assert!(&state == model.at(lsn), "cycle {cycle}: the state is not the state at LSN {lsn}");
+        // The shared store model checks that every acknowledged write is
+        // there, that recovery did not stop inside a batch (at 5k) and that
+        // the state, revisions included, is exactly the state at its LSN.
+        note_store_writes(&mut model, store.applied_lsn());
+        let lsn = model.check(&store, Lsn(acknowledged)).unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        // What this recovery found stays: the next child continues from it,
+        // and the model frees what it no longer needs.
+        model.settle(lsn);
         if store.recovery_report().snapshot_used.is_some() {
             from_snapshot += 1;
         }
