@@ -276,6 +276,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if !args.no_recovery {
         let keys = args.recovery_keys.unwrap_or(if args.quick { 200_000 } else { 1_000_000 });
         eprintln!("walden bench: store recovery, {keys} keys, walden vs SQLite");
+        println!();
         sections.extend(bench_sections::recovery(root.path(), keys)?);
     }
     if !args.no_journal {
@@ -286,6 +287,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         };
         let entries = if args.quick { 20_000 } else { 200_000 };
         eprintln!("walden bench: the journal, walden vs a SQLite journal table");
+        println!();
         sections.extend(bench_sections::journal(root.path(), entries, &sizes)?);
     }
     if !sections.is_empty() {

@@ -677,7 +677,7 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "walden vs SQLite: store recovery, medians of {} opens each{}; every open in a child process; {KEY_BYTES} B keys, {VALUE_BYTES} B random values\n",
+        "## walden vs SQLite: store recovery\n\nMedians of {} opens each{}; every open in a child process; {KEY_BYTES} B keys, {VALUE_BYTES} B random values\n",
         args.opens,
         if cold { ", cold (page cache dropped before each) and warm" } else { ", warm only" }
     );

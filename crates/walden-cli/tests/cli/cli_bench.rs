@@ -99,7 +99,7 @@ fn bench_recovery_compares_with_sqlite_and_shows_no_goals() {
     let mut args = args.to_vec();
     args.push("--no-drop-caches");
     let out = bench(tmp.path(), &args);
-    assert!(out.starts_with("walden vs SQLite: store recovery"), "{out}");
+    assert!(out.starts_with("## walden vs SQLite: store recovery\n"), "{out}");
     assert!(out.contains("walden vs SQLite: opening the store from its snapshot"), "{out}");
     assert!(out.contains("| 2000 | a HashMap | "), "{out}");
     assert!(out.contains("| 2000 | the store's own imbl map | "), "{out}");
@@ -115,7 +115,7 @@ fn bench_journal_compares_with_sqlite() {
     let mut args = args.to_vec();
     args.extend(["--json", json.to_str().unwrap()]);
     let out = bench(tmp.path(), &args);
-    assert!(out.starts_with("walden vs SQLite: the journal"), "{out}");
+    assert!(out.starts_with("## walden vs SQLite: the journal\n"), "{out}");
     assert!(out.contains("query 1,000 entries by time from 5000 entries: walden "), "{out}");
     assert_no_project_internals(&out);
     let rows = json_lines(&json);
