@@ -42,6 +42,11 @@ pub enum Error {
     /// An option or argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The state machine cannot apply a record the log holds (written by
+    /// another program, or by a state machine whose rules have changed).
+    /// The log itself is intact; `walden recover` says what can be done.
+    #[error("the record at LSN {lsn} cannot be applied to the state: {reason}")]
+    Apply { lsn: Lsn, reason: String },
 }
 
 /// What kind of damage a [`Error::Corrupt`] found.

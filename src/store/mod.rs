@@ -16,7 +16,7 @@ mod key;
 
 pub use key::{KeyRef, StoreKey};
 
-use crate::engine::{Engine, EngineOptions, RecoveryReport, StateMachine};
+use crate::engine::{CommitTicket, Engine, EngineOptions, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
 use crate::wal::now_unix_us;
@@ -118,6 +118,13 @@ impl StateMachine for KvState {
 
     fn empty() -> Self {
         KvState::default()
+    }
+
+    /// A record is a store operation if it decodes; applying one cannot
+    /// fail (a put of an absent key creates it, a delete of one is a no-op,
+    /// revisions are computed here, at apply).
+    fn check(payload: &[u8]) -> Result<()> {
+        codec::decode_op(payload).map(drop).map_err(|e| Error::InvalidArgument(format!("not a store operation: {e}")))
     }
 
     fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()> {
@@ -349,27 +356,51 @@ impl<V: Vfs> Store<V> {
         Ok(Store { engine, writer: options.writer })
     }
 
-    /// Sets `key` to `value` as the store's writer; returns the LSN.
+    /// Sets `key` to `value` as the store's writer; returns the LSN once
+    /// the write is acknowledged in the fsync mode's terms and visible.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Lsn> {
         self.put_as(&self.writer, key, value)
     }
 
     /// Sets `key` to `value`, recording `writer` as its author.
     pub fn put_as(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<Lsn> {
+        self.put_as_pipelined(writer, key, value)?.wait()
+    }
+
+    /// [`Store::put`] without waiting: returns once the write has its LSN.
+    /// Readers see it once the ticket's [`wait`](CommitTicket::wait) (or
+    /// `.await`) returns, or once a later write or read finds it
+    /// acknowledged; never before the log acknowledges it.
+    pub fn put_pipelined(&self, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
+        self.put_as_pipelined(&self.writer, key, value)
+    }
+
+    /// [`Store::put_as`] without waiting, as [`Store::put_pipelined`].
+    pub fn put_as_pipelined(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let mut record = Vec::with_capacity(32 + key.len() + value.len() + writer.len());
         codec::encode_op(&mut record, &Op::Put { key, value, writer, timestamp_us: now_unix_us() });
-        self.engine.commit(&record)
+        self.engine.commit_pipelined(&record)
     }
 
     /// Removes `key` (logged even if it is absent).
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
+        self.delete_pipelined(key)?.wait()
+    }
+
+    /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
+    pub fn delete_pipelined(&self, key: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let mut record = Vec::with_capacity(24 + key.len() + self.writer.len());
         codec::encode_op(&mut record, &Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() });
-        self.engine.commit(&record)
+        self.engine.commit_pipelined(&record)
     }
 
     /// Applies a batch atomically; returns the LSN of its last record.
     pub fn write(&self, batch: &WriteBatch) -> Result<Lsn> {
+        self.write_pipelined(batch)?.wait()
+    }
+
+    /// [`Store::write`] without waiting, as [`Store::put_pipelined`].
+    pub fn write_pipelined(&self, batch: &WriteBatch) -> Result<CommitTicket<KvState, V>> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
@@ -388,7 +419,7 @@ impl<V: Vfs> Store<V> {
                 record
             })
             .collect();
-        self.engine.commit_batch(&records)
+        self.engine.commit_batch_pipelined(&records)
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Entry> {

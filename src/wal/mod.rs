@@ -28,6 +28,7 @@ type Readable<F> = Vec<(Segment<F>, u64)>;
 pub(crate) use segment::{now_unix_us, random_u64};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use writer::{Shared, State};
@@ -136,6 +137,7 @@ impl<V: Vfs> Wal<V> {
             direct_done: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
+            acknowledged_lsn: AtomicU64::new(last_lsn.0),
         });
         let mut background = Vec::with_capacity(2);
         let threads: [(&str, BackgroundBody<V>); 2] =
@@ -266,7 +268,7 @@ impl<V: Vfs> Wal<V> {
     /// The LSN up to which every record has the durability the fsync mode
     /// promises (see [`Wal::wait_durable`]).
     pub fn acknowledged_lsn(&self) -> Lsn {
-        self.shared.acknowledged(&self.shared.state.lock())
+        Lsn(self.shared.acknowledged_lsn.load(Ordering::Acquire))
     }
 
     /// Makes every record appended so far durable (fdatasync), in every
@@ -326,6 +328,19 @@ impl<V: Vfs> Wal<V> {
     pub fn read_from(&self, from: Lsn) -> Result<WalReader<V>> {
         let (segments, upto) = self.readable_segments();
         Ok(WalReader::new(segments, from, upto))
+    }
+
+    /// [`Wal::read_from`], ending at `last` if that comes before the last
+    /// record written (the engine reads no further than its state shows).
+    pub(crate) fn read_between(&self, from: Lsn, last: Lsn) -> WalReader<V> {
+        let (segments, upto) = self.readable_segments();
+        WalReader::new(segments, from, upto.min(last))
+    }
+
+    /// [`Wal::read_from_position`], ending at `last` as [`Wal::read_between`] does.
+    pub(crate) fn read_position_between(&self, at: ReadPosition, last: Lsn) -> WalReader<V> {
+        let (segments, upto) = self.readable_segments();
+        WalReader::at(segments, at, upto.min(last))
     }
 
     /// The segments a reader may map, with their readable lengths, and the

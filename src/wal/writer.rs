@@ -26,6 +26,7 @@ use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
@@ -153,6 +154,10 @@ pub(crate) struct Shared<V: Vfs> {
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
     pub spare: Mutex<Option<Spare<V::File>>>,
+    /// The LSN up to which appends are acknowledged in the mode's terms
+    /// (see [`Shared::acknowledged`]), readable without `state`. It may lag
+    /// the state by a moment, never lead it.
+    pub acknowledged_lsn: AtomicU64,
 }
 
 impl<F> State<F> {
@@ -425,6 +430,7 @@ impl<V: Vfs> Shared<V> {
     /// leader with `state` released too was measured slower in an earlier
     /// version: it then synced sooner with smaller groups.)
     fn wake(&self, st: &mut MutexGuard<'_, State<V::File>>) {
+        self.acknowledged_lsn.store(self.acknowledged(st).0, Ordering::Release);
         let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
         let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
         if !st.writing && !st.syncing && st.inflight == 0 {
