@@ -20,6 +20,7 @@ use crate::common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use walden::fuzz_targets::model::StoreModel;
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions, WriteBatch};
@@ -78,6 +79,19 @@ fn spawn_child(test: &str, env: &str, dir: &Path) -> Child {
         .unwrap()
 }
 
+/// Keeps the two parents of this module from running at once. A process
+/// that spawns a child hands the child a copy of all its open files until
+/// the child execs, and a directory lock (flock) belongs to the open file:
+/// while one parent spawned, the other parent's store lock, closed a moment
+/// before, could still be held by that copy, and its own child would find
+/// the directory locked ("locked by another walden instance", seen once on
+/// a loaded machine). One at a time, no parent spawns while the other's
+/// child opens.
+fn one_parent_at_a_time() -> MutexGuard<'static, ()> {
+    static PARENTS: Mutex<()> = Mutex::new(());
+    PARENTS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A small deterministic generator for the kill delays.
 fn delays(seed: u64) -> impl Iterator<Item = Duration> {
     let mut x = seed | 1;
@@ -122,6 +136,7 @@ fn sigkill_never_loses_an_acknowledged_append() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(Path::new(&dir));
     }
+    let _alone = one_parent_at_a_time();
     let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -239,6 +254,7 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
     if let Ok(dir) = std::env::var(STORE_CHILD_ENV) {
         store_child(Path::new(&dir));
     }
+    let _alone = one_parent_at_a_time();
     let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
