@@ -1,6 +1,6 @@
 //! The bodies of the cargo-fuzz targets in `fuzz/`, as plain functions over
-//! bytes, so the fuzzers and the stable replay in `tests/fuzz_corpus.rs` run
-//! the same code. Each function checks its properties itself and panics on a
+//! bytes, so the fuzzers and the stable replay in
+//! `tests/quick/fuzz_corpus.rs` run the same code. Each function checks its properties itself and panics on a
 //! violation; a panic is a finding.
 //!
 //! - [`decode_record`]: the record and segment-header decoders never panic,
@@ -13,6 +13,8 @@
 //! - [`decode_snapshot`], [`open_mutated_store`], [`store_model`]: the
 //!   snapshot decoder, a mutated store directory, and arbitrary store
 //!   operations, faults and crashes against a model (`fuzz_targets/store.rs`).
+//! - [`model`]: the one model of a store those targets, the store crash
+//!   explorer, the kill test and the store property test judge it by.
 //!
 //! Compiled only with the `fuzzing` feature (which turns on `sim`): the
 //! fuzz crate and walden's own tests enable it. Not part of the public API.
@@ -25,6 +27,7 @@ use crate::io::SimFs;
 use crate::{Error, FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
 use std::path::Path;
 
+pub mod model;
 mod store;
 pub use store::{
     base_store_files, decode_snapshot, open_mutated_store, store_model, wrap_snapshot, FUZZ_SNAPSHOT_DIR,

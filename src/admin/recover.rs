@@ -6,8 +6,9 @@
 //! operator names.
 //!
 //! The snapshot choice follows the engine's rule (`Core::load_snapshot`) and
-//! its words; `tests/cli_library.rs` checks the dry run against a real open
-//! of a copy of the same directory, so the two cannot drift apart unseen.
+//! its words; `crates/walden-cli/tests/cli/cli_library.rs` checks the dry
+//! run against a real open of a copy of the same directory, so the two
+//! cannot drift apart unseen.
 
 use super::log::{scan_log, LogReport, RecoveryPlan};
 use super::range::{walk_records, Target};

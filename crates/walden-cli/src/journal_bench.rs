@@ -272,7 +272,8 @@ fn check(entries: &[JournalEntry], first: u64) -> Result<()> {
 pub fn run(args: &JournalArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("walden-bench-journal").tempdir_in(&args.dir)?;
     let dir = tmp.path();
-    println!("walden bench-journal: walden (fsync periodic 10 ms) vs SQLite (WAL, synchronous=NORMAL)");
+    println!("## walden vs SQLite: the journal\n");
+    println!("walden's journal with fsync periodic 10 ms; SQLite a journal table in WAL mode, synchronous=NORMAL.\n");
     let mut rows = Vec::new();
     let appends: &[(&str, usize)] =
         if args.walden_queries_only { &[] } else { &[("one at a time", 1), ("batches of 100", BATCH)] };

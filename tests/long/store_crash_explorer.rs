@@ -4,15 +4,17 @@
 //! (so retention prunes snapshots and truncates log segments), and closes
 //! and reopens. A persistent EIO from the Nth I/O call on freezes the disk
 //! at that boundary; it is then powered off (unsynced data dropped, kept or
-//! torn) and the store recovered. The oracle: recovery succeeds, the state
-//! is exactly the model's state after the recovered LSN (never in the middle
-//! of a batch), and that LSN covers every acknowledged write.
+//! torn) and the store recovered. The oracle (the store model shared with
+//! the kill test and the fuzz targets, `walden::fuzz_targets::model`):
+//! recovery succeeds, the state is exactly the model's state after the
+//! recovered LSN, revisions included (never in the middle of a batch), and
+//! that LSN covers every acknowledged write.
 //! `WALDEN_CRASH_SEEDS=n` tears each point n ways (default 1).
 
-mod common;
+use crate::common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
+use walden::fuzz_targets::model::StoreModel;
 use walden::io::SimFs;
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, WalOptions, WriteBatch};
 
@@ -35,35 +37,12 @@ fn options() -> StoreOptions {
     }
 }
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// One log record of the script: (key, Some(value)) or (key, None), and
-/// whether a batch continues after it.
-struct Step {
-    key: Vec<u8>,
-    value: Option<Vec<u8>>,
-    batch_continues: bool,
-}
-
 #[derive(Default)]
 struct Oracle {
-    /// Every record submitted, in LSN order (LSN i+1 at index i).
-    records: Vec<Step>,
+    /// Every record submitted, in LSN order.
+    model: StoreModel,
     /// Every write acknowledged up to this LSN.
     acknowledged: Lsn,
-}
-
-impl Oracle {
-    fn model_after(&self, lsn: Lsn) -> Model {
-        let mut model = Model::new();
-        for step in &self.records[..lsn.0 as usize] {
-            match &step.value {
-                Some(v) => model.insert(step.key.clone(), v.clone()),
-                None => model.remove(&step.key),
-            };
-        }
-        model
-    }
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -77,14 +56,14 @@ fn value(i: u64) -> Vec<u8> {
 fn script(fs: &SimFs, oracle: &mut Oracle) {
     let Ok(mut store) = Store::open_with(fs.clone(), dir(), options()) else { return };
     for step in 0u64..70 {
-        let before = oracle.records.len();
+        let before = oracle.model.written();
         let ok = match step % 7 {
             0..=2 => {
-                oracle.records.push(Step { key: key(step), value: Some(value(step)), batch_continues: false });
+                oracle.model.put(&key(step), &value(step));
                 store.put(&key(step), &value(step)).is_ok()
             }
             3 => {
-                oracle.records.push(Step { key: key(step * 3), value: None, batch_continues: false });
+                oracle.model.delete(&key(step * 3));
                 store.delete(&key(step * 3)).is_ok()
             }
             4 => {
@@ -92,7 +71,7 @@ fn script(fs: &SimFs, oracle: &mut Oracle) {
                 for i in 0..3 {
                     let k = key(step * 7 + i);
                     batch.put(&k, &value(step + i));
-                    oracle.records.push(Step { key: k, value: Some(value(step + i)), batch_continues: i < 2 });
+                    oracle.model.record(&k, Some(&value(step + i)), i < 2);
                 }
                 store.write(&batch).is_ok()
             }
@@ -113,8 +92,8 @@ fn script(fs: &SimFs, oracle: &mut Oracle) {
         if !ok {
             return;
         }
-        if oracle.records.len() > before {
-            oracle.acknowledged = Lsn(oracle.records.len() as u64);
+        if oracle.model.written() > before {
+            oracle.acknowledged = oracle.model.written();
         }
     }
 }
@@ -122,14 +101,11 @@ fn script(fs: &SimFs, oracle: &mut Oracle) {
 fn check(disk: &SimFs, oracle: &Oracle, context: &str) {
     let store =
         Store::open_with(disk.clone(), dir(), options()).unwrap_or_else(|e| panic!("{context}: recovery failed: {e}"));
-    let lsn = store.applied_lsn();
-    assert!(lsn >= oracle.acknowledged, "{context}: acknowledged LSN {} lost (recovered {lsn})", oracle.acknowledged);
-    assert!(lsn.0 as usize <= oracle.records.len(), "{context}: LSN {lsn} was never written");
-    if lsn.0 > 0 {
-        assert!(!oracle.records[lsn.0 as usize - 1].batch_continues, "{context}: recovered into the middle of a batch");
+    // Every acknowledged write is there, the LSN was written and ends no
+    // batch early, and the state is exactly the model's at that LSN.
+    if let Err(e) = oracle.model.check(&store, oracle.acknowledged) {
+        panic!("{context}: {e}");
     }
-    let recovered: Model = store.scan_prefix(b"").into_iter().map(|(k, e)| (k.to_vec(), e.value.to_vec())).collect();
-    assert_eq!(recovered, oracle.model_after(lsn), "{context}: the state is not the state at LSN {lsn}");
 }
 
 #[test]

@@ -2,9 +2,7 @@
 //! fsyncs. Each recovery mode must do exactly what it promises, and nothing
 //! is ever deleted: cut bytes land in quarantine files.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use walden::io::{CrashMode, Fault, FaultKind, SimFs, SimOp};
 use walden::{Corruption, Error, FsyncMode, Lsn, Preallocate, RecoveryMode, Wal, WalOptions};
 

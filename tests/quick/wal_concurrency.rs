@@ -1,8 +1,6 @@
 //! Many threads appending at once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use walden::io::SimFs;
 use walden::{FsyncMode, Lsn, Wal, WalOptions};
@@ -130,7 +128,7 @@ fn an_append_behind_a_stalled_writer_writes_its_record_and_returns() {
     use walden::io::CrashMode;
     for fsync in [FsyncMode::Never, FsyncMode::Periodic { interval: std::time::Duration::from_secs(3600) }] {
         let fs = SimFs::new();
-        let wal = Arc::new(Wal::open_with(fs.clone(), common::sim_dir(), common::small(fsync)).unwrap());
+        let wal = Arc::new(Wal::open_with(fs.clone(), crate::common::sim_dir(), crate::common::small(fsync)).unwrap());
         wal.append(b"before").unwrap();
         fs.hold_next_writes(1);
         let stalled = {
@@ -148,14 +146,16 @@ fn an_append_behind_a_stalled_writer_writes_its_record_and_returns() {
         assert!(wal.acknowledged_lsn() >= Lsn(3), "{fsync:?}: acknowledged with its writer still stalled");
         assert_eq!(fs.writes_held(), 1, "{fsync:?}: the stalled write has not happened");
         assert_eq!(wal.stats().helped_writes, 1, "{fsync:?}: the stalled record was written by the appender behind it");
-        let records: Vec<Vec<u8>> = common::read_all(&wal).into_iter().map(|(_, p)| p).collect();
+        let records: Vec<Vec<u8>> = crate::common::read_all(&wal).into_iter().map(|(_, p)| p).collect();
         assert_eq!(records, vec![b"before".to_vec(), b"stalled writer".to_vec(), b"behind it".to_vec()]);
         fs.release_writes();
         assert_eq!(stalled.join().unwrap().unwrap(), Lsn(2));
         let wal = Arc::try_unwrap(wal).ok().expect("one owner left");
         drop(wal);
-        let wal = Wal::open_with(fs.crash(CrashMode::KeepUnsynced), common::sim_dir(), common::small(fsync)).unwrap();
-        let records: Vec<Vec<u8>> = common::read_all(&wal).into_iter().map(|(_, p)| p).collect();
+        let wal =
+            Wal::open_with(fs.crash(CrashMode::KeepUnsynced), crate::common::sim_dir(), crate::common::small(fsync))
+                .unwrap();
+        let records: Vec<Vec<u8>> = crate::common::read_all(&wal).into_iter().map(|(_, p)| p).collect();
         assert_eq!(records, vec![b"before".to_vec(), b"stalled writer".to_vec(), b"behind it".to_vec()], "{fsync:?}");
     }
 }

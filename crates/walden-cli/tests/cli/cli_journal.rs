@@ -5,9 +5,7 @@
 //! compaction by age counted exactly by the dry run (which changes no
 //! byte) and done by the journal's own compaction with `--apply`.
 
-mod cli_fixtures;
-
-use cli_fixtures as fx;
+use crate::common as fx;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use walden::journal::{now_us, DurableJournal, Journal, JournalOptions, NewEntry, Query, SignalType, Value};

@@ -17,9 +17,7 @@
 //! ENOSPC is also checked by phase (segment creation, append, snapshot
 //! write, snapshot rename) and with a real space limit that fills up.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -3,9 +3,7 @@
 //! snapshot, a leftover temporary snapshot. Each checks the exit code, the
 //! output, and that read-only commands left every byte as it was.
 
-mod cli_fixtures;
-
-use cli_fixtures as fx;
+use crate::common as fx;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

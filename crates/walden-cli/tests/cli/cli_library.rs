@@ -3,9 +3,7 @@
 //! reports, a repair plan exactly what the repair cuts, a point-in-time
 //! state exactly what `Store::view_at` builds.
 
-mod cli_fixtures;
-
-use cli_fixtures as fx;
+use crate::common as fx;
 use std::fs;
 use std::path::Path;
 use walden::admin::{self, DataDir, DumpOptions, Health, NoProgress, Target};

@@ -11,9 +11,7 @@
 //!
 //! `WALDEN_CRASH_SEEDS=n` widens the torn-crash seeds per point (default 2).
 
-mod common;
-
-use common::*;
+use crate::common::{self, *};
 use std::time::Duration;
 use walden::io::{CrashMode, Fault, FaultKind, SimFs};
 use walden::{FsyncMode, Lsn, Wal, WalOptions};

@@ -5,7 +5,7 @@
 //!
 //! The hand-made seeds the corpus grew from are generated here too
 //! ([`decode_record_seeds`], [`open_segment_seeds`]) and replayed from
-//! memory; `WALDEN_WRITE_FUZZ_SEEDS=1 cargo test --test fuzz_corpus` writes
+//! memory; `WALDEN_WRITE_FUZZ_SEEDS=1 cargo test --test quick fuzz_corpus::` writes
 //! them into the corpus directories (see fuzz/README.md).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -10,7 +10,7 @@
 //! the state after the latest entry.
 //! `WALDEN_CRASH_SEEDS=n` tears each point n ways (default 1).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! Real process kills. A child process (this test binary, re-executed)
+//! Real process kills. A child process (this test binary, re-executed to
+//! run only the test that spawned it, which takes the child role)
 //! appends to a log on real files in `Always` mode and prints each LSN as
 //! soon as its append is acknowledged; the parent SIGKILLs it at a random
 //! moment, recovers the log, and checks that every acknowledged LSN is
@@ -11,14 +12,17 @@
 //! retention (two kept, older log segments removed) run on their own
 //! thread, so kills land in snapshot writes, pruning and truncation too:
 //! the parent checks every acknowledged write is there and the state is
-//! exactly the state at the recovered LSN.
+//! exactly the state at the recovered LSN (the store model shared with the
+//! store crash explorer and the fuzz targets, `walden::fuzz_targets::model`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use walden::fuzz_targets::model::StoreModel;
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions, WriteBatch};
 
 const CHILD_ENV: &str = "WALDEN_KILL9_CHILD_DIR";
@@ -32,7 +36,7 @@ fn options() -> WalOptions {
 /// The child: append forever, reporting every acknowledged LSN.
 fn child(dir: &Path) -> ! {
     use std::io::Write;
-    let wal = open_in_child(|| Wal::open(dir, options()));
+    let wal = Wal::open(dir, options()).expect("child: open");
     let mut next = wal.last_lsn().map_or(1, |l| l.0 + 1);
     let stdout = std::io::stdout();
     loop {
@@ -49,16 +53,43 @@ fn child(dir: &Path) -> ! {
     }
 }
 
-/// Re-executes this test binary as the child of test `test`, which sees
-/// `dir` in the environment variable `env` and reports on its stdout.
+/// The name the test harness knows test `name` of this module by: its path
+/// inside the test binary (`reliability_kill9::name`), whatever binary the
+/// module is grouped into.
+fn test_path(name: &str) -> String {
+    let module = module_path!().split_once("::").map_or("", |(_crate, path)| path);
+    if module.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{module}::{name}")
+    }
+}
+
+/// Re-executes this test binary as the child of test `test` (of this
+/// module) and of that test only (`--exact`, so none of the binary's other
+/// tests run in the child). The test sees `dir` in the environment variable
+/// `env`, takes the child role and reports on its stdout.
 fn spawn_child(test: &str, env: &str, dir: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([&test_path(test), "--exact", "--nocapture", "--test-threads=1"])
         .env(env, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
+}
+
+/// Keeps the two parents of this module from running at once. A process
+/// that spawns a child hands the child a copy of all its open files until
+/// the child execs, and a directory lock (flock) belongs to the open file:
+/// while one parent spawned, the other parent's store lock, closed a moment
+/// before, could still be held by that copy, and its own child would find
+/// the directory locked ("locked by another walden instance", seen once on
+/// a loaded machine). One at a time, no parent spawns while the other's
+/// child opens.
+fn one_parent_at_a_time() -> MutexGuard<'static, ()> {
+    static PARENTS: Mutex<()> = Mutex::new(());
+    PARENTS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A small deterministic generator for the kill delays.
@@ -105,6 +136,7 @@ fn sigkill_never_loses_an_acknowledged_append() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(Path::new(&dir));
     }
+    let _alone = one_parent_at_a_time();
     let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -179,52 +211,19 @@ fn store_op(i: u64) -> (Vec<u8>, Option<Vec<u8>>) {
     }
 }
 
-/// The state after LSNs 1..=lsn, built up as `lsn` grows (a long run
-/// would be quadratic if every cycle replayed from LSN 1).
-#[derive(Default)]
-struct StoreModel {
-    lsn: u64,
-    state: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
-impl StoreModel {
-    fn at(&mut self, lsn: u64) -> &std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
-        if lsn < self.lsn {
-            *self = StoreModel::default();
-        }
-        for i in self.lsn + 1..=lsn {
-            match store_op(i) {
-                (key, Some(value)) => self.state.insert(key, value),
-                (key, None) => self.state.remove(&key),
-            };
-        }
-        self.lsn = lsn;
-        &self.state
-    }
-}
-
-/// Opens in a child, waiting while the directory's lock is briefly held
-/// elsewhere: the two kill tests of this binary run in parallel, and a
-/// child that one of them is just spawning holds, until its exec, copies of
-/// the parent's open files, the other test's lock file among them.
-fn open_in_child<T>(open: impl Fn() -> walden::Result<T>) -> T {
-    let started = Instant::now();
-    loop {
-        match open() {
-            Err(walden::Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < Duration::from_secs(10) =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other.expect("child: open"),
-        }
+/// Notes in `model` the children's writes up to LSN `lsn`: [`store_op`]
+/// of each LSN, those at 5k and 5k+1 one batch.
+fn note_store_writes(model: &mut StoreModel, lsn: Lsn) {
+    for i in model.written().0 + 1..=lsn.0 {
+        let (key, value) = store_op(i);
+        model.record(&key, value.as_deref(), i.is_multiple_of(5));
     }
 }
 
 /// The store child: write forever, reporting every acknowledged LSN.
 fn store_child(dir: &Path) -> ! {
     use std::io::Write;
-    let store = open_in_child(|| Store::open(dir, store_options()));
+    let store = Store::open(dir, store_options()).expect("child: open");
     let mut next = store.applied_lsn().0 + 1;
     let stdout = std::io::stdout();
     loop {
@@ -255,13 +254,14 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
     if let Ok(dir) = std::env::var(STORE_CHILD_ENV) {
         store_child(Path::new(&dir));
     }
+    let _alone = one_parent_at_a_time();
     let cycles: usize = std::env::var("WALDEN_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let test_name = "sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_running";
     let mut acknowledged = 0u64;
     let mut from_snapshot = 0;
-    let mut model = StoreModel::default();
+    let mut model = StoreModel::new();
     for (cycle, delay) in delays(0x5702e).take(cycles).enumerate() {
         let mut child = spawn_child(test_name, STORE_CHILD_ENV, &dir);
         // Longer runs than the log child's, so snapshots are due and taken.
@@ -273,12 +273,14 @@ fn sigkill_never_loses_an_acknowledged_store_write_with_snapshots_and_retention_
         let mut check_options = store_options();
         check_options.engine.snapshots = SnapshotOptions { every_commits: None, ..check_options.engine.snapshots };
         let store = Store::open(&dir, check_options).unwrap_or_else(|e| panic!("cycle {cycle}: recovery: {e}"));
-        let lsn = store.applied_lsn().0;
-        assert!(lsn >= acknowledged, "cycle {cycle}: acknowledged LSN {acknowledged} lost (recovered {lsn})");
-        assert!(!lsn.is_multiple_of(5), "cycle {cycle}: recovered into the middle of a batch (LSN {lsn})");
-        let state: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-            store.scan_prefix(b"").into_iter().map(|(k, e)| (k.to_vec(), e.value.to_vec())).collect();
-        assert!(&state == model.at(lsn), "cycle {cycle}: the state is not the state at LSN {lsn}");
+        // The shared store model checks that every acknowledged write is
+        // there, that recovery did not stop inside a batch (at 5k) and that
+        // the state, revisions included, is exactly the state at its LSN.
+        note_store_writes(&mut model, store.applied_lsn());
+        let lsn = model.check(&store, Lsn(acknowledged)).unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        // What this recovery found stays: the next child continues from it,
+        // and the model frees what it no longer needs.
+        model.settle(lsn);
         if store.recovery_report().snapshot_used.is_some() {
             from_snapshot += 1;
         }

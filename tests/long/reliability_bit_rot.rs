@@ -17,9 +17,7 @@
 //!
 //! `WALDEN_BIT_ROT_STRIDE=n` flips every nth bit only (default 1: all).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use walden::io::{SimFs, Vfs};

@@ -339,7 +339,12 @@ fn a_backup_of_a_process_killed_with_sigkill_midway_completes_or_fails_never_res
     for cycle in 0..4u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "a_backup_of_a_process_killed_with_sigkill_midway_completes_or_fails_never_restores_wrong_data",
+                concat!(
+                    module_path!(),
+                    "::a_backup_of_a_process_killed_with_sigkill_midway_completes_or_fails_never_restores_wrong_data"
+                )
+                .split_once("::")
+                .map_or("", |(_crate, path)| path),
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",

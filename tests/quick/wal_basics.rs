@@ -1,9 +1,7 @@
 //! The log's contract on a healthy disk: round trip, LSNs, batches,
 //! pipelining, roll-over, reopen, truncation, limits.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use walden::io::SimFs;
 use walden::{Error, FsyncMode, Lsn, Wal, WalOptions};
 

@@ -2,9 +2,7 @@
 //! `Wal::wait_durable`, and the runtime-agnostic `Durable` future, which
 //! never blocks a runtime thread on the write or fdatasync it waits for.
 
-mod common;
-
-use common::{payload, read_all, sim_dir, small};
+use crate::common::{payload, read_all, sim_dir, small};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use walden::io::{CrashMode, Fault, FaultKind, SimFs, SimOp};
