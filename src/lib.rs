@@ -25,7 +25,8 @@ pub use journal::{DurableJournal, Journal, JournalOptions, MemoryJournal};
 pub use lsn::Lsn;
 pub use store::{Entry, Store, StoreOptions, WriteBatch};
 pub use wal::{
-    FsyncMode, Preallocate, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport, WalStats,
+    Durable, FsyncMode, Preallocate, Record, RecoveryMode, Ticket, Wal, WalOptions, WalReader, WalRecoveryReport,
+    WalStats,
 };
 
 /// README.md's example, compiled as a doc test so it cannot drift from the API.

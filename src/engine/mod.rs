@@ -541,12 +541,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
 
     /// Applies records just staged in the log, under the state lock, so the
     /// state sees them in LSN order.
-    fn apply_staged<P: AsRef<[u8]>>(
-        &self,
-        state: &mut Applied<S>,
-        ticket: &Ticket<'_, V>,
-        payloads: &[P],
-    ) -> Result<()> {
+    fn apply_staged<P: AsRef<[u8]>>(&self, state: &mut Applied<S>, ticket: &Ticket<V>, payloads: &[P]) -> Result<()> {
         let first = Lsn(ticket.lsn().0 + 1 - payloads.len() as u64);
         debug_assert_eq!(first, state.lsn.next(), "records are applied in LSN order");
         for (i, payload) in payloads.iter().enumerate() {

@@ -110,6 +110,15 @@ struct State {
 #[derive(Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<State>>,
+    /// Holds file syncs back while closed (see [`SimFs::hold_syncs`]).
+    gate: Arc<(Mutex<SyncGate>, parking_lot::Condvar)>,
+}
+
+/// Whether file syncs are held back, and how many are waiting.
+#[derive(Default)]
+struct SyncGate {
+    closed: bool,
+    waiting: usize,
 }
 
 /// A file of a [`SimFs`].
@@ -185,6 +194,36 @@ impl State {
 impl SimFs {
     pub fn new() -> SimFs {
         SimFs::default()
+    }
+
+    /// Makes every file sync (`sync_data`, `sync_and_evict_cache`) block
+    /// until [`SimFs::release_syncs`]: a test can then see who waits for an
+    /// fsync in progress, and who goes on.
+    pub fn hold_syncs(&self) {
+        self.gate.0.lock().closed = true;
+    }
+
+    /// Lets held and later file syncs through.
+    pub fn release_syncs(&self) {
+        self.gate.0.lock().closed = false;
+        self.gate.1.notify_all();
+    }
+
+    /// How many file syncs are blocked by [`SimFs::hold_syncs`] now.
+    pub fn syncs_held(&self) -> usize {
+        self.gate.0.lock().waiting
+    }
+
+    fn pass_sync_gate(&self) {
+        let (gate, opened) = &*self.gate;
+        let mut gate = gate.lock();
+        if gate.closed {
+            gate.waiting += 1;
+            while gate.closed {
+                opened.wait(&mut gate);
+            }
+            gate.waiting -= 1;
+        }
     }
 
     /// Arms a fault; the call counter for it starts now.
@@ -288,7 +327,7 @@ impl SimFs {
             dirs: st.dirs.clone(),
             ..State::default()
         };
-        SimFs { state: Arc::new(Mutex::new(state)) }
+        SimFs { state: Arc::new(Mutex::new(state)), gate: Arc::default() }
     }
 }
 
@@ -454,6 +493,7 @@ impl VfsFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.fs.pass_sync_gate();
         let mut st = self.fs.state.lock();
         match st.call(SimOp::Sync) {
             None => {}

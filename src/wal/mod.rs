@@ -58,11 +58,29 @@ pub struct Wal<V: Vfs = RealFs> {
 }
 
 /// An append that has a place in the log but may not yet be acknowledged.
-/// [`Ticket::wait`] returns once it has the durability the mode promises.
+/// [`Ticket::wait`] blocks until it has the durability the fsync mode
+/// promises; `ticket.await` waits the same way without blocking a thread
+/// (see [`Durable`]). A ticket owns what it needs (`'static`, `Send`):
+/// hand it to another thread or task. Dropping it does not cancel the
+/// append, which is acknowledged with the ones after it.
 #[must_use = "an append is acknowledged only when its ticket is waited on"]
-pub struct Ticket<'w, V: Vfs = RealFs> {
-    wal: &'w Wal<V>,
+pub struct Ticket<V: Vfs = RealFs> {
+    shared: Arc<Shared<V>>,
     last: Lsn,
+}
+
+/// A future that resolves once every record up to an LSN has the
+/// durability the fsync mode promises: from [`Wal::durable`], or by
+/// awaiting a [`Ticket`]. Runtime-agnostic (no runtime is a dependency):
+/// it registers the task's waker with the log, and the log's own timer
+/// thread leads the write and fdatasync it waits for, so no runtime thread
+/// blocks on I/O. Dropping it only stops the waiting.
+#[must_use = "futures do nothing unless polled"]
+pub struct Durable<V: Vfs = RealFs> {
+    shared: Arc<Shared<V>>,
+    lsn: Lsn,
+    /// This future's registration among the log's waiters, once it has one.
+    registration: Option<u64>,
 }
 
 /// Counters of a live log.
@@ -114,6 +132,7 @@ impl<V: Vfs> Wal<V> {
             state: Mutex::new(state),
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
+            leader_wake: Condvar::new(),
             direct_done: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
@@ -185,19 +204,33 @@ impl<V: Vfs> Wal<V> {
     /// Appends one record and returns at once with its LSN; the record is
     /// staged in memory and acknowledged only by [`Ticket::wait`]. Keeps
     /// many appends in flight from one thread.
-    pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<'_, V>> {
+    pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<V>> {
         self.check_size(payload.len())?;
         let (st, last) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
         drop(st);
-        Ok(Ticket { wal: self, last })
+        Ok(Ticket { shared: self.shared.clone(), last })
     }
 
     /// [`Wal::append_batch`], pipelined.
-    pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<'_, V>> {
+    pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<V>> {
         let frame_bytes = self.batch_frame_bytes(payloads)?;
         let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
         drop(st);
-        Ok(Ticket { wal: self, last })
+        Ok(Ticket { shared: self.shared.clone(), last })
+    }
+
+    /// Blocks until every record up to `lsn` has the durability the fsync
+    /// mode promises (in `Always`, an fdatasync covered it; in `Periodic`
+    /// and `Never`, write() handed it to the kernel), leading the write and
+    /// sync itself if nobody else is. Callable from any thread. An error if
+    /// `lsn` was never appended, or if the log is poisoned.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.shared.wait_acknowledged(lsn)
+    }
+
+    /// [`Wal::wait_durable`] as a future, for async code on any runtime.
+    pub fn durable(&self, lsn: Lsn) -> Durable<V> {
+        Durable { shared: self.shared.clone(), lsn, registration: None }
     }
 
     /// Checks a batch and returns the bytes its frames take.
@@ -228,6 +261,12 @@ impl<V: Vfs> Wal<V> {
             FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.shared.wait_written(st, lsn)?),
         }
         Ok(())
+    }
+
+    /// The LSN up to which every record has the durability the fsync mode
+    /// promises (see [`Wal::wait_durable`]).
+    pub fn acknowledged_lsn(&self) -> Lsn {
+        self.shared.acknowledged(&self.shared.state.lock())
     }
 
     /// Makes every record appended so far durable (fdatasync), in every
@@ -364,16 +403,50 @@ impl<V: Vfs> Drop for Wal<V> {
     }
 }
 
-impl<V: Vfs> Ticket<'_, V> {
+impl<V: Vfs> Ticket<V> {
     /// The LSN of the (last) record this ticket stands for.
     pub fn lsn(&self) -> Lsn {
         self.last
     }
 
-    /// Waits until the append has the durability the mode promises.
+    /// Blocks until the append has the durability the mode promises.
     pub fn wait(self) -> Result<Lsn> {
-        let st = self.wal.shared.state.lock();
-        self.wal.acknowledge(st, self.last)?;
+        self.shared.wait_acknowledged(self.last)?;
         Ok(self.last)
+    }
+}
+
+impl<V: Vfs> std::future::IntoFuture for Ticket<V> {
+    type Output = Result<Lsn>;
+    type IntoFuture = Durable<V>;
+
+    /// Waits for the append without blocking a thread: see [`Durable`].
+    fn into_future(self) -> Durable<V> {
+        Durable { shared: self.shared, lsn: self.last, registration: None }
+    }
+}
+
+impl<V: Vfs> Durable<V> {
+    /// The LSN this future waits for.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+}
+
+impl<V: Vfs> std::future::Future for Durable<V> {
+    type Output = Result<Lsn>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<Lsn>> {
+        let this = self.get_mut(); // Durable holds no self-references: it is Unpin
+        this.shared.poll_acknowledged(this.lsn, &mut this.registration, cx.waker())
+    }
+}
+
+impl<V: Vfs> Drop for Durable<V> {
+    fn drop(&mut self) {
+        if self.registration.is_some() {
+            let mut st = self.shared.state.lock();
+            self.shared.forget_task(&mut st, &mut self.registration);
+        }
     }
 }

@@ -27,6 +27,7 @@ use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 /// Encoded records bound for one contiguous range of one segment.
@@ -49,17 +50,38 @@ thread_local! {
 /// An encode buffer grown past this is released after use.
 const ENCODE_BUFFER_KEPT_BYTES: usize = 1 << 20;
 
-/// A thread parked until `written` (or, if `durable`, `synced`) reaches `lsn`.
+/// A thread or a task waiting until `written` (or, if `durable`, `synced`)
+/// reaches `lsn`.
 struct Waiter {
     lsn: Lsn,
     durable: bool,
-    thread: std::thread::Thread,
+    wake: Wake,
+}
+
+/// How a waiter is woken.
+enum Wake {
+    /// A parked thread: it may also be called to lead the next round.
+    Thread(std::thread::Thread),
+    /// A future's task (see [`Shared::poll_acknowledged`]): it never leads;
+    /// the timer thread leads rounds for tasks (`State::demand`), so no
+    /// runtime thread ever blocks in write() or fdatasync. `id` names the
+    /// future, so polling it again replaces its waker instead of adding one.
+    Task { id: u64, waker: Waker },
+}
+
+impl Wake {
+    fn wake(self) {
+        match self {
+            Wake::Thread(thread) => thread.unpark(),
+            Wake::Task { waker, .. } => waker.wake(),
+        }
+    }
 }
 
 /// Parks the calling thread until a round wakes it: covered, poisoned, or
 /// called to lead. Spurious wake-ups are fine: callers re-check in a loop.
 fn park<F>(st: &mut MutexGuard<'_, State<F>>, lsn: Lsn, durable: bool) {
-    st.waiters.push(Waiter { lsn, durable, thread: std::thread::current() });
+    st.waiters.push(Waiter { lsn, durable, wake: Wake::Thread(std::thread::current()) });
     MutexGuard::unlocked(st, std::thread::park);
 }
 
@@ -91,8 +113,13 @@ pub(crate) struct State<F> {
     free_buffers: Vec<Vec<u8>>,
     /// An empty chunk list to swap in for `staged`, for the same reason.
     spare_chunks: Vec<Chunk>,
-    /// Appenders parked until a write or sync round covers them.
+    /// Appenders parked, and tasks waiting, until a round covers them.
     waiters: Vec<Waiter>,
+    /// The highest LSN a waiting task needs acknowledged; the timer thread
+    /// leads rounds until it is (tasks never lead a round themselves).
+    demand: Lsn,
+    /// Ids for waiting futures (`Wake::Task`).
+    next_task_id: u64,
     /// Direct writes (see `append_direct`) reserved but not yet completed.
     inflight: usize,
     /// Writes completed ahead of an earlier one still in flight:
@@ -113,9 +140,12 @@ pub(crate) struct Shared<V: Vfs> {
     /// wait here), the log is poisoned, or the background threads must stop.
     /// Appenders waiting for a round park on `State::waiters` instead.
     pub progress: Condvar,
-    /// The timer and preparer threads sleep here, not on `progress`, so
-    /// appends never pay to wake them; signalled only at shutdown.
+    /// The preparer thread sleeps here, not on `progress`, so appends never
+    /// pay to wake it; signalled only at shutdown.
     pub timer_wake: Condvar,
+    /// The timer thread sleeps here: signalled when a task raises `demand`,
+    /// and at shutdown.
+    pub leader_wake: Condvar,
     /// Signalled when the last direct write in flight completes (a roll-over
     /// waits for them: they go to the segment it is about to seal).
     pub direct_done: Condvar,
@@ -148,6 +178,8 @@ impl<F> State<F> {
             free_buffers: Vec::new(),
             spare_chunks: Vec::new(),
             waiters: Vec::new(),
+            demand: last_lsn,
+            next_task_id: 0,
             inflight: 0,
             completed: Vec::new(),
             syncs: 0,
@@ -383,32 +415,125 @@ impl<V: Vfs> Shared<V> {
         Ok(Some(last))
     }
 
-    /// Wakes every parked waiter whose LSN is now covered (all of them if the
-    /// log is poisoned) and, if no round is running and some still wait,
-    /// one of those to lead the next round. The leader is woken with
-    /// `state` held, first, so its round overlaps the other wake-ups; the
-    /// covered waiters are unparked with `state` released, so that they do
-    /// not queue on the lock while it is held for all of their wake-ups.
-    /// (Unparking the leader with `state` released too was measured slower
-    /// in an earlier version: it then synced sooner with smaller groups.)
+    /// Wakes every waiter whose LSN is now covered (all of them if the log
+    /// is poisoned) and, if no round is running and some still wait, one
+    /// parked thread among those to lead the next round (or, if only tasks
+    /// wait, the timer thread). The leader is woken with `state` held,
+    /// first, so its round overlaps the other wake-ups; the covered waiters
+    /// are woken with `state` released, so that they do not queue on the
+    /// lock while it is held for all of their wake-ups. (Unparking the
+    /// leader with `state` released too was measured slower in an earlier
+    /// version: it then synced sooner with smaller groups.)
     fn wake(&self, st: &mut MutexGuard<'_, State<V::File>>) {
         let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
         let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
         if !st.writing && !st.syncing && st.inflight == 0 {
-            if let Some(at) = st.waiters.iter().rposition(|w| !covered(w)) {
-                st.waiters.swap_remove(at).thread.unpark();
+            let leader = st.waiters.iter().rposition(|w| !covered(w) && matches!(w.wake, Wake::Thread(_)));
+            if let Some(at) = leader {
+                st.waiters.swap_remove(at).wake.wake();
+            } else if st.waiters.iter().any(|w| !covered(w)) {
+                self.leader_wake.notify_one();
             }
         }
         let mut woken = Vec::new(); // allocates only if someone is woken
-        st.waiters.retain(|w| {
-            let done = covered(w);
-            if done {
-                woken.push(w.thread.clone());
+        let mut at = 0;
+        while at < st.waiters.len() {
+            if covered(&st.waiters[at]) {
+                woken.push(st.waiters.swap_remove(at).wake);
+            } else {
+                at += 1;
             }
-            !done
-        });
+        }
         if !woken.is_empty() {
-            MutexGuard::unlocked(st, || woken.into_iter().for_each(|t| t.unpark()));
+            MutexGuard::unlocked(st, || woken.into_iter().for_each(Wake::wake));
+        }
+    }
+
+    /// The LSN up to which appends are acknowledged in the fsync mode's
+    /// terms: synced in `Always`, written otherwise.
+    pub fn acknowledged(&self, st: &State<V::File>) -> Lsn {
+        match self.options.fsync {
+            FsyncMode::Always => st.synced,
+            FsyncMode::Periodic { .. } | FsyncMode::Never => st.written,
+        }
+    }
+
+    /// Blocks until every record up to `lsn` is acknowledged in the mode's
+    /// terms, leading rounds or waiting for the leader.
+    pub fn wait_acknowledged(&self, lsn: Lsn) -> Result<()> {
+        let st = self.state.lock();
+        self.check_assigned(&st, lsn)?;
+        match self.options.fsync {
+            FsyncMode::Always => drop(self.wait_synced(st, lsn)?),
+            FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.wait_written(st, lsn)?),
+        }
+        Ok(())
+    }
+
+    fn check_assigned(&self, st: &State<V::File>, lsn: Lsn) -> Result<()> {
+        if lsn >= st.next_lsn {
+            return Err(Error::InvalidArgument(format!(
+                "LSN {lsn} was never appended (the last appended is {})",
+                Lsn(st.next_lsn.0 - 1)
+            )));
+        }
+        Ok(())
+    }
+
+    /// One poll of a future waiting until `lsn` is acknowledged in the
+    /// mode's terms. Never writes or syncs on the caller's thread while the
+    /// log is open: it registers the task's waker and raises `demand`, and
+    /// the timer thread leads the rounds. `id` is the future's registration
+    /// (given on the first pending poll, kept for later ones).
+    pub fn poll_acknowledged(&self, lsn: Lsn, id: &mut Option<u64>, waker: &Waker) -> Poll<Result<Lsn>> {
+        let mut st = self.state.lock();
+        if let Err(e) = self.check_assigned(&st, lsn) {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(cause) = &st.poisoned {
+            return Poll::Ready(Err(Error::Poisoned(cause.clone())));
+        }
+        if self.acknowledged(&st) >= lsn {
+            self.forget_task(&mut st, id);
+            return Poll::Ready(Ok(lsn));
+        }
+        if st.shutdown {
+            // The log was dropped without close(): no timer thread is left
+            // to lead, so this poll does (the one case that blocks).
+            drop(st);
+            return Poll::Ready(self.wait_acknowledged(lsn).map(|()| lsn));
+        }
+        let durable = matches!(self.options.fsync, FsyncMode::Always);
+        let registered = id.and_then(|id| {
+            st.waiters.iter().position(|w| matches!(&w.wake, Wake::Task { id: other, .. } if *other == id))
+        });
+        match registered {
+            Some(at) => {
+                if let Wake::Task { waker: old, .. } = &mut st.waiters[at].wake {
+                    if !old.will_wake(waker) {
+                        *old = waker.clone();
+                    }
+                }
+            }
+            None => {
+                let new_id = st.next_task_id;
+                st.next_task_id += 1;
+                *id = Some(new_id);
+                st.waiters.push(Waiter { lsn, durable, wake: Wake::Task { id: new_id, waker: waker.clone() } });
+            }
+        }
+        if lsn > st.demand {
+            st.demand = lsn;
+            self.leader_wake.notify_one();
+        }
+        Poll::Pending
+    }
+
+    /// Removes a future's registration, if it still has one (it was
+    /// dropped, or completed on a poll that was not a wake-up's).
+    pub fn forget_task(&self, st: &mut State<V::File>, id: &mut Option<u64>) {
+        if let Some(id) = id.take() {
+            st.waiters.retain(|w| !matches!(&w.wake, Wake::Task { id: other, .. } if *other == id));
         }
     }
 
@@ -571,9 +696,10 @@ impl<V: Vfs> Shared<V> {
         Ok(target)
     }
 
-    /// The timer thread: the `Periodic` fsync, and writing out (in `Always`
-    /// also syncing) pipelined appends nobody waits for. It never does
-    /// anything slow but the write and fsync it exists for.
+    /// The timer thread: the `Periodic` fsync, writing out (in `Always`
+    /// also syncing) pipelined appends nobody waits for, and leading rounds
+    /// for waiting tasks (`State::demand`). It never does anything slow but
+    /// the write and fsync it exists for.
     pub fn timer(self: Arc<Self>) {
         let (tick, sync) = match self.options.fsync {
             FsyncMode::Periodic { interval } => (interval, true),
@@ -583,11 +709,22 @@ impl<V: Vfs> Shared<V> {
         let mut next = Instant::now() + tick;
         loop {
             let mut st = self.state.lock();
-            while !st.shutdown && Instant::now() < next {
-                self.timer_wake.wait_until(&mut st, next);
+            let demanded = |st: &State<V::File>| st.poisoned.is_none() && st.demand > self.acknowledged(st);
+            while !st.shutdown && Instant::now() < next && !demanded(&st) {
+                self.leader_wake.wait_until(&mut st, next);
             }
             if st.shutdown {
                 return;
+            }
+            if demanded(&st) {
+                // Tasks wait: acknowledge what they need, in the mode's terms.
+                let target = st.demand;
+                let outcome = match self.options.fsync {
+                    FsyncMode::Always => self.wait_synced(st, target),
+                    FsyncMode::Periodic { .. } | FsyncMode::Never => self.wait_written(st, target),
+                };
+                drop(outcome); // an error poisons the log; the tasks report it
+                continue;
             }
             // Everything appended before this tick, staged records included.
             let target = Lsn(st.next_lsn.0 - 1);
@@ -657,8 +794,14 @@ impl<V: Vfs> Shared<V> {
     }
 
     pub fn stop_background(&self) {
-        self.state.lock().shutdown = true;
+        let mut st = self.state.lock();
+        st.shutdown = true;
         self.progress.notify_all();
         self.timer_wake.notify_all();
+        self.leader_wake.notify_all();
+        // Tasks still waiting poll again and find no timer thread to lead.
+        for waiter in std::mem::take(&mut st.waiters) {
+            waiter.wake.wake();
+        }
     }
 }
