@@ -4,9 +4,10 @@
 //! and hands the flusher a job: "tell me when LSN n is durable". The flusher
 //! takes every job queued, waits once for the highest LSN among them (one
 //! fdatasync covers them all: group commit across appends), then completes
-//! them in order. The Raft core never blocks on an fsync for an append;
-//! `save_vote` and the other calls that must be durable when they return
-//! await their own job.
+//! them in order. The Raft core never blocks on an fsync for an append.
+//! (`save_vote` and the other calls that must be durable when they return
+//! await the log's own durability future instead, which joins the same
+//! group commit.)
 //!
 //! **Invariant:** a job completes with `Ok` only once every record up to its
 //! LSN is on stable storage; after a failure, every later job fails too
@@ -19,20 +20,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use walden::io::Vfs;
 use walden::{Lsn, Wal};
-
-/// Blocks until every record up to `lsn` has reached stable storage.
-///
-/// Stand-in for `Wal::wait_durable`, which is coming on main: until then
-/// an fdatasync through [`Wal::sync`] (skipped when the log already says the
-/// LSN is durable). Shares the log's group commit with concurrent callers.
-pub(crate) fn wait_durable<V: Vfs>(wal: &Wal<V>, lsn: Lsn) -> walden::Result<()> {
-    if wal.durable_lsn() >= lsn {
-        return Ok(());
-    }
-    let synced = wal.sync()?;
-    assert!(synced >= lsn, "a sync returned {synced}, below LSN {lsn} appended before it");
-    Ok(())
-}
 
 /// Called once the records up to a job's LSN are durable, or with the error.
 pub(crate) type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -64,7 +51,7 @@ impl Flusher {
                 let upto = jobs.iter().map(|j| j.lsn).max().expect("at least one job");
                 let result = match &failed {
                     Some(why) => Err(why.clone()),
-                    None => wait_durable(&wal, upto).map_err(|e| e.to_string()),
+                    None => wal.wait_durable(upto).map_err(|e| e.to_string()),
                 };
                 match &result {
                     Ok(()) => after(upto),
@@ -86,18 +73,6 @@ impl Flusher {
         if let Some(Err(mpsc::SendError(job))) = sent {
             (job.done)(Err(io::Error::other("the flusher thread is gone")));
         }
-    }
-
-    /// Waits (asynchronously) until every record up to `lsn` is durable.
-    pub async fn durable(&self, lsn: Lsn) -> io::Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(
-            lsn,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.await.unwrap_or_else(|_| Err(io::Error::other("the flusher thread dropped a job")))
     }
 }
 

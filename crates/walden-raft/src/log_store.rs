@@ -23,7 +23,7 @@
 //! log's readers see only what reached write().
 
 use crate::codec::{self, Checkpoint, RaftRecord};
-use crate::durability::{wait_durable, Flusher};
+use crate::durability::Flusher;
 use crate::error::{self, Error, Result};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -203,9 +203,16 @@ impl<V: Vfs> LogStore<V> {
 
     /// Blocks until every record up to `lsn` is durable.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
-        wait_durable(&self.inner.wal, lsn)?;
+        self.inner.wal.wait_durable(lsn)?;
         let mut st = self.inner.state.lock();
         st.unflushed.retain(|_, (l, _)| *l > lsn);
+        Ok(())
+    }
+
+    /// Waits, without blocking a thread, until every record up to `lsn` is
+    /// durable.
+    pub async fn durable(&self, lsn: Lsn) -> Result<()> {
+        self.inner.wal.durable(lsn).await?;
         Ok(())
     }
 
@@ -437,7 +444,7 @@ impl<V: Vfs> RaftLogStorage<TypeConfig> for LogStore<V> {
 
     async fn save_vote(&mut self, vote: &Vote) -> std::result::Result<(), StorageError> {
         let lsn = self.stage_vote(vote).map_err(error::write_vote)?;
-        self.inner.flusher.durable(lsn).await.map_err(|e| error::write_vote(io_error(self, e)))
+        self.durable(lsn).await.map_err(error::write_vote)
     }
 
     async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, StorageError> {
@@ -446,7 +453,7 @@ impl<V: Vfs> RaftLogStorage<TypeConfig> for LogStore<V> {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> std::result::Result<(), StorageError> {
         let lsn = self.stage_committed(committed).map_err(error::write_logs)?;
-        self.inner.flusher.durable(lsn).await.map_err(|e| error::write_logs(io_error(self, e)))
+        self.durable(lsn).await.map_err(error::write_logs)
     }
 
     async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, StorageError> {
@@ -467,17 +474,13 @@ impl<V: Vfs> RaftLogStorage<TypeConfig> for LogStore<V> {
 
     async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
         let lsn = self.stage_truncate(log_id.index).map_err(error::write_logs)?;
-        self.inner.flusher.durable(lsn).await.map_err(|e| error::write_logs(io_error(self, e)))
+        self.durable(lsn).await.map_err(error::write_logs)
     }
 
     async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
         let (lsn, replay_from) = self.stage_purge(log_id).map_err(error::write_logs)?;
-        self.inner.flusher.durable(lsn).await.map_err(|e| error::write_logs(io_error(self, e)))?;
+        self.durable(lsn).await.map_err(error::write_logs)?;
         self.free_segments(lsn, replay_from).map_err(error::write_logs)?;
         Ok(())
     }
-}
-
-fn io_error<V: Vfs>(store: &LogStore<V>, source: std::io::Error) -> Error {
-    Error::Io { op: "wait for durability", path: store.inner.wal.dir().to_owned(), source }
 }
