@@ -10,7 +10,7 @@
 //!   snapshot files streamed as [`SnapshotData`] (snapshot_data.rs).
 //! - [`store::open`]: both, checked against each other.
 //! - [`memory`]: the same map on an in-memory log, the benchmark's upper bound.
-//! - [`network`], [`node`]: the framed TCP transport and the node.
+//! - [`network`], [`node`]: the framed TCP transport, the node and its client.
 //!
 //! docs/ARCHITECTURE.md ("Raft storage") has the design, docs/FORMAT.md
 //! ("Raft records") the bytes.
@@ -21,6 +21,9 @@ mod durability;
 pub mod error;
 pub mod kv;
 pub mod log_store;
+pub mod memory;
+pub mod network;
+pub mod node;
 pub mod snapshot_data;
 pub mod state_machine;
 pub mod store;

@@ -68,6 +68,8 @@ struct Inner<V: Vfs> {
     /// Temporary files handed out by `begin_receiving_snapshot`.
     incoming: Mutex<BTreeSet<PathBuf>>,
     counter: AtomicU64,
+    /// Snapshots installed from a leader since open.
+    installs: AtomicU64,
 }
 
 /// openraft's state machine for the key-value map. Cloning shares it.
@@ -160,6 +162,7 @@ impl<V: Vfs> StateMachine<V> {
             current: Mutex::new(current),
             incoming: Mutex::new(BTreeSet::new()),
             counter: AtomicU64::new(0),
+            installs: AtomicU64::new(0),
         };
         Ok((StateMachine { inner: Arc::new(inner) }, report))
     }
@@ -172,6 +175,11 @@ impl<V: Vfs> StateMachine<V> {
     /// A copy of the applied state (O(1): the map is persistent).
     pub fn state(&self) -> KvState {
         self.inner.state.read().clone()
+    }
+
+    /// How many snapshots were installed from a leader since open.
+    pub fn installs(&self) -> u64 {
+        self.inner.installs.load(Ordering::Relaxed)
     }
 
     /// The metadata of the current snapshot, if any.
@@ -314,6 +322,7 @@ impl<V: Vfs> StateMachine<V> {
         fs.rename(temp, &path).map_err(io("rename", &path))?;
         fs.sync_dir(&self.inner.dir).map_err(io("fsync directory", &self.inner.dir))?;
         *self.inner.state.write() = state;
+        self.inner.installs.fetch_add(1, Ordering::Relaxed);
         self.make_current(Current { meta: read_meta, path })
     }
 
