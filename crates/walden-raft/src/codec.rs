@@ -36,6 +36,7 @@ mod payload {
 
 /// The op byte of an encoded [`Request`].
 const OP_PUT: u8 = 1;
+const OP_BATCH: u8 = 2;
 
 /// The re-stated state a purge record carries: it is also a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +124,14 @@ pub fn encode_request(out: &mut Vec<u8>, request: &Request) {
             out.push(OP_PUT);
             put_str(out, key);
             put_str(out, value);
+        }
+        Request::Batch(pairs) => {
+            out.push(OP_BATCH);
+            out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+            for (key, value) in pairs {
+                put_str(out, key);
+                put_str(out, value);
+            }
         }
     }
 }
@@ -265,6 +274,19 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
 fn read_request(c: &mut Cursor<'_>) -> Result<Request, DecodeError> {
     match c.u8()? {
         OP_PUT => Ok(Request::Put { key: c.string()?, value: c.string()? }),
+        OP_BATCH => {
+            let count = u32::from_le_bytes(c.take(4)?.try_into().expect("4 bytes"));
+            // Each pair takes at least 8 bytes: a larger count is damage.
+            if count as usize > (c.bytes.len() - c.at) / 8 {
+                c.at -= 4;
+                return c.fail(format!("a batch of {count} pairs in {} bytes", c.bytes.len() - c.at - 4));
+            }
+            let mut pairs = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                pairs.push((c.string()?, c.string()?));
+            }
+            Ok(Request::Batch(pairs))
+        }
         op => {
             c.at -= 1;
             c.fail(format!("unknown request op {op}"))
@@ -339,7 +361,9 @@ mod tests {
         let members: BTreeMap<NodeId, openraft::BasicNode> =
             [(1, openraft::BasicNode::new("127.0.0.1:7001"))].into_iter().collect();
         let membership = Membership::new(vec![BTreeSet::from([1])], members);
+        let batch = Request::Batch(vec![("a".into(), "1".into()), ("b".into(), String::new())]);
         let entries = [
+            Entry { log_id: log_id(2, 1, 6), payload: EntryPayload::Normal(batch) },
             Entry { log_id: log_id(2, 1, 7), payload: EntryPayload::Blank },
             Entry { log_id: log_id(2, 1, 8), payload: EntryPayload::Normal(put("k", "vv")) },
             Entry { log_id: log_id(2, 1, 9), payload: EntryPayload::Membership(membership) },

@@ -34,7 +34,12 @@ impl KvState {
         self.last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => Response::default(),
-            EntryPayload::Normal(Request::Put { key, value }) => Response { previous: self.data.insert(key, value) },
+            EntryPayload::Normal(Request::Put { key, value }) => {
+                Response { previous: vec![self.data.insert(key, value)] }
+            }
+            EntryPayload::Normal(Request::Batch(pairs)) => {
+                Response { previous: pairs.into_iter().map(|(key, value)| self.data.insert(key, value)).collect() }
+            }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership);
                 Response::default()

@@ -35,6 +35,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
 use walden::io::{RealFs, Vfs};
+use walden::wal::ReadPosition;
 use walden::{FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
 
 /// A live entry: its log id and where its record is.
@@ -55,15 +56,43 @@ struct State {
     vote: Option<Vote>,
     committed: Option<LogId>,
     purged: Option<LogId>,
-    /// Entries appended in this process that the flusher has not yet
-    /// reported durable, by index: readers take them from here.
-    unflushed: BTreeMap<u64, (Lsn, Entry)>,
+    /// Entries appended in this process, by index: every one not yet
+    /// reported durable (the log's readers do not see it yet), and the
+    /// newest [`CACHED_ENTRIES_MAX`] of the others, which replication reads
+    /// again right away. Readers take them from here.
+    cache: BTreeMap<u64, (Lsn, Entry)>,
+    /// Where some records are in the log, so a read starts near its first
+    /// entry instead of scanning its segment from the start.
+    positions: BTreeMap<Lsn, ReadPosition>,
 }
+
+/// Durable entries kept in memory for replication to read.
+const CACHED_ENTRIES_MAX: usize = 8192;
+/// Read positions remembered.
+const POSITIONS_MAX: usize = 4096;
 
 impl State {
     /// The last entry's log id, or the last purged one if no entry is live.
     fn last_log_id(&self) -> Option<LogId> {
         self.slots.last_key_value().map(|(_, s)| s.log_id).or(self.purged)
+    }
+
+    /// Drops the oldest cached entries beyond the cap among those durable up
+    /// to `durable` (the rest are not readable from the log yet).
+    fn trim_cache(&mut self, durable: Lsn) {
+        while self.cache.len() > CACHED_ENTRIES_MAX {
+            match self.cache.first_key_value() {
+                Some((_, (lsn, _))) if *lsn <= durable => drop(self.cache.pop_first()),
+                _ => break,
+            }
+        }
+    }
+
+    fn remember(&mut self, position: ReadPosition) {
+        self.positions.insert(position.lsn, position);
+        if self.positions.len() > POSITIONS_MAX {
+            self.positions.pop_first();
+        }
     }
 
     /// Records an entry; one already at its index is replaced.
@@ -73,16 +102,16 @@ impl State {
 
     fn truncate(&mut self, since: u64) {
         self.slots.split_off(&since);
-        self.unflushed.split_off(&since);
+        self.cache.split_off(&since);
     }
 
     fn purge(&mut self, upto: LogId) {
         let keep_from = upto.index.saturating_add(1);
         self.slots = self.slots.split_off(&keep_from);
-        self.unflushed = self.unflushed.split_off(&keep_from);
+        self.cache = self.cache.split_off(&keep_from);
         if upto.index == u64::MAX {
             self.slots.clear();
-            self.unflushed.clear();
+            self.cache.clear();
         }
         if self.purged.is_none_or(|p| p.index < upto.index) {
             self.purged = Some(upto);
@@ -147,7 +176,7 @@ impl<V: Vfs> LogStore<V> {
         let state = Arc::new(Mutex::new(replay(&wal)?));
         let after = {
             let state = state.clone();
-            Box::new(move |durable: Lsn| state.lock().unflushed.retain(|_, (lsn, _)| *lsn > durable))
+            Box::new(move |durable: Lsn| state.lock().trim_cache(durable))
         };
         let flusher = Flusher::start(wal.clone(), after).map_err(|source| Error::Io {
             op: "spawn the flusher thread",
@@ -196,7 +225,7 @@ impl<V: Vfs> LogStore<V> {
         for (i, entry) in entries.into_iter().enumerate() {
             let lsn = Lsn(first.0 + i as u64);
             st.insert(entry.log_id, lsn);
-            st.unflushed.insert(entry.log_id.index, (lsn, entry));
+            st.cache.insert(entry.log_id.index, (lsn, entry));
         }
         Ok(Some(last))
     }
@@ -205,7 +234,7 @@ impl<V: Vfs> LogStore<V> {
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         self.inner.wal.wait_durable(lsn)?;
         let mut st = self.inner.state.lock();
-        st.unflushed.retain(|_, (l, _)| *l > lsn);
+        st.trim_cache(lsn);
         Ok(())
     }
 
@@ -298,7 +327,7 @@ impl<V: Vfs> LogStore<V> {
             }
             st.slots
                 .range(start..end)
-                .map(|(index, slot)| match st.unflushed.get(index) {
+                .map(|(index, slot)| match st.cache.get(index) {
                     Some((_, entry)) => Source::Memory(entry.clone()),
                     None => Source::Log(*slot),
                 })
@@ -317,7 +346,11 @@ impl<V: Vfs> LogStore<V> {
             // Live entries' LSNs grow with their index, so one reader
             // serves a range, unless an overwrite reordered them.
             if reader.as_ref().is_none_or(|r| r.last_position().is_some_and(|p| p.lsn >= slot.lsn)) {
-                reader = Some(self.inner.wal.read_from(slot.lsn)?);
+                let hint = self.inner.state.lock().positions.range(..=slot.lsn).next_back().map(|(_, p)| *p);
+                reader = Some(match hint {
+                    Some(position) => self.inner.wal.read_from_position(position)?,
+                    None => self.inner.wal.read_from(slot.lsn)?,
+                });
             }
             let r = reader.as_mut().expect("opened above");
             let entry = loop {
@@ -340,6 +373,9 @@ impl<V: Vfs> LogStore<V> {
                 }
             };
             out.push(entry);
+        }
+        if let Some(position) = reader.as_ref().and_then(|r| r.last_position()) {
+            self.inner.state.lock().remember(position);
         }
         Ok(out)
     }
@@ -389,7 +425,11 @@ fn replay<V: Vfs>(wal: &Wal<V>) -> Result<State> {
             return Err(corrupt(expected, format!("LSN {lsn} read where {expected} was expected")));
         }
         expected = lsn.next();
-        match codec::decode(bytes).map_err(|e| corrupt(lsn, e.to_string()))? {
+        let record = codec::decode(bytes).map_err(|e| corrupt(lsn, e.to_string()))?;
+        if lsn.0 % 256 == 0 {
+            st.remember(reader.last_position().expect("a record was just read"));
+        }
+        match record {
             RaftRecord::Entry(entry) => st.insert(entry.log_id, lsn),
             RaftRecord::Vote(vote) => st.vote = Some(vote),
             RaftRecord::Committed(committed) => st.committed = committed,

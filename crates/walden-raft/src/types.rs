@@ -35,13 +35,16 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub enum Request {
     /// Sets `key` to `value`.
     Put { key: String, value: String },
+    /// Sets each key to its value, in order, as one log entry: the node
+    /// groups concurrent clients' puts so that one fsync carries many.
+    Batch(Vec<(String, String)>),
 }
 
 /// What applying a [`Request`] returned.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
-    /// The value the key had before, if any.
-    pub previous: Option<String>,
+    /// For each key written, in order, the value it had before, if any.
+    pub previous: Vec<Option<String>>,
 }
 
 /// The log id of `(term, node)` at `index`.
