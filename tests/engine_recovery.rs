@@ -20,9 +20,12 @@ impl StateMachine for Map {
         Map::default()
     }
 
+    fn check(payload: &[u8]) -> Result<()> {
+        parse(payload).map(drop)
+    }
+
     fn apply(&mut self, _lsn: Lsn, payload: &[u8]) -> Result<()> {
-        let text = std::str::from_utf8(payload).map_err(|e| walden::Error::InvalidArgument(e.to_string()))?;
-        let (k, v) = text.split_once('=').ok_or_else(|| walden::Error::InvalidArgument(text.into()))?;
+        let (k, v) = parse(payload)?;
         self.0.insert(k.to_owned(), v.to_owned());
         Ok(())
     }
@@ -47,6 +50,12 @@ impl StateMachine for Map {
         }
         Ok(map)
     }
+}
+
+/// A `key=value` record, or why it is not one.
+fn parse(payload: &[u8]) -> Result<(&str, &str)> {
+    let text = std::str::from_utf8(payload).map_err(|e| walden::Error::InvalidArgument(e.to_string()))?;
+    text.split_once('=').ok_or_else(|| walden::Error::InvalidArgument(text.into()))
 }
 
 fn dir() -> PathBuf {

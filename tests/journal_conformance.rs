@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use walden::journal::{
-    now_us, parse_age, Cursor, Entry, Journal, JournalOp, NewEntry, Pattern, Query, SignalType, Value,
+    now_us, parse_age, Cursor, Journal, JournalEntry, JournalOp, NewEntry, Pattern, Query, SignalType, Value,
 };
 
 fn set(address: &str, value: i64, at_us: u64) -> NewEntry {
@@ -17,11 +17,11 @@ fn event(address: &str, at_us: u64) -> NewEntry {
     NewEntry::publish(SignalType::Event, "tester", address, Value::Bool(true)).at(at_us)
 }
 
-fn everything(j: &dyn Journal) -> Vec<Entry> {
+fn everything(j: &dyn Journal) -> Vec<JournalEntry> {
     j.since(0, usize::MAX).unwrap()
 }
 
-fn sequences(entries: &[Entry]) -> Vec<u64> {
+fn sequences(entries: &[JournalEntry]) -> Vec<u64> {
     entries.iter().map(|e| e.sequence).collect()
 }
 

@@ -123,6 +123,7 @@ fn check(disk: &SimFs, oracle: &Oracle, context: &str) {
             JournalOp::Set => params.insert(e.address.clone(), e.value.clone()),
             JournalOp::Delete => params.remove(&e.address),
             JournalOp::Publish => None,
+            op => panic!("{context}: an operation the oracle never writes: {op}"),
         };
         if (i as u64) + 1 >= first {
             let got = &held[(i as u64 + 1 - first) as usize];

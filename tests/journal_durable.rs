@@ -3,7 +3,7 @@
 //! time-range queries checked against a brute-force oracle over many
 //! segments (the time index's seek).
 
-use walden::journal::{Entry, Journal, NewEntry, Pattern, Query, SignalType, Value};
+use walden::journal::{Journal, JournalEntry, NewEntry, Pattern, Query, SignalType, Value};
 use walden::{DurableJournal, FsyncMode, JournalOptions};
 
 fn options(segment_bytes: u64) -> JournalOptions {
@@ -27,7 +27,7 @@ fn entry(i: u64) -> NewEntry {
     base.at(1_000_000 + i * 10)
 }
 
-fn everything(j: &dyn Journal) -> Vec<Entry> {
+fn everything(j: &dyn Journal) -> Vec<JournalEntry> {
     j.since(0, usize::MAX).unwrap()
 }
 
@@ -141,7 +141,7 @@ fn time_range_queries_match_a_brute_force_oracle_across_segments() {
         let pattern = ["/**", "/zone/3/level", "/zone/*/level", "/zone/**"][round % 4];
         let types: &[SignalType] = if round % 5 == 0 { &[SignalType::Event] } else { &[] };
         let query = Query::new(pattern).unwrap().from_us(from).to_us(to).types(types).limit(usize::MAX);
-        let expected: Vec<&Entry> = all
+        let expected: Vec<&JournalEntry> = all
             .iter()
             .filter(|e| e.timestamp_us >= from && e.timestamp_us < to)
             .filter(|e| query.pattern.matches(&e.address))
@@ -213,8 +213,10 @@ fn queries_agree_warm_cold_and_after_reopen() {
             Query::new("/zone/*/level").unwrap().from_us(from).to_us(from + 2_000).limit(50)
         })
         .collect();
-    let run = |j: &DurableJournal| -> Vec<Vec<Entry>> { windows.iter().map(|q| j.query(q).unwrap().entries).collect() };
-    let expected: Vec<Vec<Entry>> = windows
+    let run = |j: &DurableJournal| -> Vec<Vec<JournalEntry>> {
+        windows.iter().map(|q| j.query(q).unwrap().entries).collect()
+    };
+    let expected: Vec<Vec<JournalEntry>> = windows
         .iter()
         .map(|q| {
             everything(&j)

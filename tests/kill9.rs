@@ -32,7 +32,7 @@ fn options() -> WalOptions {
 /// The child: append forever, reporting every acknowledged LSN.
 fn child(dir: &Path) -> ! {
     use std::io::Write;
-    let wal = Wal::open(dir, options()).expect("child: open");
+    let wal = open_in_child(|| Wal::open(dir, options()));
     let mut next = wal.last_lsn().map_or(1, |l| l.0 + 1);
     let stdout = std::io::stdout();
     loop {
@@ -203,10 +203,28 @@ impl StoreModel {
     }
 }
 
+/// Opens in a child, waiting while the directory's lock is briefly held
+/// elsewhere: the two kill tests of this binary run in parallel, and a
+/// child that one of them is just spawning holds, until its exec, copies of
+/// the parent's open files, the other test's lock file among them.
+fn open_in_child<T>(open: impl Fn() -> walden::Result<T>) -> T {
+    let started = Instant::now();
+    loop {
+        match open() {
+            Err(walden::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < Duration::from_secs(10) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other.expect("child: open"),
+        }
+    }
+}
+
 /// The store child: write forever, reporting every acknowledged LSN.
 fn store_child(dir: &Path) -> ! {
     use std::io::Write;
-    let store = Store::open(dir, store_options()).expect("child: open");
+    let store = open_in_child(|| Store::open(dir, store_options()));
     let mut next = store.applied_lsn().0 + 1;
     let stdout = std::io::stdout();
     loop {

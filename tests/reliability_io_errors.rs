@@ -518,6 +518,7 @@ fn store_loop(preallocate: Preallocate) -> Vec<(&'static str, String, i32)> {
         let run: fn(&SimFs, Plan, &mut Tally) = match preallocate {
             Preallocate::ZeroFill => |fs, plan, t| store_workload(fs, plan, Preallocate::ZeroFill, t),
             Preallocate::Off => |fs, plan, t| store_workload(fs, plan, Preallocate::Off, t),
+            other => panic!("no store fault loop for {other:?}"),
         };
         let tally = fault_loop(plan, &format!("store, {preallocate:?}"), run);
         assert!(tally.faults_hit > 5, "{plan:?}: only {} faults hit", tally.faults_hit);

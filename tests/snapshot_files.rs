@@ -51,7 +51,8 @@ fn round_trip_compresses_and_lists_by_lsn() {
     let fs = SimFs::new();
     let a = take(&fs, 300, 10_000);
     let b = take(&fs, 20, 5);
-    let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad } = list_snapshots(&fs, &dir()).unwrap();
+    let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad, .. } =
+        list_snapshots(&fs, &dir()).unwrap();
     assert!(bad.is_empty());
     assert_eq!(listed.iter().map(|s| s.header.lsn).collect::<Vec<_>>(), vec![Lsn(20), Lsn(300)]);
     assert_eq!(listed[1], a);
@@ -88,7 +89,8 @@ fn any_damaged_byte_is_detected_before_decoding() {
         assert!(detected, "a flip at byte {at} went unnoticed");
     }
     fs.write_file(&info.path, &good[..good.len() - 1]);
-    let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad } = list_snapshots(&fs, &dir()).unwrap();
+    let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad, .. } =
+        list_snapshots(&fs, &dir()).unwrap();
     assert!(listed.is_empty());
     assert!(matches!(bad[0].1, Error::BadSnapshot { .. }), "a truncated snapshot is refused: {}", bad[0].1);
 }
@@ -105,7 +107,7 @@ fn a_crash_at_any_point_of_writing_leaves_a_whole_snapshot_or_none() {
             let result = write_snapshot(&fs, &dir(), Lsn(7), 0, write_state(&state(3000)));
             assert!(result.is_err(), "the fault at call {at_call} must surface");
             let after = fs.crash(crash);
-            let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad } =
+            let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad, .. } =
                 list_snapshots(&after, &dir()).unwrap();
             assert!(bad.is_empty(), "call {at_call}, {crash:?}: a half-written file under a final name");
             for info in &listed {
@@ -131,7 +133,8 @@ fn a_full_disk_fails_the_snapshot_cleanly() {
     ));
     let err = write_snapshot(&fs, &dir(), Lsn(2), 0, write_state(&state(20_000))).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(28), "{err}");
-    let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad } = list_snapshots(&fs, &dir()).unwrap();
+    let walden::snapshot::SnapshotListing { snapshots: listed, unreadable: bad, .. } =
+        list_snapshots(&fs, &dir()).unwrap();
     assert_eq!(listed.len(), 1, "the older snapshot is untouched");
     assert!(bad.is_empty());
 }

@@ -118,3 +118,44 @@ fn readers_run_while_writers_append() {
     });
     assert_eq!(read_all(&wal).len(), 1200);
 }
+
+/// In `Periodic` and `Never`, an appender whose record is written but sits
+/// behind one whose writer stalled (as a preempted thread does) writes the
+/// stalled record's bytes itself and returns: no acknowledgement waits for
+/// another thread. Both records are whole after a process crash, and the
+/// stalled writer's own (later, identical) write changes nothing.
+#[test]
+fn an_append_behind_a_stalled_writer_writes_its_record_and_returns() {
+    use std::sync::Arc;
+    use walden::io::CrashMode;
+    for fsync in [FsyncMode::Never, FsyncMode::Periodic { interval: std::time::Duration::from_secs(3600) }] {
+        let fs = SimFs::new();
+        let wal = Arc::new(Wal::open_with(fs.clone(), common::sim_dir(), common::small(fsync)).unwrap());
+        wal.append(b"before").unwrap();
+        fs.hold_next_writes(1);
+        let stalled = {
+            let wal = wal.clone();
+            std::thread::spawn(move || wal.append(b"stalled writer"))
+        };
+        let started = std::time::Instant::now();
+        while fs.writes_held() == 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the first write never started");
+            std::thread::yield_now();
+        }
+        // LSN 2 is reserved and stalled; LSN 3 is written and acknowledged anyway.
+        let behind = wal.append(b"behind it").unwrap();
+        assert_eq!(behind, Lsn(3), "{fsync:?}");
+        assert!(wal.acknowledged_lsn() >= Lsn(3), "{fsync:?}: acknowledged with its writer still stalled");
+        assert_eq!(fs.writes_held(), 1, "{fsync:?}: the stalled write has not happened");
+        assert_eq!(wal.stats().helped_writes, 1, "{fsync:?}: the stalled record was written by the appender behind it");
+        let records: Vec<Vec<u8>> = common::read_all(&wal).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(records, vec![b"before".to_vec(), b"stalled writer".to_vec(), b"behind it".to_vec()]);
+        fs.release_writes();
+        assert_eq!(stalled.join().unwrap().unwrap(), Lsn(2));
+        let wal = Arc::try_unwrap(wal).ok().expect("one owner left");
+        drop(wal);
+        let wal = Wal::open_with(fs.crash(CrashMode::KeepUnsynced), common::sim_dir(), common::small(fsync)).unwrap();
+        let records: Vec<Vec<u8>> = common::read_all(&wal).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(records, vec![b"before".to_vec(), b"stalled writer".to_vec(), b"behind it".to_vec()], "{fsync:?}");
+    }
+}

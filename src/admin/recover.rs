@@ -9,9 +9,10 @@
 //! its words; `tests/cli_library.rs` checks the dry run against a real open
 //! of a copy of the same directory, so the two cannot drift apart unseen.
 
-use super::dump::{store_timestamp, walk_records};
 use super::log::{scan_log, RecoveryPlan};
-use super::snapshots::{read_snapshot_state, scan_snapshots, SnapshotsReport};
+use super::range::{walk_records, Target};
+use super::snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, SnapshotState, SnapshotsReport};
+use super::store_view::store_timestamp;
 use super::{DataDir, Progress};
 use crate::engine::{RecoveryReport, StateMachine};
 use crate::io::Vfs;
@@ -22,19 +23,10 @@ use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-/// A point in the log: an LSN, or a wall-clock time in microseconds since
-/// the Unix epoch (matched against the store's operation timestamps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum Target {
-    Lsn(Lsn),
-    Time(u64),
-}
-
 /// What an open would do, worked out without doing it.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DryRun {
     /// The log's part: what would be cut, or why the open would fail.
     pub plan: RecoveryPlan,
@@ -120,7 +112,7 @@ fn load_like_the_engine<S: StateMachine, V: Vfs>(
     report: &mut RecoveryReport,
 ) -> Option<(S, Lsn)> {
     for s in snapshots.snapshots.iter().filter(|s| s.info.is_none()) {
-        if let super::SnapshotState::Bad { reason } = &s.state {
+        if let SnapshotState::Bad { reason } = &s.state {
             report.snapshots_skipped.push((s.path.clone(), reason.clone()));
         }
     }
@@ -145,11 +137,13 @@ fn load_like_the_engine<S: StateMachine, V: Vfs>(
 /// A state rebuilt as of a point in the log.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PointInTime {
     /// The LSN the state ends at.
     pub lsn: Lsn,
     /// The snapshot it started from, if any.
     pub snapshot_used: Option<PathBuf>,
+    /// Log records applied after it.
     pub records_replayed: u64,
     /// The snapshot written, by [`write_point_in_time`].
     pub written: Option<SnapshotInfo>,
@@ -188,7 +182,7 @@ pub fn state_at<S: StateMachine, V: Vfs>(
         Some(sd) => scan_snapshots(fs, sd, plan.first_lsn, plan.last_lsn, progress)?,
         None => SnapshotsReport::default(),
     };
-    let fits = |s: &&super::SnapshotReport| match target {
+    let fits = |s: &&SnapshotReport| match target {
         Target::Lsn(lsn) => s.lsn <= lsn,
         Target::Time(t) => s.created_unix_us.is_some_and(|c| c <= t),
     };

@@ -11,7 +11,8 @@
 
 use super::examine::{examine, Examination};
 use super::log::{LogReport, RecoveryPlan};
-use super::recover::{state_at, PointInTime, Target};
+use super::range::Target;
+use super::recover::{state_at, PointInTime};
 use super::snapshots::SnapshotsReport;
 use super::{DataDir, Progress};
 use crate::engine::StateMachine;
@@ -24,9 +25,11 @@ use std::path::PathBuf;
 /// What a repair would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RepairPlan {
     /// Whether damage in the middle of the log may be cut (`PointInTime`).
     pub salvage: bool,
+    /// What the log's recovery in that mode would cut, or why it refuses.
     pub plan: RecoveryPlan,
 }
 
@@ -59,23 +62,31 @@ pub fn apply_repair<V: Vfs>(fs: &V, dir: &DataDir, salvage: bool) -> Result<WalR
 /// A segment compaction would remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Removal {
+    /// The segment file.
     pub file: PathBuf,
+    /// The first LSN it holds.
     pub first_lsn: Lsn,
+    /// The last LSN it holds.
     pub last_lsn: Lsn,
+    /// Its length in bytes.
     pub bytes: u64,
 }
 
 /// What `compact --before` would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CompactPlan {
+    /// The LSN the operator asked to compact below.
     pub requested_before: Lsn,
     /// The most recovery allows: the LSN after the oldest good snapshot
     /// (`None` for a bare log, which has no snapshots to protect).
     pub limit: Option<Lsn>,
     /// Segments whose records all lie below this go.
     pub effective_before: Lsn,
+    /// The segments that go, oldest first.
     pub remove: Vec<Removal>,
     /// Set if compaction must not run now, and why.
     pub refused: Option<String>,
@@ -165,7 +176,9 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
 /// What `snapshot prune --keep N` would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PrunePlan {
+    /// How many good snapshots stay (at least 1).
     pub keep: usize,
     /// Good snapshots beyond the newest `keep` good ones, oldest first.
     pub remove: Vec<PathBuf>,

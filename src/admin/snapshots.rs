@@ -14,23 +14,37 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum SnapshotState {
     /// The checksum holds and the content decompresses to `raw_bytes`.
-    Good { raw_bytes: u64 },
+    Good {
+        /// The state's size in bytes, decompressed.
+        raw_bytes: u64,
+    },
     /// The file cannot be used, and why.
-    Bad { reason: String },
+    Bad {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// One snapshot file.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotReport {
+    /// The snapshot file.
     pub path: PathBuf,
-    /// From the name if the header does not read.
+    /// The LSN it covers; from the name if the header does not read.
     pub lsn: Lsn,
+    /// When it was written, in microseconds since the Unix epoch (from the
+    /// header, if it reads).
     pub created_unix_us: Option<u64>,
+    /// Entries the state machine wrote (from the header, if it reads).
     pub entries: Option<u64>,
+    /// The file's length in bytes, if the header reads.
     pub file_bytes: Option<u64>,
+    /// Whether it reads.
     pub state: SnapshotState,
     /// Why recovery could not start from it even though it reads (it covers
     /// more than the log holds, or the log no longer continues it).
@@ -42,6 +56,7 @@ pub struct SnapshotReport {
 }
 
 impl SnapshotReport {
+    /// Whether the snapshot reads (it may still be unusable: see `unusable`).
     pub fn is_good(&self) -> bool {
         matches!(self.state, SnapshotState::Good { .. })
     }
@@ -50,8 +65,11 @@ impl SnapshotReport {
 /// The snapshots of a data directory, oldest first.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotsReport {
+    /// The snapshot directory (`None` for a bare log, which has none).
     pub dir: Option<PathBuf>,
+    /// Every file with a snapshot's name, oldest first.
     pub snapshots: Vec<SnapshotReport>,
     /// Leftover `.zst.tmp` files of interrupted snapshots.
     pub temporary: Vec<PathBuf>,
@@ -131,6 +149,10 @@ pub(crate) fn unusable(lsn: Lsn, log_first: Lsn, log_last: Lsn) -> Option<String
 }
 
 impl SnapshotsReport {
+    /// The problems worth reporting, given that the log starts at
+    /// `log_first`: bad or unusable snapshots (recoverable if the open
+    /// would try them, notices if older than the one it starts from),
+    /// leftover temporary files, and no usable base at all (corrupt).
     pub fn findings(&self, log_first: Lsn) -> Vec<Finding> {
         let mut out = Vec::new();
         let has_base = self.newest_usable.is_some() || log_first <= Lsn::FIRST;

@@ -1,6 +1,7 @@
-//! [`RealFs`]: the operating system's files. The only module in walden that
-//! contains `unsafe` (one memory map, see [`RealFile::map`], and two
-//! system calls std does not wrap: `posix_fadvise`, `sync_file_range`).
+//! [`RealFs`]: the operating system's files. With `priority.rs`, the only
+//! code in walden that contains `unsafe` (one memory map, see
+//! [`RealFile::map`], and two system calls std does not wrap:
+//! `posix_fadvise`, `sync_file_range`).
 
 use super::{DirLock, Vfs, VfsFile};
 use std::fs::{self, File, OpenOptions};
@@ -18,8 +19,11 @@ pub struct RealFs;
 pub struct RealFile(File);
 
 /// A read-only memory map of a file prefix (empty prefixes are not mapped).
+#[non_exhaustive]
 pub enum RealMap {
+    /// A mapped prefix.
     Mapped(memmap2::Mmap),
+    /// A prefix of length 0, which `mmap` refuses: nothing is mapped.
     Empty,
 }
 

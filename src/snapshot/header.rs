@@ -17,37 +17,59 @@
 use crate::format::{read_u32, read_u64};
 use crate::Lsn;
 
+/// Bytes in a snapshot header; the zstd content starts here.
 pub const SNAPSHOT_HEADER_BYTES: usize = 64;
+/// The snapshot format version this build writes and the newest it reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 const MAGIC: [u8; 8] = *b"WALDNSNP";
 
+/// The decoded snapshot header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SnapshotHeader {
+    /// The state includes every record up to this LSN and none after it.
     pub lsn: Lsn,
+    /// When the snapshot was written, in microseconds since the Unix epoch.
     pub created_unix_us: u64,
+    /// How many entries the state machine wrote (as it counts them).
     pub entries: u64,
+    /// Bytes of zstd content after the header.
     pub content_bytes: u64,
+    /// CRC32 of those content bytes, as stored (compressed).
     pub content_crc: u32,
 }
 
+/// Why a snapshot header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotHeaderError {
+    /// The file is shorter than a header; holds its length in bytes.
     #[error("file is shorter than a snapshot header ({0} bytes)")]
     Truncated(u64),
+    /// The first 8 bytes are not `WALDNSNP`.
     #[error("not a walden snapshot (bad magic)")]
     BadMagic,
+    /// The header's CRC32 does not match its bytes.
     #[error("snapshot header checksum mismatch")]
     Checksum,
+    /// A snapshot format version this build does not read.
     #[error("snapshot format version {0} is not one this build reads (it reads version {SNAPSHOT_VERSION})")]
     UnsupportedVersion(u32),
+    /// The checksum holds but a field is impossible (says which).
     #[error("snapshot header is malformed: {0}")]
     Malformed(&'static str),
+    /// The file's length disagrees with the header's content length.
     #[error("the header says {header} content bytes but the file holds {file} bytes in all")]
-    LengthMismatch { header: u64, file: u64 },
+    LengthMismatch {
+        /// Content bytes the header states.
+        header: u64,
+        /// Bytes in the whole file.
+        file: u64,
+    },
 }
 
 impl SnapshotHeader {
+    /// The header's 64 bytes, checksum included.
     pub fn encode(&self) -> [u8; SNAPSHOT_HEADER_BYTES] {
         let mut out = [0u8; SNAPSHOT_HEADER_BYTES];
         out[0..8].copy_from_slice(&MAGIC);
@@ -63,6 +85,9 @@ impl SnapshotHeader {
         out
     }
 
+    /// Reads a header from the start of `bytes`, checking its magic,
+    /// checksum, version and fields (in that order). The content length
+    /// against the file's is checked by the caller, which knows the file.
     pub fn decode(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotHeaderError> {
         if bytes.len() < SNAPSHOT_HEADER_BYTES {
             return Err(SnapshotHeaderError::Truncated(bytes.len() as u64));

@@ -42,8 +42,11 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
 /// A snapshot on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotInfo {
+    /// The snapshot file (`snapshot-{lsn:020}.zst`).
     pub path: PathBuf,
+    /// Its header (the content is verified separately).
     pub header: SnapshotHeader,
     /// The whole file, header included.
     pub file_bytes: u64,
@@ -81,6 +84,7 @@ pub fn write_snapshot<V: Vfs>(
 
 /// What [`list_snapshots`] found.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct SnapshotListing {
     /// Snapshots whose header reads, oldest first (content not yet verified:
     /// see [`verify_snapshot`]).

@@ -28,6 +28,7 @@ type Readable<F> = Vec<(Segment<F>, u64)>;
 pub(crate) use segment::{now_unix_us, random_u64};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use writer::{Shared, State};
@@ -86,11 +87,17 @@ pub struct Durable<V: Vfs = RealFs> {
 /// Counters of a live log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct WalStats {
     /// write() calls that carried records.
     pub writes: u64,
     /// fdatasync calls of the group commit and the timer (roll-overs excluded).
     pub syncs: u64,
+    /// write() calls of records another appender had reserved and not yet
+    /// written (`Periodic` and `Never`): an appender behind a slow one
+    /// writes its bytes instead of waiting for it.
+    pub helped_writes: u64,
+    /// Segment files the log holds now, the active one included.
     pub segments: usize,
 }
 
@@ -103,7 +110,8 @@ impl Wal<RealFs> {
 }
 
 impl<V: Vfs> Wal<V> {
-    /// [`Wal::open`] on another file system, such as [`crate::io::SimFs`].
+    /// [`Wal::open`] on another file system, such as `SimFs` (the `sim`
+    /// feature's simulated one, for crash tests).
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
         options.validate()?;
         let dir = dir.as_ref().to_owned();
@@ -133,9 +141,9 @@ impl<V: Vfs> Wal<V> {
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
-            direct_done: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
+            acknowledged_lsn: AtomicU64::new(last_lsn.0),
         });
         let mut background = Vec::with_capacity(2);
         let threads: [(&str, BackgroundBody<V>); 2] =
@@ -266,7 +274,7 @@ impl<V: Vfs> Wal<V> {
     /// The LSN up to which every record has the durability the fsync mode
     /// promises (see [`Wal::wait_durable`]).
     pub fn acknowledged_lsn(&self) -> Lsn {
-        self.shared.acknowledged(&self.shared.state.lock())
+        Lsn(self.shared.acknowledged_lsn.load(Ordering::Acquire))
     }
 
     /// Makes every record appended so far durable (fdatasync), in every
@@ -328,6 +336,19 @@ impl<V: Vfs> Wal<V> {
         Ok(WalReader::new(segments, from, upto))
     }
 
+    /// [`Wal::read_from`], ending at `last` if that comes before the last
+    /// record written (the engine reads no further than its state shows).
+    pub(crate) fn read_between(&self, from: Lsn, last: Lsn) -> WalReader<V> {
+        let (segments, upto) = self.readable_segments();
+        WalReader::new(segments, from, upto.min(last))
+    }
+
+    /// [`Wal::read_from_position`], ending at `last` as [`Wal::read_between`] does.
+    pub(crate) fn read_position_between(&self, at: ReadPosition, last: Lsn) -> WalReader<V> {
+        let (segments, upto) = self.readable_segments();
+        WalReader::at(segments, at, upto.min(last))
+    }
+
     /// The segments a reader may map, with their readable lengths, and the
     /// last LSN written.
     fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
@@ -374,18 +395,21 @@ impl<V: Vfs> Wal<V> {
         &self.report
     }
 
+    /// The log's counters now.
     pub fn stats(&self) -> WalStats {
-        let (writes, syncs) = {
+        let (writes, syncs, helped_writes) = {
             let st = self.shared.state.lock();
-            (st.writes, st.syncs)
+            (st.writes, st.syncs, st.helped_writes)
         };
-        WalStats { writes, syncs, segments: self.shared.segments.lock().len() }
+        WalStats { writes, syncs, helped_writes, segments: self.shared.segments.lock().len() }
     }
 
+    /// The options the log was opened with.
     pub fn options(&self) -> &WalOptions {
         &self.shared.options
     }
 
+    /// The directory of the log's segments.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }

@@ -1,7 +1,9 @@
 //! Segment files: names, creation (crash-safe, preallocated) and the scan
 //! that walks a segment's records and says where and why it stops.
 
-use crate::format::{decode_record, DecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    decode_record, RecordDecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES,
+};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -127,7 +129,7 @@ pub(crate) enum Stop {
     /// The bytes ran out exactly at a record boundary.
     End,
     /// A record failed to decode.
-    Bad(DecodeError),
+    Bad(RecordDecodeError),
     /// A valid record carried the wrong LSN.
     WrongLsn(Lsn),
 }

@@ -25,7 +25,9 @@ use crate::format::{encode_record, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
@@ -43,8 +45,9 @@ pub(crate) struct Chunk {
 }
 
 thread_local! {
-    /// Where `append_direct` encodes, so steady appends do not allocate.
-    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Where `append_direct` encodes, so steady appends do not allocate:
+    /// reused while no helper still holds it.
+    static ENCODE_BUFFER: std::cell::RefCell<Option<Arc<Vec<u8>>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// An encode buffer grown past this is released after use.
@@ -120,14 +123,43 @@ pub(crate) struct State<F> {
     demand: Lsn,
     /// Ids for waiting futures (`Wake::Task`).
     next_task_id: u64,
-    /// Direct writes (see `append_direct`) reserved but not yet completed.
+    /// Direct writes (see `append_direct`) whose owner has not finished its
+    /// write() yet.
     inflight: usize,
+    /// Direct writes reserved and not yet completed, in LSN order, with
+    /// their encoded bytes: whoever waits behind one writes it (the same
+    /// bytes at the same offset), so no acknowledgement waits for a thread
+    /// that was preempted between reserving its range and writing it.
+    direct: VecDeque<DirectWrite<F>>,
     /// Writes completed ahead of an earlier one still in flight:
     /// (first LSN, last LSN, end offset), waiting for `written` to reach them.
     completed: Vec<(Lsn, Lsn, u64)>,
     /// Counters for benchmarks and the CLI.
     pub syncs: u64,
     pub writes: u64,
+    /// Writes of another appender's reserved range (see `direct`).
+    pub helped_writes: u64,
+}
+
+/// A direct write's range and bytes, shared with whoever helps write it.
+struct DirectWrite<F> {
+    first: Lsn,
+    last: Lsn,
+    offset: u64,
+    bytes: Arc<Vec<u8>>,
+    file: Arc<F>,
+}
+
+impl<F> Clone for DirectWrite<F> {
+    fn clone(&self) -> Self {
+        DirectWrite {
+            first: self.first,
+            last: self.last,
+            offset: self.offset,
+            bytes: self.bytes.clone(),
+            file: self.file.clone(),
+        }
+    }
 }
 
 pub(crate) struct Shared<V: Vfs> {
@@ -146,13 +178,14 @@ pub(crate) struct Shared<V: Vfs> {
     /// The timer thread sleeps here: signalled when a task raises `demand`,
     /// and at shutdown.
     pub leader_wake: Condvar,
-    /// Signalled when the last direct write in flight completes (a roll-over
-    /// waits for them: they go to the segment it is about to seal).
-    pub direct_done: Condvar,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
     pub spare: Mutex<Option<Spare<V::File>>>,
+    /// The LSN up to which appends are acknowledged in the mode's terms
+    /// (see [`Shared::acknowledged`]), readable without `state`. It may lag
+    /// the state by a moment, never lead it.
+    pub acknowledged_lsn: AtomicU64,
 }
 
 impl<F> State<F> {
@@ -181,9 +214,11 @@ impl<F> State<F> {
             demand: last_lsn,
             next_task_id: 0,
             inflight: 0,
+            direct: VecDeque::new(),
             completed: Vec::new(),
             syncs: 0,
             writes: 0,
+            helped_writes: 0,
         }
     }
 
@@ -292,8 +327,8 @@ impl<V: Vfs> Shared<V> {
             }
             if !st.writing && !st.staged.is_empty() {
                 st = self.write_round(st);
-            } else {
-                // A write round or a direct write in flight will cover it.
+            } else if !self.help_direct_writes(&mut st, lsn) {
+                // A write round in flight will cover it.
                 debug_assert!(st.writing || st.inflight > 0, "LSN {lsn} is neither staged nor being written");
                 park(&mut st, lsn, false);
             }
@@ -320,8 +355,10 @@ impl<V: Vfs> Shared<V> {
             } else if !st.staged.is_empty() {
                 st = self.write_round(st);
             } else if st.written < lsn {
-                debug_assert!(st.inflight > 0, "LSN {lsn} is neither staged nor being written");
-                park(&mut st, lsn, true);
+                if !self.help_direct_writes(&mut st, lsn) {
+                    debug_assert!(st.inflight > 0, "LSN {lsn} is neither staged nor being written");
+                    park(&mut st, lsn, true);
+                }
             } else {
                 st = self.sync_round(st);
             }
@@ -350,10 +387,14 @@ impl<V: Vfs> Shared<V> {
     }
 
     /// The append path of `Periodic` and `Never`: reserves the LSNs and the
-    /// file range under `state`, then encodes and writes them with no lock
-    /// held, so concurrent appenders each make their own write() side by
-    /// side instead of handing records to a leader and sleeping. Returns
-    /// `None` (nothing reserved) when the append must take the staged path:
+    /// file range and encodes the records under `state`, then writes them
+    /// with no lock held, so concurrent appenders each make their own
+    /// write() side by side instead of handing records to a leader and
+    /// sleeping. An appender whose range is written but sits behind another
+    /// one not yet completed writes that one too (its bytes are kept in
+    /// `State::direct` for this): an acknowledgement never waits for a
+    /// thread preempted between reserving and writing. Returns `None`
+    /// (nothing reserved) when the append must take the staged path:
     /// records are staged ahead of it, or it needs a roll-over.
     pub fn append_direct<'a>(
         &self,
@@ -361,6 +402,10 @@ impl<V: Vfs> Shared<V> {
         count: usize,
         frame_bytes: usize,
     ) -> Result<Option<Lsn>> {
+        let mut buffer = ENCODE_BUFFER.with(|cached| cached.borrow_mut().take()).unwrap_or_default();
+        if Arc::get_mut(&mut buffer).is_none() {
+            buffer = Arc::default(); // a helper still holds the last one
+        }
         let mut st = self.state.lock();
         st.check_open()?;
         let must_roll =
@@ -371,35 +416,48 @@ impl<V: Vfs> Shared<V> {
         let first = st.next_lsn;
         let last = Lsn(first.0 + count as u64 - 1);
         let offset = st.tail_end;
-        st.next_lsn = last.next();
-        st.tail_end += frame_bytes as u64;
-        let (seed, watermark, file) = (st.tail_header.seed(), st.synced, st.active.clone());
-        st.inflight += 1;
-        drop(st);
-
-        let result = ENCODE_BUFFER.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            buffer.clear();
+        let (seed, watermark) = (st.tail_header.seed(), st.synced);
+        {
+            let bytes = Arc::get_mut(&mut buffer).expect("the buffer is this thread's alone");
+            bytes.clear();
             let mut lsn = first;
             for (i, payload) in payloads.into_iter().enumerate() {
                 let flags = if i + 1 < count { FLAG_BATCH_CONTINUES } else { 0 };
-                encode_record(&mut buffer, seed, lsn, watermark, flags, payload);
+                encode_record(bytes, seed, lsn, watermark, flags, payload);
                 lsn = lsn.next();
             }
-            debug_assert_eq!(buffer.len(), frame_bytes);
-            let result = file.write_all_at(&buffer, offset);
-            if buffer.capacity() > ENCODE_BUFFER_KEPT_BYTES {
-                *buffer = Vec::new();
-            }
-            result
-        });
+            debug_assert_eq!(bytes.len(), frame_bytes);
+        }
+        st.next_lsn = last.next();
+        st.tail_end += frame_bytes as u64;
+        let file = st.active.clone();
+        st.direct.push_back(DirectWrite { first, last, offset, bytes: buffer.clone(), file: file.clone() });
+        st.inflight += 1;
+        drop(st);
 
+        let result = file.write_all_at(&buffer, offset);
         let mut st = self.state.lock();
         st.inflight -= 1;
+        self.finish_direct(&mut st, first, result);
+        let outcome = self.help_until_written(st, last);
+        if buffer.capacity() <= ENCODE_BUFFER_KEPT_BYTES {
+            ENCODE_BUFFER.with(|cached| *cached.borrow_mut() = Some(buffer));
+        }
+        outcome.map(|()| Some(last))
+    }
+
+    /// Records the outcome of writing the direct write that starts at
+    /// `first` (by its owner or a helper): completes it, unless someone
+    /// already did, or poisons the log.
+    fn finish_direct(&self, st: &mut MutexGuard<'_, State<V::File>>, first: Lsn, result: std::io::Result<()>) {
         match result {
             Ok(()) => {
-                self.complete(&mut st, first, last, offset + frame_bytes as u64);
-                st.writes += 1;
+                if let Some(at) = st.direct.iter().position(|d| d.first == first) {
+                    let done = st.direct.remove(at).expect("found");
+                    let end = done.offset + done.bytes.len() as u64;
+                    self.complete(st, done.first, done.last, end);
+                    st.writes += 1;
+                }
             }
             Err(e) => {
                 let e = Error::io("write", self.dir.join(super::segment_file_name(st.active_first_lsn)))(e);
@@ -407,12 +465,40 @@ impl<V: Vfs> Shared<V> {
                 st.poisoned.get_or_insert(Arc::new(e));
             }
         }
-        if st.inflight == 0 {
-            self.direct_done.notify_all();
+        self.wake(st);
+    }
+
+    /// Writes every direct write reserved up to `lsn` that is not yet
+    /// completed, whoever reserved it. Returns whether there was any.
+    fn help_direct_writes(&self, st: &mut MutexGuard<'_, State<V::File>>, lsn: Lsn) -> bool {
+        let behind: Vec<DirectWrite<V::File>> = st.direct.iter().take_while(|d| d.first <= lsn).cloned().collect();
+        if behind.is_empty() {
+            return false;
         }
-        self.wake(&mut st);
-        drop(self.wait_written(st, last)?);
-        Ok(Some(last))
+        for DirectWrite { first, offset, bytes, file, .. } in behind {
+            let result = MutexGuard::unlocked(st, || file.write_all_at(&bytes, offset));
+            if result.is_ok() && st.direct.iter().any(|d| d.first == first) {
+                st.helped_writes += 1; // completed by this helper, not its owner
+            }
+            self.finish_direct(st, first, result);
+        }
+        true
+    }
+
+    /// Waits until `written` reaches `lsn`, writing the direct writes in
+    /// the way itself and waiting only for a write round (whose chunks are
+    /// its leader's to write).
+    fn help_until_written(&self, mut st: MutexGuard<'_, State<V::File>>, lsn: Lsn) -> Result<()> {
+        while st.written < lsn {
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned(cause.clone()));
+            }
+            if !self.help_direct_writes(&mut st, lsn) {
+                drop(self.wait_written(st, lsn)?);
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Wakes every waiter whose LSN is now covered (all of them if the log
@@ -425,9 +511,10 @@ impl<V: Vfs> Shared<V> {
     /// leader with `state` released too was measured slower in an earlier
     /// version: it then synced sooner with smaller groups.)
     fn wake(&self, st: &mut MutexGuard<'_, State<V::File>>) {
+        self.acknowledged_lsn.store(self.acknowledged(st).0, Ordering::Release);
         let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
         let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
-        if !st.writing && !st.syncing && st.inflight == 0 {
+        if !st.writing && !st.syncing && st.direct.is_empty() {
             let leader = st.waiters.iter().rposition(|w| !covered(w) && matches!(w.wake, Wake::Thread(_)));
             if let Some(at) = leader {
                 st.waiters.swap_remove(at).wake.wake();
@@ -560,9 +647,11 @@ impl<V: Vfs> Shared<V> {
                 // sealed: they land first, and then its end is known.
                 let (end, last) = {
                     let mut st = self.state.lock();
-                    while st.inflight > 0 {
-                        self.direct_done.wait(&mut st);
-                    }
+                    // Direct writes go to the segment about to be sealed:
+                    // they land first (written here if their owners have
+                    // not yet), and then its end is known. An owner's own
+                    // write may still come later: the same bytes again.
+                    while self.help_direct_writes(&mut st, Lsn(u64::MAX)) {}
                     debug_assert!(st.completed.is_empty() || st.poisoned.is_some());
                     (st.active_end, st.written)
                 };

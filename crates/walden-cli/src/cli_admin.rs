@@ -389,11 +389,12 @@ fn content_for_journal(dir: &DataDir, log: &admin::LogReport, flags: &str, json:
         LogContent::Store => {
             Err(Failure::Usage(format!("{} {NOT_JOURNAL}: {flags} work on a journal's directory", dir.root.display())))
         }
-        LogContent::Other => Err(Failure::Usage(format!(
+        LogContent::Journal | LogContent::Empty => Ok(content),
+        // `Other`, or content a later walden tells apart.
+        _ => Err(Failure::Usage(format!(
             "{}: its records are neither journal entries nor store operations: {flags} work on a journal's directory",
             dir.root.display()
         ))),
-        LogContent::Journal | LogContent::Empty => Ok(content),
     }
 }
 

@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 use walden::admin::{
-    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord, LogStats,
-    PointInTime, PrunePlan, RecordView, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
+    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord,
+    LogRecordView, LogStats, PointInTime, PrunePlan, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
     SnapshotsReport,
 };
 use walden::store::KvState;
@@ -51,6 +51,7 @@ fn severity(s: Severity) -> &'static str {
         Severity::Notice => "notice",
         Severity::Recoverable => "recoverable",
         Severity::Corrupt => "CORRUPT",
+        _ => "other",
     }
 }
 
@@ -64,6 +65,7 @@ fn segment_state(end: &SegmentEnd, active: bool) -> String {
         SegmentEnd::Corrupt { offset, lsn, .. } => format!("{kind}, CORRUPT at offset {offset} (LSN {lsn})"),
         SegmentEnd::BadHeader { .. } => format!("{kind}, BAD HEADER"),
         SegmentEnd::Unsupported { offset, .. } => format!("{kind}, newer format at offset {offset}"),
+        other => format!("{kind}, {other:?}"),
     }
 }
 
@@ -140,6 +142,7 @@ fn snapshot_state(s: &SnapshotReport, newest_usable: Option<walden::Lsn>) -> Str
         (SnapshotState::Good { .. }, Some(why)) => format!("good, unusable: {why}"),
         (SnapshotState::Good { .. }, None) if newest_usable == Some(s.lsn) => "good, recovery starts here".into(),
         (SnapshotState::Good { .. }, None) => "good".into(),
+        (other, _) => format!("{other:?}"),
     }
 }
 
@@ -184,7 +187,7 @@ pub fn stats(out: &mut dyn Write, s: &LogStats) -> io::Result<()> {
     Ok(())
 }
 
-pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_text(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     let batch = if r.header.batch_continues() { " batch+" } else { "" };
     write!(out, "{} {}@{} {}B{batch}", r.lsn, name(r.file), r.offset, r.payload.len())?;
     match store_op(r.payload) {
@@ -205,7 +208,7 @@ pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
 /// The fields of every dumped record, a store's or a journal's, plus `extra`.
 fn record_json_with(
     out: &mut dyn Write,
-    r: &RecordView<'_>,
+    r: &LogRecordView<'_>,
     extra: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
 ) -> io::Result<()> {
     let mut value = serde_json::json!({
@@ -225,7 +228,7 @@ fn record_json_with(
     writeln!(out)
 }
 
-pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_json(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     record_json_with(out, r, [("store_op", serde_json::json!(store_op(r.payload)))])
 }
 
@@ -249,6 +252,7 @@ pub fn journal_text(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Resul
         Some(JournalRecord::Floor { first_kept, timestamp_us }) => {
             writeln!(out, " FLOOR entries below #{first_kept} compacted at {}", time(*timestamp_us))
         }
+        Some(other) => writeln!(out, " {other:?}"),
         None => writeln!(out, " not a journal record: {:?}", String::from_utf8_lossy(r.payload)),
     }
 }
@@ -278,7 +282,7 @@ pub fn journal_compact(out: &mut dyn Write, c: &JournalCompactPlan) -> io::Resul
     Ok(())
 }
 
-pub fn record_hex(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_hex(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     writeln!(out, "{} {}@{} {}", r.lsn, name(r.file), r.offset, hex(r.frame))
 }
 

@@ -14,6 +14,7 @@ mod cli_render;
 mod engines;
 mod journal_bench;
 mod latency;
+mod puts_bench;
 mod recovery_bench;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
     Admin(cli_admin::AdminCommand),
     /// Benchmarks the journal's appends and time-range queries against a SQLite journal table.
     BenchJournal(journal_bench::JournalArgs),
+    /// Benchmarks store puts with 1, 16 and 64 writers in each fsync mode, next to the log's own appends.
+    BenchPuts(puts_bench::PutsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::BenchRecovery(args) => recovery_bench::run(&args),
         Command::Admin(command) => return cli_admin::run(command),
         Command::BenchJournal(args) => journal_bench::run(&args),
+        Command::BenchPuts(args) => puts_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
