@@ -140,6 +140,9 @@ pub fn check_options(options: &WalOptions) -> Result<()> {
              torn tail, which in Always mode was never acknowledged) or AbsoluteConsistency"
                 .into(),
         )),
+        other => Err(Error::UnsafeSetting(format!(
+            "recovery mode {other:?} is not one this raft layer has reviewed; use TolerateTornTail"
+        ))),
     }
 }
 

@@ -14,8 +14,9 @@
 //! A snapshot received from the leader is written chunk by chunk into a
 //! temporary file of the snapshot directory, then, at install: fdatasync'd,
 //! verified (header, checksum, content, and metadata equal to the one the
-//! leader announced), renamed into place and the directory fsync'd; only
-//! then is the in-memory state replaced, in one swap under the lock.
+//! leader announced, in a staging subdirectory under its final name), renamed
+//! into place and the directory fsync'd; only then is the in-memory state
+//! replaced, in one swap under the lock.
 //!
 //! **Invariant:** a file with a final snapshot name is complete and durable
 //! (walden's snapshot writer, or the verify-then-rename above).
@@ -35,12 +36,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use walden::io::{RealFs, Vfs, VfsFile};
-use walden::snapshot::{self as files, SnapshotHeader, SnapshotInfo, SNAPSHOT_HEADER_BYTES};
+use walden::snapshot::{self as files, SnapshotHeader, SNAPSHOT_HEADER_BYTES};
 use walden::Lsn;
 
 /// How many snapshots are kept: the current one and one to fall back to if
 /// the current one is found damaged at open.
 pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// The subdirectory where a received snapshot is verified before it moves
+/// into place; whatever an interrupted install left there is removed at open.
+const STAGING_DIR: &str = "incoming";
 
 /// A snapshot of this store: its metadata and its file.
 #[derive(Clone, Debug)]
@@ -127,6 +132,17 @@ impl<V: Vfs> StateMachine<V> {
             fs.sync_dir(&dir).map_err(io("fsync directory", &dir))?;
         }
         report.temporaries_removed = temporaries.len();
+        let staging = dir.join(STAGING_DIR);
+        fs.create_dir_all(&staging).map_err(io("create directory", &staging))?;
+        let leftovers = fs.list_dir(&staging).map_err(io("list", &staging))?;
+        for name in &leftovers {
+            let path = staging.join(name);
+            fs.remove_file(&path).map_err(io("remove", &path))?;
+        }
+        if !leftovers.is_empty() {
+            fs.sync_dir(&staging).map_err(io("fsync directory", &staging))?;
+        }
+        report.temporaries_removed += leftovers.len();
         let listing = files::list_snapshots(&fs, &dir)?;
         for (path, e) in listing.unreadable {
             report.skipped.push((path, e.to_string()));
@@ -313,14 +329,42 @@ impl<V: Vfs> StateMachine<V> {
         if header.lsn != lsn {
             return Err(snapshot_error(temp, format!("covers {}, but the leader announced {meta}", header.lsn)));
         }
-        let info = SnapshotInfo { path: temp.to_owned(), header, file_bytes };
-        let (read_meta, state) = files::read_snapshot(fs, &info, |r| KvState::read_content(r))?;
-        if &read_meta != meta {
-            return Err(snapshot_error(temp, format!("holds {read_meta}, but the leader announced {meta}")));
-        }
-        let path = self.inner.dir.join(files::snapshot_file_name(lsn));
-        fs.rename(temp, &path).map_err(io("rename", &path))?;
+        // Verified under its final name in a staging directory (walden's
+        // reader takes only listed snapshots), then moved into place.
+        let staging = self.inner.dir.join(STAGING_DIR);
+        fs.create_dir_all(&staging).map_err(io("create directory", &staging))?;
+        let name = files::snapshot_file_name(lsn);
+        let staged = staging.join(&name);
+        fs.rename(temp, &staged).map_err(io("rename", &staged))?;
+        let verified = (|| {
+            let listing = files::list_snapshots(fs, &staging)?;
+            if let Some((_, e)) = listing.unreadable.iter().find(|(p, _)| *p == staged) {
+                return Err(snapshot_error(&staged, e.to_string()));
+            }
+            let info = listing
+                .snapshots
+                .iter()
+                .find(|s| s.path == staged)
+                .ok_or_else(|| snapshot_error(&staged, "not listed after staging"))?;
+            let (read_meta, state) = files::read_snapshot(fs, info, |r| KvState::read_content(r))?;
+            if &read_meta != meta {
+                return Err(snapshot_error(&staged, format!("holds {read_meta}, but the leader announced {meta}")));
+            }
+            Ok((read_meta, state))
+        })();
+        let (read_meta, state) = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                if let Err(r) = fs.remove_file(&staged) {
+                    log::warn!("walden-raft: could not remove {}: {r}", staged.display());
+                }
+                return Err(e);
+            }
+        };
+        let path = self.inner.dir.join(&name);
+        fs.rename(&staged, &path).map_err(io("rename", &path))?;
         fs.sync_dir(&self.inner.dir).map_err(io("fsync directory", &self.inner.dir))?;
+        fs.sync_dir(&staging).map_err(io("fsync directory", &staging))?;
         *self.inner.state.write() = state;
         self.inner.installs.fetch_add(1, Ordering::Relaxed);
         self.make_current(Current { meta: read_meta, path })
