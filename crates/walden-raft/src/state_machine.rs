@@ -219,7 +219,11 @@ impl<V: Vfs> StateMachine<V> {
         };
         let meta = state.meta(id);
         let lsn = name_lsn(meta.last_log_id);
-        let info = files::write_snapshot(&self.inner.fs, &self.inner.dir, lsn, now_unix_us(), |w| {
+        // A raft snapshot is named by raft index and travels between nodes:
+        // openraft's SnapshotMeta (in the content) binds it to the raft log,
+        // not a walden log's id and record seal, so its origin is left empty.
+        let origin = files::SnapshotOrigin { log_id: 0, seal: None };
+        let info = files::write_snapshot(&self.inner.fs, &self.inner.dir, lsn, now_unix_us(), origin, |w| {
             state.write_content(&meta, w)
         })?;
         self.make_current(Current { meta: meta.clone(), path: info.path })?;
