@@ -61,7 +61,7 @@ fn pipelined(wal: &Wal, iters: u64, payload: &[u8]) -> Duration {
     let mut in_flight = VecDeque::with_capacity(WINDOW);
     for _ in 0..iters {
         if in_flight.len() == WINDOW {
-            let oldest: walden::Ticket<'_> = in_flight.pop_front().expect("a full window");
+            let oldest: walden::Ticket = in_flight.pop_front().expect("a full window");
             oldest.wait().expect("ticket");
         }
         in_flight.push_back(wal.append_pipelined(payload).expect("append"));

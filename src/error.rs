@@ -1,11 +1,12 @@
 //! The public [`Error`]. Corruption errors say where: file, offset, LSN.
 
-use crate::format::{DecodeError, SegmentHeaderError};
+use crate::format::{RecordDecodeError, SegmentHeaderError};
 use crate::Lsn;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// walden's `Result`: the error is [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in walden.
@@ -15,53 +16,125 @@ pub enum Error {
     /// An I/O call failed.
     #[error("{op} {path}: {source}")]
     Io {
+        /// What was being done: `open`, `write`, `fdatasync`, `rename`...
         op: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
     /// Bytes on disk are damaged in a way the recovery mode does not accept.
     #[error("corruption in {file} at offset {offset} (expected LSN {lsn}): {kind}")]
-    Corrupt { file: PathBuf, offset: u64, lsn: Lsn, kind: Corruption },
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// The byte offset in `file` where the damage starts.
+        offset: u64,
+        /// The LSN the log expected there.
+        lsn: Lsn,
+        /// What is wrong.
+        kind: Corruption,
+    },
     /// A file was written by a newer walden, or is not walden's at all.
     #[error("{file}: {reason}")]
-    Unsupported { file: PathBuf, reason: String },
+    Unsupported {
+        /// The file refused.
+        file: PathBuf,
+        /// Why: the version found, or what does not match.
+        reason: String,
+    },
     /// An earlier write or fsync failed; the log accepts nothing more until
     /// it is reopened, which recovers the acknowledged prefix.
     #[error("the log is poisoned by an earlier failure: {0}")]
     Poisoned(Arc<Error>),
     /// A snapshot file is damaged or incomplete; recovery skips it.
     #[error("bad snapshot {file}: {reason}")]
-    BadSnapshot { file: PathBuf, reason: String },
+    BadSnapshot {
+        /// The snapshot file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A backup is damaged or incomplete: a file's length or checksum is
+    /// not what its manifest says, or the manifest itself does not read.
+    #[error("bad backup {file}: {reason}")]
+    BadBackup {
+        /// The file of the backup that is wrong (or its manifest).
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record is larger than `max_record_bytes`.
     #[error("record of {len} bytes exceeds max_record_bytes = {max}")]
-    RecordTooLarge { len: usize, max: u32 },
+    RecordTooLarge {
+        /// The payload's length in bytes.
+        len: usize,
+        /// The limit in bytes (`WalOptions::max_record_bytes`).
+        max: u32,
+    },
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
     /// An option or argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The state machine cannot apply a record the log holds (written by
+    /// another program, or by a state machine whose rules have changed).
+    /// The log itself is intact; `walden recover` says what can be done.
+    #[error("the record at LSN {lsn} cannot be applied to the state: {reason}")]
+    Apply {
+        /// The record's LSN.
+        lsn: Lsn,
+        /// Why the state machine refused it.
+        reason: String,
+    },
 }
 
 /// What kind of damage a [`Error::Corrupt`] found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Corruption {
+    /// The bytes at the offset are not a valid record.
     #[error("bad record: {0}")]
-    Record(DecodeError),
+    Record(RecordDecodeError),
+    /// The segment's header does not read.
     #[error("bad segment header: {0}")]
     SegmentHeader(SegmentHeaderError),
+    /// A valid record or segment with the wrong LSN: the log has a gap or
+    /// an overlap.
     #[error("LSN {found} where {expected} was expected")]
-    LsnMismatch { expected: Lsn, found: Lsn },
+    LsnMismatch {
+        /// The LSN that continues the log.
+        expected: Lsn,
+        /// The LSN found instead.
+        found: Lsn,
+    },
+    /// A batch ends before its last record (its last record still says
+    /// "batch continues").
     #[error("a batch ends before its last record")]
     TornBatch,
+    /// Non-zero bytes after the last record of a sealed (not the last)
+    /// segment, which was synced whole before its successor existed.
     #[error("garbage after the end of a sealed segment")]
     SealedTail,
+    /// Damage at a record that a later record's durable watermark proves
+    /// was already on stable storage: not a torn write, so not cut.
     #[error("a later record (LSN {proof}) shows this record was already durable")]
-    DurableRecordDamaged { proof: Lsn },
+    DurableRecordDamaged {
+        /// The LSN of the later record whose watermark covers the damage.
+        proof: Lsn,
+    },
+    /// The segment's log id is not this log's.
     #[error("segment belongs to another log (log id {found:#018x}, expected {expected:#018x})")]
-    ForeignSegment { expected: u64, found: u64 },
+    ForeignSegment {
+        /// This log's id.
+        expected: u64,
+        /// The segment's.
+        found: u64,
+    },
+    /// The end of the last segment is torn (a crash mid-write), and the
+    /// recovery mode does not allow cutting it.
     #[error("torn tail (cut only in a tolerant recovery mode)")]
     TornTail,
 }

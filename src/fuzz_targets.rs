@@ -1,6 +1,6 @@
 //! The bodies of the cargo-fuzz targets in `fuzz/`, as plain functions over
-//! bytes, so the fuzzers and the stable replay in `tests/fuzz_corpus.rs` run
-//! the same code. Each function checks its properties itself and panics on a
+//! bytes, so the fuzzers and the stable replay in
+//! `tests/quick/fuzz_corpus.rs` run the same code. Each function checks its properties itself and panics on a
 //! violation; a panic is a finding.
 //!
 //! - [`decode_record`]: the record and segment-header decoders never panic,
@@ -13,21 +13,25 @@
 //! - [`decode_snapshot`], [`open_mutated_store`], [`store_model`]: the
 //!   snapshot decoder, a mutated store directory, and arbitrary store
 //!   operations, faults and crashes against a model (`fuzz_targets/store.rs`).
+//! - [`model`]: the one model of a store those targets, the store crash
+//!   explorer, the kill test and the store property test judge it by.
 //!
-//! Not part of the public API.
+//! Compiled only with the `fuzzing` feature (which turns on `sim`): the
+//! fuzz crate and walden's own tests enable it. Not part of the public API.
 
 use crate::format::{
-    decode_record as decode, encode_record, DecodeError, RecordRef, Seed, SegmentHeader, MAX_RECORD_BYTES,
+    decode_record as decode, encode_record, RecordDecodeError, RecordRef, Seed, SegmentHeader, MAX_RECORD_BYTES,
     RECORD_ALIGN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::io::SimFs;
 use crate::{Error, FsyncMode, Lsn, RecoveryMode, Wal, WalOptions};
 use std::path::Path;
 
+pub mod model;
 mod store;
 pub use store::{
     base_store_files, decode_snapshot, open_mutated_store, store_model, wrap_snapshot, FUZZ_SNAPSHOT_DIR,
-    FUZZ_SNAPSHOT_LSN, FUZZ_STORE_DIR,
+    FUZZ_SNAPSHOT_LSN, FUZZ_SNAPSHOT_ORIGIN, FUZZ_STORE_DIR,
 };
 
 /// The log id of the segment header [`open_segment`] can prefix.
@@ -79,14 +83,14 @@ pub fn decode_record(data: &[u8]) {
 
     match decode(rest, seed) {
         Ok(record) => check_decoded(rest, seed, &record),
-        Err(DecodeError::Truncated { needed, available }) => {
+        Err(RecordDecodeError::Truncated { needed, available }) => {
             assert_eq!(available, rest.len() as u64, "Truncated must report the bytes available");
             assert!(needed > available, "Truncated with enough bytes: {needed} <= {available}");
         }
-        Err(DecodeError::Zeroed) => assert!(rest[..RECORD_HEADER_BYTES].iter().all(|&b| b == 0)),
-        Err(DecodeError::TooLong(len)) => assert!(len > MAX_RECORD_BYTES),
-        Err(DecodeError::Checksum { stored, computed }) => assert_ne!(stored, computed),
-        Err(DecodeError::Unsupported { .. }) => {}
+        Err(RecordDecodeError::Zeroed) => assert!(rest[..RECORD_HEADER_BYTES].iter().all(|&b| b == 0)),
+        Err(RecordDecodeError::TooLong(len)) => assert!(len > MAX_RECORD_BYTES),
+        Err(RecordDecodeError::Checksum { stored, computed }) => assert_ne!(stored, computed),
+        Err(RecordDecodeError::Unsupported { .. }) => {}
     }
 
     if let Ok(header) = SegmentHeader::decode(rest) {
@@ -150,7 +154,7 @@ fn expected_recovery(file: &[u8]) -> Option<Expected> {
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut next = Lsn::FIRST;
     // Where the walk stopped: Ok(()) at the end of the bytes, else why not.
-    let stop: Result<(), Option<DecodeError>> = loop {
+    let stop: Result<(), Option<RecordDecodeError>> = loop {
         if offset >= file.len() {
             break Ok(());
         }
@@ -170,10 +174,11 @@ fn expected_recovery(file: &[u8]) -> Option<Expected> {
     };
     let (stop_offset, stop_lsn) =
         if pending.is_empty() { (offset, next) } else { (committed_end, Lsn(next.0 - pending.len() as u64)) };
-    let clean_stop = matches!(stop, Ok(()) | Err(Some(DecodeError::Zeroed | DecodeError::Truncated { .. })));
+    let clean_stop =
+        matches!(stop, Ok(()) | Err(Some(RecordDecodeError::Zeroed | RecordDecodeError::Truncated { .. })));
     let rest_is_zero = file[stop_offset.min(file.len())..].iter().all(|&b| b == 0);
     let clean = clean_stop && pending.is_empty() && rest_is_zero;
-    let unsupported = matches!(stop, Err(Some(DecodeError::Unsupported { .. })));
+    let unsupported = matches!(stop, Err(Some(RecordDecodeError::Unsupported { .. })));
     let mut proven_durable = false;
     let mut at = stop_offset + RECORD_ALIGN;
     while !clean && at + RECORD_HEADER_BYTES <= file.len() {

@@ -16,10 +16,12 @@ impl Lsn {
     /// Stands for "before the first record"; names no record.
     pub const ZERO: Lsn = Lsn(0);
 
+    /// The number itself.
     pub fn get(self) -> u64 {
         self.0
     }
 
+    /// The LSN after this one.
     pub fn next(self) -> Lsn {
         Lsn(self.0 + 1)
     }

@@ -13,6 +13,7 @@ use crate::{Lsn, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum Health {
     /// Nothing to fix (notices aside).
     Healthy,
@@ -25,17 +26,23 @@ pub enum Health {
 /// Throughput-relevant counters of a log.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct LogStats {
+    /// Segment files.
     pub segments: usize,
+    /// Records accepted by the scan.
     pub records: u64,
+    /// Their payload bytes.
     pub payload_bytes: u64,
     /// Framed record bytes (headers and padding included).
     pub record_bytes: u64,
     /// Segment file bytes, preallocated space included.
     pub file_bytes: u64,
+    /// `payload_bytes / records` (0 without records).
     pub average_payload_bytes: f64,
-    /// Store-operation timestamps of the first and last record, if any.
+    /// The store-operation timestamp of the first record that has one.
     pub first_timestamp_us: Option<u64>,
+    /// The store-operation timestamp of the last record that has one.
     pub last_timestamp_us: Option<u64>,
     /// Records per second over that span.
     pub records_per_second: Option<f64>,
@@ -44,23 +51,33 @@ pub struct LogStats {
 /// A data directory, examined.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Examination {
+    /// The directory examined.
     pub dir: DataDir,
+    /// The one-word verdict.
     pub health: Health,
     /// One line saying what is wrong, or that nothing is.
     pub verdict: String,
+    /// The scan of the log.
     pub log: LogReport,
+    /// Every snapshot, checked and placed against the log.
     pub snapshots: SnapshotsReport,
     /// What the default open (`TolerateTornTail`) would do.
     pub open_plan: RecoveryPlan,
-    /// The LSNs a recovery or a point-in-time view can reach: from the
-    /// oldest usable snapshot (or the log's start) to the log's kept end.
+    /// The oldest state a recovery or a point-in-time view can reach, as
+    /// the LSN it ends at: 0 (the empty state) when the log starts at LSN
+    /// 1, else the oldest usable snapshot's.
     pub recoverable_from_lsn: Lsn,
+    /// The newest: the end of the log the default open keeps or, if it
+    /// refuses, the end a salvage keeps.
     pub recoverable_to_lsn: Lsn,
     /// The options the directory was last opened with: walden does not
     /// record them, so this is always `None` today.
     pub options_recorded: Option<String>,
+    /// Every problem and notice, the worst first.
     pub findings: Vec<Finding>,
+    /// The log's counters.
     pub stats: LogStats,
 }
 
@@ -71,7 +88,7 @@ pub fn examine<V: Vfs>(fs: &V, dir: &DataDir, progress: &mut dyn Progress) -> Re
     let open_plan = log.plan(RecoveryMode::TolerateTornTail);
     let salvage = log.plan(RecoveryMode::PointInTime);
     let snapshots = match &dir.snapshot_dir {
-        Some(sd) => scan_snapshots(fs, sd, salvage.first_lsn, salvage.last_lsn, progress)?,
+        Some(sd) => scan_snapshots(fs, sd, &log, salvage.first_lsn, salvage.last_lsn, progress)?,
         None => SnapshotsReport::default(),
     };
     let mut findings = log.findings();
@@ -85,7 +102,7 @@ pub fn examine<V: Vfs>(fs: &V, dir: &DataDir, progress: &mut dyn Progress) -> Re
         Some(Severity::Recoverable) => Health::Recoverable,
         _ => Health::Healthy,
     };
-    let oldest_usable = snapshots.snapshots.iter().find(|s| s.is_good() && s.unusable.is_none()).map(|s| s.lsn);
+    let oldest_usable = snapshots.snapshots.iter().find(|s| s.is_usable()).map(|s| s.lsn);
     let recoverable_from_lsn = match (oldest_usable, open_plan.first_lsn) {
         (_, Lsn::FIRST) => Lsn::ZERO,
         (Some(lsn), _) => lsn,

@@ -16,10 +16,10 @@
 //! opens the journal (taking the directory lock), and it refuses a
 //! directory whose scan found damage: the open would cut it first.
 
-use super::dump::{walk_range, walk_records, DumpOptions, RecordView};
 use super::log::LogReport;
+use super::range::{walk_range, walk_records, DumpOptions, LogRecordView};
 use super::{DataDir, Progress};
-use crate::journal::codec::{self, RecordView as JournalView};
+use crate::journal::codec::{self, JournalRecordView};
 use crate::journal::{DurableJournal, Journal, JournalOptions, Pattern, SignalType, SignalTypes, Value};
 use crate::{Error, Lsn, Result};
 use std::ops::ControlFlow;
@@ -28,6 +28,7 @@ use std::ops::ControlFlow;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum LogContent {
     /// No accepted record: nothing to tell by.
     Empty,
@@ -46,7 +47,7 @@ pub fn log_content<V: crate::io::Vfs>(fs: &V, log: &LogReport, progress: &mut dy
     walk_records(fs, &log.segments, Lsn::FIRST, progress, |record| {
         content = if codec::decode_record(record.payload).is_ok() {
             LogContent::Journal
-        } else if super::dump::store_op(record.payload).is_some() {
+        } else if super::store_view::store_op(record.payload).is_some() {
             LogContent::Store
         } else {
             LogContent::Other
@@ -59,18 +60,26 @@ pub fn log_content<V: crate::io::Vfs>(fs: &V, log: &LogReport, progress: &mut dy
 /// A journal entry decoded for people and tools.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct JournalEntryView {
+    /// The entry's sequence number.
     pub sequence: u64,
+    /// Its time, in microseconds since the Unix epoch.
     pub timestamp_us: u64,
+    /// Who wrote it.
     pub author: String,
+    /// The address it is about.
     pub address: String,
+    /// Its signal type (serialized by name).
     #[cfg_attr(feature = "serde", serde(serialize_with = "type_name"))]
     pub signal_type: SignalType,
     /// `SET`, `PUBLISH` or `DELETE`.
     pub op: String,
+    /// The value set or published.
     pub value: Value,
     /// The value as text (strings quoted, bytes as their length).
     pub value_text: String,
+    /// A SET's revision.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub revision: Option<u64>,
 }
@@ -84,16 +93,21 @@ fn type_name<S: serde::Serializer>(t: &SignalType, s: S) -> std::result::Result<
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum JournalRecord {
+    /// An entry: a SET, PUBLISH or DELETE.
     Entry(JournalEntryView),
     /// Compaction: every entry below `first_kept` is gone for queries.
     Floor {
+        /// The oldest sequence number still held after the compaction.
         first_kept: u64,
+        /// When the compaction was made, in microseconds since the Unix epoch.
         timestamp_us: u64,
     },
 }
 
 impl JournalRecord {
+    /// The entry's time, or the compaction's.
     pub fn timestamp_us(&self) -> u64 {
         match self {
             JournalRecord::Entry(e) => e.timestamp_us,
@@ -105,7 +119,7 @@ impl JournalRecord {
 /// The journal record a payload holds, if it holds one.
 pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
     Some(match codec::decode_record(payload).ok()? {
-        JournalView::Entry(e) => {
+        JournalRecordView::Entry(e) => {
             let value = e.value();
             JournalRecord::Entry(JournalEntryView {
                 sequence: e.sequence,
@@ -119,7 +133,7 @@ pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
                 revision: e.revision,
             })
         }
-        JournalView::Floor { first_kept } => {
+        JournalRecordView::Floor { first_kept } => {
             // `u8 kind | u64 first kept | u64 timestamp_us`, checked by the decode.
             let timestamp_us = u64::from_le_bytes(payload[9..17].try_into().expect("8 bytes"));
             JournalRecord::Floor { first_kept, timestamp_us }
@@ -130,6 +144,7 @@ pub fn journal_record(payload: &[u8]) -> Option<JournalRecord> {
 /// The journal's counters as its log says: what recovery would rebuild.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct JournalSummary {
     /// The compaction floor: the oldest sequence still held.
     pub first_sequence: u64,
@@ -156,11 +171,11 @@ pub fn journal_summary<V: crate::io::Vfs>(
     let mut s = JournalSummary { first_sequence: 1, latest_sequence: 0, entry_records: 0 };
     walk_records(fs, &log.segments, Lsn::FIRST, progress, |record| {
         match codec::decode_record(record.payload) {
-            Ok(JournalView::Entry(e)) => {
+            Ok(JournalRecordView::Entry(e)) => {
                 s.latest_sequence = e.sequence;
                 s.entry_records += 1;
             }
-            Ok(JournalView::Floor { first_kept }) => {
+            Ok(JournalRecordView::Floor { first_kept }) => {
                 s.first_sequence = s.first_sequence.max(first_kept.min(s.latest_sequence + 1));
             }
             Err(_) => {}
@@ -173,12 +188,14 @@ pub fn journal_summary<V: crate::io::Vfs>(
 /// What `dump` keeps of a journal: an address pattern and signal types.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JournalFilter {
+    /// Only entries whose address matches (`None`: every address).
     pub pattern: Option<Pattern>,
     /// [`SignalTypes::ANY`]: every type.
     pub types: SignalTypes,
 }
 
 impl JournalFilter {
+    /// Whether the filter keeps every record (no pattern, every type).
     pub fn is_empty(&self) -> bool {
         self.pattern.is_none() && self.types == SignalTypes::ANY
     }
@@ -199,8 +216,11 @@ impl JournalFilter {
 
 /// One record of a journal dump: the record, its decoding (`None` if the
 /// journal's codec refuses it) and whether the entry is below the floor.
+#[non_exhaustive]
 pub struct JournalDumpRecord<'a> {
-    pub record: RecordView<'a>,
+    /// The log record: where it lies and its bytes.
+    pub record: LogRecordView<'a>,
+    /// Its decoding, or `None` if the journal's codec refuses it.
     pub journal: Option<JournalRecord>,
     /// Below the compaction floor: still in the log, never returned by a
     /// query, gone from the disk once no kept snapshot needs its segment.
@@ -247,22 +267,27 @@ pub fn dump_journal<V: crate::io::Vfs>(
 /// What compacting a journal before a time does (or did).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct JournalCompactPlan {
     /// Entries with a timestamp below this go.
     pub cutoff_us: u64,
-    /// The floor before, and the floor after: entries in
-    /// `first_sequence_before..first_kept` are removed.
+    /// The floor before: entries in `first_sequence_before..first_kept`
+    /// are removed.
     pub first_sequence_before: u64,
+    /// The floor after.
     pub first_kept: u64,
+    /// The last entry's sequence number (compaction does not change it).
     pub latest_sequence: u64,
     /// Exactly how many entries are (or would be) removed.
     pub removed_entries: u64,
     /// Entries still held afterwards.
     pub held_after: u64,
-    /// The log's first LSN before and after (`--apply` only): segments
-    /// leave only once no kept snapshot needs them.
+    /// The log's first LSN before the compaction (`--apply` only).
     pub log_first_lsn_before: Option<Lsn>,
+    /// The log's first LSN after it (`--apply` only): segments leave only
+    /// once no kept snapshot needs them.
     pub log_first_lsn_after: Option<Lsn>,
+    /// Whether the compaction ran (`--apply`), or was only planned.
     pub applied: bool,
 }
 

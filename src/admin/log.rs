@@ -4,12 +4,14 @@
 //! `check_header`). [`LogReport::plan`] then says what opening the log in a
 //! [`RecoveryMode`] would do, without doing it.
 
+use super::store_view::store_timestamp;
 use super::{read_file, sorted_names, Finding, Progress, Severity};
 use crate::error::Corruption;
-use crate::format::{DecodeError, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::format::{RecordDecodeError, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Vfs;
+use crate::snapshot::{RecordSeal, SnapshotOrigin};
 use crate::wal::recovery::{check_header, classify, last_nonzero_end, HeaderProblem, Verdict};
-use crate::wal::segment::{scan_segment, QUARANTINE_INFIX, TEMP_SUFFIX};
+use crate::wal::segment::{find_record_seal, scan_segment, QUARANTINE_INFIX, TEMP_SUFFIX};
 use crate::wal::{parse_segment_file_name, RecoveryMode};
 use crate::{Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -18,21 +20,51 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum SegmentEnd {
     /// The records end at a batch boundary, followed only by zeros.
     Clean,
     /// Damage at the end of the last segment that a crash explains:
     /// opening cuts `bytes` bytes from `offset` into quarantine.
-    TornTail { offset: u64, lsn: Lsn, bytes: u64, what: String },
+    TornTail {
+        /// Where the damage starts.
+        offset: u64,
+        /// The LSN expected there.
+        lsn: Lsn,
+        /// Bytes from `offset` to the last non-zero byte of the file.
+        bytes: u64,
+        /// What the damage is.
+        what: String,
+    },
     /// Damage a crash cannot explain: in a sealed segment, or proven durable.
-    Corrupt { offset: u64, lsn: Lsn, bytes: u64, what: String },
+    Corrupt {
+        /// Where the damage starts.
+        offset: u64,
+        /// The LSN expected there.
+        lsn: Lsn,
+        /// Bytes from `offset` to the last non-zero byte of the file.
+        bytes: u64,
+        /// What the damage is.
+        what: String,
+    },
     /// The header is damaged, foreign, or does not continue the LSNs.
-    BadHeader { lsn: Lsn, what: String },
+    BadHeader {
+        /// The LSN the segment should start at.
+        lsn: Lsn,
+        /// What is wrong with the header.
+        what: String,
+    },
     /// A valid record or header of a newer format: refused, never cut.
-    Unsupported { offset: u64, what: String },
+    Unsupported {
+        /// Where it is (0 for the header).
+        offset: u64,
+        /// What this build does not know.
+        what: String,
+    },
 }
 
 impl SegmentEnd {
+    /// Whether the segment ends cleanly.
     pub fn is_clean(&self) -> bool {
         matches!(self, SegmentEnd::Clean)
     }
@@ -41,7 +73,9 @@ impl SegmentEnd {
 /// One segment file as the scan found it.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SegmentReport {
+    /// The segment file.
     pub path: PathBuf,
     /// The first LSN, from the name (the header agrees unless `end` says not).
     pub first_lsn: Lsn,
@@ -59,10 +93,11 @@ pub struct SegmentReport {
     pub created_unix_us: Option<u64>,
     /// The last segment is the active one; the others are sealed.
     pub active: bool,
+    /// How it ends, as recovery would judge it.
     pub end: SegmentEnd,
-    /// Timestamps of the first and last accepted records that are store
-    /// operations.
+    /// The timestamp of the first accepted record that is a store operation.
     pub first_timestamp_us: Option<u64>,
+    /// The timestamp of the last one.
     pub last_timestamp_us: Option<u64>,
     #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) header: Option<SegmentHeader>,
@@ -71,8 +106,11 @@ pub struct SegmentReport {
 /// Everything in a log directory.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct LogReport {
+    /// The log's directory.
     pub dir: PathBuf,
+    /// The log id of the first segment whose header reads.
     pub log_id: Option<u64>,
     /// Segment files in LSN order.
     pub segments: Vec<SegmentReport>,
@@ -87,45 +125,60 @@ pub struct LogReport {
 /// Bytes that opening (or a repair) would move into quarantine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PlannedCut {
+    /// The segment file.
     pub file: PathBuf,
     /// 0 and `whole_segment` for a segment renamed aside.
     pub offset: u64,
+    /// How many bytes go.
     pub bytes: u64,
     /// The first LSN that leaves the log with them.
     pub lsn: Lsn,
+    /// The whole segment is renamed aside (it follows the damage).
     pub whole_segment: bool,
+    /// The damage that makes the cut.
     pub reason: String,
 }
 
 /// Why opening would refuse, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Refusal {
+    /// The segment file.
     pub file: PathBuf,
+    /// Where in it the damage is.
     pub offset: u64,
+    /// The LSN expected there.
     pub lsn: Lsn,
+    /// What the damage is.
     pub what: String,
 }
 
 /// What opening the log in `mode` would do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RecoveryPlan {
+    /// The mode planned for.
     pub mode: RecoveryMode,
+    /// What would be moved into quarantine, in LSN order.
     pub cuts: Vec<PlannedCut>,
     /// Set if the open would fail; then nothing would be cut.
     pub refused: Option<Refusal>,
     /// Segments kept (those before the refusal, if refused).
     pub kept_segments: usize,
-    /// Records the kept segments hold, and their LSN range (`last_lsn` is
-    /// `first_lsn - 1` for an empty log).
+    /// Records the kept segments hold.
     pub records: u64,
+    /// The first LSN kept (1 for an empty log).
     pub first_lsn: Lsn,
+    /// The last LSN kept (`first_lsn - 1` for an empty log).
     pub last_lsn: Lsn,
 }
 
 impl RecoveryPlan {
+    /// Bytes the cuts move into quarantine, in all.
     pub fn bytes_cut(&self) -> u64 {
         self.cuts.iter().map(|c| c.bytes).sum()
     }
@@ -220,7 +273,7 @@ fn scan_one(
     let (mut payload_bytes, mut first_ts, mut last_ts) = (0u64, None, None);
     let scan = scan_segment(bytes, &header, |_, payload| {
         payload_bytes += payload.len() as u64;
-        if let Some(ts) = super::dump::store_timestamp(payload) {
+        if let Some(ts) = store_timestamp(payload) {
             first_ts.get_or_insert(ts);
             last_ts = Some(ts);
         }
@@ -234,7 +287,7 @@ fn scan_one(
     let tail_bytes = (last_nonzero_end(bytes) as u64).saturating_sub(scan.stop_offset);
     segment.end = match classify(bytes, &header, &scan, is_last) {
         Verdict::Clean => SegmentEnd::Clean,
-        Verdict::Corrupt(kind @ Corruption::Record(DecodeError::Unsupported { .. })) => {
+        Verdict::Corrupt(kind @ Corruption::Record(RecordDecodeError::Unsupported { .. })) => {
             SegmentEnd::Unsupported { offset: scan.stop_offset, what: format!("{kind}; written by a newer walden?") }
         }
         Verdict::TornTail(kind) => SegmentEnd::TornTail {
@@ -254,6 +307,30 @@ fn scan_one(
 }
 
 impl LogReport {
+    /// The seal of the record at `lsn` (its segment's salt and stored CRC),
+    /// read again from its segment; `None` if the scan accepted no record
+    /// at `lsn`.
+    pub fn record_seal<V: Vfs>(&self, fs: &V, lsn: Lsn) -> Result<Option<RecordSeal>> {
+        let holder = self.segments.iter().find(|s| s.first_lsn <= lsn && lsn <= s.last_lsn);
+        let Some((segment, header)) = holder.and_then(|s| s.header.map(|h| (s, h))) else {
+            return Ok(None);
+        };
+        let bytes = read_file(fs, &segment.path)?;
+        let end = (segment.end_offset as usize).min(bytes.len());
+        Ok(find_record_seal(&bytes[..end], &header, lsn))
+    }
+
+    /// The origin a snapshot of this log at `lsn` records.
+    pub fn origin_at<V: Vfs>(&self, fs: &V, lsn: Lsn) -> Result<SnapshotOrigin> {
+        let log_id = self.log_id.ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "{}: no segment header reads, so the log has no id",
+                self.dir.display()
+            ))
+        })?;
+        Ok(SnapshotOrigin { log_id, seal: self.record_seal(fs, lsn)? })
+    }
+
     /// What opening the log in `mode` would do: recovery's decision table
     /// (src/wal/recovery.rs) applied to this scan, stopping at the first
     /// anomaly as recovery does.

@@ -32,23 +32,27 @@ mod dump;
 mod examine;
 mod journal;
 mod log;
+mod range;
 mod recover;
 mod repair;
 mod snapshots;
+mod store_view;
 
-pub use dump::{dump, hex, store_op, DumpOptions, RecordView, StoreOpView};
+pub use dump::dump;
 pub use examine::{examine, Examination, Health, LogStats};
 pub use journal::{
     apply_journal_compact, dump_journal, journal_record, journal_summary, log_content, plan_journal_compact,
     JournalCompactPlan, JournalDumpRecord, JournalEntryView, JournalFilter, JournalRecord, JournalSummary, LogContent,
 };
 pub use log::{scan_log, LogReport, PlannedCut, RecoveryPlan, Refusal, SegmentEnd, SegmentReport};
-pub use recover::{dry_run_recovery, state_at, write_point_in_time, DryRun, PointInTime, Target};
+pub use range::{DumpOptions, LogRecordView, Target};
+pub use recover::{dry_run_recovery, state_at, write_point_in_time, DryRun, PointInTime};
 pub use repair::{
     apply_compact, apply_repair, create_snapshot, plan_compact, plan_prune, plan_repair, prune, CompactPlan, PrunePlan,
     Removal, RepairPlan,
 };
 pub use snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, SnapshotState, SnapshotsReport};
+pub use store_view::{store_op, StoreOpView};
 
 use crate::io::Vfs;
 use crate::{Error, Lsn, Result};
@@ -57,6 +61,7 @@ use std::path::{Path, PathBuf};
 /// Where a data directory keeps its log and its snapshots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DataDir {
     /// The directory the operator named.
     pub root: PathBuf,
@@ -100,6 +105,7 @@ impl DataDir {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum Severity {
     /// Worth knowing, nothing to fix: a leftover temporary file that the
     /// next open removes, quarantine files from an earlier cut.
@@ -116,13 +122,17 @@ pub enum Severity {
 /// One thing an examination found, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Finding {
+    /// How bad it is.
     pub severity: Severity,
+    /// The file it is in (the directory, for what concerns it all).
     pub file: PathBuf,
     /// The byte offset in `file`, where one applies.
     pub offset: Option<u64>,
     /// The LSN expected there, where one applies.
     pub lsn: Option<Lsn>,
+    /// What was found, in words.
     pub what: String,
 }
 
@@ -140,6 +150,16 @@ pub trait Progress {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
 
 /// Reads a whole file with pread: no map, no write access.
 fn read_file<V: Vfs>(fs: &V, path: &Path) -> Result<Vec<u8>> {

@@ -6,12 +6,14 @@
 //! operator names.
 //!
 //! The snapshot choice follows the engine's rule (`Core::load_snapshot`) and
-//! its words; `tests/cli_library.rs` checks the dry run against a real open
-//! of a copy of the same directory, so the two cannot drift apart unseen.
+//! its words; `crates/walden-cli/tests/cli/cli_library.rs` checks the dry
+//! run against a real open of a copy of the same directory, so the two
+//! cannot drift apart unseen.
 
-use super::dump::{store_timestamp, walk_records};
-use super::log::{scan_log, RecoveryPlan};
-use super::snapshots::{read_snapshot_state, scan_snapshots, SnapshotsReport};
+use super::log::{scan_log, LogReport, RecoveryPlan};
+use super::range::{walk_records, Target};
+use super::snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, SnapshotState, SnapshotsReport};
+use super::store_view::store_timestamp;
 use super::{DataDir, Progress};
 use crate::engine::{RecoveryReport, StateMachine};
 use crate::io::Vfs;
@@ -22,19 +24,10 @@ use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-/// A point in the log: an LSN, or a wall-clock time in microseconds since
-/// the Unix epoch (matched against the store's operation timestamps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum Target {
-    Lsn(Lsn),
-    Time(u64),
-}
-
 /// What an open would do, worked out without doing it.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DryRun {
     /// The log's part: what would be cut, or why the open would fail.
     pub plan: RecoveryPlan,
@@ -80,7 +73,7 @@ pub fn dry_run_recovery<S: StateMachine, V: Vfs>(
     } else {
         snapshot::temporary_files(fs, snapshot_dir)?.len()
     };
-    let snapshots = scan_snapshots(fs, snapshot_dir, dry.plan.first_lsn, dry.plan.last_lsn, progress)?;
+    let snapshots = scan_snapshots(fs, snapshot_dir, &log, dry.plan.first_lsn, dry.plan.last_lsn, progress)?;
     let base = load_like_the_engine::<S, V>(fs, &snapshots, &mut report);
     let (mut state, base_lsn) = match base {
         Some(base) => base,
@@ -120,17 +113,24 @@ fn load_like_the_engine<S: StateMachine, V: Vfs>(
     report: &mut RecoveryReport,
 ) -> Option<(S, Lsn)> {
     for s in snapshots.snapshots.iter().filter(|s| s.info.is_none()) {
-        if let super::SnapshotState::Bad { reason } = &s.state {
+        if let SnapshotState::Bad { reason } = &s.state {
             report.snapshots_skipped.push((s.path.clone(), reason.clone()));
         }
     }
     for s in snapshots.snapshots.iter().rev().filter(|s| s.info.is_some()) {
+        if let Some(why) = &s.refused {
+            // The open moves it aside and says where; the dry run cannot
+            // know the name it would get.
+            report.snapshots_skipped.push((s.path.clone(), format!("{why}; the open moves it aside")));
+            continue;
+        }
         if let Some(why) = &s.unusable {
             report.snapshots_skipped.push((s.path.clone(), why.clone()));
             continue;
         }
         match read_snapshot_state::<S, V>(fs, s) {
             Ok(state) => {
+                report.snapshot_unchecked = s.unchecked.clone();
                 report.snapshot_used = Some(s.path.clone());
                 report.snapshot_lsn = s.lsn;
                 report.bytes_read += s.file_bytes.unwrap_or(0);
@@ -145,11 +145,13 @@ fn load_like_the_engine<S: StateMachine, V: Vfs>(
 /// A state rebuilt as of a point in the log.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PointInTime {
     /// The LSN the state ends at.
     pub lsn: Lsn,
     /// The snapshot it started from, if any.
     pub snapshot_used: Option<PathBuf>,
+    /// Log records applied after it.
     pub records_replayed: u64,
     /// The snapshot written, by [`write_point_in_time`].
     pub written: Option<SnapshotInfo>,
@@ -166,6 +168,16 @@ pub fn state_at<S: StateMachine, V: Vfs>(
     target: Target,
     progress: &mut dyn Progress,
 ) -> Result<(S, PointInTime)> {
+    state_and_log(fs, dir, target, progress).map(|(state, pit, _)| (state, pit))
+}
+
+/// [`state_at`], with the scan of the log it read.
+pub(crate) fn state_and_log<S: StateMachine, V: Vfs>(
+    fs: &V,
+    dir: &DataDir,
+    target: Target,
+    progress: &mut dyn Progress,
+) -> Result<(S, PointInTime, LogReport)> {
     let log = scan_log(fs, &dir.log_dir, progress)?;
     let plan = log.plan(RecoveryMode::PointInTime);
     if let Some(r) = &plan.refused {
@@ -185,15 +197,15 @@ pub fn state_at<S: StateMachine, V: Vfs>(
         }
     }
     let snapshots = match &dir.snapshot_dir {
-        Some(sd) => scan_snapshots(fs, sd, plan.first_lsn, plan.last_lsn, progress)?,
+        Some(sd) => scan_snapshots(fs, sd, &log, plan.first_lsn, plan.last_lsn, progress)?,
         None => SnapshotsReport::default(),
     };
-    let fits = |s: &&super::SnapshotReport| match target {
+    let fits = |s: &&SnapshotReport| match target {
         Target::Lsn(lsn) => s.lsn <= lsn,
         Target::Time(t) => s.created_unix_us.is_some_and(|c| c <= t),
     };
     let mut base = None;
-    for s in snapshots.snapshots.iter().rev().filter(|s| s.is_good() && s.unusable.is_none()).filter(fits) {
+    for s in snapshots.snapshots.iter().rev().filter(|s| s.is_usable()).filter(fits) {
         if let Ok(state) = read_snapshot_state::<S, V>(fs, s) {
             base = Some((state, s.lsn, s.path.clone()));
             break;
@@ -230,7 +242,7 @@ pub fn state_at<S: StateMachine, V: Vfs>(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok((state, PointInTime { lsn, snapshot_used: used, records_replayed: replayed, written: None }))
+    Ok((state, PointInTime { lsn, snapshot_used: used, records_replayed: replayed, written: None }, log))
 }
 
 /// Rebuilds the state as of `target` and writes it as a snapshot
@@ -251,14 +263,17 @@ pub fn write_point_in_time<S: StateMachine, V: Vfs>(
             out_dir.display()
         )));
     }
-    let (state, mut pit) = state_at::<S, V>(fs, dir, target, progress)?;
+    let (state, mut pit, log) = state_and_log::<S, V>(fs, dir, target, progress)?;
+    // The state is of the data directory's log at that LSN: so says its origin.
+    let origin = log.origin_at(fs, pit.lsn)?;
     fs.create_dir_all(out_dir).map_err(Error::io("create directory", out_dir))?;
     let name = snapshot::snapshot_file_name(pit.lsn);
     if super::sorted_names(fs, out_dir)?.contains(&name) {
         return Err(Error::InvalidArgument(format!("{} already exists", out_dir.join(name).display())));
     }
     let frozen = state.freeze();
-    let info = snapshot::write_snapshot(fs, out_dir, pit.lsn, now_unix_us(), |w| S::write_snapshot(&frozen, w))?;
+    let info =
+        snapshot::write_snapshot(fs, out_dir, pit.lsn, now_unix_us(), origin, |w| S::write_snapshot(&frozen, w))?;
     pit.written = Some(info);
     Ok(pit)
 }

@@ -11,8 +11,9 @@
 
 use super::examine::{examine, Examination};
 use super::log::{LogReport, RecoveryPlan};
-use super::recover::{state_at, PointInTime, Target};
-use super::snapshots::SnapshotsReport;
+use super::range::Target;
+use super::recover::{state_at, PointInTime};
+use super::snapshots::{SnapshotReport, SnapshotsReport};
 use super::{DataDir, Progress};
 use crate::engine::StateMachine;
 use crate::io::{Vfs, VfsFile};
@@ -24,9 +25,11 @@ use std::path::PathBuf;
 /// What a repair would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RepairPlan {
     /// Whether damage in the middle of the log may be cut (`PointInTime`).
     pub salvage: bool,
+    /// What the log's recovery in that mode would cut, or why it refuses.
     pub plan: RecoveryPlan,
 }
 
@@ -59,23 +62,31 @@ pub fn apply_repair<V: Vfs>(fs: &V, dir: &DataDir, salvage: bool) -> Result<WalR
 /// A segment compaction would remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Removal {
+    /// The segment file.
     pub file: PathBuf,
+    /// The first LSN it holds.
     pub first_lsn: Lsn,
+    /// The last LSN it holds.
     pub last_lsn: Lsn,
+    /// Its length in bytes.
     pub bytes: u64,
 }
 
 /// What `compact --before` would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CompactPlan {
+    /// The LSN the operator asked to compact below.
     pub requested_before: Lsn,
     /// The most recovery allows: the LSN after the oldest good snapshot
     /// (`None` for a bare log, which has no snapshots to protect).
     pub limit: Option<Lsn>,
     /// Segments whose records all lie below this go.
     pub effective_before: Lsn,
+    /// The segments that go, oldest first.
     pub remove: Vec<Removal>,
     /// Set if compaction must not run now, and why.
     pub refused: Option<String>,
@@ -85,7 +96,7 @@ pub struct CompactPlan {
 /// never past the oldest good snapshot's LSN + 1.
 pub fn plan_compact(exam: &Examination, before: Lsn) -> CompactPlan {
     let limit = exam.dir.snapshot_dir.as_ref().map(|_| {
-        let oldest = exam.snapshots.snapshots.iter().find(|s| s.is_good() && s.unusable.is_none());
+        let oldest = exam.snapshots.snapshots.iter().find(|s| s.is_usable());
         oldest.map_or(exam.open_plan.first_lsn, |s| s.lsn.next())
     });
     let effective_before = limit.map_or(before, |l| l.min(before));
@@ -157,7 +168,9 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
     }
     let (state, mut pit) = state_at::<S, V>(fs, dir, Target::Lsn(last), progress)?;
     let frozen = state.freeze();
-    let info = snapshot::write_snapshot(fs, snapshot_dir, pit.lsn, now_unix_us(), |w| S::write_snapshot(&frozen, w))?;
+    let origin = exam.log.origin_at(fs, pit.lsn)?;
+    let info =
+        snapshot::write_snapshot(fs, snapshot_dir, pit.lsn, now_unix_us(), origin, |w| S::write_snapshot(&frozen, w))?;
     pit.written = Some(info);
     Ok(pit)
 }
@@ -165,11 +178,14 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
 /// What `snapshot prune --keep N` would do.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PrunePlan {
+    /// How many good snapshots stay (at least 1).
     pub keep: usize,
     /// Good snapshots beyond the newest `keep` good ones, oldest first.
     pub remove: Vec<PathBuf>,
-    /// Bad snapshots are left for the operator to look at.
+    /// Bad snapshots, and ones that are not of this log, are left for the
+    /// operator to look at.
     pub left_alone: Vec<PathBuf>,
 }
 
@@ -177,12 +193,13 @@ pub struct PrunePlan {
 /// snapshots count and only good ones go, so pruning never leaves recovery
 /// without its newest good starting point.
 pub fn plan_prune(snapshots: &SnapshotsReport, keep: usize) -> PrunePlan {
-    let good: Vec<_> = snapshots.snapshots.iter().filter(|s| s.is_good()).collect();
+    let ours = |s: &&SnapshotReport| s.is_good() && s.refused.is_none();
+    let good: Vec<_> = snapshots.snapshots.iter().filter(ours).collect();
     let excess = good.len().saturating_sub(keep.max(1));
     PrunePlan {
         keep: keep.max(1),
         remove: good[..excess].iter().map(|s| s.path.clone()).collect(),
-        left_alone: snapshots.snapshots.iter().filter(|s| !s.is_good()).map(|s| s.path.clone()).collect(),
+        left_alone: snapshots.snapshots.iter().filter(|s| !ours(s)).map(|s| s.path.clone()).collect(),
     }
 }
 
@@ -194,8 +211,13 @@ pub fn prune<V: Vfs>(fs: &V, dir: &DataDir, keep: usize, progress: &mut dyn Prog
     let _lock = fs.lock_dir(&dir.log_dir).map_err(Error::io("lock", &dir.log_dir))?;
     let exam = examine(fs, dir, progress)?;
     let plan = plan_prune(&exam.snapshots, keep);
-    let infos: Vec<_> =
-        exam.snapshots.snapshots.iter().filter(|s| s.is_good()).filter_map(|s| s.info.clone()).collect();
+    let infos: Vec<_> = exam
+        .snapshots
+        .snapshots
+        .iter()
+        .filter(|s| s.is_good() && s.refused.is_none())
+        .filter_map(|s| s.info.clone())
+        .collect();
     let removed = snapshot::prune_snapshots(fs, snapshot_dir, &infos, plan.keep)?;
     debug_assert_eq!(removed, plan.remove);
     Ok(plan)

@@ -18,12 +18,16 @@
 mod replay;
 
 use crate::io::{RealFs, Vfs};
-use crate::snapshot::{self, SnapshotInfo};
-use crate::wal::{now_unix_us, Ticket};
+use crate::snapshot::{self, OriginCheck, SnapshotInfo, SnapshotOrigin};
+use crate::wal::now_unix_us;
+
+mod pending;
 use crate::{Error, Lsn, Result, Wal, WalOptions};
 use parking_lot::{Condvar, Mutex, RwLock};
+pub use pending::{CommitTicket, Committed, Pending};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,9 +41,23 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
 
     /// The state before any record.
     fn empty() -> Self;
-    /// Applies the record at `lsn`. Called once per LSN, in LSN order. An
-    /// error means the payload cannot be applied (it was written by
-    /// something else); the engine stops.
+    /// Decides whether `payload` may be committed, before it reaches the
+    /// log: a refused record is never logged, and the log, the state and
+    /// later commits are untouched. The contract: `check` depends on the
+    /// payload alone (not on the state, which records committed ahead of
+    /// this one but not yet applied will still change) and has no side
+    /// effects, and [`StateMachine::apply`] cannot fail for a record that
+    /// `check` accepted, whatever state it meets. Validate the record's
+    /// form here; keep rules that depend on the state out of the records
+    /// (compute them at apply, as the store computes revisions), or
+    /// resolve them in [`Engine::commit_with`]'s builder.
+    fn check(payload: &[u8]) -> Result<()>;
+    /// Applies the record at `lsn`. Called once per LSN, in LSN order, once
+    /// the record is acknowledged. It must not fail for a record
+    /// [`StateMachine::check`] accepted; an error means the log holds a
+    /// record this state machine cannot apply (written by another program,
+    /// or under other rules): the engine stops taking commits, and opening
+    /// the directory reports the LSN and the reason ([`Error::Apply`]).
     fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()>;
     /// Applies the records of `batch` (consecutive LSNs, in LSN order), as
     /// replay does: the engine gathers the log's records into batches at
@@ -135,20 +153,30 @@ impl Default for SnapshotOptions {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct EngineOptions {
+    /// The log's options (`dir/wal`).
     pub wal: WalOptions,
+    /// When snapshots are taken and how many are kept (`dir/snapshots`).
     pub snapshots: SnapshotOptions,
 }
 
 /// What opening an engine found and did.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The snapshot the state was loaded from, if any.
     pub snapshot_used: Option<PathBuf>,
     /// The LSN that snapshot covers (0 if none).
     pub snapshot_lsn: Lsn,
-    /// Snapshots passed over, newest first, and why.
+    /// Snapshots passed over, newest first, and why: unreadable, damaged,
+    /// from another store or another history of this log (moved aside),
+    /// under a name that disagrees with its header (moved aside), or not
+    /// continued by the log.
     pub snapshots_skipped: Vec<(PathBuf, String)>,
+    /// Set when the snapshot used could not be checked in full against the
+    /// log, and why: a format-1 file (walden 0.1.0 recorded no origin), or
+    /// the log no longer holds the record at its LSN (log id checked only).
+    pub snapshot_unchecked: Option<String>,
     /// Log records applied after the snapshot.
     pub records_replayed: u64,
     /// Bytes of log records replayed plus bytes of snapshot file read.
@@ -157,6 +185,7 @@ pub struct RecoveryReport {
     pub bytes_cut: u64,
     /// Leftover temporary snapshot files removed.
     pub temporary_files_removed: usize,
+    /// How long the open took, log recovery and replay included.
     pub duration: Duration,
 }
 
@@ -183,6 +212,15 @@ struct Since {
 }
 
 /// A log plus snapshots plus an application's state.
+///
+/// **Visibility follows acknowledgement.** A commit is checked
+/// ([`StateMachine::check`]), appended to the log, and applied to the
+/// state only once the log acknowledges it in its fsync mode's terms
+/// (`Always`: synced; `Periodic`, `Never`: written), in LSN order. So a
+/// reader ([`Engine::read`], views, log reads) never sees a commit that is
+/// not acknowledged or that returned an error, and a committer sees its
+/// own write as soon as its commit returns. Concurrent commits still share
+/// one write and one fdatasync; readers never wait for either.
 pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
     core: Arc<Core<S, V>>,
     /// The thread that takes automatic snapshots, if any trigger is set.
@@ -195,7 +233,14 @@ struct Core<S: StateMachine, V: Vfs> {
     wal: Wal<V>,
     snapshot_dir: PathBuf,
     options: EngineOptions,
+    /// The visible state: acknowledged records only, applied in LSN order.
     state: RwLock<Applied<S>>,
+    /// `state.lsn`, readable without the lock.
+    applied_lsn: AtomicU64,
+    /// Records in the log but not yet applied, in LSN order. Its lock
+    /// orders commits: a record gets its LSN and its place here together.
+    /// Lock order: `state` before `pending`, never the other way.
+    pending: Mutex<Pending>,
     since: Mutex<Since>,
     /// Signalled when an automatic snapshot is due, or at shutdown.
     snapshot_due: Condvar,
@@ -230,51 +275,95 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok(Engine { core, snapshotter })
     }
 
-    /// Appends `payload` to the log, applies it to the state, and returns
-    /// its LSN once the log's fsync mode acknowledges it. Never waits for a
-    /// snapshot: those are taken by a thread of their own.
+    /// Checks `payload`, appends it to the log, and returns its LSN once
+    /// the log's fsync mode acknowledges it and it is applied to the state.
+    /// Never waits for a snapshot: those are taken by a thread of their own.
     pub fn commit(&self, payload: &[u8]) -> Result<Lsn> {
-        self.core.commit(payload)
+        self.commit_pipelined(payload)?.wait()
     }
 
-    /// Appends the payloads as one atomic log batch and applies them.
+    /// Commits the payloads as one atomic log batch: all are applied (and
+    /// come back after a crash), or none. Returns the LSN of the last.
     pub fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
-        self.core.commit_batch(payloads)
+        self.commit_batch_pipelined(payloads)?.wait()
     }
 
-    /// Builds records from the state as it is, then commits them as one
-    /// batch, all under the state lock, so what `build` saw is still the
-    /// state they apply to (a journal numbers its entries this way).
-    /// Returns the LSN of the last record and what `build` returned.
-    pub fn commit_with<T>(&self, build: impl FnOnce(&S, &mut Vec<Vec<u8>>) -> Result<T>) -> Result<(Lsn, T)> {
-        self.core.commit_with(build)
+    /// [`Engine::commit`] without waiting: returns once the record has its
+    /// LSN. The ticket's [`wait`](CommitTicket::wait) (or `.await`) returns
+    /// once the record is acknowledged and applied; until then readers do
+    /// not see it. Keeps many commits in flight from one thread or task.
+    pub fn commit_pipelined(&self, payload: &[u8]) -> Result<CommitTicket<S, V>> {
+        self.core.stage(std::slice::from_ref(&payload))
+    }
+
+    /// [`Engine::commit_batch`] without waiting, as [`Engine::commit_pipelined`].
+    pub fn commit_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<CommitTicket<S, V>> {
+        self.core.stage(payloads)
+    }
+
+    /// Builds records from the state and commits them as one batch. `build`
+    /// sees the visible state plus the records committed ahead of it but
+    /// not yet applied ([`Pending`]), and nothing can be committed between
+    /// what it saw and its own records: a journal numbers its entries this
+    /// way. Returns the LSN of the last record and what `build` returned,
+    /// once they are acknowledged and applied.
+    pub fn commit_with<T>(&self, build: impl FnOnce(&S, &Pending, &mut Vec<Vec<u8>>) -> Result<T>) -> Result<(Lsn, T)> {
+        let (ticket, out) = self.commit_with_pipelined(build)?;
+        Ok((ticket.wait()?, out))
+    }
+
+    /// [`Engine::commit_with`] without waiting.
+    pub fn commit_with_pipelined<T>(
+        &self,
+        build: impl FnOnce(&S, &Pending, &mut Vec<Vec<u8>>) -> Result<T>,
+    ) -> Result<(CommitTicket<S, V>, T)> {
+        self.core.stage_built(build)
     }
 
     /// Reads the log from `from` (or its oldest record, if older) up to the
-    /// last record written now. Read-only: nothing is appended this way.
+    /// last record applied to the state now: what readers of the state can
+    /// see, never further. Read-only: nothing is appended this way.
     pub fn read_log(&self, from: Lsn) -> Result<crate::WalReader<V>> {
-        self.core.wal.read_from(from)
+        Ok(self.core.wal.read_between(from, self.applied_lsn()))
     }
 
-    /// Reads the log from a position an earlier reader reported.
+    /// Reads the log from a position an earlier reader reported, up to the
+    /// last record applied, as [`Engine::read_log`] does.
     pub fn read_log_at(&self, at: crate::wal::ReadPosition) -> Result<crate::WalReader<V>> {
-        self.core.wal.read_from_position(at)
+        Ok(self.core.wal.read_position_between(at, self.applied_lsn()))
     }
 
-    /// Reads the state.
+    /// Reads the state: every acknowledged commit, in LSN order, and
+    /// nothing else.
     pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        self.core.catch_up();
         f(&self.core.state.read().machine)
     }
 
-    /// The LSN of the last record applied to the state.
+    /// The LSN of the last record applied to the state (the newest a
+    /// reader can see).
     pub fn applied_lsn(&self) -> Lsn {
-        self.core.state.read().lsn
+        Lsn(self.core.applied_lsn.load(Ordering::Acquire))
     }
 
     /// Takes a snapshot now; returns it once it is durable.
     pub fn snapshot_now(&self) -> Result<SnapshotInfo> {
         let _guard = self.core.snapshotting.lock();
         self.core.snapshot_locked()
+    }
+
+    /// Runs `f` on the engine's file system, log and snapshot directory
+    /// with no snapshot written or pruned and no segment removed meanwhile
+    /// (the snapshot lock held): how a backup opens the files it copies.
+    pub(crate) fn with_files_still<T>(&self, f: impl FnOnce(&V, &Wal<V>, &Path) -> Result<T>) -> Result<T> {
+        let core = &self.core;
+        let _guard = core.snapshotting.lock();
+        f(&core.fs, &core.wal, &core.snapshot_dir)
+    }
+
+    /// The engine's data directory (the parent of `wal/` and `snapshots/`).
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.core.snapshot_dir.parent().unwrap_or(&self.core.snapshot_dir)
     }
 
     /// Snapshots that are on disk now, oldest first.
@@ -306,7 +395,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
             return Err(Error::InvalidArgument(format!("LSN {lsn} is past the last applied ({})", self.applied_lsn())));
         }
         let (state, from) = self.core.view_base(|info| info.header.lsn <= lsn)?;
-        let reader = self.core.wal.read_from(from.next())?;
+        let reader = self.core.view_reader(from);
         Ok(replay::replay(&self.core.snapshot_dir, reader, state, from, |record, _| record <= lsn)?.machine)
     }
 
@@ -320,7 +409,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         include: impl FnMut(Lsn, &[u8]) -> bool,
     ) -> Result<(S, Lsn)> {
         let (state, from) = self.core.view_base(use_snapshot)?;
-        let replayed = replay::replay_here(self.core.wal.read_from(from.next())?, state, from, include)?;
+        let replayed = replay::replay_here(self.core.view_reader(from), state, from, include)?;
         Ok((replayed.machine, replayed.lsn))
     }
 
@@ -355,6 +444,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     fn open(fs: V, dir: &Path, options: EngineOptions) -> Result<Self> {
         let started = Instant::now();
         let snapshot_dir = dir.join("snapshots");
+        // The log's lock first: a second process refused here must not
+        // touch the holder's files (such as its snapshot being written).
+        let wal_dir = dir.join("wal");
+        options.wal.validate()?;
+        let lock = crate::wal::lock_log_dir(&fs, &wal_dir)?;
         fs.create_dir_all(&snapshot_dir).map_err(Error::io("create directory", &snapshot_dir))?;
         let mut report = RecoveryReport::default();
         for temp in snapshot::temporary_files(&fs, &snapshot_dir)? {
@@ -363,7 +457,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             fs.remove_file(&temp).map_err(Error::io("remove", &temp))?;
             report.temporary_files_removed += 1;
         }
-        let wal = Wal::open_with(fs.clone(), dir.join("wal"), options.wal.clone())?;
+        let wal = Wal::open_locked(fs.clone(), wal_dir, options.wal.clone(), lock)?;
         report.bytes_cut = wal.recovery_report().bytes_cut();
 
         let listing = snapshot::list_snapshots(&fs, &snapshot_dir)?;
@@ -389,7 +483,9 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             wal,
             snapshot_dir,
             options,
+            applied_lsn: AtomicU64::new(applied_lsn.0),
             state: RwLock::new(applied),
+            pending: Mutex::new(Pending::default()),
             since: Mutex::new(Since {
                 snapshot_lsn: report.snapshot_lsn,
                 snapshot_bytes: 0,
@@ -452,15 +548,24 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let log_last = wal.last_lsn().unwrap_or(Lsn(log_first.0 - 1));
         for info in snapshots.iter().rev() {
             let lsn = info.header.lsn;
-            let unusable = if lsn > log_last {
+            let origin = match snapshot::check_name(info) {
+                Some(why) => OriginCheck::Refused(why),
+                None if lsn > log_last || lsn.next() < log_first => OriginCheck::Continues, // judged below
+                None => origin_check(wal, info)?,
+            };
+            let unusable = if let OriginCheck::Refused(why) = &origin {
+                // Not a state of this log: another store's, another
+                // history's, or under a name that places it wrongly. Moved
+                // aside (never deleted), so that retention never counts,
+                // keeps or removes it.
+                let aside = move_aside(fs, dir, info)?;
+                Some(format!("{why}; moved to {}", aside.display()))
+            } else if lsn > log_last {
                 // The log lost records the snapshot proves were durable (it
                 // was cut or rotted). New records will reuse those LSNs, so
                 // the snapshot is moved aside (never deleted) before it can
                 // pass for a state of the new history.
-                let name = info.path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
-                let aside = info.path.with_file_name(format!("{name}.quarantine-{}", now_unix_us()));
-                fs.rename(&info.path, &aside).map_err(Error::io("rename", &info.path))?;
-                fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+                let aside = move_aside(fs, dir, info)?;
                 Some(format!("it covers LSN {lsn} but the log ends at {log_last}; moved to {}", aside.display()))
             } else if lsn.next() < log_first {
                 Some(format!("the log no longer holds LSN {} (it starts at {log_first})", lsn.next()))
@@ -475,6 +580,13 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             log::info!("walden: loading snapshot {}", info.path.display());
             match snapshot::read_snapshot(fs, info, |r| S::read_snapshot(r)) {
                 Ok(machine) => {
+                    if let OriginCheck::Unchecked(why) = origin {
+                        log::warn!(
+                            "walden: snapshot {} is not fully checked against the log: {why}",
+                            info.path.display()
+                        );
+                        report.snapshot_unchecked = Some(why);
+                    }
                     report.snapshot_used = Some(info.path.clone());
                     report.snapshot_lsn = lsn;
                     report.bytes_read += info.file_bytes;
@@ -500,67 +612,127 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         Ok((S::empty(), Lsn::ZERO))
     }
 
-    fn commit(&self, payload: &[u8]) -> Result<Lsn> {
-        let ticket = {
-            let mut state = self.state.write();
-            let ticket = self.wal.append_pipelined(payload)?;
-            self.apply_staged(&mut state, &ticket, std::slice::from_ref(&payload))?;
-            (ticket, state.lsn, state.bytes)
-        };
-        let (ticket, applied_lsn, applied_bytes) = ticket;
-        let lsn = ticket.wait()?;
-        self.committed(applied_lsn, applied_bytes);
-        Ok(lsn)
-    }
-
-    fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
-        let ticket = {
-            let mut state = self.state.write();
-            let ticket = self.wal.append_batch_pipelined(payloads)?;
-            self.apply_staged(&mut state, &ticket, payloads)?;
-            (ticket, state.lsn, state.bytes)
-        };
-        let (ticket, applied_lsn, applied_bytes) = ticket;
-        let lsn = ticket.wait()?;
-        self.committed(applied_lsn, applied_bytes);
-        Ok(lsn)
-    }
-
-    fn commit_with<T>(&self, build: impl FnOnce(&S, &mut Vec<Vec<u8>>) -> Result<T>) -> Result<(Lsn, T)> {
-        let (ticket, applied_lsn, applied_bytes, out) = {
-            let mut state = self.state.write();
-            let mut records = Vec::new();
-            let out = build(&state.machine, &mut records)?;
-            let ticket = match records.len() {
-                0 => return Err(Error::InvalidArgument("nothing to commit".into())),
-                1 => self.wal.append_pipelined(&records[0])?,
-                _ => self.wal.append_batch_pipelined(&records)?,
-            };
-            self.apply_staged(&mut state, &ticket, &records)?;
-            (ticket, state.lsn, state.bytes, out)
-        };
-        let lsn = ticket.wait()?;
-        self.committed(applied_lsn, applied_bytes);
-        Ok((lsn, out))
-    }
-
-    /// Applies records just staged in the log, under the state lock, so the
-    /// state sees them in LSN order.
-    fn apply_staged<P: AsRef<[u8]>>(
-        &self,
-        state: &mut Applied<S>,
-        ticket: &Ticket<'_, V>,
-        payloads: &[P],
-    ) -> Result<()> {
-        let first = Lsn(ticket.lsn().0 + 1 - payloads.len() as u64);
-        debug_assert_eq!(first, state.lsn.next(), "records are applied in LSN order");
-        for (i, payload) in payloads.iter().enumerate() {
-            let lsn = Lsn(first.0 + i as u64);
-            state.machine.apply(lsn, payload.as_ref())?;
-            state.lsn = lsn;
-            state.bytes += payload.as_ref().len() as u64;
+    /// Checks `payloads` and appends them as one batch, each with its place
+    /// in `pending`.
+    fn stage<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<CommitTicket<S, V>> {
+        for payload in payloads {
+            S::check(payload.as_ref())?;
         }
+        let mut pending = self.pending.lock();
+        pending.check_open()?;
+        let ticket = match payloads.len() {
+            1 => self.wal.append_pipelined(payloads[0].as_ref())?,
+            _ => self.wal.append_batch_pipelined(payloads)?,
+        };
+        pending.push(ticket.lsn(), payloads);
+        drop(pending);
+        Ok(CommitTicket { core: self.clone(), ticket })
+    }
+
+    /// Runs `build` on the visible state plus the pending records, checks
+    /// and appends what it built, all under `state` (read) and `pending`,
+    /// so nothing is committed between what `build` saw and its records.
+    fn stage_built<T>(
+        self: &Arc<Self>,
+        build: impl FnOnce(&S, &Pending, &mut Vec<Vec<u8>>) -> Result<T>,
+    ) -> Result<(CommitTicket<S, V>, T)> {
+        let state = self.state.read();
+        let mut pending = self.pending.lock();
+        pending.check_open()?;
+        let mut records = Vec::new();
+        let out = build(&state.machine, &pending, &mut records)?;
+        if records.is_empty() {
+            return Err(Error::InvalidArgument("nothing to commit".into()));
+        }
+        for record in &records {
+            S::check(record)?;
+        }
+        let ticket = match records.len() {
+            1 => self.wal.append_pipelined(&records[0])?,
+            _ => self.wal.append_batch_pipelined(&records)?,
+        };
+        pending.push(ticket.lsn(), &records);
+        Ok((CommitTicket { core: self.clone(), ticket }, out))
+    }
+
+    /// Applies, in LSN order, every pending record the log has
+    /// acknowledged, at least up to `lsn` (which the caller knows is
+    /// acknowledged). Whoever gets here first applies for everyone.
+    fn publish(&self, lsn: Lsn) -> Result<()> {
+        if self.applied_lsn.load(Ordering::Acquire) >= lsn.0 {
+            return Ok(());
+        }
+        let mut state = self.state.write();
+        if state.lsn < lsn {
+            self.apply_acknowledged(&mut state)?;
+        }
+        if let Some(e) = self.pending.lock().broken.clone() {
+            if state.lsn < lsn {
+                return Err(Error::Poisoned(e));
+            }
+        }
+        debug_assert!(state.lsn >= lsn, "an acknowledged record was applied");
+        let (applied, bytes) = (state.lsn, state.bytes);
+        drop(state);
+        self.committed(applied, bytes);
         Ok(())
+    }
+
+    /// Applies what is acknowledged and not yet applied, if anything: a
+    /// reader's way of seeing commits whose committers have not returned
+    /// yet (or whose tickets were dropped). Costs two atomic loads when
+    /// there is nothing to do.
+    fn catch_up(&self) {
+        let acknowledged = self.wal.acknowledged_lsn();
+        if acknowledged.0 > self.applied_lsn.load(Ordering::Acquire) {
+            let mut state = self.state.write();
+            // An apply error is reported to the committers; a reader reads on.
+            drop(self.apply_acknowledged(&mut state));
+        }
+    }
+
+    /// The one place records reach the state after open: those in
+    /// `pending` up to what the log acknowledges, under `state` (write).
+    fn apply_acknowledged(&self, state: &mut Applied<S>) -> Result<()> {
+        let acknowledged = self.wal.acknowledged_lsn();
+        let mut pending = self.pending.lock();
+        if pending.broken.is_some() {
+            return Ok(());
+        }
+        let count = pending.acknowledged_count(acknowledged);
+        if count == 0 {
+            return Ok(());
+        }
+        let mut failure = None;
+        for (lsn, payload) in pending.records().take(count) {
+            debug_assert_eq!(lsn, state.lsn.next(), "records are applied in LSN order");
+            if let Err(e) = state.machine.apply(lsn, payload) {
+                failure = Some(Error::Apply { lsn, reason: e.to_string() });
+                break;
+            }
+            state.lsn = lsn;
+            state.bytes += payload.len() as u64;
+        }
+        pending.remove_first(count);
+        self.applied_lsn.store(state.lsn.0, Ordering::Release);
+        match failure {
+            None => Ok(()),
+            Some(e) => {
+                // The log holds a record the state cannot take: no commit
+                // after it can be applied either. Readers keep the state
+                // before it; reopening reports it (the log is intact).
+                log::error!("walden: {e}; the engine takes no more commits");
+                let e = Arc::new(e);
+                pending.broken = Some(e.clone());
+                Err(Error::Poisoned(e))
+            }
+        }
+    }
+
+    /// The log after `from` for a view: no further than the visible state,
+    /// so a view never shows what a reader of the live state could not.
+    fn view_reader(&self, from: Lsn) -> crate::WalReader<V> {
+        self.wal.read_between(from.next(), Lsn(self.applied_lsn.load(Ordering::Acquire)))
     }
 
     /// Where a view starts: the newest kept snapshot for which
@@ -573,6 +745,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         for info in listing.snapshots.iter().rev().filter(|i| use_snapshot(i)) {
             if info.header.lsn.next() < log_first {
                 break; // older ones are further from the log still
+            }
+            if snapshot::check_name(info).is_some() || matches!(origin_check(&self.wal, info)?, OriginCheck::Refused(_))
+            {
+                continue; // not a state of this log (open moves such files aside)
             }
             if let Ok(state) = snapshot::read_snapshot(&self.fs, info, |r| S::read_snapshot(r)) {
                 base = Some((state, info.header.lsn));
@@ -646,6 +822,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
         // The log first: a snapshot must never cover records it could lose.
         self.wal.sync()?;
+        let origin = SnapshotOrigin { log_id: self.wal.log_id(), seal: self.wal.record_seal(lsn)? };
         log::info!("walden: creating snapshot at LSN {lsn}");
         // On a thread of its own at a lower CPU priority, so that on a busy
         // machine the writers (who are not waiting for it) come first.
@@ -657,8 +834,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             let writer = std::thread::Builder::new()
                 .name("walden-snap-write".into())
                 .spawn_scoped(scope, move || {
-                    lower_this_threads_priority();
-                    snapshot::write_snapshot(fs, dir, lsn, now_unix_us(), |w| S::write_snapshot(&frozen, w))
+                    if let Err(e) = crate::io::lower_current_thread_priority(SNAPSHOT_NICE_INCREMENT) {
+                        log::debug!("walden: could not lower the snapshot writer's priority: {e}");
+                    }
+                    snapshot::write_snapshot(fs, dir, lsn, now_unix_us(), origin, |w| S::write_snapshot(&frozen, w))
                 })
                 .map_err(Error::io("spawn the snapshot writer", dir))?;
             writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -674,26 +853,25 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     }
 }
 
+/// [`snapshot::check_origin`] of a snapshot against the open log.
+fn origin_check<V: Vfs>(wal: &Wal<V>, info: &SnapshotInfo) -> Result<OriginCheck> {
+    let seal = match snapshot::wants_seal(&info.header) {
+        Some(lsn) => wal.record_seal(lsn)?,
+        None => None,
+    };
+    Ok(snapshot::check_origin(&info.header, wal.log_id(), seal))
+}
+
+/// Renames a snapshot aside (`{name}.quarantine-{unix_us}`), durably. It is
+/// never read again, and never deleted.
+fn move_aside<V: Vfs>(fs: &V, dir: &Path, info: &SnapshotInfo) -> Result<PathBuf> {
+    let name = info.path.file_name().and_then(|n| n.to_str()).unwrap_or("snapshot");
+    let aside = info.path.with_file_name(format!("{name}.quarantine-{}", now_unix_us()));
+    fs.rename(&info.path, &aside).map_err(Error::io("rename", &info.path))?;
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+    Ok(aside)
+}
+
 /// How much lower than its parent's the snapshot writer's CPU priority is
 /// (a nice value; 19 is the lowest there is).
 const SNAPSHOT_NICE_INCREMENT: i32 = 10;
-
-/// Lowers the calling thread's CPU priority by [`SNAPSHOT_NICE_INCREMENT`]
-/// (Linux: the nice value is per thread). Best effort: on failure, or on
-/// other systems, the thread keeps its priority.
-fn lower_this_threads_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid, getpriority and setpriority take plain integers
-        // and touch no memory of ours.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            let tid = libc::gettid() as libc::id_t;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, (nice + SNAPSHOT_NICE_INCREMENT).min(19))
-        };
-        if rc != 0 {
-            log::debug!("walden: could not lower the snapshot writer's priority: {}", io::Error::last_os_error());
-        }
-    }
-}

@@ -160,6 +160,24 @@ pub(crate) struct ReplayBatch {
     slices: Vec<(Lsn, &'static [u8])>,
 }
 
+/// A state's error planning or applying `records` as [`Error::Apply`],
+/// which names a record: the lowest LSN its own check refuses, or the
+/// batch's first if every one passes on its own.
+fn name_failure<S: StateMachine>(e: Error, records: &[(Lsn, &[u8])]) -> Error {
+    if let Error::Apply { .. } = e {
+        return e;
+    }
+    let refused = records.iter().filter(|(_, payload)| S::check(payload).is_err()).map(|&(lsn, _)| lsn).min();
+    match refused {
+        Some(lsn) => Error::Apply { lsn, reason: e.to_string() },
+        None => {
+            let first = records.iter().map(|&(lsn, _)| lsn).min().unwrap_or(Lsn::ZERO);
+            let last = records.iter().map(|&(lsn, _)| lsn).max().unwrap_or(Lsn::ZERO);
+            Error::Apply { lsn: first, reason: format!("{e} (in the batch of LSN {first} to {last})") }
+        }
+    }
+}
+
 /// An empty vector of slices with `v`'s allocation, for other borrows (an
 /// in-place `collect` of nothing keeps the allocation).
 fn reuse<'b>(mut v: Vec<(Lsn, &[u8])>) -> Vec<(Lsn, &'b [u8])> {
@@ -208,7 +226,7 @@ impl ReplayBatch {
     /// not LSN order, copies them into that order.
     fn plan<S: StateMachine>(&mut self) -> Result<()> {
         self.order.clear();
-        self.with_slices(|slices, order| S::plan_batch(slices, order))?;
+        self.with_slices(|slices, order| S::plan_batch(slices, order).map_err(|e| name_failure::<S>(e, slices)))?;
         if self.order.is_empty() {
             return Ok(());
         }
@@ -232,7 +250,7 @@ impl ReplayBatch {
 
     /// Applies the planned batch, empties it, and returns its last LSN.
     fn apply_to<S: StateMachine>(&mut self, machine: &mut S) -> Result<Lsn> {
-        self.with_slices(|slices, _| machine.apply_planned_batch(slices))?;
+        self.with_slices(|slices, _| machine.apply_planned_batch(slices).map_err(|e| name_failure::<S>(e, slices)))?;
         self.records.clear();
         self.bytes.clear();
         Ok(self.last)

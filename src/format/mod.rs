@@ -12,10 +12,10 @@ mod record;
 mod segment;
 
 pub use record::{
-    decode_record, encode_record, padded_len, DecodeError, RecordHeader, RecordKind, RecordRef, FLAG_BATCH_CONTINUES,
-    MAX_RECORD_BYTES, RECORD_ALIGN, RECORD_HEADER_BYTES,
+    decode_record, encode_record, padded_len, RecordDecodeError, RecordHeader, RecordKind, RecordRef,
+    FLAG_BATCH_CONTINUES, MAX_RECORD_BYTES, RECORD_ALIGN, RECORD_HEADER_BYTES,
 };
-pub use segment::{SegmentHeader, SegmentHeaderError, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
+pub use segment::{RecordSeal, SegmentHeader, SegmentHeaderError, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 
 /// The CRC state every record checksum in one segment starts from: the CRC32
 /// of the log id and the segment salt, both little-endian.
@@ -25,6 +25,8 @@ pub use segment::{SegmentHeader, SegmentHeaderError, FORMAT_VERSION, SEGMENT_HEA
 pub struct Seed(u32);
 
 impl Seed {
+    /// The seed of the segment with this log id and salt (both from its
+    /// [`SegmentHeader`]).
     pub fn new(log_id: u64, segment_salt: u64) -> Seed {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&log_id.to_le_bytes());

@@ -31,6 +31,7 @@ const KNOWN_FLAGS: u8 = FLAG_BATCH_CONTINUES;
 /// What a record holds. Unknown kinds are refused, never guessed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// An application payload.
     Data = 1,
@@ -39,14 +40,22 @@ pub enum RecordKind {
 /// The decoded fixed part of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
+    /// The payload's length in bytes (padding not included).
     pub payload_len: u32,
+    /// The record's LSN.
     pub lsn: Lsn,
+    /// Every LSN up to this one was on stable storage when the record was
+    /// encoded: a later record whose watermark covers damage proves the
+    /// damaged record was durable (not a torn write).
     pub durable_watermark: Lsn,
+    /// What the record holds.
     pub kind: RecordKind,
+    /// Bit 0: [`FLAG_BATCH_CONTINUES`]; the other bits are zero.
     pub flags: u8,
 }
 
 impl RecordHeader {
+    /// Whether a later record of the same batch follows this one.
     pub fn batch_continues(&self) -> bool {
         self.flags & FLAG_BATCH_CONTINUES != 0
     }
@@ -60,16 +69,24 @@ impl RecordHeader {
 /// A record that passed its checksum, borrowing its payload from the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordRef<'a> {
+    /// The decoded header.
     pub header: RecordHeader,
+    /// The payload, borrowed from the decoded bytes.
     pub payload: &'a [u8],
 }
 
 /// Why the bytes at some offset are not a valid record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+#[non_exhaustive]
+pub enum RecordDecodeError {
     /// Fewer bytes remain than the header, or than the length it states.
     #[error("truncated record: {needed} bytes needed, {available} available")]
-    Truncated { needed: u64, available: u64 },
+    Truncated {
+        /// Bytes the record needs, header included.
+        needed: u64,
+        /// Bytes there are.
+        available: u64,
+    },
     /// The header is all zeros: unwritten (preallocated) space.
     #[error("zeroed space, no record")]
     Zeroed,
@@ -78,11 +95,23 @@ pub enum DecodeError {
     TooLong(u32),
     /// The checksum does not match: torn, rotten, stale or foreign bytes.
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The CRC32 in the header.
+        stored: u32,
+        /// The CRC32 of the bytes.
+        computed: u32,
+    },
     /// The checksum holds but the record uses a kind or flag this version
     /// does not know: it was written by a newer walden.
     #[error("unsupported record: kind {kind}, flags {flags:#04x}, reserved bytes {reserved:#x}")]
-    Unsupported { kind: u8, flags: u8, reserved: u64 },
+    Unsupported {
+        /// The kind byte.
+        kind: u8,
+        /// The flags byte.
+        flags: u8,
+        /// The six reserved bytes, little-endian.
+        reserved: u64,
+    },
 }
 
 /// Bytes a record with `payload_len` payload bytes occupies, padding included.
@@ -115,21 +144,21 @@ pub fn encode_record(out: &mut Vec<u8>, seed: Seed, lsn: Lsn, durable_watermark:
 
 /// Decodes the record at the start of `bytes`, which runs to the end of the
 /// readable region. Never allocates; never reads past `bytes`.
-pub fn decode_record(bytes: &[u8], seed: Seed) -> Result<RecordRef<'_>, DecodeError> {
+pub fn decode_record(bytes: &[u8], seed: Seed) -> Result<RecordRef<'_>, RecordDecodeError> {
     if bytes.len() < RECORD_HEADER_BYTES {
-        return Err(DecodeError::Truncated { needed: RECORD_HEADER_BYTES as u64, available: bytes.len() as u64 });
+        return Err(RecordDecodeError::Truncated { needed: RECORD_HEADER_BYTES as u64, available: bytes.len() as u64 });
     }
     let header = &bytes[..RECORD_HEADER_BYTES];
     if header.iter().all(|&b| b == 0) {
-        return Err(DecodeError::Zeroed);
+        return Err(RecordDecodeError::Zeroed);
     }
     let payload_len = read_u32(header, 4);
     if payload_len > MAX_RECORD_BYTES {
-        return Err(DecodeError::TooLong(payload_len));
+        return Err(RecordDecodeError::TooLong(payload_len));
     }
     let end = RECORD_HEADER_BYTES + payload_len as usize;
     if bytes.len() < end {
-        return Err(DecodeError::Truncated { needed: end as u64, available: bytes.len() as u64 });
+        return Err(RecordDecodeError::Truncated { needed: end as u64, available: bytes.len() as u64 });
     }
     let payload = &bytes[RECORD_HEADER_BYTES..end];
     let stored = read_u32(header, 0);
@@ -138,13 +167,13 @@ pub fn decode_record(bytes: &[u8], seed: Seed) -> Result<RecordRef<'_>, DecodeEr
     hasher.update(payload);
     let computed = hasher.finalize();
     if stored != computed {
-        return Err(DecodeError::Checksum { stored, computed });
+        return Err(RecordDecodeError::Checksum { stored, computed });
     }
     let kind = header[24];
     let flags = header[25];
     let reserved = u64::from_le_bytes([header[26], header[27], header[28], header[29], header[30], header[31], 0, 0]);
     if kind != RecordKind::Data as u8 || flags & !KNOWN_FLAGS != 0 || reserved != 0 {
-        return Err(DecodeError::Unsupported { kind, flags, reserved });
+        return Err(RecordDecodeError::Unsupported { kind, flags, reserved });
     }
     Ok(RecordRef {
         header: RecordHeader {
@@ -218,20 +247,20 @@ mod tests {
         let mut out = Vec::new();
         encode_record(&mut out, seed(), Lsn(1), Lsn(0), 0, b"x");
         let other = Seed::new(SEED_LOG_ID, SEED_SALT + 1);
-        assert!(matches!(decode_record(&out, other), Err(DecodeError::Checksum { .. })));
+        assert!(matches!(decode_record(&out, other), Err(RecordDecodeError::Checksum { .. })));
     }
 
     #[test]
     fn oversized_length_is_refused_before_reading() {
         let mut header = [0u8; RECORD_HEADER_BYTES];
         header[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_record(&header, seed()), Err(DecodeError::TooLong(u32::MAX)));
+        assert_eq!(decode_record(&header, seed()), Err(RecordDecodeError::TooLong(u32::MAX)));
     }
 
     #[test]
     fn zeros_and_short_input_are_not_records() {
-        assert_eq!(decode_record(&[0u8; 64], seed()), Err(DecodeError::Zeroed));
-        assert!(matches!(decode_record(&[1u8; 10], seed()), Err(DecodeError::Truncated { .. })));
+        assert_eq!(decode_record(&[0u8; 64], seed()), Err(RecordDecodeError::Zeroed));
+        assert!(matches!(decode_record(&[1u8; 10], seed()), Err(RecordDecodeError::Truncated { .. })));
     }
 
     #[test]
@@ -244,6 +273,6 @@ mod tests {
         hasher.update(b"future");
         let crc = hasher.finalize();
         out[0..4].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(decode_record(&out, seed()), Err(DecodeError::Unsupported { kind: 7, .. })));
+        assert!(matches!(decode_record(&out, seed()), Err(RecordDecodeError::Unsupported { kind: 7, .. })));
     }
 }

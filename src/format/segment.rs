@@ -25,23 +25,34 @@ const MAGIC: [u8; 8] = *b"WALDNLOG";
 /// The decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// Random, chosen when the log is created; the same in all its segments.
     pub log_id: u64,
+    /// Random, new for every segment file, so a record from an earlier file
+    /// of the same name never validates here.
     pub salt: u64,
+    /// The LSN of the first record stored in this segment (also in its name).
     pub first_lsn: Lsn,
+    /// When the segment was created, in microseconds since the Unix epoch.
     pub created_unix_us: u64,
 }
 
 /// Why a segment header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SegmentHeaderError {
+    /// The file is shorter than a header; holds its length in bytes.
     #[error("file is shorter than a segment header ({0} bytes)")]
     Truncated(u64),
+    /// The first 8 bytes are not `WALDNLOG`.
     #[error("not a walden segment (bad magic)")]
     BadMagic,
+    /// The header's CRC32 does not match its bytes.
     #[error("segment header checksum mismatch")]
     Checksum,
+    /// A format version this build does not read (a newer walden wrote it).
     #[error("segment format version {0} is not one this build reads (it reads version {FORMAT_VERSION})")]
     UnsupportedVersion(u32),
+    /// The checksum holds but a field is impossible (says which).
     #[error("segment header is malformed: {0}")]
     Malformed(&'static str),
 }
@@ -52,6 +63,7 @@ impl SegmentHeader {
         Seed::new(self.log_id, self.salt)
     }
 
+    /// The header's 64 bytes, checksum included. Panics if `first_lsn` is 0.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         assert!(self.first_lsn.0 > 0, "segments start at LSN 1 or later");
         let mut out = [0u8; SEGMENT_HEADER_BYTES];
@@ -67,6 +79,8 @@ impl SegmentHeader {
         out
     }
 
+    /// Reads a header from the start of `bytes`, checking its magic,
+    /// checksum, version and fields (in that order).
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, SegmentHeaderError> {
         if bytes.len() < SEGMENT_HEADER_BYTES {
             return Err(SegmentHeaderError::Truncated(bytes.len() as u64));
@@ -154,4 +168,18 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&[0u8; 10]), Err(SegmentHeaderError::Truncated(10)));
         assert_eq!(SegmentHeader::decode(&[0u8; 64]), Err(SegmentHeaderError::BadMagic));
     }
+}
+
+/// The log record a snapshot continues from: enough to tell whether a log
+/// holding a record at the snapshot's LSN is the history it was taken from.
+/// The record's CRC is seeded with its log id and segment salt and covers
+/// its LSN and payload, so another history's record at that LSN has
+/// another CRC (but for a 1 in 2^32 coincidence) and another salt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RecordSeal {
+    /// The salt of the segment holding the record.
+    pub segment_salt: u64,
+    /// The record's stored CRC.
+    pub record_crc: u32,
 }

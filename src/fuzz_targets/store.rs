@@ -3,17 +3,17 @@
 //! arbitrary store operations, faults and crashes against an in-memory
 //! model. See `fuzz/README.md` for the input layouts.
 
+use super::model::StoreModel;
 use crate::engine::StateMachine;
 use crate::io::{CrashMode, Fault, FaultKind, SimFs, SimOp, Vfs};
 use crate::snapshot::{
-    list_snapshots, read_snapshot, snapshot_file_name, write_snapshot, SnapshotHeader, SNAPSHOT_HEADER_BYTES,
+    list_snapshots, read_snapshot, snapshot_file_name, write_snapshot, RecordSeal, SnapshotHeader, SnapshotOrigin,
 };
 use crate::store::KvState;
 use crate::{
     EngineOptions, Error, FsyncMode, Lsn, Preallocate, RecoveryMode, SnapshotOptions, Store, StoreOptions, WalOptions,
     WriteBatch,
 };
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -24,6 +24,12 @@ pub const FUZZ_SNAPSHOT_DIR: &str = "/fuzz/snapshots";
 pub const FUZZ_SNAPSHOT_LSN: Lsn = Lsn(7);
 /// The directory of the stores [`open_mutated_store`] and [`store_model`] open.
 pub const FUZZ_STORE_DIR: &str = "/fuzz/store";
+
+/// The origin [`wrap_snapshot`] gives its header.
+pub const FUZZ_SNAPSHOT_ORIGIN: SnapshotOrigin = SnapshotOrigin {
+    log_id: 0x0123_4567_89ab_cdef,
+    seal: Some(RecordSeal { segment_salt: 0xfedc_ba98_7654_3210, record_crc: 0x1122_3344 }),
+};
 
 /// Fuzz target `decode_snapshot`. Input: a control byte, then bytes. The
 /// control byte mod 3 says what the bytes are: 0 the whole snapshot file;
@@ -40,7 +46,7 @@ pub fn decode_snapshot(data: &[u8]) {
         _ => wrap_snapshot(&zstd::bulk::compress(rest, 1).expect("compress")),
     };
     if let Ok(header) = SnapshotHeader::decode(&file) {
-        assert_eq!(header.encode()[..], file[..SNAPSHOT_HEADER_BYTES], "the header does not round-trip");
+        assert_eq!(header.encode()[..], file[..header.header_bytes()], "the header does not round-trip");
     }
     let fs = SimFs::new();
     let dir = Path::new(FUZZ_SNAPSHOT_DIR);
@@ -53,12 +59,14 @@ pub fn decode_snapshot(data: &[u8]) {
     match read_snapshot(&fs, info, |r| KvState::read_snapshot(r)) {
         Err(e) => assert!(matches!(e, Error::BadSnapshot { .. }), "refused with {e}"),
         Ok(state) => {
-            let content = &file[SNAPSHOT_HEADER_BYTES..];
+            let content = &file[info.header.header_bytes()..];
             assert_eq!(crc32fast::hash(content), info.header.content_crc, "decoded past a checksum mismatch");
             let again = SimFs::new();
             let frozen = state.freeze();
-            let written = write_snapshot(&again, dir, FUZZ_SNAPSHOT_LSN, 1, |w| KvState::write_snapshot(&frozen, w))
-                .expect("write the state again");
+            let origin = info.header.origin.unwrap_or(FUZZ_SNAPSHOT_ORIGIN);
+            let written =
+                write_snapshot(&again, dir, FUZZ_SNAPSHOT_LSN, 1, origin, |w| KvState::write_snapshot(&frozen, w))
+                    .expect("write the state again");
             assert_eq!(written.header.entries, state.len() as u64);
             let back = read_snapshot(&again, &written, |r| KvState::read_snapshot(r)).expect("read it back");
             assert!(back.iter().eq(state.iter()), "a snapshot written and read back changed the state");
@@ -74,6 +82,7 @@ pub fn wrap_snapshot(content: &[u8]) -> Vec<u8> {
         entries: 0,
         content_bytes: content.len() as u64,
         content_crc: crc32fast::hash(content),
+        origin: Some(FUZZ_SNAPSHOT_ORIGIN),
     };
     let mut file = header.encode().to_vec();
     file.extend_from_slice(content);
@@ -97,37 +106,11 @@ fn store_options(fsync: FsyncMode, recovery: RecoveryMode) -> StoreOptions {
     }
 }
 
-/// Every record a store was given: key, value (`None`: a delete), and
-/// whether its batch goes on after it. LSN i+1 at index i.
-#[derive(Clone, Default)]
-struct History(Vec<(Vec<u8>, Option<Vec<u8>>, bool)>);
-
-impl History {
-    fn state_at(&self, lsn: Lsn) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut state = BTreeMap::new();
-        for (key, value, _) in &self.0[..lsn.0 as usize] {
-            match value {
-                Some(v) => state.insert(key.clone(), v.clone()),
-                None => state.remove(key),
-            };
-        }
-        state
-    }
-
-    /// The store is exactly the state at its applied LSN, which is at or
-    /// after `required`, was written, and ends no batch early.
-    fn check(&self, store: &Store<SimFs>, required: Lsn) -> Lsn {
-        let lsn = store.applied_lsn();
-        assert!(lsn >= required, "LSN {required} was promised and is lost (recovered {lsn})");
-        assert!(lsn.0 as usize <= self.0.len(), "LSN {lsn} was never written");
-        if lsn.0 > 0 {
-            assert!(!self.0[lsn.0 as usize - 1].2, "recovered into the middle of a batch at LSN {lsn}");
-        }
-        let state: BTreeMap<Vec<u8>, Vec<u8>> =
-            store.scan_prefix(b"").into_iter().map(|(k, e)| (k.to_vec(), e.value.to_vec())).collect();
-        assert!(state == self.state_at(lsn), "the state is not the state at LSN {lsn}");
-        lsn
-    }
+/// The store is exactly the model's state at its applied LSN, which is at
+/// or after `required`, was written, and ends no batch early (see
+/// [`StoreModel::check`]); panics with what is wrong if not.
+fn check(model: &StoreModel, store: &Store<SimFs>, required: Lsn) -> Lsn {
+    model.check(store, required).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Files of a simulated directory: path and bytes.
@@ -135,32 +118,32 @@ type Files = Vec<(PathBuf, Vec<u8>)>;
 
 /// The store directory [`open_mutated_store`] starts from: puts, deletes
 /// and batches, two snapshots, log segments removed by retention.
-fn base_store() -> &'static (Files, History) {
-    static BASE: OnceLock<(Files, History)> = OnceLock::new();
+fn base_store() -> &'static (Files, StoreModel) {
+    static BASE: OnceLock<(Files, StoreModel)> = OnceLock::new();
     BASE.get_or_init(|| {
         let fs = SimFs::new();
         let dir = Path::new(FUZZ_STORE_DIR);
         let store = Store::open_with(fs.clone(), dir, store_options(FsyncMode::Always, RecoveryMode::default()))
             .expect("open the base store");
-        let mut history = History::default();
+        let mut history = StoreModel::new();
         for i in 0u64..90 {
             let key = format!("k{}", i % 13).into_bytes();
             match i % 9 {
                 4 => {
                     store.delete(&key).expect("delete");
-                    history.0.push((key, None, false));
+                    history.delete(&key);
                 }
                 7 => {
                     let mut batch = WriteBatch::default();
                     batch.put(&key, b"batch-1").put(b"b", format!("{i}").as_bytes());
                     store.write(&batch).expect("batch");
-                    history.0.push((key, Some(b"batch-1".to_vec()), true));
-                    history.0.push((b"b".to_vec(), Some(format!("{i}").into_bytes()), false));
+                    history.record(&key, Some(b"batch-1"), true);
+                    history.record(b"b", Some(format!("{i}").as_bytes()), false);
                 }
                 _ => {
                     let value = format!("value-{i}-{}", "x".repeat((i % 5 * 20) as usize)).into_bytes();
                     store.put(&key, &value).expect("put");
-                    history.0.push((key, Some(value), false));
+                    history.put(&key, &value);
                 }
             }
             if i % 30 == 29 {
@@ -251,18 +234,19 @@ pub fn open_mutated_store(data: &[u8]) {
             return;
         }
     };
-    let lsn = history.check(&store, Lsn::ZERO);
-    let mut after = History(history.0[..lsn.0 as usize].to_vec());
+    let lsn = check(history, &store, Lsn::ZERO);
+    let mut after = history.clone();
+    after.truncate(lsn);
     store.put(b"fuzz", b"after recovery").expect("a write after recovery");
-    after.0.push((b"fuzz".to_vec(), Some(b"after recovery".to_vec()), false));
+    after.put(b"fuzz", b"after recovery");
     store.close().expect("close after recovery");
     let store = Store::open_with(fs, dir, options).unwrap_or_else(|e| panic!("reopen after recovery: {e}"));
-    assert_eq!(after.check(&store, Lsn(lsn.0 + 1)), Lsn(lsn.0 + 1), "the write after recovery is not the last");
+    assert_eq!(check(&after, &store, Lsn(lsn.0 + 1)), Lsn(lsn.0 + 1), "the write after recovery is not the last");
 }
 
 /// What the model knows of a store under [`store_model`].
 struct Model {
-    history: History,
+    history: StoreModel,
     /// Every write up to here was acknowledged.
     acknowledged: Lsn,
     /// Every write up to here survives power loss.
@@ -286,7 +270,7 @@ pub fn store_model(data: &[u8]) {
     let dir = Path::new(FUZZ_STORE_DIR);
     let mut fs = SimFs::new();
     let mut store = Some(Store::open_with(fs.clone(), dir, options.clone()).expect("open an empty store"));
-    let mut m = Model { history: History::default(), acknowledged: Lsn::ZERO, durable: Lsn::ZERO, lying_fsync: false };
+    let mut m = Model { history: StoreModel::new(), acknowledged: Lsn::ZERO, durable: Lsn::ZERO, lying_fsync: false };
     let mut counter = 0u64;
     let mut ops = 0;
     while let Some(op) = input.next() {
@@ -295,19 +279,19 @@ pub fn store_model(data: &[u8]) {
             break;
         }
         let s = store.as_ref().expect("an open store");
-        let before = m.history.0.len();
+        let before = m.history.written();
         let result: crate::Result<()> = match op % 10 {
             0..=2 => {
                 let key = vec![b'k', input.next().unwrap_or(0) % 16];
                 counter += 1;
                 let mut value = format!("{counter}:").into_bytes();
                 value.resize(value.len() + input.next().unwrap_or(0) as usize % 200, b'v');
-                m.history.0.push((key.clone(), Some(value.clone()), false));
+                m.history.put(&key, &value);
                 s.put(&key, &value).map(drop)
             }
             3 => {
                 let key = vec![b'k', input.next().unwrap_or(0) % 16];
-                m.history.0.push((key.clone(), None, false));
+                m.history.delete(&key);
                 s.delete(&key).map(drop)
             }
             4 => {
@@ -318,16 +302,16 @@ pub fn store_model(data: &[u8]) {
                     let key = vec![b'k', (counter % 16) as u8];
                     let value = format!("batch-{counter}").into_bytes();
                     batch.put(&key, &value);
-                    m.history.0.push((key, Some(value), i + 1 < n));
+                    m.history.record(&key, Some(&value), i + 1 < n);
                 }
                 s.write(&batch).map(drop)
             }
-            5 => s.snapshot_now().map(|_| m.durable = Lsn(m.history.0.len() as u64)),
+            5 => s.snapshot_now().map(|_| m.durable = m.history.written()),
             6 => {
                 let s = store.take().expect("an open store");
                 let result = s.close();
                 if result.is_ok() {
-                    m.durable = Lsn(m.history.0.len() as u64);
+                    m.durable = m.history.written();
                 }
                 store = Some(reopen(&fs, dir, &options, &mut m, true));
                 result
@@ -363,8 +347,8 @@ pub fn store_model(data: &[u8]) {
         };
         match result {
             Ok(()) => {
-                if m.history.0.len() > before {
-                    m.acknowledged = Lsn(m.history.0.len() as u64);
+                if m.history.written() > before {
+                    m.acknowledged = m.history.written();
                     if fsync == FsyncMode::Always {
                         m.durable = m.acknowledged;
                     }
@@ -386,7 +370,7 @@ pub fn store_model(data: &[u8]) {
     let s = store.take().expect("an open store");
     fs.clear_fault();
     if s.close().is_ok() {
-        m.durable = Lsn(m.history.0.len() as u64);
+        m.durable = m.history.written();
         m.acknowledged = m.durable;
     }
     reopen(&fs.crash(CrashMode::DropUnsynced), dir, &options, &mut m, false);
@@ -399,8 +383,8 @@ fn reopen(fs: &SimFs, dir: &Path, options: &StoreOptions, m: &mut Model, same_bo
     fs.clear_fault();
     let store = Store::open_with(fs.clone(), dir, options.clone()).unwrap_or_else(|e| panic!("recovery failed: {e}"));
     let required = if same_boot && !m.lying_fsync { m.acknowledged.max(m.durable) } else { m.durable };
-    let lsn = m.history.check(&store, required);
-    m.history.0.truncate(lsn.0 as usize);
+    let lsn = check(&m.history, &store, required);
+    m.history.truncate(lsn);
     m.acknowledged = lsn;
     m.durable = lsn;
     m.lying_fsync = false;

@@ -1,6 +1,7 @@
-//! [`RealFs`]: the operating system's files. The only module in walden that
-//! contains `unsafe` (one memory map, see [`RealFile::map`], and two
-//! system calls std does not wrap: `posix_fadvise`, `sync_file_range`).
+//! [`RealFs`]: the operating system's files. With `priority.rs`, the only
+//! code in walden that contains `unsafe` (one memory map, see
+//! [`RealFile::map`], and two system calls std does not wrap:
+//! `posix_fadvise`, `sync_file_range`).
 
 use super::{DirLock, Vfs, VfsFile};
 use std::fs::{self, File, OpenOptions};
@@ -18,8 +19,11 @@ pub struct RealFs;
 pub struct RealFile(File);
 
 /// A read-only memory map of a file prefix (empty prefixes are not mapped).
+#[non_exhaustive]
 pub enum RealMap {
+    /// A mapped prefix.
     Mapped(memmap2::Mmap),
+    /// A prefix of length 0, which `mmap` refuses: nothing is mapped.
     Empty,
 }
 
@@ -73,18 +77,35 @@ impl Vfs for RealFs {
         Ok(names)
     }
 
+    /// An exclusive `flock` on `dir/LOCK`. A lock found held is tried again
+    /// for up to [`LOCK_WAIT`]: a flock belongs to the open file, so a child
+    /// process that another thread of this process is just spawning holds a
+    /// copy of it until its exec closes it, for a moment after a close here
+    /// (or in another process doing the same) released it.
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock(Some(file))),
-            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is locked by another walden instance", dir.display()),
-            )),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+        let started = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock(Some(file))),
+                Err(fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{} is locked by another walden instance", dir.display()),
+                    ))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
 }
+
+/// How long [`RealFs::lock_dir`] tries again a lock found held before it
+/// reports the directory in use.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl VfsFile for RealFile {
     type Map = RealMap;

@@ -1,4 +1,6 @@
-//! [`SimFs`]: an in-memory file system for crash and fault tests.
+//! [`SimFs`]: an in-memory file system for crash and fault tests. Compiled
+//! only with the `sim` feature (walden's own tests turn it on); an
+//! application's build never contains it.
 //!
 //! It keeps, for every file, the bytes a reader sees and the bytes that
 //! would survive power loss, and for the directory the names a reader sees
@@ -26,6 +28,7 @@ const SECTOR_BYTES: u64 = 512;
 
 /// What happens to unsynced data in a simulated crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CrashMode {
     /// Every unsynced write and directory operation is lost.
     DropUnsynced,
@@ -35,26 +38,42 @@ pub enum CrashMode {
     /// Each unsynced sector independently survives, is lost, is zeroed or
     /// becomes garbage; a random prefix of unsynced directory operations
     /// survives. Chosen by the seed.
-    Tear { seed: u64 },
+    Tear {
+        /// Chooses what happens to each sector and how many directory
+        /// operations survive; the same seed tears the same way.
+        seed: u64,
+    },
 }
 
 /// The kinds of I/O call, for fault targeting and traces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SimOp {
+    /// [`Vfs::create_new`].
     Create,
+    /// [`Vfs::open`].
     Open,
+    /// [`VfsFile::write_all_at`].
     Write,
+    /// [`VfsFile::read_exact_at`].
     Read,
+    /// [`VfsFile::sync_data`] and [`VfsFile::sync_and_evict_cache`].
     Sync,
+    /// [`VfsFile::set_len`].
     SetLen,
+    /// [`VfsFile::map`].
     Map,
+    /// [`Vfs::rename`].
     Rename,
+    /// [`Vfs::remove_file`].
     Remove,
+    /// [`Vfs::sync_dir`].
     SyncDir,
 }
 
 /// What an injected fault does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FaultKind {
     /// The call fails with EIO and has no effect.
     Eio,
@@ -70,8 +89,12 @@ pub enum FaultKind {
 /// with `persistent` every matching call after it too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// Which matching call fails first, counting from 1 since the fault was
+    /// injected.
     pub at_call: u64,
+    /// What the failing call does.
     pub kind: FaultKind,
+    /// Whether every matching call after the first fails too.
     pub persistent: bool,
     /// Only calls of this kind count and fail; `None` means every call.
     pub only: Option<SimOp>,
@@ -106,10 +129,23 @@ struct State {
     trace: Vec<SimOp>,
 }
 
-/// The simulated file system. Cloning shares it.
+/// The simulated file system. Cloning shares it. Needs the `sim` feature.
 #[derive(Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<State>>,
+    /// Holds file syncs back while closed (see [`SimFs::hold_syncs`]).
+    gate: Arc<(Mutex<SyncGate>, parking_lot::Condvar)>,
+}
+
+/// Whether file syncs are held back, and how many are waiting; and how
+/// many of the next file writes are to be held, and how many are.
+#[derive(Default)]
+struct SyncGate {
+    closed: bool,
+    waiting: usize,
+    writes_to_hold: usize,
+    writes_held: usize,
+    writes_released: bool,
 }
 
 /// A file of a [`SimFs`].
@@ -183,8 +219,72 @@ impl State {
 }
 
 impl SimFs {
+    /// An empty file system.
     pub fn new() -> SimFs {
         SimFs::default()
+    }
+
+    /// Makes every file sync (`sync_data`, `sync_and_evict_cache`) block
+    /// until [`SimFs::release_syncs`]: a test can then see who waits for an
+    /// fsync in progress, and who goes on.
+    pub fn hold_syncs(&self) {
+        self.gate.0.lock().closed = true;
+    }
+
+    /// Lets held and later file syncs through.
+    pub fn release_syncs(&self) {
+        self.gate.0.lock().closed = false;
+        self.gate.1.notify_all();
+    }
+
+    /// How many file syncs are blocked by [`SimFs::hold_syncs`] now.
+    pub fn syncs_held(&self) -> usize {
+        self.gate.0.lock().waiting
+    }
+
+    /// Makes the next `count` file writes block until
+    /// [`SimFs::release_writes`] (later ones go through): a test can stall
+    /// one writer, as a preempted thread would be, and see who waits for it.
+    pub fn hold_next_writes(&self, count: usize) {
+        let mut gate = self.gate.0.lock();
+        gate.writes_to_hold = count;
+        gate.writes_released = false;
+    }
+
+    /// Lets the writes held by [`SimFs::hold_next_writes`] go on.
+    pub fn release_writes(&self) {
+        self.gate.0.lock().writes_released = true;
+        self.gate.1.notify_all();
+    }
+
+    /// How many file writes are blocked by [`SimFs::hold_next_writes`] now.
+    pub fn writes_held(&self) -> usize {
+        self.gate.0.lock().writes_held
+    }
+
+    fn pass_write_gate(&self) {
+        let (gate, opened) = &*self.gate;
+        let mut gate = gate.lock();
+        if gate.writes_to_hold > 0 {
+            gate.writes_to_hold -= 1;
+            gate.writes_held += 1;
+            while !gate.writes_released {
+                opened.wait(&mut gate);
+            }
+            gate.writes_held -= 1;
+        }
+    }
+
+    fn pass_sync_gate(&self) {
+        let (gate, opened) = &*self.gate;
+        let mut gate = gate.lock();
+        if gate.closed {
+            gate.waiting += 1;
+            while gate.closed {
+                opened.wait(&mut gate);
+            }
+            gate.waiting -= 1;
+        }
     }
 
     /// Arms a fault; the call counter for it starts now.
@@ -288,7 +388,7 @@ impl SimFs {
             dirs: st.dirs.clone(),
             ..State::default()
         };
-        SimFs { state: Arc::new(Mutex::new(state)) }
+        SimFs { state: Arc::new(Mutex::new(state)), gate: Arc::default() }
     }
 }
 
@@ -428,6 +528,7 @@ impl VfsFile for SimFile {
     type Map = Arc<[u8]>;
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.fs.pass_write_gate();
         let mut st = self.fs.state.lock();
         st.fail(SimOp::Write)?;
         let end = offset + buf.len() as u64;
@@ -454,6 +555,7 @@ impl VfsFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.fs.pass_sync_gate();
         let mut st = self.fs.state.lock();
         match st.call(SimOp::Sync) {
             None => {}

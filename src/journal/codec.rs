@@ -13,7 +13,7 @@
 //! | 5 u32 length + UTF-8 | 6 u32 length + bytes | 7 u32 count + values
 //! | 8 u32 count + (u16 key length + UTF-8 key + value), keys ascending.
 
-use super::entry::{Entry, JournalOp, Param, SignalType, Value};
+use super::entry::{JournalEntry, JournalOp, Param, SignalType, Value};
 use std::collections::BTreeMap;
 
 pub(crate) const KIND_ENTRY: u8 = 0x4A;
@@ -25,18 +25,21 @@ const FLAG_REVISION: u8 = 1;
 
 /// A decoding failure: what was wrong, at which byte of the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodeError {
+#[non_exhaustive]
+pub struct JournalDecodeError {
+    /// The byte of the payload where decoding failed.
     pub offset: usize,
+    /// What was wrong there.
     pub what: String,
 }
 
-impl std::fmt::Display for DecodeError {
+impl std::fmt::Display for JournalDecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "at byte {}: {}", self.offset, self.what)
     }
 }
 
-type Decoded<T> = Result<T, DecodeError>;
+type Decoded<T> = Result<T, JournalDecodeError>;
 
 /// Appends the encoding of `value` to `out`.
 pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
@@ -97,12 +100,12 @@ pub(crate) struct EntryView<'a> {
 
 impl EntryView<'_> {
     pub fn value(&self) -> Value {
-        let mut r = Cursor { bytes: self.value, at: 0 };
+        let mut r = ByteReader { bytes: self.value, at: 0 };
         read_value(&mut r, 0).expect("the value was checked when the record was viewed")
     }
 
-    pub fn to_entry(self) -> Entry {
-        Entry {
+    pub fn to_entry(self) -> JournalEntry {
+        JournalEntry {
             sequence: self.sequence,
             timestamp_us: self.timestamp_us,
             author: self.author.to_owned(),
@@ -117,7 +120,7 @@ impl EntryView<'_> {
 
 /// A journal log record.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum RecordView<'a> {
+pub(crate) enum JournalRecordView<'a> {
     Entry(EntryView<'a>),
     /// Every entry below `first_kept` is compacted away.
     Floor {
@@ -126,7 +129,7 @@ pub(crate) enum RecordView<'a> {
 }
 
 /// Encodes an entry record. `revision` must already be resolved.
-pub(crate) fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
+pub(crate) fn encode_entry(out: &mut Vec<u8>, entry: &JournalEntry) {
     out.push(KIND_ENTRY);
     out.push(entry.op as u8);
     out.push(entry.signal_type as u8);
@@ -147,8 +150,8 @@ pub(crate) fn encode_floor(out: &mut Vec<u8>, first_kept: u64, timestamp_us: u64
     out.extend_from_slice(&timestamp_us.to_le_bytes());
 }
 
-pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<RecordView<'_>> {
-    let mut r = Cursor { bytes, at: 0 };
+pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<JournalRecordView<'_>> {
+    let mut r = ByteReader { bytes, at: 0 };
     let record = match r.u8()? {
         KIND_ENTRY => {
             let op = r.u8()?;
@@ -168,12 +171,21 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<RecordView<'_>> {
             let value_start = r.at;
             skip_value(&mut r, 0)?;
             let value = &bytes[value_start..r.at];
-            RecordView::Entry(EntryView { op, signal_type, sequence, timestamp_us, revision, author, address, value })
+            JournalRecordView::Entry(EntryView {
+                op,
+                signal_type,
+                sequence,
+                timestamp_us,
+                revision,
+                author,
+                address,
+                value,
+            })
         }
         KIND_FLOOR => {
             let first_kept = r.u64()?;
             r.u64()?; // when the compaction was made: for people reading the log
-            RecordView::Floor { first_kept }
+            JournalRecordView::Floor { first_kept }
         }
         other => return Err(r.error(format!("not a journal record (kind {other:#04x})"))),
     };
@@ -183,7 +195,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Decoded<RecordView<'_>> {
     Ok(record)
 }
 
-fn read_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<Value> {
+fn read_value(r: &mut ByteReader<'_>, depth: usize) -> Decoded<Value> {
     if depth > MAX_VALUE_DEPTH {
         return Err(r.error(format!("a value nested deeper than {MAX_VALUE_DEPTH}")));
     }
@@ -229,8 +241,8 @@ fn read_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<Value> {
 }
 
 /// Decodes one value that fills `bytes` exactly.
-pub fn decode_value(bytes: &[u8]) -> Result<Value, DecodeError> {
-    let mut r = Cursor { bytes, at: 0 };
+pub fn decode_value(bytes: &[u8]) -> Result<Value, JournalDecodeError> {
+    let mut r = ByteReader { bytes, at: 0 };
     let value = read_value(&mut r, 0)?;
     if r.at != bytes.len() {
         return Err(r.error(format!("{} bytes after the value", bytes.len() - r.at)));
@@ -239,7 +251,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, DecodeError> {
 }
 
 /// Checks a value as [`read_value`] does, without building it.
-fn skip_value(r: &mut Cursor<'_>, depth: usize) -> Decoded<()> {
+fn skip_value(r: &mut ByteReader<'_>, depth: usize) -> Decoded<()> {
     if depth > MAX_VALUE_DEPTH {
         return Err(r.error(format!("a value nested deeper than {MAX_VALUE_DEPTH}")));
     }
@@ -299,15 +311,15 @@ pub(crate) fn encode_param(out: &mut Vec<u8>, param: &Param) {
     encode_value(out, &param.value);
 }
 
-/// A cursor over bytes that reports where it failed.
-pub(crate) struct Cursor<'a> {
+/// Reads a journal payload front to back; a failure says at which byte.
+pub(crate) struct ByteReader<'a> {
     pub bytes: &'a [u8],
     pub at: usize,
 }
 
-impl<'a> Cursor<'a> {
-    pub fn error(&self, what: String) -> DecodeError {
-        DecodeError { offset: self.at, what }
+impl<'a> ByteReader<'a> {
+    pub fn error(&self, what: String) -> JournalDecodeError {
+        JournalDecodeError { offset: self.at, what }
     }
 
     fn remaining(&self) -> usize {
@@ -341,7 +353,7 @@ impl<'a> Cursor<'a> {
     fn utf8(&mut self, len: usize) -> Decoded<&'a str> {
         let at = self.at;
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|e| DecodeError { offset: at, what: format!("bad UTF-8: {e}") })
+        std::str::from_utf8(bytes).map_err(|e| JournalDecodeError { offset: at, what: format!("bad UTF-8: {e}") })
     }
 
     pub fn str16(&mut self) -> Decoded<&'a str> {
@@ -368,11 +380,11 @@ pub(crate) fn put_str16(out: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
 
-    fn sample() -> Entry {
+    fn sample() -> JournalEntry {
         let mut map = BTreeMap::new();
         map.insert("a".to_string(), Value::List(vec![Value::Int(-3), Value::Float(0.5), Value::Null]));
         map.insert("b".to_string(), Value::Bytes(vec![1, 2, 3]));
-        Entry {
+        JournalEntry {
             sequence: 7,
             timestamp_us: 1_700_000_000_000_000,
             author: "relay-1".into(),
@@ -394,7 +406,7 @@ mod tests {
             let mut bytes = Vec::new();
             encode_entry(&mut bytes, &entry);
             match decode_record(&bytes).unwrap() {
-                RecordView::Entry(view) => assert_eq!(view.to_entry(), entry),
+                JournalRecordView::Entry(view) => assert_eq!(view.to_entry(), entry),
                 other => panic!("decoded {other:?}"),
             }
             for cut in 0..bytes.len() {
@@ -407,7 +419,7 @@ mod tests {
 
     #[test]
     fn golden_bytes_of_a_small_entry() {
-        let entry = Entry {
+        let entry = JournalEntry {
             sequence: 1,
             timestamp_us: 2,
             author: "a".into(),

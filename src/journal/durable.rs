@@ -30,12 +30,12 @@
 //! refuses a record that breaks this rather than guess.
 //! **Invariant:** an entry below the compaction floor is never returned.
 
-use super::codec::{self, RecordView};
+use super::codec::{self, JournalRecordView};
 use super::entry::{JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
 use super::{now_us, resolve, validate_entry, Journal, SignalType};
-use crate::engine::{Engine, EngineOptions, RecoveryReport, StateMachine};
+use crate::engine::{CommitTicket, Engine, EngineOptions, Pending, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
 use crate::wal::ReadPosition;
@@ -80,18 +80,24 @@ pub struct JournalState {
 }
 
 impl JournalState {
+    /// The sequence number of the last entry appended (0 before the first).
     pub fn latest_sequence(&self) -> u64 {
         self.latest_sequence
     }
 
+    /// The compaction floor: the oldest sequence number still held.
     pub fn first_sequence(&self) -> u64 {
         self.first_sequence
     }
 
+    /// The timestamp of the last entry appended, in microseconds since the
+    /// Unix epoch (0 before the first); the next entry's is never earlier.
     pub fn last_timestamp_us(&self) -> u64 {
         self.last_timestamp_us
     }
 
+    /// The state of the parameter at `address`, if a SET made one and no
+    /// DELETE removed it.
     pub fn param(&self, address: &str) -> Option<&Param> {
         self.params.get(address).map(|p| &**p)
     }
@@ -150,6 +156,57 @@ fn bad(lsn: Lsn, what: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("log record {lsn} is not a valid journal record: {what}"))
 }
 
+/// Where the journal stands for a new entry: the visible state plus the
+/// records committed ahead of it and not yet applied (see
+/// [`crate::engine::Pending`]). Commits are numbered from this, so
+/// sequences stay gap-free while earlier ones wait for their fdatasync.
+struct Head {
+    next_sequence: u64,
+    last_timestamp_us: u64,
+    first_sequence: u64,
+}
+
+impl JournalState {
+    fn head(&self, pending: &Pending) -> Head {
+        let mut head = Head {
+            next_sequence: self.latest_sequence + 1,
+            last_timestamp_us: self.last_timestamp_us,
+            first_sequence: self.first_sequence,
+        };
+        // Every pending record passed `check`: it decodes.
+        for (_, payload) in pending.records() {
+            match codec::decode_record(payload) {
+                Ok(JournalRecordView::Entry(entry)) => {
+                    head.next_sequence = entry.sequence + 1;
+                    head.last_timestamp_us = entry.timestamp_us;
+                }
+                Ok(JournalRecordView::Floor { first_kept }) => {
+                    head.first_sequence = head.first_sequence.max(first_kept.min(head.next_sequence));
+                }
+                Err(_) => debug_assert!(false, "a pending record passed check"),
+            }
+        }
+        head
+    }
+
+    /// The revision `address` has once the pending records are applied:
+    /// the newest pending SET or DELETE of it, else the state's.
+    fn previous_revision(&self, pending: &Pending, address: &str) -> Option<u64> {
+        for (_, payload) in pending.records().rev() {
+            if let Ok(JournalRecordView::Entry(entry)) = codec::decode_record(payload) {
+                if entry.address == address {
+                    match entry.op {
+                        JournalOp::Set => return entry.revision,
+                        JournalOp::Delete => return None,
+                        JournalOp::Publish => {}
+                    }
+                }
+            }
+        }
+        self.params.get(address).map(|p| p.revision)
+    }
+}
+
 impl StateMachine for JournalState {
     type Frozen = JournalState;
 
@@ -163,9 +220,18 @@ impl StateMachine for JournalState {
         }
     }
 
+    /// A record is a journal record if it decodes; the rest (gap-free
+    /// sequences, time never going back) holds for what `commit_with`
+    /// builds, and `apply` still refuses a log that breaks it.
+    fn check(payload: &[u8]) -> Result<()> {
+        codec::decode_record(payload)
+            .map(drop)
+            .map_err(|e| Error::InvalidArgument(format!("not a valid journal record: {e}")))
+    }
+
     fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()> {
         match codec::decode_record(payload).map_err(|e| bad(lsn, e))? {
-            RecordView::Entry(entry) => {
+            JournalRecordView::Entry(entry) => {
                 if entry.sequence != self.latest_sequence + 1 {
                     let expected = self.latest_sequence + 1;
                     return Err(bad(lsn, format!("sequence {} where {expected} was expected", entry.sequence)));
@@ -200,7 +266,7 @@ impl StateMachine for JournalState {
                 self.latest_sequence = entry.sequence;
                 self.last_timestamp_us = entry.timestamp_us;
             }
-            RecordView::Floor { first_kept } => self.raise_floor(first_kept),
+            JournalRecordView::Floor { first_kept } => self.raise_floor(first_kept),
         }
         Ok(())
     }
@@ -246,8 +312,9 @@ impl StateMachine for JournalState {
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
         let mut bytes = Vec::new();
         input.read_to_end(&mut bytes)?;
-        let invalid = |e: codec::DecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
-        let mut r = codec::Cursor { bytes: &bytes, at: 0 };
+        let invalid =
+            |e: codec::JournalDecodeError| io::Error::new(io::ErrorKind::InvalidData, format!("journal state {e}"));
+        let mut r = codec::ByteReader { bytes: &bytes, at: 0 };
         let version = r.u8().map_err(invalid)?;
         if version != SNAPSHOT_CONTENT_VERSION {
             return Err(invalid(r.error(format!("unknown content version {version}"))));
@@ -326,6 +393,8 @@ impl DurableJournal<RealFs> {
 }
 
 impl<V: Vfs> DurableJournal<V> {
+    /// Opens (or creates) the journal in `dir` on the file system `fs`
+    /// (`SimFs` in crash tests) and recovers it.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
         Ok(DurableJournal {
             engine: Engine::open_with(fs, dir, options.engine)?,
@@ -338,10 +407,17 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.read(f)
     }
 
+    /// The engine underneath (for backups, which copy its files).
+    pub(crate) fn engine(&self) -> &Engine<JournalState, V> {
+        &self.engine
+    }
+
+    /// What opening the journal found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()
     }
 
+    /// The journal's snapshots on disk, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         self.engine.list_snapshots()
     }
@@ -352,6 +428,29 @@ impl<V: Vfs> DurableJournal<V> {
     }
 
     /// Syncs the log and closes.
+    /// [`Journal::append`] without waiting: returns the entry's sequence
+    /// number and a ticket at once. Queries see the entry once the ticket's
+    /// [`wait`](CommitTicket::wait) (or `.await`) returns, or once a later
+    /// append or query finds it acknowledged; never before the log
+    /// acknowledges it. Sequences stay gap-free: an entry is numbered
+    /// after every one appended before it, acknowledged or not.
+    pub fn append_pipelined(&self, entry: NewEntry) -> Result<(u64, CommitTicket<JournalState, V>)> {
+        validate_entry(&entry)?;
+        let (ticket, sequence) = self.engine.commit_with_pipelined(|state, pending, records| {
+            let head = state.head(pending);
+            let sequence = head.next_sequence;
+            let previous = state.previous_revision(pending, &entry.address);
+            let entry = resolve(entry, sequence, head.last_timestamp_us, previous);
+            let mut record = Vec::with_capacity(40 + entry.author.len() + entry.address.len());
+            codec::encode_entry(&mut record, &entry);
+            records.push(record);
+            Ok(sequence)
+        })?;
+        Ok((sequence, ticket))
+    }
+
+    /// Syncs the log (taking a final snapshot first if the options say so)
+    /// and closes the journal.
     pub fn close(self) -> Result<()> {
         self.engine.close()
     }
@@ -430,16 +529,8 @@ impl<V: Vfs> DurableJournal<V> {
 
 impl<V: Vfs> Journal for DurableJournal<V> {
     fn append(&self, entry: NewEntry) -> Result<u64> {
-        validate_entry(&entry)?;
-        let (_, sequence) = self.engine.commit_with(|state, records| {
-            let sequence = state.latest_sequence + 1;
-            let previous = state.params.get(entry.address.as_str()).map(|p| p.revision);
-            let entry = resolve(entry, sequence, state.last_timestamp_us, previous);
-            let mut record = Vec::with_capacity(40 + entry.author.len() + entry.address.len());
-            codec::encode_entry(&mut record, &entry);
-            records.push(record);
-            Ok(sequence)
-        })?;
+        let (sequence, ticket) = self.append_pipelined(entry)?;
+        ticket.wait()?;
         if is_index_point(sequence) {
             self.index_tail();
         }
@@ -451,15 +542,16 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
         entries.iter().try_for_each(validate_entry)?;
-        let (_, range) = self.engine.commit_with(|state, records| {
-            let first = state.latest_sequence + 1;
-            let mut last_timestamp_us = state.last_timestamp_us;
+        let (_, range) = self.engine.commit_with(|state, pending, records| {
+            let head = state.head(pending);
+            let first = head.next_sequence;
+            let mut last_timestamp_us = head.last_timestamp_us;
             // Revisions set (Some) or deleted (None) earlier in this batch.
             let mut batch: HashMap<String, Option<u64>> = HashMap::new();
             for (i, new) in entries.into_iter().enumerate() {
                 let previous = match batch.get(&new.address) {
                     Some(revision) => *revision,
-                    None => state.params.get(new.address.as_str()).map(|p| p.revision),
+                    None => state.previous_revision(pending, &new.address),
                 };
                 let entry = resolve(new, first + i as u64, last_timestamp_us, previous);
                 last_timestamp_us = entry.timestamp_us;
@@ -516,7 +608,7 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             if SignalType::from_u8(signal).is_some_and(|t| !query.types.contains(t)) {
                 continue;
             }
-            let RecordView::Entry(entry) = codec::decode_record(payload).map_err(|e| bad(lsn, e))? else {
+            let JournalRecordView::Entry(entry) = codec::decode_record(payload).map_err(|e| bad(lsn, e))? else {
                 continue;
             };
             if query.admits(timestamp_us, entry.signal_type, entry.address) {
@@ -574,12 +666,13 @@ impl<V: Vfs> Journal for DurableJournal<V> {
         if would_remove == 0 {
             return Ok(0);
         }
-        let (_, removed) = self.engine.commit_with(|s, records| {
-            let cut = sequence.min(s.latest_sequence + 1);
+        let (_, removed) = self.engine.commit_with(|s, pending, records| {
+            let head = s.head(pending);
+            let cut = sequence.min(head.next_sequence);
             let mut record = Vec::with_capacity(17);
             codec::encode_floor(&mut record, cut, now_us());
             records.push(record);
-            Ok(cut.saturating_sub(s.first_sequence))
+            Ok(cut.saturating_sub(head.first_sequence))
         })?;
         // The floor is logged and applied; the snapshot carries it and lets
         // the engine free the segments no kept snapshot needs any more.

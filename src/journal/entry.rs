@@ -1,4 +1,4 @@
-//! The journal's data types: [`Entry`], [`NewEntry`], [`SignalType`],
+//! The journal's data types: [`JournalEntry`], [`NewEntry`], [`SignalType`],
 //! [`JournalOp`], the dynamic [`Value`] and the parameter state [`Param`].
 
 use std::collections::BTreeMap;
@@ -8,15 +8,22 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum SignalType {
+    /// A parameter: a value with state, changed by SET and removed by DELETE.
     Param = 1,
+    /// A discrete event.
     Event = 2,
+    /// A sample of a continuous stream.
     Stream = 3,
+    /// A step of a gesture.
     Gesture = 4,
+    /// A point of a timeline.
     Timeline = 5,
 }
 
 impl SignalType {
+    /// Every signal type, in the order of their codes (1 to 5).
     pub const ALL: [SignalType; 5] =
         [SignalType::Param, SignalType::Event, SignalType::Stream, SignalType::Gesture, SignalType::Timeline];
 
@@ -70,10 +77,12 @@ impl SignalTypes {
     /// Every type (no filter).
     pub const ANY: SignalTypes = SignalTypes(0);
 
+    /// The set of `types` (an empty slice gives [`SignalTypes::ANY`]).
     pub fn of(types: &[SignalType]) -> SignalTypes {
         SignalTypes(types.iter().fold(0, |bits, t| bits | t.bit()))
     }
 
+    /// Whether `t` passes: it is in the set, or the set is empty.
     pub fn contains(self, t: SignalType) -> bool {
         self.0 == 0 || self.0 & t.bit() != 0
     }
@@ -83,6 +92,7 @@ impl SignalTypes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum JournalOp {
     /// Sets a parameter: the parameter state changes, the entry has a revision.
     Set = 1,
@@ -116,14 +126,24 @@ impl JournalOp {
 /// A dynamic value. Maps are ordered by key, so equal maps encode equally.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum Value {
+    /// No value (a DELETE carries this).
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A signed 64-bit integer.
     Int(i64),
+    /// A 64-bit float, stored by its bits (NaN payloads survive).
     Float(f64),
+    /// UTF-8 text.
     String(String),
+    /// Raw bytes.
     Bytes(Vec<u8>),
+    /// Values in order; lists and maps nest at most
+    /// [`MAX_VALUE_DEPTH`](super::codec::MAX_VALUE_DEPTH) deep.
     List(Vec<Value>),
+    /// Values by key, in key order; keys are at most 65,535 bytes.
     Map(BTreeMap<String, Value>),
 }
 
@@ -161,14 +181,19 @@ pub struct NewEntry {
     /// Microseconds since the Unix epoch; `None` means now. A time earlier
     /// than the journal's last entry is raised to it (time never goes back).
     pub timestamp_us: Option<u64>,
+    /// Who wrote the entry (at most 65,535 bytes).
     pub author: String,
+    /// The address it is about: `/` and segments, no wildcard.
     pub address: String,
+    /// Its signal type (SET and DELETE use [`SignalType::Param`]).
     pub signal_type: SignalType,
+    /// The value set or published ([`Value::Null`] for a DELETE).
     pub value: Value,
     /// For a SET: the parameter's new revision, or `None` for the previous
     /// revision plus one (1 for a new parameter). Ignored for PUBLISH and
     /// DELETE, whose entries carry no revision.
     pub revision: Option<u64>,
+    /// SET, PUBLISH or DELETE.
     pub op: JournalOp,
 }
 
@@ -209,28 +234,37 @@ impl NewEntry {
 
 /// A journal entry as stored and returned by queries.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub struct JournalEntry {
     /// Gap-free within a journal, starting at 1, continuing after reopen.
     pub sequence: u64,
     /// Microseconds since the Unix epoch; never less than the entry before.
     pub timestamp_us: u64,
+    /// Who wrote the entry.
     pub author: String,
+    /// The address it is about.
     pub address: String,
+    /// Its signal type.
     pub signal_type: SignalType,
+    /// The value set or published ([`Value::Null`] for a DELETE).
     pub value: Value,
     /// Present for a SET, absent for a PUBLISH or DELETE.
     pub revision: Option<u64>,
+    /// SET, PUBLISH or DELETE.
     pub op: JournalOp,
 }
 
 /// The state of one parameter: what the SETs so far left behind.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
+    /// The parameter's address.
     pub address: String,
+    /// The value of the last SET.
     pub value: Value,
+    /// The revision of the last SET (1 for the first, unless given).
     pub revision: u64,
     /// The author of the last SET.
     pub writer: String,
+    /// The time of the last SET, in microseconds since the Unix epoch.
     pub timestamp_us: u64,
 }
 

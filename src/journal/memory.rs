@@ -3,7 +3,7 @@
 //! oldest; nothing survives the process. Same rules as the durable journal
 //! (one conformance suite runs against both).
 
-use super::entry::{Entry, JournalOp, NewEntry, Param, ParamSnapshot};
+use super::entry::{JournalEntry, JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
 use super::{resolve, validate_entry, Journal};
@@ -17,7 +17,7 @@ pub const DEFAULT_CAPACITY_ENTRIES: usize = 10_000;
 
 struct Inner {
     /// Consecutive sequence numbers, oldest first.
-    entries: VecDeque<Entry>,
+    entries: VecDeque<JournalEntry>,
     capacity: usize,
     latest_sequence: u64,
     last_timestamp_us: u64,
@@ -54,6 +54,7 @@ impl MemoryJournal {
         })
     }
 
+    /// How many entries the ring holds before it evicts the oldest.
     pub fn capacity(&self) -> usize {
         self.inner.lock().capacity
     }

@@ -24,7 +24,7 @@ mod query;
 
 pub use age::parse_age;
 pub use durable::{DurableJournal, JournalOptions, JournalState, INDEX_EVERY_ENTRIES};
-pub use entry::{Entry, JournalOp, NewEntry, Param, ParamSnapshot, SignalType, SignalTypes, Value};
+pub use entry::{JournalEntry, JournalOp, NewEntry, Param, ParamSnapshot, SignalType, SignalTypes, Value};
 pub use memory::{MemoryJournal, DEFAULT_CAPACITY_ENTRIES};
 pub use pattern::{validate_address, Pattern, MAX_ADDRESS_BYTES};
 pub use query::{Cursor, Page, Query, DEFAULT_LIMIT_ENTRIES};
@@ -48,7 +48,7 @@ pub trait Journal: Send + Sync {
     fn query(&self, query: &Query) -> Result<Page>;
 
     /// Up to `limit` entries with a sequence number greater than `sequence`.
-    fn since(&self, sequence: u64, limit: usize) -> Result<Vec<Entry>> {
+    fn since(&self, sequence: u64, limit: usize) -> Result<Vec<JournalEntry>> {
         Ok(self.query(&Query::all().after(Cursor(sequence)).limit(limit))?.entries)
     }
 
@@ -66,6 +66,7 @@ pub trait Journal: Send + Sync {
         self.latest_sequence() + 1 - self.first_sequence()
     }
 
+    /// Whether no entry is held (none appended yet, or all compacted).
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -143,13 +144,13 @@ fn validate_entry(entry: &NewEntry) -> Result<()> {
 /// Turns a new entry into the stored one: the next sequence number, the
 /// timestamp clamped to the last one, and for a SET the revision (given,
 /// or the previous one plus one). The same rules for both backends.
-fn resolve(new: NewEntry, sequence: u64, last_timestamp_us: u64, previous_revision: Option<u64>) -> Entry {
+fn resolve(new: NewEntry, sequence: u64, last_timestamp_us: u64, previous_revision: Option<u64>) -> JournalEntry {
     let timestamp_us = new.timestamp_us.unwrap_or_else(now_us).max(last_timestamp_us);
     let revision = match new.op {
         JournalOp::Set => Some(new.revision.unwrap_or(previous_revision.unwrap_or(0) + 1)),
         JournalOp::Publish | JournalOp::Delete => None,
     };
-    Entry {
+    JournalEntry {
         sequence,
         timestamp_us,
         author: new.author,

@@ -90,6 +90,7 @@ impl Pattern {
         Pattern::parse("/**").expect("a valid pattern")
     }
 
+    /// The pattern as it was written.
     pub fn as_str(&self) -> &str {
         &self.text
     }

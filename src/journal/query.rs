@@ -5,7 +5,7 @@
 //! sequence order; a page's `next` cursor resumes right after the last
 //! entry it returned, so paging neither skips nor repeats an entry.
 
-use super::entry::{Entry, SignalType, SignalTypes};
+use super::entry::{JournalEntry, SignalType, SignalTypes};
 use super::pattern::Pattern;
 use crate::{Error, Result};
 
@@ -19,6 +19,7 @@ pub struct Cursor(pub u64);
 /// A REPLAY query: pattern, time range, signal types, page size, cursor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Query {
+    /// Only entries whose address matches.
     pub pattern: Pattern,
     /// Only entries at or after this time (inclusive).
     pub from_us: Option<u64>,
@@ -34,8 +35,10 @@ pub struct Query {
 
 /// One page of a query's answer.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Page {
-    pub entries: Vec<Entry>,
+    /// The entries, in sequence order (at most the query's limit).
+    pub entries: Vec<JournalEntry>,
     /// Set when the page is full: pass it to [`Query::after`] for the next
     /// page (which may turn out empty). `None`: the answer is complete.
     pub next: Option<Cursor>,
@@ -48,6 +51,8 @@ impl Query {
         Ok(Query::with_pattern(Pattern::parse(pattern)?))
     }
 
+    /// A query for the addresses that match an already parsed `pattern`,
+    /// with no time or type filter, the default page size and no cursor.
     pub fn with_pattern(pattern: Pattern) -> Query {
         Query {
             pattern,
@@ -64,26 +69,34 @@ impl Query {
         Query::with_pattern(Pattern::all())
     }
 
+    /// Only entries at or after `from_us` (inclusive), in microseconds
+    /// since the Unix epoch.
     pub fn from_us(mut self, from_us: u64) -> Query {
         self.from_us = Some(from_us);
         self
     }
 
+    /// Only entries before `to_us` (exclusive), in microseconds since the
+    /// Unix epoch.
     pub fn to_us(mut self, to_us: u64) -> Query {
         self.to_us = Some(to_us);
         self
     }
 
+    /// Only entries of these signal types (an empty slice: every type).
     pub fn types(mut self, types: &[SignalType]) -> Query {
         self.types = SignalTypes::of(types);
         self
     }
 
+    /// At most `limit` entries per page; 0 is refused when the query runs.
     pub fn limit(mut self, limit: usize) -> Query {
         self.limit = limit;
         self
     }
 
+    /// Only entries after `cursor`: a page's [`Page::next`], to read the
+    /// next page.
     pub fn after(mut self, cursor: Cursor) -> Query {
         self.after = Some(cursor);
         self

@@ -10,8 +10,14 @@
 //! a half-written snapshot only ever exists under a `.tmp` name.
 
 mod header;
+mod origin;
 
-pub use header::{SnapshotHeader, SnapshotHeaderError, SNAPSHOT_HEADER_BYTES, SNAPSHOT_VERSION};
+pub use header::{
+    RecordSeal, SnapshotHeader, SnapshotHeaderError, SnapshotOrigin, SNAPSHOT_HEADER_BYTES, SNAPSHOT_V1_HEADER_BYTES,
+    SNAPSHOT_VERSION,
+};
+pub(crate) use origin::wants_seal;
+pub use origin::{check_name, check_origin, OriginCheck};
 
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
@@ -42,22 +48,26 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<Lsn> {
 /// A snapshot on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SnapshotInfo {
+    /// The snapshot file (`snapshot-{lsn:020}.zst`).
     pub path: PathBuf,
+    /// Its header (the content is verified separately).
     pub header: SnapshotHeader,
     /// The whole file, header included.
     pub file_bytes: u64,
 }
 
-/// Writes a snapshot of the state as of `lsn` into `dir`. `write_state`
-/// streams the state into the writer it is given and returns how many
-/// entries it wrote. Returns once the snapshot is durable under its final
-/// name.
+/// Writes a snapshot of the state as of `lsn`, taken from the log `origin`
+/// names, into `dir`. `write_state` streams the state into the writer it is
+/// given and returns how many entries it wrote. Returns once the snapshot
+/// is durable under its final name.
 pub fn write_snapshot<V: Vfs>(
     fs: &V,
     dir: &Path,
     lsn: Lsn,
     created_unix_us: u64,
+    origin: SnapshotOrigin,
     write_state: impl FnOnce(&mut dyn Write) -> io::Result<u64>,
 ) -> Result<SnapshotInfo> {
     let final_path = dir.join(snapshot_file_name(lsn));
@@ -71,16 +81,19 @@ pub fn write_snapshot<V: Vfs>(
         Ok::<_, io::Error>((entries, sink))
     })();
     let (entries, (content_bytes, content_crc)) = result.map_err(Error::io("write", &temp_path))?;
-    let header = SnapshotHeader { lsn, created_unix_us, entries, content_bytes, content_crc };
-    file.write_all_at(&header.encode(), 0).map_err(Error::io("write header", &temp_path))?;
+    let header = SnapshotHeader { lsn, created_unix_us, entries, content_bytes, content_crc, origin: Some(origin) };
+    let encoded = header.encode();
+    assert_eq!(encoded.len(), SNAPSHOT_HEADER_BYTES, "the content was written after a header of this length");
+    file.write_all_at(&encoded, 0).map_err(Error::io("write header", &temp_path))?;
     file.sync_data().map_err(Error::io("fsync", &temp_path))?;
     fs.rename(&temp_path, &final_path).map_err(Error::io("rename", &final_path))?;
     fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
-    Ok(SnapshotInfo { path: final_path, header, file_bytes: SNAPSHOT_HEADER_BYTES as u64 + content_bytes })
+    Ok(SnapshotInfo { path: final_path, header, file_bytes: header.file_bytes() })
 }
 
 /// What [`list_snapshots`] found.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct SnapshotListing {
     /// Snapshots whose header reads, oldest first (content not yet verified:
     /// see [`verify_snapshot`]).
@@ -125,13 +138,12 @@ pub fn temporary_files<V: Vfs>(fs: &V, dir: &Path) -> Result<Vec<PathBuf>> {
 fn read_header<V: Vfs>(fs: &V, path: &Path) -> Result<SnapshotInfo> {
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
     let file_bytes = file.size_bytes().map_err(Error::io("stat", path))?;
-    let mut bytes = [0u8; SNAPSHOT_HEADER_BYTES];
-    if file_bytes < SNAPSHOT_HEADER_BYTES as u64 {
-        return Err(corrupt(path, SnapshotHeaderError::Truncated(file_bytes)));
-    }
+    // As much as the longest header this build reads; decode says if the
+    // version needs more than the file has.
+    let mut bytes = vec![0u8; file_bytes.min(SNAPSHOT_HEADER_BYTES as u64) as usize];
     file.read_exact_at(&mut bytes, 0).map_err(Error::io("read", path))?;
     let header = SnapshotHeader::decode(&bytes).map_err(|e| corrupt(path, e))?;
-    if file_bytes != SNAPSHOT_HEADER_BYTES as u64 + header.content_bytes {
+    if file_bytes != header.file_bytes() {
         return Err(corrupt(
             path,
             SnapshotHeaderError::LengthMismatch { header: header.content_bytes, file: file_bytes },
@@ -153,7 +165,7 @@ fn corrupt(path: &Path, e: SnapshotHeaderError) -> Error {
 pub fn verify_snapshot<V: Vfs>(fs: &V, info: &SnapshotInfo) -> Result<()> {
     let path = &info.path;
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
-    let mut source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
+    let mut source = FileSource::new(&file, info.header.header_bytes() as u64, info.header.content_bytes);
     io::copy(&mut source, &mut io::sink()).map_err(Error::io("read", path))?;
     let crc = source.finish();
     if crc != info.header.content_crc {
@@ -178,7 +190,7 @@ pub fn read_snapshot<V: Vfs, T>(
     verify_snapshot(fs, info)?;
     let path = &info.path;
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
-    let mut source = FileSource::new(&file, SNAPSHOT_HEADER_BYTES as u64, info.header.content_bytes);
+    let mut source = FileSource::new(&file, info.header.header_bytes() as u64, info.header.content_bytes);
     // Verified above: the CRC is not computed again. zstd reads straight
     // from the source's 1 MiB buffer, not through a buffer of its own.
     source.hasher = None;

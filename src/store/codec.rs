@@ -67,7 +67,7 @@ pub(crate) fn encode_op(out: &mut Vec<u8>, op: &Op<'_>) {
 }
 
 pub(crate) fn decode_op(bytes: &[u8]) -> Result<Op<'_>, String> {
-    let mut r = Cursor { bytes, at: 0 };
+    let mut r = ByteReader { bytes, at: 0 };
     let tag = r.take(1)?[0];
     let timestamp_us = r.u64()?;
     let writer_len = r.u16()? as usize;
@@ -277,12 +277,13 @@ fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-struct Cursor<'a> {
+/// Reads a store operation front to back.
+struct ByteReader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> ByteReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or("truncated operation")?;
         let out = &self.bytes[self.at..end];

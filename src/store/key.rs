@@ -35,6 +35,7 @@ fn compare(prefix_a: u64, a: &[u8], prefix_b: u64, b: &[u8]) -> Ordering {
 }
 
 impl StoreKey {
+    /// The key with these bytes (shared, not copied).
     pub fn new(bytes: Arc<[u8]>) -> Self {
         StoreKey { prefix: prefix_of(&bytes), bytes }
     }
@@ -44,6 +45,7 @@ impl StoreKey {
         &self.bytes
     }
 
+    /// The key's bytes, borrowed.
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
     }
@@ -106,6 +108,7 @@ pub struct KeyRef<'a> {
 }
 
 impl<'a> KeyRef<'a> {
+    /// The key with these bytes, borrowed.
     pub fn new(bytes: &'a [u8]) -> Self {
         KeyRef { prefix: prefix_of(bytes), bytes }
     }
@@ -116,6 +119,7 @@ impl<'a> KeyRef<'a> {
         self.prefix
     }
 
+    /// The key's bytes.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }

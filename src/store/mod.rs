@@ -22,7 +22,7 @@ mod tree;
 pub use key::{KeyRef, StoreKey};
 pub use tree::KvMap;
 
-use crate::engine::{Engine, EngineOptions, RecoveryReport, StateMachine};
+use crate::engine::{CommitTicket, Engine, EngineOptions, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
 use crate::wal::now_unix_us;
@@ -39,6 +39,7 @@ use tree::Change;
 /// What the store keeps for a key, as [`Store::get`] hands it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The value of the last put.
     pub value: Arc<[u8]>,
     /// 1 on the key's first write, bumped on every write after.
     pub revision: u64,
@@ -77,7 +78,7 @@ impl KvState {
         }
     }
 
-    /// The entry of `key`, copied out of the state.
+    /// The entry of `key`, if the key is live, copied out of the state.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
         self.map.get(KeyRef::new(key)).map(Record::to_entry)
     }
@@ -114,10 +115,12 @@ impl KvState {
             .collect()
     }
 
+    /// How many keys are live.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether no key is live.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -128,6 +131,13 @@ impl StateMachine for KvState {
 
     fn empty() -> Self {
         KvState::default()
+    }
+
+    /// A record is a store operation if it decodes; applying one cannot
+    /// fail (a put of an absent key creates it, a delete of one is a no-op,
+    /// revisions are computed here, at apply).
+    fn check(payload: &[u8]) -> Result<()> {
+        codec::decode_op(payload).map(drop).map_err(|e| Error::InvalidArgument(format!("not a store operation: {e}")))
     }
 
     fn apply(&mut self, lsn: Lsn, payload: &[u8]) -> Result<()> {
@@ -245,6 +255,7 @@ fn with_encoded<T>(op: &Op<'_>, f: impl FnOnce(&[u8]) -> T) -> T {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct StoreOptions {
+    /// The engine underneath: the log's options and the snapshot policy.
     pub engine: EngineOptions,
     /// The writer id recorded by `put` and `delete`. Default "walden".
     pub writer: String,
@@ -264,20 +275,24 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Adds a put of `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> &mut Self {
         self.ops.push((key.to_vec(), Some(value.to_vec())));
         self
     }
 
+    /// Adds a delete of `key`.
     pub fn delete(&mut self, key: &[u8]) -> &mut Self {
         self.ops.push((key.to_vec(), None));
         self
     }
 
+    /// How many operations the batch holds.
     pub fn len(&self) -> usize {
         self.ops.len()
     }
 
+    /// Whether the batch holds no operation (writing it is refused).
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -290,35 +305,64 @@ pub struct Store<V: Vfs = RealFs> {
 }
 
 impl Store<RealFs> {
+    /// Opens (or creates) the store in `dir` (the log in `dir/wal`, the
+    /// snapshots in `dir/snapshots`) and recovers it: the newest good
+    /// snapshot plus the log after it.
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         Store::open_with(RealFs, dir, options)
     }
 }
 
 impl<V: Vfs> Store<V> {
+    /// [`Store::open`] on the file system `fs` (`SimFs` in crash tests).
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let engine = Engine::open_with(fs, dir, options.engine)?;
         Ok(Store { engine, writer: options.writer })
     }
 
-    /// Sets `key` to `value` as the store's writer; returns the LSN.
+    /// Sets `key` to `value` as the store's writer; returns the LSN once
+    /// the write is acknowledged in the fsync mode's terms and visible.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Lsn> {
         self.put_as(&self.writer, key, value)
     }
 
     /// Sets `key` to `value`, recording `writer` as its author.
     pub fn put_as(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<Lsn> {
-        with_encoded(&Op::Put { key, value, writer, timestamp_us: now_unix_us() }, |record| self.engine.commit(record))
+        self.put_as_pipelined(writer, key, value)?.wait()
+    }
+
+    /// [`Store::put`] without waiting: returns once the write has its LSN.
+    /// Readers see it once the ticket's [`wait`](CommitTicket::wait) (or
+    /// `.await`) returns, or once a later write or read finds it
+    /// acknowledged; never before the log acknowledges it.
+    pub fn put_pipelined(&self, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
+        self.put_as_pipelined(&self.writer, key, value)
+    }
+
+    /// [`Store::put_as`] without waiting, as [`Store::put_pipelined`].
+    pub fn put_as_pipelined(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
+        let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
+        with_encoded(&op, |record| self.engine.commit_pipelined(record))
     }
 
     /// Removes `key` (logged even if it is absent).
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
+        self.delete_pipelined(key)?.wait()
+    }
+
+    /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
+    pub fn delete_pipelined(&self, key: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit(record))
+        with_encoded(&op, |record| self.engine.commit_pipelined(record))
     }
 
     /// Applies a batch atomically; returns the LSN of its last record.
     pub fn write(&self, batch: &WriteBatch) -> Result<Lsn> {
+        self.write_pipelined(batch)?.wait()
+    }
+
+    /// [`Store::write`] without waiting, as [`Store::put_pipelined`].
+    pub fn write_pipelined(&self, batch: &WriteBatch) -> Result<CommitTicket<KvState, V>> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
@@ -337,9 +381,10 @@ impl<V: Vfs> Store<V> {
                 record
             })
             .collect();
-        self.engine.commit_batch(&records)
+        self.engine.commit_batch_pipelined(&records)
     }
 
+    /// The entry of `key` now (a clone: values are shared, not copied).
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
         self.engine.read(|s| s.get(key))
     }
@@ -354,10 +399,12 @@ impl<V: Vfs> Store<V> {
         self.engine.read(|s| s.scan_prefix(prefix))
     }
 
+    /// How many keys are live.
     pub fn len(&self) -> usize {
         self.engine.read(|s| s.len())
     }
 
+    /// Whether no key is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -377,22 +424,35 @@ impl<V: Vfs> Store<V> {
         )
     }
 
+    /// Takes a snapshot now; returns it once it is durable. See
+    /// [`Engine::snapshot_now`].
     pub fn snapshot_now(&self) -> Result<SnapshotInfo> {
         self.engine.snapshot_now()
     }
 
+    /// The store's snapshots on disk, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         self.engine.list_snapshots()
     }
 
+    /// The engine underneath (for backups, which copy its files).
+    pub(crate) fn engine(&self) -> &Engine<KvState, V> {
+        &self.engine
+    }
+
+    /// What opening the store found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         self.engine.recovery_report()
     }
 
+    /// The LSN of the last write applied to the state.
     pub fn applied_lsn(&self) -> Lsn {
         self.engine.applied_lsn()
     }
 
+    /// Syncs the log (taking a final snapshot first if
+    /// [`SnapshotOptions::on_close`](crate::SnapshotOptions::on_close) is
+    /// set) and closes the store.
     pub fn close(self) -> Result<()> {
         self.engine.close()
     }

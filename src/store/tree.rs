@@ -365,6 +365,7 @@ impl Default for KvMap {
 }
 
 impl KvMap {
+    /// An empty map.
     pub fn new() -> KvMap {
         KvMap::default()
     }
@@ -374,6 +375,7 @@ impl KvMap {
         self.len
     }
 
+    /// Whether the map holds no key.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -24,10 +24,11 @@ use parking_lot::{Condvar, Mutex};
 use segment::{create_spare, publish_segment, Segment};
 
 /// Segments a reader may map, each with the length of its readable prefix.
-type Readable<F> = Vec<(Segment<F>, u64)>;
+pub(crate) type Readable<F> = Vec<(Segment<F>, u64)>;
 pub(crate) use segment::{now_unix_us, random_u64};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use writer::{Shared, State};
@@ -58,21 +59,45 @@ pub struct Wal<V: Vfs = RealFs> {
 }
 
 /// An append that has a place in the log but may not yet be acknowledged.
-/// [`Ticket::wait`] returns once it has the durability the mode promises.
+/// [`Ticket::wait`] blocks until it has the durability the fsync mode
+/// promises; `ticket.await` waits the same way without blocking a thread
+/// (see [`Durable`]). A ticket owns what it needs (`'static`, `Send`):
+/// hand it to another thread or task. Dropping it does not cancel the
+/// append, which is acknowledged with the ones after it.
 #[must_use = "an append is acknowledged only when its ticket is waited on"]
-pub struct Ticket<'w, V: Vfs = RealFs> {
-    wal: &'w Wal<V>,
+pub struct Ticket<V: Vfs = RealFs> {
+    shared: Arc<Shared<V>>,
     last: Lsn,
+}
+
+/// A future that resolves once every record up to an LSN has the
+/// durability the fsync mode promises: from [`Wal::durable`], or by
+/// awaiting a [`Ticket`]. Runtime-agnostic (no runtime is a dependency):
+/// it registers the task's waker with the log, and the log's own timer
+/// thread leads the write and fdatasync it waits for, so no runtime thread
+/// blocks on I/O. Dropping it only stops the waiting.
+#[must_use = "futures do nothing unless polled"]
+pub struct Durable<V: Vfs = RealFs> {
+    shared: Arc<Shared<V>>,
+    lsn: Lsn,
+    /// This future's registration among the log's waiters, once it has one.
+    registration: Option<u64>,
 }
 
 /// Counters of a live log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct WalStats {
     /// write() calls that carried records.
     pub writes: u64,
     /// fdatasync calls of the group commit and the timer (roll-overs excluded).
     pub syncs: u64,
+    /// write() calls of records another appender had reserved and not yet
+    /// written (`Periodic` and `Never`): an appender behind a slow one
+    /// writes its bytes instead of waiting for it.
+    pub helped_writes: u64,
+    /// Segment files the log holds now, the active one included.
     pub segments: usize,
 }
 
@@ -85,12 +110,20 @@ impl Wal<RealFs> {
 }
 
 impl<V: Vfs> Wal<V> {
-    /// [`Wal::open`] on another file system, such as [`crate::io::SimFs`].
+    /// [`Wal::open`] on another file system, such as `SimFs` (the `sim`
+    /// feature's simulated one, for crash tests).
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal<V>> {
         options.validate()?;
         let dir = dir.as_ref().to_owned();
-        fs.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-        let lock = fs.lock_dir(&dir).map_err(Error::io("lock", &dir))?;
+        let lock = lock_log_dir(&fs, &dir)?;
+        Wal::open_locked(fs, dir, options, lock)
+    }
+
+    /// [`Wal::open_with`] under a lock on `dir` the caller took already
+    /// (with [`lock_log_dir`]), so that it could change files beside the
+    /// log first: the engine cleans its snapshot directory under this lock.
+    pub(crate) fn open_locked(fs: V, dir: std::path::PathBuf, options: WalOptions, lock: DirLock) -> Result<Wal<V>> {
+        options.validate()?;
         let recovered = recovery::recover(&fs, &dir, options.recovery)?;
         let (log_id, segments, active_end, last_lsn, report) = match recovered {
             Some(r) => (r.log_id, r.segments, r.active_end, r.last_lsn, r.report),
@@ -114,9 +147,10 @@ impl<V: Vfs> Wal<V> {
             state: Mutex::new(state),
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
-            direct_done: Condvar::new(),
+            leader_wake: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
+            acknowledged_lsn: AtomicU64::new(last_lsn.0),
         });
         let mut background = Vec::with_capacity(2);
         let threads: [(&str, BackgroundBody<V>); 2] =
@@ -185,19 +219,33 @@ impl<V: Vfs> Wal<V> {
     /// Appends one record and returns at once with its LSN; the record is
     /// staged in memory and acknowledged only by [`Ticket::wait`]. Keeps
     /// many appends in flight from one thread.
-    pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<'_, V>> {
+    pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<V>> {
         self.check_size(payload.len())?;
         let (st, last) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
         drop(st);
-        Ok(Ticket { wal: self, last })
+        Ok(Ticket { shared: self.shared.clone(), last })
     }
 
     /// [`Wal::append_batch`], pipelined.
-    pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<'_, V>> {
+    pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<V>> {
         let frame_bytes = self.batch_frame_bytes(payloads)?;
         let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
         drop(st);
-        Ok(Ticket { wal: self, last })
+        Ok(Ticket { shared: self.shared.clone(), last })
+    }
+
+    /// Blocks until every record up to `lsn` has the durability the fsync
+    /// mode promises (in `Always`, an fdatasync covered it; in `Periodic`
+    /// and `Never`, write() handed it to the kernel), leading the write and
+    /// sync itself if nobody else is. Callable from any thread. An error if
+    /// `lsn` was never appended, or if the log is poisoned.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.shared.wait_acknowledged(lsn)
+    }
+
+    /// [`Wal::wait_durable`] as a future, for async code on any runtime.
+    pub fn durable(&self, lsn: Lsn) -> Durable<V> {
+        Durable { shared: self.shared.clone(), lsn, registration: None }
     }
 
     /// Checks a batch and returns the bytes its frames take.
@@ -228,6 +276,12 @@ impl<V: Vfs> Wal<V> {
             FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.shared.wait_written(st, lsn)?),
         }
         Ok(())
+    }
+
+    /// The LSN up to which every record has the durability the fsync mode
+    /// promises (see [`Wal::wait_durable`]).
+    pub fn acknowledged_lsn(&self) -> Lsn {
+        Lsn(self.shared.acknowledged_lsn.load(Ordering::Acquire))
     }
 
     /// Makes every record appended so far durable (fdatasync), in every
@@ -289,9 +343,22 @@ impl<V: Vfs> Wal<V> {
         Ok(WalReader::new(segments, from, upto))
     }
 
+    /// [`Wal::read_from`], ending at `last` if that comes before the last
+    /// record written (the engine reads no further than its state shows).
+    pub(crate) fn read_between(&self, from: Lsn, last: Lsn) -> WalReader<V> {
+        let (segments, upto) = self.readable_segments();
+        WalReader::new(segments, from, upto.min(last))
+    }
+
+    /// [`Wal::read_from_position`], ending at `last` as [`Wal::read_between`] does.
+    pub(crate) fn read_position_between(&self, at: ReadPosition, last: Lsn) -> WalReader<V> {
+        let (segments, upto) = self.readable_segments();
+        WalReader::at(segments, at, upto.min(last))
+    }
+
     /// The segments a reader may map, with their readable lengths, and the
     /// last LSN written.
-    fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
+    pub(crate) fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
         let (upto, active_first, active_end) = {
             let st = self.shared.state.lock();
             (st.written, st.active_first_lsn, st.active_end)
@@ -311,6 +378,26 @@ impl<V: Vfs> Wal<V> {
             readable.push((segment.clone(), len));
         }
         (readable, upto)
+    }
+
+    /// The log's id: random at creation, the same in every segment header.
+    pub fn log_id(&self) -> u64 {
+        self.shared.log_id
+    }
+
+    /// The seal of the record at `lsn` (its segment's salt and its stored
+    /// CRC), which a snapshot at `lsn` records so that it can be checked
+    /// against the log later; `None` if the log does not hold `lsn` now.
+    pub fn record_seal(&self, lsn: Lsn) -> Result<Option<crate::format::RecordSeal>> {
+        let (segments, upto) = self.readable_segments();
+        if lsn > upto || lsn == Lsn::ZERO {
+            return Ok(None);
+        }
+        let Some((segment, len)) = segments.iter().rev().find(|(s, _)| s.header.first_lsn <= lsn) else {
+            return Ok(None);
+        };
+        let map = crate::io::VfsFile::map(&*segment.file, *len).map_err(Error::io("map", &segment.path))?;
+        Ok(segment::find_record_seal(&map, &segment.header, lsn))
     }
 
     /// Removes whole sealed segments whose records all have LSNs below
@@ -335,21 +422,32 @@ impl<V: Vfs> Wal<V> {
         &self.report
     }
 
+    /// The log's counters now.
     pub fn stats(&self) -> WalStats {
-        let (writes, syncs) = {
+        let (writes, syncs, helped_writes) = {
             let st = self.shared.state.lock();
-            (st.writes, st.syncs)
+            (st.writes, st.syncs, st.helped_writes)
         };
-        WalStats { writes, syncs, segments: self.shared.segments.lock().len() }
+        WalStats { writes, syncs, helped_writes, segments: self.shared.segments.lock().len() }
     }
 
+    /// The options the log was opened with.
     pub fn options(&self) -> &WalOptions {
         &self.shared.options
     }
 
+    /// The directory of the log's segments.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
+}
+
+/// Creates `dir` if needed and takes the log's lock (`dir/LOCK`), before
+/// anything in or beside the log is changed, removed or renamed: an open
+/// refused by another process's lock must leave that process's files alone.
+pub(crate) fn lock_log_dir<V: Vfs>(fs: &V, dir: &Path) -> Result<DirLock> {
+    fs.create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    fs.lock_dir(dir).map_err(Error::io("lock", dir))
 }
 
 impl<V: Vfs> Drop for Wal<V> {
@@ -364,16 +462,50 @@ impl<V: Vfs> Drop for Wal<V> {
     }
 }
 
-impl<V: Vfs> Ticket<'_, V> {
+impl<V: Vfs> Ticket<V> {
     /// The LSN of the (last) record this ticket stands for.
     pub fn lsn(&self) -> Lsn {
         self.last
     }
 
-    /// Waits until the append has the durability the mode promises.
+    /// Blocks until the append has the durability the mode promises.
     pub fn wait(self) -> Result<Lsn> {
-        let st = self.wal.shared.state.lock();
-        self.wal.acknowledge(st, self.last)?;
+        self.shared.wait_acknowledged(self.last)?;
         Ok(self.last)
+    }
+}
+
+impl<V: Vfs> std::future::IntoFuture for Ticket<V> {
+    type Output = Result<Lsn>;
+    type IntoFuture = Durable<V>;
+
+    /// Waits for the append without blocking a thread: see [`Durable`].
+    fn into_future(self) -> Durable<V> {
+        Durable { shared: self.shared, lsn: self.last, registration: None }
+    }
+}
+
+impl<V: Vfs> Durable<V> {
+    /// The LSN this future waits for.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+}
+
+impl<V: Vfs> std::future::Future for Durable<V> {
+    type Output = Result<Lsn>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<Lsn>> {
+        let this = self.get_mut(); // Durable holds no self-references: it is Unpin
+        this.shared.poll_acknowledged(this.lsn, &mut this.registration, cx.waker())
+    }
+}
+
+impl<V: Vfs> Drop for Durable<V> {
+    fn drop(&mut self) {
+        if self.registration.is_some() {
+            let mut st = self.shared.state.lock();
+            self.shared.forget_task(&mut st, &mut self.registration);
+        }
     }
 }

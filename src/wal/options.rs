@@ -7,6 +7,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum FsyncMode {
     /// An append returns after an fdatasync covered it: it survives power
     /// loss. Concurrent appends share one fdatasync (group commit).
@@ -14,7 +15,10 @@ pub enum FsyncMode {
     /// An append returns once write() handed it to the kernel: it survives a
     /// process crash. A timer thread fdatasyncs every `interval`, even when
     /// no further write arrives, so it survives power loss `interval` later.
-    Periodic { interval: Duration },
+    Periodic {
+        /// Time between two fdatasyncs of the timer.
+        interval: Duration,
+    },
     /// An append returns once write() handed it to the kernel: it survives a
     /// process crash; the OS decides when it reaches disk. `sync()` and
     /// `close()` still fdatasync.
@@ -31,6 +35,7 @@ impl Default for FsyncMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum RecoveryMode {
     /// A torn or incomplete record (or batch) at the very end of the last
     /// segment is cut off into a quarantine file; anything else is an error.
@@ -48,6 +53,7 @@ pub enum RecoveryMode {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum Preallocate {
     /// Each segment is written full of zeros to `segment_bytes` before it is
     /// used (by a background thread, ahead of time), so an fdatasync never

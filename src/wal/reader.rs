@@ -15,7 +15,9 @@ use crate::{Error, Lsn, Result};
 /// One record read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The record's LSN.
     pub lsn: Lsn,
+    /// The bytes appended.
     pub payload: Vec<u8>,
 }
 
@@ -23,9 +25,13 @@ pub struct Record {
 /// Valid for the life of the log handle that reported it (segments are
 /// immutable once written; recovery cuts tails only at open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReadPosition {
+    /// The record's LSN.
     pub lsn: Lsn,
+    /// The first LSN of its segment, which names the segment.
     pub segment_first_lsn: Lsn,
+    /// The byte offset of its header in the segment.
     pub offset: u64,
 }
 

@@ -19,7 +19,7 @@ use super::segment::{
 };
 use super::RecoveryMode;
 use crate::error::Corruption;
-use crate::format::{DecodeError, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
+use crate::format::{RecordDecodeError, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -28,13 +28,17 @@ use std::sync::Arc;
 /// What opening the log found and did.
 #[derive(Clone, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct WalRecoveryReport {
     /// Segments kept.
     pub segments: usize,
     /// Records found in the kept segments.
     pub records: u64,
-    /// The first and last LSN kept (`last_lsn` is 0 for an empty log).
+    /// The first LSN of the first kept segment (0 when the directory held
+    /// no segment: a new log).
     pub first_lsn: Lsn,
+    /// The last LSN kept: `first_lsn - 1` when the kept segments hold no
+    /// record, 0 for a new log.
     pub last_lsn: Lsn,
     /// Bytes of segment files read.
     pub bytes_scanned: u64,
@@ -52,16 +56,19 @@ impl WalRecoveryReport {
 /// Bytes recovery moved out of the log, and where they are now.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Cut {
     /// The segment they came from.
     pub file: PathBuf,
     /// Their offset in it (0 for a whole segment moved aside).
     pub offset: u64,
+    /// How many bytes.
     pub bytes: u64,
     /// The first LSN that was lost with them.
     pub lsn: Lsn,
     /// The file that now holds them.
     pub quarantine: PathBuf,
+    /// Why recovery cut them (the damage it found).
     pub reason: String,
 }
 
@@ -158,7 +165,7 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
             Verdict::Corrupt(kind) => (false, Some(kind)),
         };
         if let Some(kind) = kind {
-            if let Corruption::Record(DecodeError::Unsupported { .. }) = kind {
+            if let Corruption::Record(RecordDecodeError::Unsupported { .. }) = kind {
                 return Err(Error::Unsupported {
                     file: path.clone(),
                     reason: format!("offset {}: {kind}; written by a newer walden?", scan.stop_offset),
@@ -250,11 +257,13 @@ pub(crate) fn check_header(
 pub(crate) fn classify(bytes: &[u8], header: &SegmentHeader, scan: &Scan, is_last: bool) -> Verdict {
     // A record from a newer walden is refused wherever it is, a batch
     // included: cutting it would destroy data this build cannot read.
-    if let Stop::Bad(e @ DecodeError::Unsupported { .. }) = scan.stop {
+    if let Stop::Bad(e @ RecordDecodeError::Unsupported { .. }) = scan.stop {
         return Verdict::Corrupt(Corruption::Record(e));
     }
-    let clean_stop =
-        matches!(scan.stop, Stop::End | Stop::Bad(DecodeError::Zeroed) | Stop::Bad(DecodeError::Truncated { .. }));
+    let clean_stop = matches!(
+        scan.stop,
+        Stop::End | Stop::Bad(RecordDecodeError::Zeroed) | Stop::Bad(RecordDecodeError::Truncated { .. })
+    );
     if clean_stop && !scan.torn_batch && scan.rest_is_zero {
         return Verdict::Clean;
     }

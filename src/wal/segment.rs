@@ -1,7 +1,9 @@
 //! Segment files: names, creation (crash-safe, preallocated) and the scan
 //! that walks a segment's records and says where and why it stops.
 
-use crate::format::{decode_record, DecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    decode_record, RecordDecodeError, RecordHeader, SegmentHeader, RECORD_ALIGN, SEGMENT_HEADER_BYTES,
+};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use std::path::{Path, PathBuf};
@@ -127,7 +129,7 @@ pub(crate) enum Stop {
     /// The bytes ran out exactly at a record boundary.
     End,
     /// A record failed to decode.
-    Bad(DecodeError),
+    Bad(RecordDecodeError),
     /// A valid record carried the wrong LSN.
     WrongLsn(Lsn),
 }
@@ -196,6 +198,36 @@ pub(crate) fn scan_segment(bytes: &[u8], header: &SegmentHeader, mut visit: impl
         records,
         rest_is_zero: bytes[stop_offset.min(bytes.len())..].iter().all(|&b| b == 0),
     }
+}
+
+/// The seal of the record at `lsn` in a segment (`bytes` is its readable
+/// prefix, header included): the segment's salt and the record's stored
+/// CRC, once the record has passed its checksum. Records before it are
+/// stepped over by their header's length and LSN (as a reader steps over
+/// records before its start). `None` if the segment does not hold `lsn` or
+/// a record on the way does not hold up.
+pub(crate) fn find_record_seal(bytes: &[u8], header: &SegmentHeader, lsn: Lsn) -> Option<crate::format::RecordSeal> {
+    use crate::format::{padded_len, read_u32, read_u64, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
+    if lsn < header.first_lsn {
+        return None;
+    }
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut expected = header.first_lsn;
+    while offset + RECORD_HEADER_BYTES <= bytes.len() {
+        let frame = &bytes[offset..];
+        if expected == lsn {
+            let record = decode_record(frame, header.seed()).ok()?;
+            return (record.header.lsn == lsn)
+                .then(|| crate::format::RecordSeal { segment_salt: header.salt, record_crc: read_u32(frame, 0) });
+        }
+        let payload_len = read_u32(frame, 4);
+        if read_u64(frame, 8) != expected.0 || payload_len > MAX_RECORD_BYTES {
+            return None;
+        }
+        offset += padded_len(payload_len as usize);
+        expected = expected.next();
+    }
+    None
 }
 
 /// Looks past `from` for any valid record of this segment and returns the

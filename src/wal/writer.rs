@@ -25,8 +25,11 @@ use crate::format::{encode_record, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 /// Encoded records bound for one contiguous range of one segment.
@@ -42,24 +45,46 @@ pub(crate) struct Chunk {
 }
 
 thread_local! {
-    /// Where `append_direct` encodes, so steady appends do not allocate.
-    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Where `append_direct` encodes, so steady appends do not allocate:
+    /// reused while no helper still holds it.
+    static ENCODE_BUFFER: std::cell::RefCell<Option<Arc<Vec<u8>>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// An encode buffer grown past this is released after use.
 const ENCODE_BUFFER_KEPT_BYTES: usize = 1 << 20;
 
-/// A thread parked until `written` (or, if `durable`, `synced`) reaches `lsn`.
+/// A thread or a task waiting until `written` (or, if `durable`, `synced`)
+/// reaches `lsn`.
 struct Waiter {
     lsn: Lsn,
     durable: bool,
-    thread: std::thread::Thread,
+    wake: Wake,
+}
+
+/// How a waiter is woken.
+enum Wake {
+    /// A parked thread: it may also be called to lead the next round.
+    Thread(std::thread::Thread),
+    /// A future's task (see [`Shared::poll_acknowledged`]): it never leads;
+    /// the timer thread leads rounds for tasks (`State::demand`), so no
+    /// runtime thread ever blocks in write() or fdatasync. `id` names the
+    /// future, so polling it again replaces its waker instead of adding one.
+    Task { id: u64, waker: Waker },
+}
+
+impl Wake {
+    fn wake(self) {
+        match self {
+            Wake::Thread(thread) => thread.unpark(),
+            Wake::Task { waker, .. } => waker.wake(),
+        }
+    }
 }
 
 /// Parks the calling thread until a round wakes it: covered, poisoned, or
 /// called to lead. Spurious wake-ups are fine: callers re-check in a loop.
 fn park<F>(st: &mut MutexGuard<'_, State<F>>, lsn: Lsn, durable: bool) {
-    st.waiters.push(Waiter { lsn, durable, thread: std::thread::current() });
+    st.waiters.push(Waiter { lsn, durable, wake: Wake::Thread(std::thread::current()) });
     MutexGuard::unlocked(st, std::thread::park);
 }
 
@@ -91,16 +116,50 @@ pub(crate) struct State<F> {
     free_buffers: Vec<Vec<u8>>,
     /// An empty chunk list to swap in for `staged`, for the same reason.
     spare_chunks: Vec<Chunk>,
-    /// Appenders parked until a write or sync round covers them.
+    /// Appenders parked, and tasks waiting, until a round covers them.
     waiters: Vec<Waiter>,
-    /// Direct writes (see `append_direct`) reserved but not yet completed.
+    /// The highest LSN a waiting task needs acknowledged; the timer thread
+    /// leads rounds until it is (tasks never lead a round themselves).
+    demand: Lsn,
+    /// Ids for waiting futures (`Wake::Task`).
+    next_task_id: u64,
+    /// Direct writes (see `append_direct`) whose owner has not finished its
+    /// write() yet.
     inflight: usize,
+    /// Direct writes reserved and not yet completed, in LSN order, with
+    /// their encoded bytes: whoever waits behind one writes it (the same
+    /// bytes at the same offset), so no acknowledgement waits for a thread
+    /// that was preempted between reserving its range and writing it.
+    direct: VecDeque<DirectWrite<F>>,
     /// Writes completed ahead of an earlier one still in flight:
     /// (first LSN, last LSN, end offset), waiting for `written` to reach them.
     completed: Vec<(Lsn, Lsn, u64)>,
     /// Counters for benchmarks and the CLI.
     pub syncs: u64,
     pub writes: u64,
+    /// Writes of another appender's reserved range (see `direct`).
+    pub helped_writes: u64,
+}
+
+/// A direct write's range and bytes, shared with whoever helps write it.
+struct DirectWrite<F> {
+    first: Lsn,
+    last: Lsn,
+    offset: u64,
+    bytes: Arc<Vec<u8>>,
+    file: Arc<F>,
+}
+
+impl<F> Clone for DirectWrite<F> {
+    fn clone(&self) -> Self {
+        DirectWrite {
+            first: self.first,
+            last: self.last,
+            offset: self.offset,
+            bytes: self.bytes.clone(),
+            file: self.file.clone(),
+        }
+    }
 }
 
 pub(crate) struct Shared<V: Vfs> {
@@ -113,16 +172,20 @@ pub(crate) struct Shared<V: Vfs> {
     /// wait here), the log is poisoned, or the background threads must stop.
     /// Appenders waiting for a round park on `State::waiters` instead.
     pub progress: Condvar,
-    /// The timer and preparer threads sleep here, not on `progress`, so
-    /// appends never pay to wake them; signalled only at shutdown.
+    /// The preparer thread sleeps here, not on `progress`, so appends never
+    /// pay to wake it; signalled only at shutdown.
     pub timer_wake: Condvar,
-    /// Signalled when the last direct write in flight completes (a roll-over
-    /// waits for them: they go to the segment it is about to seal).
-    pub direct_done: Condvar,
+    /// The timer thread sleeps here: signalled when a task raises `demand`,
+    /// and at shutdown.
+    pub leader_wake: Condvar,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
     pub spare: Mutex<Option<Spare<V::File>>>,
+    /// The LSN up to which appends are acknowledged in the mode's terms
+    /// (see [`Shared::acknowledged`]), readable without `state`. It may lag
+    /// the state by a moment, never lead it.
+    pub acknowledged_lsn: AtomicU64,
 }
 
 impl<F> State<F> {
@@ -148,10 +211,14 @@ impl<F> State<F> {
             free_buffers: Vec::new(),
             spare_chunks: Vec::new(),
             waiters: Vec::new(),
+            demand: last_lsn,
+            next_task_id: 0,
             inflight: 0,
+            direct: VecDeque::new(),
             completed: Vec::new(),
             syncs: 0,
             writes: 0,
+            helped_writes: 0,
         }
     }
 
@@ -260,8 +327,8 @@ impl<V: Vfs> Shared<V> {
             }
             if !st.writing && !st.staged.is_empty() {
                 st = self.write_round(st);
-            } else {
-                // A write round or a direct write in flight will cover it.
+            } else if !self.help_direct_writes(&mut st, lsn) {
+                // A write round in flight will cover it.
                 debug_assert!(st.writing || st.inflight > 0, "LSN {lsn} is neither staged nor being written");
                 park(&mut st, lsn, false);
             }
@@ -288,8 +355,10 @@ impl<V: Vfs> Shared<V> {
             } else if !st.staged.is_empty() {
                 st = self.write_round(st);
             } else if st.written < lsn {
-                debug_assert!(st.inflight > 0, "LSN {lsn} is neither staged nor being written");
-                park(&mut st, lsn, true);
+                if !self.help_direct_writes(&mut st, lsn) {
+                    debug_assert!(st.inflight > 0, "LSN {lsn} is neither staged nor being written");
+                    park(&mut st, lsn, true);
+                }
             } else {
                 st = self.sync_round(st);
             }
@@ -318,10 +387,14 @@ impl<V: Vfs> Shared<V> {
     }
 
     /// The append path of `Periodic` and `Never`: reserves the LSNs and the
-    /// file range under `state`, then encodes and writes them with no lock
-    /// held, so concurrent appenders each make their own write() side by
-    /// side instead of handing records to a leader and sleeping. Returns
-    /// `None` (nothing reserved) when the append must take the staged path:
+    /// file range and encodes the records under `state`, then writes them
+    /// with no lock held, so concurrent appenders each make their own
+    /// write() side by side instead of handing records to a leader and
+    /// sleeping. An appender whose range is written but sits behind another
+    /// one not yet completed writes that one too (its bytes are kept in
+    /// `State::direct` for this): an acknowledgement never waits for a
+    /// thread preempted between reserving and writing. Returns `None`
+    /// (nothing reserved) when the append must take the staged path:
     /// records are staged ahead of it, or it needs a roll-over.
     pub fn append_direct<'a>(
         &self,
@@ -329,6 +402,10 @@ impl<V: Vfs> Shared<V> {
         count: usize,
         frame_bytes: usize,
     ) -> Result<Option<Lsn>> {
+        let mut buffer = ENCODE_BUFFER.with(|cached| cached.borrow_mut().take()).unwrap_or_default();
+        if Arc::get_mut(&mut buffer).is_none() {
+            buffer = Arc::default(); // a helper still holds the last one
+        }
         let mut st = self.state.lock();
         st.check_open()?;
         let must_roll =
@@ -339,35 +416,48 @@ impl<V: Vfs> Shared<V> {
         let first = st.next_lsn;
         let last = Lsn(first.0 + count as u64 - 1);
         let offset = st.tail_end;
-        st.next_lsn = last.next();
-        st.tail_end += frame_bytes as u64;
-        let (seed, watermark, file) = (st.tail_header.seed(), st.synced, st.active.clone());
-        st.inflight += 1;
-        drop(st);
-
-        let result = ENCODE_BUFFER.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            buffer.clear();
+        let (seed, watermark) = (st.tail_header.seed(), st.synced);
+        {
+            let bytes = Arc::get_mut(&mut buffer).expect("the buffer is this thread's alone");
+            bytes.clear();
             let mut lsn = first;
             for (i, payload) in payloads.into_iter().enumerate() {
                 let flags = if i + 1 < count { FLAG_BATCH_CONTINUES } else { 0 };
-                encode_record(&mut buffer, seed, lsn, watermark, flags, payload);
+                encode_record(bytes, seed, lsn, watermark, flags, payload);
                 lsn = lsn.next();
             }
-            debug_assert_eq!(buffer.len(), frame_bytes);
-            let result = file.write_all_at(&buffer, offset);
-            if buffer.capacity() > ENCODE_BUFFER_KEPT_BYTES {
-                *buffer = Vec::new();
-            }
-            result
-        });
+            debug_assert_eq!(bytes.len(), frame_bytes);
+        }
+        st.next_lsn = last.next();
+        st.tail_end += frame_bytes as u64;
+        let file = st.active.clone();
+        st.direct.push_back(DirectWrite { first, last, offset, bytes: buffer.clone(), file: file.clone() });
+        st.inflight += 1;
+        drop(st);
 
+        let result = file.write_all_at(&buffer, offset);
         let mut st = self.state.lock();
         st.inflight -= 1;
+        self.finish_direct(&mut st, first, result);
+        let outcome = self.help_until_written(st, last);
+        if buffer.capacity() <= ENCODE_BUFFER_KEPT_BYTES {
+            ENCODE_BUFFER.with(|cached| *cached.borrow_mut() = Some(buffer));
+        }
+        outcome.map(|()| Some(last))
+    }
+
+    /// Records the outcome of writing the direct write that starts at
+    /// `first` (by its owner or a helper): completes it, unless someone
+    /// already did, or poisons the log.
+    fn finish_direct(&self, st: &mut MutexGuard<'_, State<V::File>>, first: Lsn, result: std::io::Result<()>) {
         match result {
             Ok(()) => {
-                self.complete(&mut st, first, last, offset + frame_bytes as u64);
-                st.writes += 1;
+                if let Some(at) = st.direct.iter().position(|d| d.first == first) {
+                    let done = st.direct.remove(at).expect("found");
+                    let end = done.offset + done.bytes.len() as u64;
+                    self.complete(st, done.first, done.last, end);
+                    st.writes += 1;
+                }
             }
             Err(e) => {
                 let e = Error::io("write", self.dir.join(super::segment_file_name(st.active_first_lsn)))(e);
@@ -375,40 +465,162 @@ impl<V: Vfs> Shared<V> {
                 st.poisoned.get_or_insert(Arc::new(e));
             }
         }
-        if st.inflight == 0 {
-            self.direct_done.notify_all();
-        }
-        self.wake(&mut st);
-        drop(self.wait_written(st, last)?);
-        Ok(Some(last))
+        self.wake(st);
     }
 
-    /// Wakes every parked waiter whose LSN is now covered (all of them if the
-    /// log is poisoned) and, if no round is running and some still wait,
-    /// one of those to lead the next round. The leader is woken with
-    /// `state` held, first, so its round overlaps the other wake-ups; the
-    /// covered waiters are unparked with `state` released, so that they do
-    /// not queue on the lock while it is held for all of their wake-ups.
-    /// (Unparking the leader with `state` released too was measured slower
-    /// in an earlier version: it then synced sooner with smaller groups.)
+    /// Writes every direct write reserved up to `lsn` that is not yet
+    /// completed, whoever reserved it. Returns whether there was any.
+    fn help_direct_writes(&self, st: &mut MutexGuard<'_, State<V::File>>, lsn: Lsn) -> bool {
+        let behind: Vec<DirectWrite<V::File>> = st.direct.iter().take_while(|d| d.first <= lsn).cloned().collect();
+        if behind.is_empty() {
+            return false;
+        }
+        for DirectWrite { first, offset, bytes, file, .. } in behind {
+            let result = MutexGuard::unlocked(st, || file.write_all_at(&bytes, offset));
+            if result.is_ok() && st.direct.iter().any(|d| d.first == first) {
+                st.helped_writes += 1; // completed by this helper, not its owner
+            }
+            self.finish_direct(st, first, result);
+        }
+        true
+    }
+
+    /// Waits until `written` reaches `lsn`, writing the direct writes in
+    /// the way itself and waiting only for a write round (whose chunks are
+    /// its leader's to write).
+    fn help_until_written(&self, mut st: MutexGuard<'_, State<V::File>>, lsn: Lsn) -> Result<()> {
+        while st.written < lsn {
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned(cause.clone()));
+            }
+            if !self.help_direct_writes(&mut st, lsn) {
+                drop(self.wait_written(st, lsn)?);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Wakes every waiter whose LSN is now covered (all of them if the log
+    /// is poisoned) and, if no round is running and some still wait, one
+    /// parked thread among those to lead the next round (or, if only tasks
+    /// wait, the timer thread). The leader is woken with `state` held,
+    /// first, so its round overlaps the other wake-ups; the covered waiters
+    /// are woken with `state` released, so that they do not queue on the
+    /// lock while it is held for all of their wake-ups. (Unparking the
+    /// leader with `state` released too was measured slower in an earlier
+    /// version: it then synced sooner with smaller groups.)
     fn wake(&self, st: &mut MutexGuard<'_, State<V::File>>) {
+        self.acknowledged_lsn.store(self.acknowledged(st).0, Ordering::Release);
         let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
         let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
-        if !st.writing && !st.syncing && st.inflight == 0 {
-            if let Some(at) = st.waiters.iter().rposition(|w| !covered(w)) {
-                st.waiters.swap_remove(at).thread.unpark();
+        if !st.writing && !st.syncing && st.direct.is_empty() {
+            let leader = st.waiters.iter().rposition(|w| !covered(w) && matches!(w.wake, Wake::Thread(_)));
+            if let Some(at) = leader {
+                st.waiters.swap_remove(at).wake.wake();
+            } else if st.waiters.iter().any(|w| !covered(w)) {
+                self.leader_wake.notify_one();
             }
         }
         let mut woken = Vec::new(); // allocates only if someone is woken
-        st.waiters.retain(|w| {
-            let done = covered(w);
-            if done {
-                woken.push(w.thread.clone());
+        let mut at = 0;
+        while at < st.waiters.len() {
+            if covered(&st.waiters[at]) {
+                woken.push(st.waiters.swap_remove(at).wake);
+            } else {
+                at += 1;
             }
-            !done
-        });
+        }
         if !woken.is_empty() {
-            MutexGuard::unlocked(st, || woken.into_iter().for_each(|t| t.unpark()));
+            MutexGuard::unlocked(st, || woken.into_iter().for_each(Wake::wake));
+        }
+    }
+
+    /// The LSN up to which appends are acknowledged in the fsync mode's
+    /// terms: synced in `Always`, written otherwise.
+    pub fn acknowledged(&self, st: &State<V::File>) -> Lsn {
+        match self.options.fsync {
+            FsyncMode::Always => st.synced,
+            FsyncMode::Periodic { .. } | FsyncMode::Never => st.written,
+        }
+    }
+
+    /// Blocks until every record up to `lsn` is acknowledged in the mode's
+    /// terms, leading rounds or waiting for the leader.
+    pub fn wait_acknowledged(&self, lsn: Lsn) -> Result<()> {
+        let st = self.state.lock();
+        self.check_assigned(&st, lsn)?;
+        match self.options.fsync {
+            FsyncMode::Always => drop(self.wait_synced(st, lsn)?),
+            FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.wait_written(st, lsn)?),
+        }
+        Ok(())
+    }
+
+    fn check_assigned(&self, st: &State<V::File>, lsn: Lsn) -> Result<()> {
+        if lsn >= st.next_lsn {
+            return Err(Error::InvalidArgument(format!(
+                "LSN {lsn} was never appended (the last appended is {})",
+                Lsn(st.next_lsn.0 - 1)
+            )));
+        }
+        Ok(())
+    }
+
+    /// One poll of a future waiting until `lsn` is acknowledged in the
+    /// mode's terms. Never writes or syncs on the caller's thread while the
+    /// log is open: it registers the task's waker and raises `demand`, and
+    /// the timer thread leads the rounds. `id` is the future's registration
+    /// (given on the first pending poll, kept for later ones).
+    pub fn poll_acknowledged(&self, lsn: Lsn, id: &mut Option<u64>, waker: &Waker) -> Poll<Result<Lsn>> {
+        let mut st = self.state.lock();
+        if let Err(e) = self.check_assigned(&st, lsn) {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(cause) = &st.poisoned {
+            return Poll::Ready(Err(Error::Poisoned(cause.clone())));
+        }
+        if self.acknowledged(&st) >= lsn {
+            self.forget_task(&mut st, id);
+            return Poll::Ready(Ok(lsn));
+        }
+        if st.shutdown {
+            // The log was dropped without close(): no timer thread is left
+            // to lead, so this poll does (the one case that blocks).
+            drop(st);
+            return Poll::Ready(self.wait_acknowledged(lsn).map(|()| lsn));
+        }
+        let durable = matches!(self.options.fsync, FsyncMode::Always);
+        let registered = id.and_then(|id| {
+            st.waiters.iter().position(|w| matches!(&w.wake, Wake::Task { id: other, .. } if *other == id))
+        });
+        match registered {
+            Some(at) => {
+                if let Wake::Task { waker: old, .. } = &mut st.waiters[at].wake {
+                    if !old.will_wake(waker) {
+                        *old = waker.clone();
+                    }
+                }
+            }
+            None => {
+                let new_id = st.next_task_id;
+                st.next_task_id += 1;
+                *id = Some(new_id);
+                st.waiters.push(Waiter { lsn, durable, wake: Wake::Task { id: new_id, waker: waker.clone() } });
+            }
+        }
+        if lsn > st.demand {
+            st.demand = lsn;
+            self.leader_wake.notify_one();
+        }
+        Poll::Pending
+    }
+
+    /// Removes a future's registration, if it still has one (it was
+    /// dropped, or completed on a poll that was not a wake-up's).
+    pub fn forget_task(&self, st: &mut State<V::File>, id: &mut Option<u64>) {
+        if let Some(id) = id.take() {
+            st.waiters.retain(|w| !matches!(&w.wake, Wake::Task { id: other, .. } if *other == id));
         }
     }
 
@@ -435,9 +647,11 @@ impl<V: Vfs> Shared<V> {
                 // sealed: they land first, and then its end is known.
                 let (end, last) = {
                     let mut st = self.state.lock();
-                    while st.inflight > 0 {
-                        self.direct_done.wait(&mut st);
-                    }
+                    // Direct writes go to the segment about to be sealed:
+                    // they land first (written here if their owners have
+                    // not yet), and then its end is known. An owner's own
+                    // write may still come later: the same bytes again.
+                    while self.help_direct_writes(&mut st, Lsn(u64::MAX)) {}
                     debug_assert!(st.completed.is_empty() || st.poisoned.is_some());
                     (st.active_end, st.written)
                 };
@@ -571,9 +785,10 @@ impl<V: Vfs> Shared<V> {
         Ok(target)
     }
 
-    /// The timer thread: the `Periodic` fsync, and writing out (in `Always`
-    /// also syncing) pipelined appends nobody waits for. It never does
-    /// anything slow but the write and fsync it exists for.
+    /// The timer thread: the `Periodic` fsync, writing out (in `Always`
+    /// also syncing) pipelined appends nobody waits for, and leading rounds
+    /// for waiting tasks (`State::demand`). It never does anything slow but
+    /// the write and fsync it exists for.
     pub fn timer(self: Arc<Self>) {
         let (tick, sync) = match self.options.fsync {
             FsyncMode::Periodic { interval } => (interval, true),
@@ -583,11 +798,22 @@ impl<V: Vfs> Shared<V> {
         let mut next = Instant::now() + tick;
         loop {
             let mut st = self.state.lock();
-            while !st.shutdown && Instant::now() < next {
-                self.timer_wake.wait_until(&mut st, next);
+            let demanded = |st: &State<V::File>| st.poisoned.is_none() && st.demand > self.acknowledged(st);
+            while !st.shutdown && Instant::now() < next && !demanded(&st) {
+                self.leader_wake.wait_until(&mut st, next);
             }
             if st.shutdown {
                 return;
+            }
+            if demanded(&st) {
+                // Tasks wait: acknowledge what they need, in the mode's terms.
+                let target = st.demand;
+                let outcome = match self.options.fsync {
+                    FsyncMode::Always => self.wait_synced(st, target),
+                    FsyncMode::Periodic { .. } | FsyncMode::Never => self.wait_written(st, target),
+                };
+                drop(outcome); // an error poisons the log; the tasks report it
+                continue;
             }
             // Everything appended before this tick, staged records included.
             let target = Lsn(st.next_lsn.0 - 1);
@@ -657,8 +883,14 @@ impl<V: Vfs> Shared<V> {
     }
 
     pub fn stop_background(&self) {
-        self.state.lock().shutdown = true;
+        let mut st = self.state.lock();
+        st.shutdown = true;
         self.progress.notify_all();
         self.timer_wake.notify_all();
+        self.leader_wake.notify_all();
+        // Tasks still waiting poll again and find no timer thread to lead.
+        for waiter in std::mem::take(&mut st.waiters) {
+            waiter.wake.wake();
+        }
     }
 }

@@ -213,6 +213,18 @@ fn sqlite_baseline(engine: Engine) -> Option<Engine> {
     }
 }
 
+/// `Periodic` and `Never` against the raw disk when it too syncs every
+/// 64 MiB, as walden does at each roll-over: how much of the gap to a bare
+/// write() loop, which never waits for the disk, is that sync. One write()
+/// per record for blocking appends, 1 MiB writes for pipelined ones.
+fn raw_synced_baseline(engine: Engine) -> Option<Engine> {
+    match engine {
+        Engine::Walden(Mode::Periodic | Mode::Never, Api::Blocking) => Some(Engine::RawSegmented),
+        Engine::Walden(Mode::Periodic | Mode::Never, Api::Pipelined) => Some(Engine::RawSequential),
+        _ => None,
+    }
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     let run_secs = args.run_secs.unwrap_or(if args.quick { 0.2 } else { 0.6 });
     if !(run_secs > 0.0 && run_secs <= 60.0) {
@@ -259,27 +271,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     eprintln!("walden bench: appends done in {:.0} s", started.elapsed().as_secs_f64());
 
     let rows: Vec<Row> = results.iter().flat_map(rows_of).collect();
-    println!(
-        "append: medians of {reps} repetitions; SQLite writers share {}; pipelined window {}",
-        if args.sqlite_conn == SqliteConn::Mutex {
-            "one connection behind a mutex"
-        } else {
-            "nothing: a connection each"
-        },
-        args.window
-    );
-    print!("{}", table(&rows));
-    println!(
-        "\n× raw: walden / raw-fdatasync (always) or raw-write (periodic, never), same writers and record size.\n\
-         × SQLite: walden / SQLite at the same durability (always: FULL, periodic: NORMAL, never: OFF).\n\
-         Ratios are medians of the ratios within each repetition.\n"
-    );
-    print!("{}", targets_table(&targets(&results)));
-    print!("{}", segmented_table(&results));
+    print!("{}", append_report(&rows, reps, args.sqlite_conn, args.window));
     let mut sections = Vec::new();
     if !args.no_recovery {
         let keys = args.recovery_keys.unwrap_or(if args.quick { 200_000 } else { 1_000_000 });
-        eprintln!("walden bench: store recovery, {keys} keys, walden against SQLite");
+        eprintln!("walden bench: store recovery, {keys} keys, walden vs SQLite");
+        println!();
         sections.extend(bench_sections::recovery(root.path(), keys)?);
     }
     if !args.no_journal {
@@ -289,11 +286,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             (sizes, _) => sizes.to_vec(),
         };
         let entries = if args.quick { 20_000 } else { 200_000 };
-        eprintln!("walden bench: the journal, walden against a SQLite journal table");
+        eprintln!("walden bench: the journal, walden vs a SQLite journal table");
+        println!();
         sections.extend(bench_sections::journal(root.path(), entries, &sizes)?);
     }
     if !sections.is_empty() {
-        println!("\nrecovery and the journal (each from its own child process; its report is above):\n");
+        println!("\n## walden vs SQLite: store recovery and the journal\n");
+        println!("Each measured in a child process of its own, whose full report is above.\n");
         print!("{}", bench_sections::table(&sections));
     }
     eprintln!("walden bench: all done in {:.0} s", started.elapsed().as_secs_f64());
@@ -327,8 +326,24 @@ struct Row {
     latency: Percentiles,
     fsyncs_per_s: Option<f64>,
     ops_per_write: Option<f64>,
-    vs_raw: Option<(f64, Engine)>,
-    vs_sqlite: Option<(f64, Engine)>,
+    /// Against the raw disk making the same promise.
+    vs_raw: Option<Versus>,
+    /// Against SQLite at the same durability.
+    vs_sqlite: Option<Versus>,
+    /// `Periodic` and `Never` against the raw disk synced every 64 MiB, as
+    /// walden syncs each segment at its roll-over.
+    vs_raw_synced: Option<Versus>,
+}
+
+/// A walden row against a baseline measured in the same group.
+#[derive(Clone, Copy, Debug)]
+struct Versus {
+    baseline: Engine,
+    /// The median over repetitions of walden's rate / the baseline's.
+    ratio: f64,
+    /// The baseline's median rate and p99 latency.
+    ops_per_s: f64,
+    p99_us: f64,
 }
 
 fn rows_of(result: &GroupResult) -> Vec<Row> {
@@ -342,7 +357,13 @@ fn rows_of(result: &GroupResult) -> Vec<Row> {
             let med = |f: fn(&Sample) -> f64| median(samples.iter().map(f));
             let against = |baseline: Option<Engine>| {
                 let b = baseline?;
-                Some((result.ratio(engine, b)?, b))
+                let samples = result.samples(b)?;
+                Some(Versus {
+                    baseline: b,
+                    ratio: result.ratio(engine, b)?,
+                    ops_per_s: result.median_rate(b)?,
+                    p99_us: median(samples.iter().map(|s| s.latency.p99_us)),
+                })
             };
             Row {
                 engine,
@@ -360,6 +381,7 @@ fn rows_of(result: &GroupResult) -> Vec<Row> {
                 ops_per_write: samples[0].ops_per_write.map(|_| med(|s| s.ops_per_write.unwrap_or(f64::NAN))),
                 vs_raw: against(raw_baseline(engine)),
                 vs_sqlite: against(sqlite_baseline(engine)),
+                vs_raw_synced: against(raw_synced_baseline(engine)),
             }
         })
         .collect()
@@ -371,8 +393,8 @@ impl Row {
     }
 
     fn json(&self, sqlite_conn: SqliteConn) -> serde_json::Value {
-        let ratio = |r: Option<(f64, Engine)>| r.map(|(x, _)| x);
-        let baseline = |r: Option<(f64, Engine)>| r.map(|(_, e)| e.label());
+        let ratio = |r: Option<Versus>| r.map(|v| v.ratio);
+        let baseline = |r: Option<Versus>| r.map(|v| v.baseline.label());
         serde_json::json!({
             "workload": "append",
             "engine": self.engine.name(),
@@ -395,6 +417,8 @@ impl Row {
             "raw_baseline": baseline(self.vs_raw),
             "vs_sqlite": ratio(self.vs_sqlite),
             "sqlite_baseline": baseline(self.vs_sqlite),
+            "vs_raw_synced": ratio(self.vs_raw_synced),
+            "raw_synced_baseline": baseline(self.vs_raw_synced),
             "sqlite_synchronous": match self.engine {
                 Engine::Sqlite(mode) => Some(mode.sqlite_synchronous()),
                 _ => None,
@@ -405,35 +429,26 @@ impl Row {
 }
 
 /// The chart: a panel per fsync mode, a group per workload, and in each
-/// group walden, SQLite at the same durability and the raw disk baseline.
+/// group walden, SQLite at the same durability and the raw disk baseline
+/// (both measured in walden's group).
 fn chart(rows: &[Row], args: &BenchArgs) -> Chart<'static> {
     const SERIES: &[&str] = &["walden", "SQLite (same durability)", "raw disk (same promise)"];
-    let rate = |engine: Engine, workload: Workload| {
-        rows.iter().find(|r| r.engine == engine && r.workload == workload).map(|r| r.ops_per_s)
-    };
     let panels = Mode::ALL
         .iter()
         .map(|&mode| {
-            let mut workloads: Vec<(Workload, Api)> = Vec::new();
-            for row in rows {
-                if let Engine::Walden(m, api) = row.engine {
-                    if m == mode && !workloads.contains(&(row.workload, api)) {
-                        workloads.push((row.workload, api));
-                    }
-                }
-            }
-            let groups = workloads
-                .into_iter()
-                .map(|(workload, api)| {
-                    let walden = Engine::Walden(mode, api);
-                    let engines =
-                        [Some(walden), (api == Api::Blocking).then_some(Engine::Sqlite(mode)), raw_baseline(walden)];
-                    let bars = engines
+            let groups = rows
+                .iter()
+                .filter(|row| matches!(row.engine, Engine::Walden(m, _) if m == mode))
+                .map(|row| {
+                    let values =
+                        [Some(row.ops_per_s), row.vs_sqlite.map(|v| v.ops_per_s), row.vs_raw.map(|v| v.ops_per_s)];
+                    let bars = values
                         .iter()
                         .enumerate()
-                        .filter_map(|(series, e)| Some(Bar { series, value: rate((*e)?, workload)? }))
+                        .filter_map(|(series, value)| Some(Bar { series, value: (*value)? }))
                         .collect();
-                    let api = if api == Api::Pipelined { " pipelined" } else { "" };
+                    let api = if row.engine.api() == Api::Pipelined { " pipelined" } else { "" };
+                    let workload = row.workload;
                     BarGroup { label: format!("{} x {}{api}", workload.writers, bytes(workload.record_bytes)), bars }
                 })
                 .collect();
@@ -453,9 +468,110 @@ fn chart(rows: &[Row], args: &BenchArgs) -> Chart<'static> {
     }
 }
 
+/// What `walden bench` prints about appends: walden vs SQLite, walden vs
+/// the raw disk, then every measurement.
+fn append_report(rows: &[Row], reps: usize, sqlite_conn: SqliteConn, window: u32) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## walden vs SQLite: appends\n");
+    let _ = writeln!(
+        out,
+        "Records appended per second, {}. SQLite runs in WAL mode, one INSERT per record, at the same \
+         durability as walden's fsync mode (always: synchronous=FULL, periodic: NORMAL, never: OFF); its \
+         writers share {}.\n",
+        if reps == 1 { "one run each".to_owned() } else { format!("medians of {reps} repetitions") },
+        match sqlite_conn {
+            SqliteConn::Mutex => "one connection behind a mutex",
+            SqliteConn::PerThread => "nothing: a connection each",
+        }
+    );
+    out.push_str(&versus_sqlite_table(rows));
+    let _ = writeln!(out, "\n## walden vs the raw disk: appends\n");
+    let _ = writeln!(
+        out,
+        "The raw disk is a bare loop making the same promise on the same file system, the least any log pays: \
+         pwrite() + fdatasync() of each record (always), pwrite() of each record (periodic, never). A bare \
+         pwrite() never waits for the disk; walden syncs each 64 MiB segment whole when it rolls over, so the \
+         last columns compare it with the same loop synced every 64 MiB (pipelined appends: 1 MiB writes, the \
+         disk's sequential rate). Pipelined: one thread keeps {window} appends in flight.\n"
+    );
+    out.push_str(&versus_raw_table(rows));
+    let _ = writeln!(out, "\n## Every append measurement\n");
+    out.push_str(&table(rows));
+    let _ = writeln!(
+        out,
+        "\nRatios are medians of the ratios within each repetition (walden and its baseline measured minutes \
+         apart at most). docs/BENCHMARKS.md says how each engine is set up."
+    );
+    out
+}
+
+/// Every walden row that has a SQLite row at the same durability.
+fn versus_sqlite_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| writers | record | fsync mode | walden ops/s | SQLite ops/s | walden / SQLite | walden p99 µs | SQLite p99 µs |\n\
+         |--:|--:|---|--:|--:|--:|--:|--:|\n",
+    );
+    for row in rows {
+        let (Some(mode), Some(v)) = (row.engine.mode(), row.vs_sqlite) else { continue };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ({}) | {} | {} | {:.2}x | {:.0} | {:.0} |",
+            row.workload.writers,
+            bytes(row.workload.record_bytes),
+            mode.name(),
+            mode.sqlite_synchronous(),
+            thousands(row.ops_per_s),
+            thousands(v.ops_per_s),
+            v.ratio,
+            row.latency.p99_us,
+            v.p99_us,
+        );
+    }
+    out
+}
+
+/// Every walden row against the raw disk, and where measured against the
+/// raw disk synced at walden's roll-overs.
+fn versus_raw_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| writers | record | fsync mode | api | walden ops/s | raw disk | raw ops/s | walden / raw | \
+         raw synced every 64 MiB, ops/s | walden / that |\n|--:|--:|---|---|--:|---|--:|--:|--:|--:|\n",
+    );
+    for row in rows {
+        let (Some(mode), Some(raw)) = (row.engine.mode(), row.vs_raw) else { continue };
+        let synced = row.vs_raw_synced;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2}x | {} | {} |",
+            row.workload.writers,
+            bytes(row.workload.record_bytes),
+            mode.name(),
+            row.engine.api().name(),
+            thousands(row.ops_per_s),
+            raw_loop(raw.baseline),
+            thousands(raw.ops_per_s),
+            raw.ratio,
+            synced.map_or(String::new(), |v| thousands(v.ops_per_s)),
+            synced.map_or(String::new(), |v| format!("{:.2}x", v.ratio)),
+        );
+    }
+    out
+}
+
+/// What a raw-disk engine does, for people.
+fn raw_loop(engine: Engine) -> &'static str {
+    match engine {
+        Engine::RawFdatasync => "write + fdatasync",
+        Engine::RawWrite => "write",
+        Engine::RawSegmented => "write, synced every 64 MiB",
+        Engine::RawSequential => "1 MiB writes, synced every 64 MiB",
+        Engine::Walden(..) | Engine::Sqlite(_) => "",
+    }
+}
+
 fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    let header = "| writers | record | engine | mode | api | ops/s | MB/s | p50 µs | p99 µs | p99.9 µs | fsync/s | × raw | × SQLite |";
+    let header = "| writers | record | engine | mode | api | ops/s | MB/s | p50 µs | p99 µs | p99.9 µs | fsync/s | walden / raw disk | walden / SQLite |";
     out.push_str(header);
     out.push('\n');
     out.push_str("|--:|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
@@ -464,7 +580,7 @@ fn table(rows: &[Row]) -> String {
             Engine::Sqlite(mode) => mode.sqlite_synchronous().to_owned(),
             e => e.mode().map_or("", Mode::name).to_owned(),
         };
-        let ratio = |r: Option<(f64, Engine)>| r.map_or(String::new(), |(x, _)| format!("{x:.2}"));
+        let ratio = |r: Option<Versus>| r.map_or(String::new(), |v| format!("{:.2}", v.ratio));
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
@@ -482,141 +598,6 @@ fn table(rows: &[Row]) -> String {
             ratio(row.vs_raw),
             ratio(row.vs_sqlite),
         );
-    }
-    out
-}
-
-/// One issue-2 target against its measurement.
-struct Target {
-    what: String,
-    measured: f64,
-    goal: f64,
-    unit: &'static str,
-}
-
-fn targets(results: &[GroupResult]) -> Vec<Target> {
-    let find = |writers: usize, record_bytes: usize, engine: Engine| {
-        results.iter().find(|r| r.group.workload == Workload { writers, record_bytes } && r.samples(engine).is_some())
-    };
-    let max_writers = results.iter().map(|r| r.group.workload.writers).max().unwrap_or(1);
-    // The goals for many writers are set for 64; say so when fewer ran.
-    let note = if max_writers == 64 { "" } else { " (goal set for 64)" };
-    let always = Engine::Walden(Mode::Always, Api::Blocking);
-    let mut out = Vec::new();
-    let mut push = |what: String, measured: Option<f64>, goal: f64, unit| {
-        if let Some(measured) = measured {
-            out.push(Target { what, measured, goal, unit });
-        }
-    };
-    for size in [128, 4096] {
-        let one = find(1, size, always);
-        push(
-            format!("always, 1 writer, {}: walden / raw write+fdatasync", bytes(size)),
-            one.and_then(|g| g.ratio(always, Engine::RawFdatasync)),
-            0.95,
-            "x",
-        );
-        let many = find(max_writers, size, always).filter(|_| max_writers > 1);
-        push(
-            format!("always, {max_writers} writers, {}: walden / walden 1 writer{note}", bytes(size)),
-            many.zip(one).and_then(|(m, o)| Some(m.median_rate(always)? / o.median_rate(always)?)),
-            20.0,
-            "x",
-        );
-    }
-    for mode in [Mode::Periodic, Mode::Never] {
-        let walden = Engine::Walden(mode, Api::Blocking);
-        let one = find(1, 128, walden);
-        let name = mode.name();
-        push(
-            format!("{name}, 1 writer, 128 B: walden / raw write"),
-            one.and_then(|g| g.ratio(walden, Engine::RawWrite)),
-            0.6,
-            "x",
-        );
-        push(
-            format!("{name}, 1 writer, 128 B: walden / SQLite synchronous=OFF"),
-            one.and_then(|g| g.ratio(walden, Engine::Sqlite(Mode::Never))),
-            5.0,
-            "x",
-        );
-        for size in [128, 4096] {
-            push(
-                format!("{name}, {max_writers} writers, {}: walden / raw write{note}", bytes(size)),
-                find(max_writers, size, walden)
-                    .filter(|_| max_writers > 1)
-                    .and_then(|g| g.ratio(walden, Engine::RawWrite)),
-                0.6,
-                "x",
-            );
-        }
-    }
-    for mode in [Mode::Never, Mode::Periodic] {
-        let pipelined = Engine::Walden(mode, Api::Pipelined);
-        push(
-            format!("{}, pipelined, 1 thread, 128 B: appends/s", mode.name()),
-            find(1, 128, pipelined).and_then(|g| g.median_rate(pipelined)),
-            2_000_000.0,
-            "/s",
-        );
-    }
-    out
-}
-
-/// `Periodic` and `Never` against the raw disk when it too syncs every
-/// 64 MiB, as walden does at each roll-over: how much of the gap to a bare
-/// write() loop, which never waits for the disk, is that sync.
-fn segmented_table(results: &[GroupResult]) -> String {
-    let mut out = String::from(
-        "\n| periodic and never | walden / raw-write | walden / the raw disk synced every 64 MiB (raw-write-seg; raw-seq for pipelined) |\n|---|--:|--:|\n",
-    );
-    let mut any = false;
-    for group in results {
-        for &engine in &group.group.engines {
-            let Engine::Walden(mode @ (Mode::Periodic | Mode::Never), api) = engine else { continue };
-            let (Some(plain), Some(seg)) =
-                (group.ratio(engine, Engine::RawWrite), group.ratio(engine, synced_every_segment(api)))
-            else {
-                continue;
-            };
-            any = true;
-            let w = group.group.workload;
-            let _ = writeln!(
-                out,
-                "| {} x {}, {} {} | {plain:.2}x | {seg:.2}x |",
-                w.writers,
-                bytes(w.record_bytes),
-                mode.name(),
-                api.name()
-            );
-        }
-    }
-    if any {
-        out
-    } else {
-        String::new()
-    }
-}
-
-/// The raw run that syncs every 64 MiB as walden's roll-overs do: one
-/// write() per record for blocking appends, 1 MiB writes for pipelined ones.
-fn synced_every_segment(api: Api) -> Engine {
-    match api {
-        Api::Blocking => Engine::RawSegmented,
-        Api::Pipelined => Engine::RawSequential,
-    }
-}
-
-fn targets_table(targets: &[Target]) -> String {
-    let mut out = String::from("| target (issue 2) | goal | measured | verdict |\n|---|--:|--:|---|\n");
-    for t in targets {
-        let show = |v: f64| if t.unit == "x" { format!("{v:.2}x") } else { format!("{}/s", thousands(v)) };
-        let verdict = if t.measured >= t.goal {
-            "met".to_owned()
-        } else {
-            format!("MISSED by {:.0}%", 100.0 * (1.0 - t.measured / t.goal))
-        };
-        let _ = writeln!(out, "| {} | >= {} | {} | {} |", t.what, show(t.goal), show(t.measured), verdict);
     }
     out
 }
@@ -673,6 +654,100 @@ mod tests {
         assert_eq!(bytes(128), "128 B");
         assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median([4.0, 1.0]), 2.5);
+    }
+
+    fn sample(ops_per_s: f64) -> Sample {
+        let latency = Percentiles { p50_us: 10.0, p99_us: 100.0, p999_us: 1000.0 };
+        Sample { ops_per_s, secs: 1.0, latency, fsyncs_per_s: None, ops_per_write: None }
+    }
+
+    /// One group of two repetitions whose ratios are known: walden always
+    /// 2x and 2x SQLite FULL, 1.0x and 1.1x raw write+fdatasync; walden
+    /// never 2x and 3x SQLite OFF, 1/3 and 0.4 raw write, 1.25x and 1.47x
+    /// raw write synced every 64 MiB.
+    fn rows() -> Vec<Row> {
+        let engines = vec![
+            Engine::Walden(Mode::Always, Api::Blocking),
+            Engine::Walden(Mode::Never, Api::Blocking),
+            Engine::Sqlite(Mode::Always),
+            Engine::Sqlite(Mode::Never),
+            Engine::RawWrite,
+            Engine::RawFdatasync,
+            Engine::RawSegmented,
+        ];
+        let rates = [
+            [6_000.0, 6_600.0],
+            [60_000.0, 66_000.0],
+            [3_000.0, 3_300.0],
+            [30_000.0, 22_000.0],
+            [180_000.0, 165_000.0],
+            [6_000.0, 6_000.0],
+            [48_000.0, 45_000.0],
+        ];
+        let samples = rates.iter().map(|r| r.iter().map(|&x| sample(x)).collect()).collect();
+        let group = Group { workload: Workload { writers: 1, record_bytes: 4096 }, engines };
+        rows_of(&GroupResult { group, ops: vec![100; 7], samples })
+    }
+
+    #[test]
+    fn the_report_puts_walden_against_sqlite_and_the_raw_disk_and_sets_no_goals() {
+        let report = append_report(&rows(), 2, SqliteConn::Mutex, 1024);
+        assert!(report.contains("## walden vs SQLite: appends"), "{report}");
+        assert!(report.contains("## walden vs the raw disk: appends"), "{report}");
+        assert!(report.contains("medians of 2 repetitions"), "{report}");
+        assert!(report.contains("share one connection behind a mutex"), "{report}");
+        // walden vs SQLite: medians of the rates and of the paired ratios.
+        assert!(report.contains("| 1 | 4 KiB | always (FULL) | 6,300 | 3,150 | 2.00x | 100 | 100 |"), "{report}");
+        assert!(report.contains("| 1 | 4 KiB | never (OFF) | 63,000 | 26,000 | 2.50x | 100 | 100 |"), "{report}");
+        // walden vs the raw disk, and vs the raw disk synced every 64 MiB.
+        assert!(report.contains("| 1 | 4 KiB | always | blocking | 6,300 | write + fdatasync | 6,000 | 1.05x |  |  |"));
+        assert!(
+            report.contains("| 1 | 4 KiB | never | blocking | 63,000 | write | 172,500 | 0.37x | 46,500 | 1.36x |"),
+            "{report}"
+        );
+        // Every measurement, SQLite and raw rows included.
+        assert!(report.contains("| 1 | 4 KiB | sqlite | OFF | blocking | 26,000 |"), "{report}");
+        assert!(report.contains("| 1 | 4 KiB | raw-write-seg |  | blocking | 46,500 |"), "{report}");
+        let lower = report.to_lowercase();
+        for internal in ["goal", "target", "issue", "missed", "verdict"] {
+            assert!(!lower.contains(internal), "the report says {internal:?}:\n{report}");
+        }
+    }
+
+    #[test]
+    fn json_rows_name_each_ratio_and_its_baseline() {
+        let rows = rows();
+        let never = rows[1].json(SqliteConn::Mutex);
+        assert_eq!(never["engine"], "walden");
+        assert_eq!(never["mode"], "never");
+        assert_eq!(never["vs_sqlite"], 2.5);
+        assert_eq!(never["sqlite_baseline"], "sqlite OFF");
+        assert_eq!(never["raw_baseline"], "raw-write");
+        assert_eq!(never["raw_synced_baseline"], "raw-write-seg");
+        let synced = never["vs_raw_synced"].as_f64().unwrap();
+        assert!((synced - (1.25 + 66.0 / 45.0) / 2.0).abs() < 1e-9, "{synced}");
+        let always = rows[0].json(SqliteConn::Mutex);
+        assert_eq!(always["raw_baseline"], "raw-fdatasync");
+        assert!(always["vs_raw_synced"].is_null(), "Always has no segment-synced baseline");
+        let sqlite = rows[3].json(SqliteConn::Mutex);
+        assert_eq!(
+            (sqlite["sqlite_synchronous"].as_str(), sqlite["sqlite_conn"].as_str()),
+            (Some("OFF"), Some("mutex"))
+        );
+        assert!(sqlite["vs_sqlite"].is_null());
+    }
+
+    #[test]
+    fn the_chart_draws_walden_sqlite_and_the_raw_disk_of_the_same_group() {
+        let chart = chart(&rows(), &BenchArgs::parse_from(["bench"]));
+        let titles: Vec<&str> = chart.panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles.len(), 3, "{titles:?}");
+        let always = &chart.panels[0].groups;
+        assert_eq!(always.len(), 1);
+        let values: Vec<f64> = always[0].bars.iter().map(|b| b.value).collect();
+        assert_eq!(values, [6_300.0, 3_150.0, 6_000.0]);
+        assert!(chart.panels[1].groups.is_empty(), "no periodic rows");
+        assert_eq!(chart.panels[2].groups[0].bars.len(), 3);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Each runs as a child process of this binary (so a recovery's memory and
 //! page cache are its own, as `bench-recovery` needs), writes JSON lines to
 //! a file in the bench's temporary directory, and is read back here into
-//! rows of the issue-7 schema: `workload`, `engine`, `mode`, `api`,
+//! rows of the `--json` schema of appends: `workload`, `engine`, `mode`, `api`,
 //! `writers`, `record_bytes`, `ops_per_s`, `p50_us`, `p99_us`, `secs`.
 
 use crate::engines::Result;

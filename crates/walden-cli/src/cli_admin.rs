@@ -171,7 +171,7 @@ pub enum SnapshotCommand {
     List(Common),
     /// Writes a snapshot of the store at the log's last record into the directory's snapshots/.
     Create(Common),
-    /// Checks every snapshot's checksum; exits 1 if any is bad.
+    /// Checks every snapshot's checksum and origin; exits 1 if any is bad or not this store's.
     Verify(Common),
     /// Deletes all but the newest N good snapshots (a dry run unless --apply; bad ones are left alone).
     Prune(PruneArgs),
@@ -220,7 +220,7 @@ pub struct CompactArgs {
 }
 
 /// An integer is an LSN; anything else must be an RFC 3339 time.
-fn parse_target(s: &str) -> Result<Target, String> {
+pub fn parse_target(s: &str) -> Result<Target, String> {
     if let Ok(lsn) = s.parse::<u64>() {
         return Ok(Target::Lsn(Lsn(lsn)));
     }
@@ -279,13 +279,27 @@ pub fn run(command: AdminCommand) -> ExitCode {
         }
         Err(Failure::Walden(e)) => {
             drop(out.flush());
-            eprintln!("walden: {e}");
+            eprintln!("walden: {}", explain(&e));
             ExitCode::from(2)
         }
         Err(Failure::Usage(e)) => {
             eprintln!("walden: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error as printed, said plainly where the library's words are terse:
+/// a directory another process holds.
+pub fn explain(e: &walden::Error) -> String {
+    match e {
+        walden::Error::Io { op: "lock", path, source } if source.kind() == io::ErrorKind::WouldBlock => format!(
+            "{} is in use: another process holds its lock ({}), so nothing was changed; stop that process first \
+             (read-only commands and `walden backup` work on a directory in use)",
+            path.display(),
+            path.join("LOCK").display()
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -389,11 +403,12 @@ fn content_for_journal(dir: &DataDir, log: &admin::LogReport, flags: &str, json:
         LogContent::Store => {
             Err(Failure::Usage(format!("{} {NOT_JOURNAL}: {flags} work on a journal's directory", dir.root.display())))
         }
-        LogContent::Other => Err(Failure::Usage(format!(
+        LogContent::Journal | LogContent::Empty => Ok(content),
+        // `Other`, or content a later walden tells apart.
+        _ => Err(Failure::Usage(format!(
             "{}: its records are neither journal entries nor store operations: {flags} work on a journal's directory",
             dir.root.display()
         ))),
-        LogContent::Journal | LogContent::Empty => Ok(content),
     }
 }
 
@@ -513,7 +528,7 @@ fn snapshot(command: SnapshotCommand, out: &mut dyn Write) -> Outcome {
         }
         SnapshotCommand::Verify(c) => {
             let exam = snapshots_of(&c)?;
-            let bad = exam.snapshots.snapshots.iter().filter(|s| !s.is_good()).count();
+            let bad = exam.snapshots.snapshots.iter().filter(|s| !s.is_good() || s.refused.is_some()).count();
             if c.json {
                 json_out(out, &exam.snapshots)?
             } else {

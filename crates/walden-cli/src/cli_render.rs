@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 use walden::admin::{
-    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord, LogStats,
-    PointInTime, PrunePlan, RecordView, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
+    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord,
+    LogRecordView, LogStats, PointInTime, PrunePlan, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
     SnapshotsReport,
 };
 use walden::store::KvState;
@@ -16,7 +16,7 @@ fn name(path: &Path) -> String {
 }
 
 /// `1.5 KiB`, `64.0 MiB`.
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -41,7 +41,7 @@ fn age(now_us: u64, then_us: u64) -> String {
     }
 }
 
-fn time(us: u64) -> String {
+pub fn time(us: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
     humantime::format_rfc3339_micros(t).to_string()
 }
@@ -51,6 +51,7 @@ fn severity(s: Severity) -> &'static str {
         Severity::Notice => "notice",
         Severity::Recoverable => "recoverable",
         Severity::Corrupt => "CORRUPT",
+        _ => "other",
     }
 }
 
@@ -64,6 +65,7 @@ fn segment_state(end: &SegmentEnd, active: bool) -> String {
         SegmentEnd::Corrupt { offset, lsn, .. } => format!("{kind}, CORRUPT at offset {offset} (LSN {lsn})"),
         SegmentEnd::BadHeader { .. } => format!("{kind}, BAD HEADER"),
         SegmentEnd::Unsupported { offset, .. } => format!("{kind}, newer format at offset {offset}"),
+        other => format!("{kind}, {other:?}"),
     }
 }
 
@@ -135,11 +137,15 @@ fn snapshot_rows(out: &mut dyn Write, snaps: &SnapshotsReport, now_us: u64) -> i
 }
 
 fn snapshot_state(s: &SnapshotReport, newest_usable: Option<walden::Lsn>) -> String {
+    if let Some(why) = &s.refused {
+        return format!("NOT THIS STORE'S: {why}");
+    }
     match (&s.state, &s.unusable) {
         (SnapshotState::Bad { reason }, _) => format!("BAD: {reason}"),
         (SnapshotState::Good { .. }, Some(why)) => format!("good, unusable: {why}"),
         (SnapshotState::Good { .. }, None) if newest_usable == Some(s.lsn) => "good, recovery starts here".into(),
         (SnapshotState::Good { .. }, None) => "good".into(),
+        (other, _) => format!("{other:?}"),
     }
 }
 
@@ -184,7 +190,7 @@ pub fn stats(out: &mut dyn Write, s: &LogStats) -> io::Result<()> {
     Ok(())
 }
 
-pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_text(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     let batch = if r.header.batch_continues() { " batch+" } else { "" };
     write!(out, "{} {}@{} {}B{batch}", r.lsn, name(r.file), r.offset, r.payload.len())?;
     match store_op(r.payload) {
@@ -205,7 +211,7 @@ pub fn record_text(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
 /// The fields of every dumped record, a store's or a journal's, plus `extra`.
 fn record_json_with(
     out: &mut dyn Write,
-    r: &RecordView<'_>,
+    r: &LogRecordView<'_>,
     extra: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
 ) -> io::Result<()> {
     let mut value = serde_json::json!({
@@ -225,7 +231,7 @@ fn record_json_with(
     writeln!(out)
 }
 
-pub fn record_json(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_json(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     record_json_with(out, r, [("store_op", serde_json::json!(store_op(r.payload)))])
 }
 
@@ -249,6 +255,7 @@ pub fn journal_text(out: &mut dyn Write, j: &JournalDumpRecord<'_>) -> io::Resul
         Some(JournalRecord::Floor { first_kept, timestamp_us }) => {
             writeln!(out, " FLOOR entries below #{first_kept} compacted at {}", time(*timestamp_us))
         }
+        Some(other) => writeln!(out, " {other:?}"),
         None => writeln!(out, " not a journal record: {:?}", String::from_utf8_lossy(r.payload)),
     }
 }
@@ -278,7 +285,7 @@ pub fn journal_compact(out: &mut dyn Write, c: &JournalCompactPlan) -> io::Resul
     Ok(())
 }
 
-pub fn record_hex(out: &mut dyn Write, r: &RecordView<'_>) -> io::Result<()> {
+pub fn record_hex(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> {
     writeln!(out, "{} {}@{} {}", r.lsn, name(r.file), r.offset, hex(r.frame))
 }
 

@@ -272,7 +272,7 @@ fn walden_pipelined(mode: Mode, workload: Workload, ops: u64, payload: &[u8], se
     let wal = open_wal(mode, setup.dir)?;
     let before = wal.stats();
     let mut latencies = Vec::with_capacity(ops as usize);
-    let mut in_flight: VecDeque<(Ticket<'_>, Instant)> = VecDeque::with_capacity(setup.window);
+    let mut in_flight: VecDeque<(Ticket, Instant)> = VecDeque::with_capacity(setup.window);
     let start = Instant::now();
     for _ in 0..ops {
         // One clock read per append: the oldest ticket's end is the next append's start.
@@ -302,7 +302,7 @@ fn finish(wal: Wal, before: WalStats, ops: u64, secs: f64, latencies: Vec<u32>) 
 }
 
 /// Waits for the oldest ticket in flight, records its latency, returns now.
-fn acknowledge(in_flight: &mut VecDeque<(Ticket<'_>, Instant)>, latencies: &mut Vec<u32>) -> Result<Instant> {
+fn acknowledge(in_flight: &mut VecDeque<(Ticket, Instant)>, latencies: &mut Vec<u32>) -> Result<Instant> {
     let (ticket, issued) = in_flight.pop_front().expect("a ticket in flight");
     ticket.wait()?;
     let now = Instant::now();

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use walden::journal::{codec, Entry, Journal, JournalOp, NewEntry, Query, SignalType, Value};
+use walden::journal::{codec, Journal, JournalEntry, JournalOp, NewEntry, Query, SignalType, Value};
 use walden::{DurableJournal, JournalOptions};
 
 #[derive(clap::Args)]
@@ -124,13 +124,13 @@ impl SqliteJournal {
         Ok(())
     }
 
-    fn query(&self, from_us: u64, to_us: u64, limit: u64) -> Result<Vec<Entry>> {
+    fn query(&self, from_us: u64, to_us: u64, limit: u64) -> Result<Vec<JournalEntry>> {
         let mut query = self.conn.prepare_cached(SQLITE_QUERY)?;
         let rows = query.query_map(params![from_us as i64, to_us as i64, limit as i64], |row| {
             let value: Vec<u8> = row.get(5)?;
             let signal: u8 = row.get(4)?;
             let op: u8 = row.get(7)?;
-            Ok(Entry {
+            Ok(JournalEntry {
                 sequence: row.get::<_, i64>(0)? as u64,
                 timestamp_us: row.get::<_, i64>(1)? as u64,
                 author: row.get(2)?,
@@ -257,7 +257,7 @@ fn query_latency(size: u64, queries: u32, dir: &Path, walden_only: bool) -> Resu
 }
 
 /// Both engines must return the same 1,000 entries, starting at `first`.
-fn check(entries: &[Entry], first: u64) -> Result<()> {
+fn check(entries: &[JournalEntry], first: u64) -> Result<()> {
     if entries.len() as u64 != QUERY_ENTRIES || entries[0].sequence != first + 1 {
         return Err(format!(
             "a query returned {} entries from {:?}",
@@ -272,7 +272,8 @@ fn check(entries: &[Entry], first: u64) -> Result<()> {
 pub fn run(args: &JournalArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("walden-bench-journal").tempdir_in(&args.dir)?;
     let dir = tmp.path();
-    println!("walden bench-journal: walden (fsync periodic 10 ms) vs SQLite (WAL, synchronous=NORMAL)");
+    println!("## walden vs SQLite: the journal\n");
+    println!("walden's journal with fsync periodic 10 ms; SQLite a journal table in WAL mode, synchronous=NORMAL.\n");
     let mut rows = Vec::new();
     let appends: &[(&str, usize)] =
         if args.walden_queries_only { &[] } else { &[("one at a time", 1), ("batches of 100", BATCH)] };

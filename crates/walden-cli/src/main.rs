@@ -5,15 +5,18 @@
 //! recovery commands (`inspect`, `verify`, `dump`, `recover`, `repair`,
 //! `snapshot`, `compact`, `stats`) are in `cli_admin.rs`.
 
+mod backup_bench;
 mod bench;
 mod bench_sections;
 mod chart;
 mod cli_admin;
+mod cli_backup;
 mod cli_progress;
 mod cli_render;
 mod engines;
 mod journal_bench;
 mod latency;
+mod puts_bench;
 mod recovery_bench;
 
 use clap::{Parser, Subcommand};
@@ -25,8 +28,9 @@ use std::process::ExitCode;
     version,
     about = "walden, a write-ahead-log storage engine",
     after_help = "The recovery commands exit 0 when healthy or done, 1 when they find a problem (or a dry run \
-                  would change something), 2 on a usage or I/O error. inspect, verify, dump and recover never \
-                  change the directory; repair, compact and snapshot prune change it only with --apply."
+                  would change something), 2 on a usage or I/O error. inspect, verify, dump, recover and backup \
+                  never change the data directory; repair, compact and snapshot prune change it only with \
+                  --apply, and refuse a directory another process holds."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +47,23 @@ enum Command {
     Admin(cli_admin::AdminCommand),
     /// Benchmarks the journal's appends and time-range queries against a SQLite journal table.
     BenchJournal(journal_bench::JournalArgs),
+    /// Backs up a data directory, even one a running process holds, into DEST/backup-NNNNNN.
+    ///
+    /// Sealed segments and snapshots the previous backup in DEST has already
+    /// are shared by hard links; the rest is copied, every record and
+    /// snapshot copied is checked, and the backup gets its final name only
+    /// then. Never changes the data directory and takes no lock there.
+    Backup(cli_backup::BackupArgs),
+    /// Restores a backup into a new directory, after verifying every checksum.
+    ///
+    /// Refuses a destination that exists and is not empty. Writes under a
+    /// temporary name beside DEST, checks the result, then renames it into
+    /// place. --to restores the state as of an LSN or a time.
+    Restore(cli_backup::RestoreArgs),
+    /// Benchmarks `walden backup` of a data directory against `cp -r`, and an incremental backup.
+    BenchBackup(backup_bench::BackupBenchArgs),
+    /// Benchmarks store puts with 1, 16 and 64 writers in each fsync mode, next to the log's own appends.
+    BenchPuts(puts_bench::PutsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +73,10 @@ fn main() -> ExitCode {
         Command::BenchRecovery(args) => recovery_bench::run(&args),
         Command::Admin(command) => return cli_admin::run(command),
         Command::BenchJournal(args) => journal_bench::run(&args),
+        Command::Backup(args) => return cli_backup::run_backup(&args),
+        Command::Restore(args) => return cli_backup::run_restore(&args),
+        Command::BenchBackup(args) => backup_bench::run(&args),
+        Command::BenchPuts(args) => puts_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
