@@ -148,9 +148,12 @@ impl<V: Vfs> Wal<V> {
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
+            group_filled: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
             acknowledged_lsn: AtomicU64::new(last_lsn.0),
+            written_lsn: AtomicU64::new(last_lsn.0),
+            synced_lsn: AtomicU64::new(last_lsn.0),
         });
         let mut background = Vec::with_capacity(2);
         let threads: [(&str, BackgroundBody<V>); 2] =
@@ -272,10 +275,9 @@ impl<V: Vfs> Wal<V> {
 
     fn acknowledge<'g>(&'g self, st: parking_lot::MutexGuard<'g, State<V::File>>, lsn: Lsn) -> Result<()> {
         match self.shared.options.fsync {
-            FsyncMode::Always => drop(self.shared.wait_synced(st, lsn)?),
-            FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.shared.wait_written(st, lsn)?),
+            FsyncMode::Always => self.shared.wait_synced(st, lsn),
+            FsyncMode::Periodic { .. } | FsyncMode::Never => self.shared.wait_written(st, lsn),
         }
-        Ok(())
     }
 
     /// The LSN up to which every record has the durability the fsync mode

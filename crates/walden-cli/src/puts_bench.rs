@@ -190,6 +190,9 @@ fn report(args: &PutsArgs, cells: &[(What, Mode, usize)], this: &[Vec<Run>], oth
     }
     if comparing {
         header += &format!(" {:>12} {:>9} {:>13}", format!("{} puts/s", args.other_label), "p99 us", "vs other");
+        if !args.no_log {
+            header += &format!(" {:>16} {:>13}", format!("{} log/s", args.other_label), "log vs other");
+        }
     }
     println!("{header}");
     let mut json = Vec::new();
@@ -225,6 +228,12 @@ fn report(args: &PutsArgs, cells: &[(What, Mode, usize)], this: &[Vec<Run>], oth
             row["other_puts_per_sec"] = med(o, |r| r.ops_per_sec).into();
             row["other_p99_us"] = med(o, |r| r.p99_us).into();
             row["vs_other"] = vs.into();
+            if let Some(log) = find(What::LogAppend, mode, writers) {
+                let log_vs = ratio(&this[log], &other[log], |r| r.ops_per_sec);
+                line += &format!(" {:>16.0} {:>12.2}x", med(&other[log], |r| r.ops_per_sec), log_vs);
+                row["other_log_appends_per_sec"] = med(&other[log], |r| r.ops_per_sec).into();
+                row["log_vs_other"] = log_vs.into();
+            }
         }
         println!("{line}");
         json.push(row);
