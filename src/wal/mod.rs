@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+pub(crate) use writer::Reserved;
 use writer::{Shared, State};
 
 /// The body of a background thread.
@@ -265,6 +266,26 @@ impl<V: Vfs> Wal<V> {
             return Err(Error::InvalidArgument(format!("a batch of {total} bytes is over 1 GiB")));
         }
         Ok(total)
+    }
+
+    /// For a blocking append in `Periodic` and `Never`: gives `payloads`
+    /// (one record, or an atomic batch) their LSNs and encodes them, under
+    /// the log's lock, so the caller can note the LSNs under a lock of its
+    /// own before the write. `None` in `Always`, or when the records must be
+    /// staged (records staged ahead, or a roll-over due): then append them
+    /// the pipelined way. Every reservation must go to [`Wal::write_reserved`].
+    pub(crate) fn reserve<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Option<Reserved<V::File>>> {
+        if !self.writes_directly() {
+            return Ok(None);
+        }
+        let frame_bytes = self.batch_frame_bytes(payloads)?;
+        self.shared.reserve_direct(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)
+    }
+
+    /// Writes a reservation and returns its last LSN once it is
+    /// acknowledged (written, in `Periodic` and `Never`).
+    pub(crate) fn write_reserved(&self, reserved: Reserved<V::File>) -> Result<Lsn> {
+        self.shared.write_reserved(reserved)
     }
 
     /// Whether blocking appends write their own records (`Periodic` and

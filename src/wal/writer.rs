@@ -145,6 +145,17 @@ pub(crate) struct State<F> {
     pub helped_writes: u64,
 }
 
+/// Records reserved and encoded by [`Shared::reserve_direct`], to be
+/// written by [`Shared::write_reserved`].
+pub(crate) struct Reserved<F>(DirectWrite<F>);
+
+impl<F> Reserved<F> {
+    /// The LSN of the last record reserved.
+    pub fn last(&self) -> Lsn {
+        self.0.last
+    }
+}
+
 /// A direct write's range and bytes, shared with whoever helps write it.
 struct DirectWrite<F> {
     first: Lsn,
@@ -423,6 +434,22 @@ impl<V: Vfs> Shared<V> {
         count: usize,
         frame_bytes: usize,
     ) -> Result<Option<Lsn>> {
+        match self.reserve_direct(payloads, count, frame_bytes)? {
+            Some(reserved) => self.write_reserved(reserved).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The first half of [`Shared::append_direct`]: under `state`, gives
+    /// the records their LSNs and file range and encodes them. Whoever
+    /// gets a reservation must hand it to [`Shared::write_reserved`] (or
+    /// drop it: then the appenders behind it write it).
+    pub fn reserve_direct<'a>(
+        &self,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+        count: usize,
+        frame_bytes: usize,
+    ) -> Result<Option<Reserved<V::File>>> {
         let mut buffer = ENCODE_BUFFER.with(|cached| cached.borrow_mut().take()).unwrap_or_default();
         if Arc::get_mut(&mut buffer).is_none() {
             buffer = Arc::default(); // a helper still holds the last one
@@ -452,10 +479,17 @@ impl<V: Vfs> Shared<V> {
         st.next_lsn = last.next();
         st.tail_end += frame_bytes as u64;
         let file = st.active.clone();
-        st.direct.push_back(DirectWrite { first, last, offset, bytes: buffer.clone(), file: file.clone() });
+        let write = DirectWrite { first, last, offset, bytes: buffer, file };
+        st.direct.push_back(write.clone());
         st.inflight += 1;
-        drop(st);
+        Ok(Some(Reserved(write)))
+    }
 
+    /// The second half of [`Shared::append_direct`]: writes a reservation
+    /// with no lock held, then makes sure everything up to it is written
+    /// (writing what is in the way itself). Returns its last LSN.
+    pub fn write_reserved(&self, reserved: Reserved<V::File>) -> Result<Lsn> {
+        let DirectWrite { first, last, offset, bytes: buffer, file } = reserved.0;
         let result = file.write_all_at(&buffer, offset);
         let mut st = self.state.lock();
         st.inflight -= 1;
@@ -464,7 +498,7 @@ impl<V: Vfs> Shared<V> {
         if buffer.capacity() <= ENCODE_BUFFER_KEPT_BYTES {
             ENCODE_BUFFER.with(|cached| *cached.borrow_mut() = Some(buffer));
         }
-        outcome.map(|()| Some(last))
+        outcome.map(|()| last)
     }
 
     /// Records the outcome of writing the direct write that starts at
