@@ -4,7 +4,7 @@
 //! first write, bumped on every write after; a delete forgets it), the id of
 //! its last writer and the time of its last write, like the parameter
 //! snapshots of the seed systems. The state is a persistent B+tree
-//! ([`KvMap`], `tree.rs`) of one allocation per key ([`record.rs`]), so
+//! ([`KvMap`], `tree.rs`) of one allocation per key (`record.rs`), so
 //! freezing it for a snapshot is an O(1) clone and a snapshot of millions
 //! of keys never holds up a `put`.
 //!

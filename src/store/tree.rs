@@ -60,7 +60,7 @@ enum Node {
     Branch(Arc<Branch>),
 }
 
-/// The store's map: every live key's [`Record`], in key order. Cloning it
+/// The store's map: every live key's record, in key order. Cloning it
 /// is O(1) and the clone never changes.
 #[derive(Clone)]
 pub struct KvMap {

@@ -825,7 +825,7 @@ fn recovered(r: &Measured) -> Vec<(String, &Opens)> {
         rows.push(("SQLite -> HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)>".to_owned(), x));
     }
     if let Some(x) = &r.sqlite_ordmap {
-        rows.push(("SQLite -> imbl::OrdMap<StoreKey, Entry> (the store's map before issue 15)".to_owned(), x));
+        rows.push(("SQLite -> imbl::OrdMap<StoreKey, Entry> (the store's map before its own B+tree)".to_owned(), x));
     }
     rows
 }
@@ -969,28 +969,6 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
             };
             let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
         }
-    }
-    let _ = writeln!(o, "\nThe targets of issue 15 (0.5 s a million keys; the worse of cold and warm)\n");
-    let _ = writeln!(o, "| keys | target | goal | measured | met |");
-    let _ = writeln!(o, "|--:|---|--:|--:|---|");
-    for r in results {
-        let mut t = |what: &str, goal: String, measured: String, met: bool| {
-            let _ = writeln!(o, "| {} | {what} | {goal} | {measured} | {} |", r.n, if met { "yes" } else { "**no**" });
-        };
-        let half = r.n as f64 / 2e6;
-        for (what, x) in [("open from the snapshot", &r.from_snapshot), ("replay of the log alone", &r.from_log)] {
-            let worst = x.cold_secs.unwrap_or(x.warm_secs).max(x.warm_secs);
-            t(what, format!("<= {half} s"), format!("{worst:.3} s"), worst <= half);
-        }
-        let (walden, raw) = (r.from_snapshot.warm_secs, r.raw_replay.warm_secs);
-        t(
-            "snapshot open faster than the raw replay, warm",
-            "> 1x".into(),
-            format!("{:.2}x", raw / walden),
-            raw > walden,
-        );
-        let resident = r.from_snapshot.rss_after as f64 / (r.n * (KEY_BYTES + VALUE_BYTES) as u64) as f64;
-        t("RSS once open / raw key+value bytes", "<= 2x".into(), format!("{resident:.2}x"), resident <= 2.0);
     }
     for r in results {
         let ratio = r.latency.snap.p99_us / r.latency.idle.p99_us;
