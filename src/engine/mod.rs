@@ -15,6 +15,8 @@
 //! **Invariant:** replay applies each LSN at most once: records at or below
 //! the state's applied LSN are skipped.
 
+mod replay;
+
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::{self, OriginCheck, SnapshotInfo, SnapshotOrigin};
 use crate::wal::now_unix_us;
@@ -66,6 +68,23 @@ pub trait StateMachine: Send + Sync + Sized + 'static {
     /// discarded. The default calls `apply` for each record.
     fn apply_batch(&mut self, batch: &[(Lsn, &[u8])]) -> Result<()> {
         batch.iter().try_for_each(|&(lsn, payload)| self.apply(lsn, payload))
+    }
+    /// The order in which replay may apply the records of `batch`, as
+    /// indices into it, for the same result as LSN order (the store sorts
+    /// its operations by key, keeping each key's in LSN order), or nothing
+    /// (the default) for LSN order. Replay calls it on its reading thread,
+    /// while the previous batch is applied, and then copies the records
+    /// into that order; an error here is an error applying the batch.
+    fn plan_batch(batch: &[(Lsn, &[u8])], order: &mut Vec<u32>) -> Result<()> {
+        let _ = (batch, order);
+        Ok(())
+    }
+    /// Applies records in the order [`StateMachine::plan_batch`] chose for
+    /// them (LSN order if it chose none): replay calls this instead of
+    /// `apply_batch`. The default calls `apply_batch`, which a state that
+    /// plans no order of its own need not tell apart.
+    fn apply_planned_batch(&mut self, records: &[(Lsn, &[u8])]) -> Result<()> {
+        self.apply_batch(records)
     }
     /// Freezes the state as it is now.
     fn freeze(&self) -> Self::Frozen;
@@ -375,7 +394,9 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         if lsn > self.applied_lsn() {
             return Err(Error::InvalidArgument(format!("LSN {lsn} is past the last applied ({})", self.applied_lsn())));
         }
-        Ok(self.core.view(|info| info.header.lsn <= lsn, |record, _| record <= lsn)?.0)
+        let (state, from) = self.core.view_base(|info| info.header.lsn <= lsn)?;
+        let reader = self.core.view_reader(from);
+        Ok(replay::replay(&self.core.snapshot_dir, reader, state, from, |record, _| record <= lsn)?.machine)
     }
 
     /// A view built from the newest snapshot for which `use_snapshot` holds,
@@ -387,7 +408,9 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         use_snapshot: impl Fn(&SnapshotInfo) -> bool,
         include: impl FnMut(Lsn, &[u8]) -> bool,
     ) -> Result<(S, Lsn)> {
-        self.core.view(use_snapshot, include)
+        let (state, from) = self.core.view_base(use_snapshot)?;
+        let replayed = replay::replay_here(self.core.view_reader(from), state, from, include)?;
+        Ok((replayed.machine, replayed.lsn))
     }
 
     fn stop_snapshotter(&mut self) {
@@ -441,30 +464,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let snapshots = &listing.snapshots;
         let (machine, lsn) = Self::load_snapshot(&fs, &snapshot_dir, &wal, snapshots, listing.unreadable, &mut report)?;
         Self::enforce_retention(&fs, &snapshot_dir, options.snapshots.keep_count, snapshots, &report)?;
-        let mut applied = Applied { machine, lsn, bytes: 0 };
         log::info!("walden: replaying the log from LSN {}", lsn.next());
-        let mut reader = wal.read_from(lsn.next())?;
-        let mut batch = ReplayBatch::default();
-        loop {
-            let record = reader.next_ref();
-            let end = record.is_none();
-            if let Some(record) = record {
-                let (record_lsn, payload) = record?;
-                if record_lsn <= applied.lsn.max(batch.last_lsn().unwrap_or(Lsn::ZERO)) {
-                    continue;
-                }
-                batch.push(record_lsn, payload);
-                report.records_replayed += 1;
-                report.bytes_read += payload.len() as u64;
-            }
-            if (end || batch.is_full()) && !batch.is_empty() {
-                applied.lsn = batch.apply_to(&mut applied.machine)?;
-            }
-            if end {
-                break;
-            }
-        }
-        drop(reader);
+        let replayed = replay::replay(dir, wal.read_from(lsn.next())?, machine, lsn, |_, _| true)?;
+        report.records_replayed += replayed.records;
+        report.bytes_read += replayed.bytes;
+        let applied = Applied { machine: replayed.machine, lsn: replayed.lsn, bytes: 0 };
         report.duration = started.elapsed();
         log::info!(
             "walden: recovery complete at LSN {} ({} records replayed, {} snapshots skipped) in {:?}",
@@ -751,11 +755,16 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
     }
 
-    fn view(
-        &self,
-        use_snapshot: impl Fn(&SnapshotInfo) -> bool,
-        mut include: impl FnMut(Lsn, &[u8]) -> bool,
-    ) -> Result<(S, Lsn)> {
+    /// The log after `from` for a view: no further than the visible state,
+    /// so a view never shows what a reader of the live state could not.
+    fn view_reader(&self, from: Lsn) -> crate::WalReader<V> {
+        self.wal.read_between(from.next(), Lsn(self.applied_lsn.load(Ordering::Acquire)))
+    }
+
+    /// Where a view starts: the newest kept snapshot for which
+    /// `use_snapshot` holds and the log can continue from, and its LSN (or
+    /// the empty state, if the log starts at LSN 1).
+    fn view_base(&self, use_snapshot: impl Fn(&SnapshotInfo) -> bool) -> Result<(S, Lsn)> {
         let listing = snapshot::list_snapshots(&self.fs, &self.snapshot_dir)?;
         let log_first = self.wal.first_lsn();
         let mut base = None;
@@ -772,40 +781,13 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
                 break;
             }
         }
-        let (mut state, mut lsn) = match base {
-            Some(base) => base,
-            None if log_first == Lsn::FIRST => (S::empty(), Lsn::ZERO),
-            None => {
-                return Err(Error::InvalidArgument(format!(
-                    "no kept snapshot fits, and the log before LSN {log_first} is gone"
-                )))
-            }
-        };
-        // No further than the visible state: a view never shows what a
-        // reader of the live state could not.
-        let mut reader = self.wal.read_between(lsn.next(), Lsn(self.applied_lsn.load(Ordering::Acquire)));
-        let mut batch = ReplayBatch::default();
-        loop {
-            let record = reader.next_ref();
-            let end = match record {
-                None => true,
-                Some(record) => {
-                    let (record_lsn, payload) = record?;
-                    let included = include(record_lsn, payload);
-                    if included {
-                        batch.push(record_lsn, payload);
-                    }
-                    !included
-                }
-            };
-            if (end || batch.is_full()) && !batch.is_empty() {
-                lsn = batch.apply_to(&mut state)?;
-            }
-            if end {
-                break;
-            }
+        match base {
+            Some(base) => Ok(base),
+            None if log_first == Lsn::FIRST => Ok((S::empty(), Lsn::ZERO)),
+            None => Err(Error::InvalidArgument(format!(
+                "no kept snapshot fits, and the log before LSN {log_first} is gone"
+            ))),
         }
-        Ok((state, lsn))
     }
 
     /// Notes a commit (the state's LSN and bytes after it); wakes the
@@ -914,77 +896,6 @@ fn move_aside<V: Vfs>(fs: &V, dir: &Path, info: &SnapshotInfo) -> Result<PathBuf
     fs.rename(&info.path, &aside).map_err(Error::io("rename", &info.path))?;
     fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
     Ok(aside)
-}
-
-/// Log records copied out of the log (its reader lends one at a time) to be
-/// applied together with [`StateMachine::apply_batch`].
-#[derive(Default)]
-struct ReplayBatch {
-    bytes: Vec<u8>,
-    /// LSN and end offset in `bytes` of each record.
-    records: Vec<(Lsn, usize)>,
-}
-
-/// Records per replay batch: enough that, sorted by key, consecutive puts
-/// into a map of millions of keys share most of their path down the tree.
-const REPLAY_BATCH_RECORDS: usize = 1 << 17;
-/// ... or bytes of payload, whichever comes first: the batch is extra
-/// memory on top of the state.
-const REPLAY_BATCH_BYTES: usize = 32 << 20;
-
-impl ReplayBatch {
-    fn push(&mut self, lsn: Lsn, payload: &[u8]) {
-        self.bytes.extend_from_slice(payload);
-        self.records.push((lsn, self.bytes.len()));
-    }
-
-    fn is_full(&self) -> bool {
-        self.records.len() >= REPLAY_BATCH_RECORDS || self.bytes.len() >= REPLAY_BATCH_BYTES
-    }
-
-    fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    fn last_lsn(&self) -> Option<Lsn> {
-        self.records.last().map(|&(lsn, _)| lsn)
-    }
-
-    /// Applies the batch, empties it, and returns its last LSN.
-    fn apply_to<S: StateMachine>(&mut self, machine: &mut S) -> Result<Lsn> {
-        let mut start = 0;
-        let records: Vec<(Lsn, &[u8])> = self
-            .records
-            .iter()
-            .map(|&(lsn, end)| {
-                let payload = &self.bytes[start..end];
-                start = end;
-                (lsn, payload)
-            })
-            .collect();
-        if let Err(e) = machine.apply_batch(&records) {
-            return Err(match e {
-                e @ Error::Apply { .. } => e,
-                // Name the record: the first one its own check refuses, or
-                // the batch's range if every one passes on its own.
-                e => match records.iter().find(|(_, payload)| S::check(payload).is_err()) {
-                    Some(&(lsn, _)) => Error::Apply { lsn, reason: e.to_string() },
-                    None => Error::Apply {
-                        lsn: records[0].0,
-                        reason: format!(
-                            "{e} (in the batch of LSN {} to {})",
-                            records[0].0,
-                            records[records.len() - 1].0
-                        ),
-                    },
-                },
-            });
-        }
-        let last = self.last_lsn().expect("a batch is applied only when it holds records");
-        self.records.clear();
-        self.bytes.clear();
-        Ok(last)
-    }
 }
 
 /// How much lower than its parent's the snapshot writer's CPU priority is

@@ -34,9 +34,10 @@ pub const FUZZ_SNAPSHOT_ORIGIN: SnapshotOrigin = SnapshotOrigin {
 /// Fuzz target `decode_snapshot`. Input: a control byte, then bytes. The
 /// control byte mod 3 says what the bytes are: 0 the whole snapshot file;
 /// 1 its zstd content, wrapped in a valid header (length and checksum
-/// right); 2 the uncompressed store entries, compressed and wrapped. Never
-/// a panic; a refused file is `BadSnapshot` or `Unsupported`; an accepted
-/// one passed its checksum, and its state writes and reads back the same.
+/// right); 2 the uncompressed store content (version 1 or 2), compressed
+/// and wrapped. Never a panic; a refused file is `BadSnapshot` or
+/// `Unsupported`; an accepted one passed its checksum, and its state
+/// writes and reads back the same.
 pub fn decode_snapshot(data: &[u8]) {
     let (control, rest) = data.split_first().map_or((0, &[][..]), |(c, rest)| (*c, rest));
     let file = match control % 3 {

@@ -1,5 +1,5 @@
 //! The store's byte encodings: log record payloads (operations) and
-//! snapshot entries. Little-endian, lengths before bytes; specified in
+//! snapshot content. Little-endian, lengths before bytes; specified in
 //! docs/FORMAT.md.
 //!
 //! Operation (one log record):
@@ -7,15 +7,26 @@
 //! u8 tag (1 = put, 2 = delete) | u64 timestamp_us | u16 writer length | writer
 //! | u32 key length | key | put only: u32 value length | value
 //! ```
-//! Snapshot entry (a snapshot's content is a sequence of them):
+//! Snapshot content, version 2 (what `write_snapshot` writes):
+//! ```text
+//! "WKVS" | u32 version = 2 | chunk... | u32 0 | u32 0 | u64 total entries
+//! chunk: u32 entries (>= 1) | u32 bytes | that many entries, filling those bytes
+//! entry: u64 revision | u64 timestamp_us | u32 key length | u32 value length
+//!        | u16 writer length | key | value | writer
+//! ```
+//! An entry is also how the store keeps a key in memory (`record.rs`): a
+//! snapshot is written by copying records out and loaded by copying them
+//! back in, and its chunks can be handed whole to another thread.
+//!
+//! Snapshot content, version 1 (still read): entries back to back, each
 //! ```text
 //! u32 key length | key | u32 value length | value | u64 revision
 //! | u16 writer length | writer | u64 timestamp_us
 //! ```
+//! Version 1 has no header; its first four bytes are a key length of at
+//! most 128 MiB, which "WKVS" (0x53564b57 as a little-endian u32) is not.
 
-use super::Entry;
 use std::io::{self, BufRead};
-use std::sync::Arc;
 
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
@@ -27,10 +38,16 @@ pub(crate) enum Op<'a> {
     Delete { key: &'a [u8], writer: &'a str, timestamp_us: u64 },
 }
 
-impl Op<'_> {
+impl<'a> Op<'a> {
     pub(crate) fn timestamp_us(&self) -> u64 {
         match *self {
             Op::Put { timestamp_us, .. } | Op::Delete { timestamp_us, .. } => timestamp_us,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &'a [u8] {
+        match *self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
         }
     }
 }
@@ -71,54 +88,149 @@ pub(crate) fn decode_op(bytes: &[u8]) -> Result<Op<'_>, String> {
     Ok(op)
 }
 
-pub(crate) fn encode_entry(out: &mut Vec<u8>, key: &[u8], entry: &Entry) {
-    put_bytes32(out, key);
-    put_bytes32(out, &entry.value);
-    out.extend_from_slice(&entry.revision.to_le_bytes());
-    put_str16(out, &entry.writer);
-    out.extend_from_slice(&entry.timestamp_us.to_le_bytes());
+/// The first bytes of a version-2 snapshot content.
+pub(crate) const SNAPSHOT_MAGIC: [u8; 4] = *b"WKVS";
+/// The snapshot content version `write_snapshot` writes.
+pub(crate) const SNAPSHOT_VERSION: u32 = 2;
+/// A chunk header, and the end marker: u32 entries, u32 bytes.
+pub(crate) const CHUNK_HEADER_BYTES: usize = 8;
+/// A chunk ends with the first entry that brings it to this many bytes.
+pub(crate) const CHUNK_TARGET_BYTES: usize = 64 << 10;
+/// The most bytes a chunk may claim before anything is read for it: more
+/// than a full chunk plus one entry of the largest key, value and writer
+/// id there can be.
+pub(crate) const MAX_CHUNK_BYTES: usize = 2 * MAX_FIELD_BYTES + (256 << 10);
+
+/// The fixed part of a version-2 entry (and of a record in memory).
+pub(crate) const ENTRY_HEADER_BYTES: usize = 26;
+const AT_REVISION: usize = 0;
+const AT_TIMESTAMP: usize = 8;
+const AT_KEY_LEN: usize = 16;
+const AT_VALUE_LEN: usize = 20;
+const AT_WRITER_LEN: usize = 24;
+
+/// Appends a version-2 entry.
+pub(crate) fn encode_entry(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: &[u8],
+    revision: u64,
+    writer: &str,
+    timestamp_us: u64,
+) {
+    let key_len = u32::try_from(key.len()).expect("keys are under 4 GiB");
+    let value_len = u32::try_from(value.len()).expect("values are under 4 GiB");
+    let writer_len = u16::try_from(writer.len()).expect("writer ids are under 64 KiB");
+    out.reserve(ENTRY_HEADER_BYTES + key.len() + value.len() + writer.len());
+    out.extend_from_slice(&revision.to_le_bytes());
+    out.extend_from_slice(&timestamp_us.to_le_bytes());
+    out.extend_from_slice(&key_len.to_le_bytes());
+    out.extend_from_slice(&value_len.to_le_bytes());
+    out.extend_from_slice(&writer_len.to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out.extend_from_slice(writer.as_bytes());
 }
 
-/// Reads the next snapshot entry, or `None` at a clean end. The key is made
-/// by `make_key` and the value copied into its `Arc`, both straight from the
-/// reader's buffer (through `scratch` only when one straddles the buffer's
-/// end); the writer id goes through `intern`, which shares one `Arc<str>`
-/// per writer (and checks the bytes are UTF-8).
-pub(crate) fn read_entry<K>(
-    r: &mut impl BufRead,
-    scratch: &mut Vec<u8>,
-    intern: &mut impl FnMut(&[u8]) -> io::Result<Arc<str>>,
-    make_key: impl FnOnce(&[u8]) -> K,
-) -> io::Result<Option<(K, Entry)>> {
+/// The fields of a version-2 entry, read from bytes that [`entry_len`]
+/// accepted (or that [`encode_entry`] wrote).
+pub(crate) struct EntryFields;
+
+impl EntryFields {
+    pub(crate) fn revision(entry: &[u8]) -> u64 {
+        u64_at(entry, AT_REVISION)
+    }
+
+    pub(crate) fn timestamp_us(entry: &[u8]) -> u64 {
+        u64_at(entry, AT_TIMESTAMP)
+    }
+
+    pub(crate) fn key(entry: &[u8]) -> &[u8] {
+        &entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + u32_at(entry, AT_KEY_LEN)]
+    }
+
+    pub(crate) fn value(entry: &[u8]) -> &[u8] {
+        let start = ENTRY_HEADER_BYTES + u32_at(entry, AT_KEY_LEN);
+        &entry[start..start + u32_at(entry, AT_VALUE_LEN)]
+    }
+
+    pub(crate) fn writer(entry: &[u8]) -> &[u8] {
+        let start = ENTRY_HEADER_BYTES + u32_at(entry, AT_KEY_LEN) + u32_at(entry, AT_VALUE_LEN);
+        &entry[start..start + u16_at(entry, AT_WRITER_LEN)]
+    }
+}
+
+/// The length of the version-2 entry at the start of `bytes`, once its
+/// lengths fit in `bytes` and within the limits and its writer id is
+/// UTF-8; or what is wrong with it.
+pub(crate) fn entry_len(bytes: &[u8]) -> Result<usize, String> {
+    if bytes.len() < ENTRY_HEADER_BYTES {
+        return Err(format!("an entry cut after {} of its {ENTRY_HEADER_BYTES} header bytes", bytes.len()));
+    }
+    let (key_len, value_len) = (u32_at(bytes, AT_KEY_LEN), u32_at(bytes, AT_VALUE_LEN));
+    if key_len > MAX_FIELD_BYTES || value_len > MAX_FIELD_BYTES {
+        return Err(format!("an entry claims a key of {key_len} and a value of {value_len} bytes"));
+    }
+    let len = ENTRY_HEADER_BYTES + key_len + value_len + u16_at(bytes, AT_WRITER_LEN);
+    if len > bytes.len() {
+        return Err(format!("an entry of {len} bytes with {} left", bytes.len()));
+    }
+    std::str::from_utf8(EntryFields::writer(&bytes[..len])).map_err(|e| format!("writer id: {e}"))?;
+    Ok(len)
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> usize {
+    u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2 bytes")) as usize
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Reads the next version-1 snapshot entry and appends it to `out` as a
+/// version-2 entry; false at a clean end. The fields are copied straight
+/// from the reader's buffer (through `scratch` only when one straddles the
+/// buffer's end). The writer id is checked later, with the entry.
+pub(crate) fn transcode_v1_entry(r: &mut impl BufRead, scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> io::Result<bool> {
     if r.fill_buf()?.is_empty() {
-        return Ok(None);
+        return Ok(false);
     }
+    let start = out.len();
+    out.resize(start + ENTRY_HEADER_BYTES, 0);
     let key_len = read_len32(r)?;
-    let key = with_field(r, scratch, key_len, |b| Ok(make_key(b)))?;
+    with_field(r, scratch, key_len, |b| out.extend_from_slice(b))?;
     let value_len = read_len32(r)?;
-    let value: Arc<[u8]> = with_field(r, scratch, value_len, |b| Ok(Arc::from(b)))?;
-    let revision = u64::from_le_bytes(read_array(r)?);
-    let writer_len = u16::from_le_bytes(read_array(r)?) as usize;
-    let writer = with_field(r, scratch, writer_len, &mut *intern)?;
-    let timestamp_us = u64::from_le_bytes(read_array(r)?);
-    Ok(Some((key, Entry { value, revision, writer, timestamp_us })))
+    with_field(r, scratch, value_len, |b| out.extend_from_slice(b))?;
+    let revision: [u8; 8] = read_array(r)?;
+    let writer_len: [u8; 2] = read_array(r)?;
+    with_field(r, scratch, u16::from_le_bytes(writer_len) as usize, |b| out.extend_from_slice(b))?;
+    let timestamp_us: [u8; 8] = read_array(r)?;
+    let header = &mut out[start..start + ENTRY_HEADER_BYTES];
+    header[AT_REVISION..AT_REVISION + 8].copy_from_slice(&revision);
+    header[AT_TIMESTAMP..AT_TIMESTAMP + 8].copy_from_slice(&timestamp_us);
+    header[AT_KEY_LEN..AT_KEY_LEN + 4].copy_from_slice(&(key_len as u32).to_le_bytes());
+    header[AT_VALUE_LEN..AT_VALUE_LEN + 4].copy_from_slice(&(value_len as u32).to_le_bytes());
+    header[AT_WRITER_LEN..AT_WRITER_LEN + 2].copy_from_slice(&writer_len);
+    Ok(true)
 }
 
-/// The writer id in `bytes`, as `last` if it is the same one: a store has
-/// few writers and many keys.
-pub(crate) fn intern_writer(last: &mut Option<Arc<str>>, bytes: &[u8]) -> io::Result<Arc<str>> {
-    match last {
-        Some(last) if last.as_bytes() == bytes => Ok(last.clone()),
-        _ => {
-            let writer = std::str::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            Ok(last.insert(Arc::from(writer)).clone())
-        }
-    }
+/// Appends a version-1 entry (tests only: the store writes version 2).
+#[cfg(test)]
+pub(crate) fn encode_entry_v1(out: &mut Vec<u8>, key: &[u8], value: &[u8], revision: u64, writer: &str, ts: u64) {
+    put_bytes32(out, key);
+    put_bytes32(out, value);
+    out.extend_from_slice(&revision.to_le_bytes());
+    put_str16(out, writer);
+    out.extend_from_slice(&ts.to_le_bytes());
 }
 
 /// The largest key or value a snapshot entry may claim before anything is
 /// allocated for it (the log's own record limit).
-const MAX_FIELD_BYTES: usize = crate::format::MAX_RECORD_BYTES as usize;
+pub(crate) const MAX_FIELD_BYTES: usize = crate::format::MAX_RECORD_BYTES as usize;
 
 fn read_len32(r: &mut impl BufRead) -> io::Result<usize> {
     let len = u32::from_le_bytes(read_array(r)?) as usize;
@@ -130,24 +242,24 @@ fn read_len32(r: &mut impl BufRead) -> io::Result<usize> {
 
 /// Calls `f` on the next `len` bytes: in the reader's buffer if they are
 /// all there, else read into `scratch`.
-fn with_field<T>(
-    r: &mut impl BufRead,
-    scratch: &mut Vec<u8>,
-    len: usize,
-    f: impl FnOnce(&[u8]) -> io::Result<T>,
-) -> io::Result<T> {
+fn with_field(r: &mut impl BufRead, scratch: &mut Vec<u8>, len: usize, f: impl FnOnce(&[u8])) -> io::Result<()> {
     let buffered = r.fill_buf()?;
     if buffered.len() >= len {
-        let out = f(&buffered[..len])?;
+        f(&buffered[..len]);
         r.consume(len);
-        return Ok(out);
+        return Ok(());
     }
-    scratch.resize(len, 0);
-    r.read_exact(scratch)?;
-    f(scratch)
+    scratch.clear();
+    // Grows with the bytes that arrive: a length that lies costs no more.
+    let got = io::Read::read_to_end(&mut io::Read::take(&mut *r, len as u64), scratch)?;
+    if got < len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("a field cut after {got} of {len} bytes")));
+    }
+    f(scratch);
+    Ok(())
 }
 
-fn read_array<const N: usize>(r: &mut impl BufRead) -> io::Result<[u8; N]> {
+pub(crate) fn read_array<const N: usize>(r: &mut impl io::Read) -> io::Result<[u8; N]> {
     let mut bytes = [0u8; N];
     r.read_exact(&mut bytes)?;
     Ok(bytes)
@@ -193,7 +305,7 @@ impl<'a> ByteReader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -218,27 +330,54 @@ mod tests {
     }
 
     #[test]
-    fn entries_round_trip_and_a_huge_length_is_refused_before_allocating() {
-        let entry = Entry { value: Arc::from(&b"v"[..]), revision: 3, writer: "w".into(), timestamp_us: 9 };
+    fn entries_read_back_and_bad_lengths_or_writers_are_refused() {
         let mut bytes = Vec::new();
-        encode_entry(&mut bytes, b"key", &entry);
-        encode_entry(&mut bytes, b"k2", &entry);
-        let mut r = io::BufReader::new(&bytes[..]);
-        let mut last = None;
-        let (mut scratch, mut intern) = (Vec::new(), |w: &[u8]| intern_writer(&mut last, w));
+        encode_entry(&mut bytes, b"key", b"v", 3, "w", 9);
+        assert_eq!(entry_len(&bytes), Ok(bytes.len()));
+        assert_eq!(entry_len(&[&bytes[..], b"next"].concat()), Ok(bytes.len()), "an entry ends where it says");
         assert_eq!(
-            read_entry(&mut r, &mut scratch, &mut intern, |b: &[u8]| Arc::<[u8]>::from(b)).unwrap(),
-            Some((Arc::from(&b"key"[..]), entry.clone()))
+            (EntryFields::key(&bytes), EntryFields::value(&bytes), EntryFields::writer(&bytes)),
+            (&b"key"[..], &b"v"[..], &b"w"[..])
         );
-        assert_eq!(
-            read_entry(&mut r, &mut scratch, &mut intern, |b: &[u8]| Arc::<[u8]>::from(b)).unwrap().unwrap().0.as_ref(),
-            b"k2"
-        );
-        assert_eq!(read_entry(&mut r, &mut scratch, &mut intern, |b: &[u8]| Arc::<[u8]>::from(b)).unwrap(), None);
+        assert_eq!((EntryFields::revision(&bytes), EntryFields::timestamp_us(&bytes)), (3, 9));
+        for cut in 0..bytes.len() {
+            assert!(entry_len(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = bytes.clone();
+        huge[AT_VALUE_LEN..AT_VALUE_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(entry_len(&huge).unwrap_err().contains("a value of 4294967295"));
+        let mut not_utf8 = bytes.clone();
+        *not_utf8.last_mut().unwrap() = 0xff;
+        assert!(entry_len(&not_utf8).unwrap_err().contains("writer id"));
+    }
+
+    /// The golden bytes of docs/FORMAT.md ("Store snapshot content"): an
+    /// entry of key "k1", value "on", revision 3, writer "w", time
+    /// 1,700,000,000,000,000 µs; and a v1 entry rewritten into the same.
+    #[test]
+    fn golden_bytes_of_a_snapshot_entry() {
+        let mut v2 = Vec::new();
+        encode_entry(&mut v2, b"k1", b"on", 3, "w", 1_700_000_000_000_000);
+        let golden = "0300000000000000 00401e18240a0600 02000000 02000000 0100 6b31 6f6e 77";
+        assert_eq!(hex(&v2), golden.replace(' ', ""));
+        let mut v1 = Vec::new();
+        encode_entry_v1(&mut v1, b"k1", b"on", 3, "w", 1_700_000_000_000_000);
+        let golden_v1 = "02000000 6b31 02000000 6f6e 0300000000000000 0100 77 00401e18240a0600";
+        assert_eq!(hex(&v1), golden_v1.replace(' ', ""));
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let mut r = io::BufReader::with_capacity(5, &v1[..]); // fields straddle the buffer
+        assert!(transcode_v1_entry(&mut r, &mut scratch, &mut out).unwrap());
+        assert!(!transcode_v1_entry(&mut r, &mut scratch, &mut out).unwrap(), "a clean end");
+        assert_eq!(out, v2);
+        for cut in 1..v1.len() {
+            let mut out = Vec::new();
+            assert!(transcode_v1_entry(&mut &v1[..cut], &mut scratch, &mut out).is_err(), "cut at {cut}");
+        }
         let huge = u32::MAX.to_le_bytes();
-        assert!(read_entry(&mut io::BufReader::new(&huge[..]), &mut scratch, &mut intern, |b: &[u8]| {
-            Arc::<[u8]>::from(b)
-        })
-        .is_err());
+        assert!(transcode_v1_entry(&mut &huge[..], &mut scratch, &mut out).is_err());
+    }
+
+    pub(crate) fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

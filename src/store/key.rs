@@ -49,6 +49,17 @@ impl StoreKey {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The first 8 bytes, zero-padded, as a big-endian integer.
+    pub(crate) fn prefix(&self) -> u64 {
+        self.prefix
+    }
+
+    /// A key from its prefix, as [`StoreKey::prefix`] gave it, and bytes.
+    pub(crate) fn from_parts(prefix: u64, bytes: Arc<[u8]>) -> Self {
+        debug_assert_eq!(prefix, prefix_of(&bytes));
+        StoreKey { prefix, bytes }
+    }
 }
 
 impl From<&[u8]> for StoreKey {
@@ -106,6 +117,16 @@ impl<'a> KeyRef<'a> {
     /// prefixes differ order as their prefixes do.
     pub fn prefix(&self) -> u64 {
         self.prefix
+    }
+
+    /// The key's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// How this key orders against `other`: as their bytes do.
+    pub fn cmp_to(&self, other: KeyRef<'_>) -> Ordering {
+        compare(self.prefix, self.bytes, other.prefix, other.bytes)
     }
 }
 

@@ -3,18 +3,24 @@
 //! Keys and values are bytes. Every key carries its revision (1 on its
 //! first write, bumped on every write after; a delete forgets it), the id of
 //! its last writer and the time of its last write, like the parameter
-//! snapshots of the seed systems. The state is a persistent ordered map
-//! (`imbl::OrdMap`), so freezing it for a snapshot is an O(1) clone and a
-//! snapshot of millions of keys never holds up a `put`.
+//! snapshots of the seed systems. The state is a persistent B+tree
+//! ([`KvMap`], `tree.rs`) of one allocation per key (`record.rs`), so
+//! freezing it for a snapshot is an O(1) clone and a snapshot of millions
+//! of keys never holds up a `put`.
 //!
-//! Log records and snapshot entries use the encoding in `codec.rs`,
-//! specified in docs/FORMAT.md. Map keys are [`StoreKey`]s (`key.rs`),
-//! which compare by an inline 8-byte prefix first.
+//! Log records and snapshot content use the encodings in `codec.rs`,
+//! specified in docs/FORMAT.md; `load.rs` writes and loads snapshots.
+//! [`StoreKey`]s (`key.rs`), which compare by an inline 8-byte prefix
+//! first, are the tree's separators.
 
 pub(crate) mod codec;
 mod key;
+mod load;
+mod record;
+mod tree;
 
 pub use key::{KeyRef, StoreKey};
+pub use tree::KvMap;
 
 use crate::engine::{CommitTicket, Engine, EngineOptions, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
@@ -22,13 +28,15 @@ use crate::snapshot::SnapshotInfo;
 use crate::wal::now_unix_us;
 use crate::{Error, Lsn, Result};
 use codec::Op;
-use imbl::OrdMap;
+use record::Record;
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
+use tree::Change;
 
-/// What the store keeps for a key.
+/// What the store keeps for a key, as [`Store::get`] hands it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The value of the last put.
@@ -41,69 +49,70 @@ pub struct Entry {
     pub timestamp_us: u64,
 }
 
-/// The store's map: every live key and its [`Entry`], in key order.
-pub type KvMap = OrdMap<StoreKey, Entry>;
-
 /// The store's state: every live key and its [`Entry`].
 #[derive(Clone, Debug, Default)]
 pub struct KvState {
     map: KvMap,
-    /// The last writer id seen, shared by every entry it wrote: a store has
-    /// few writers and many keys, so this saves an allocation per key.
-    last_writer: Option<Arc<str>>,
+    /// Where a put encodes its record before the record's one allocation.
+    scratch: Vec<u8>,
 }
 
 impl KvState {
-    /// One descent of the tree when the key exists (the entry is updated
-    /// in place, copying only the nodes the last snapshot still shares),
-    /// two when it is new.
+    /// One descent of the tree, new key or not: the record is replaced or
+    /// inserted where the search ended, copying only the nodes the last
+    /// snapshot still shares.
     fn put(&mut self, key: &[u8], value: &[u8], writer: &str, timestamp_us: u64) {
-        let writer = self.intern(writer);
-        let value: Arc<[u8]> = value.into();
-        match self.map.get_mut(&KeyRef::new(key)) {
-            Some(entry) => {
-                entry.revision += 1;
-                entry.value = value;
-                entry.writer = writer;
-                entry.timestamp_us = timestamp_us;
-            }
-            None => {
-                self.map.insert(StoreKey::from(key), Entry { value, revision: 1, writer, timestamp_us });
-            }
-        }
-    }
-
-    fn intern(&mut self, writer: &str) -> Arc<str> {
-        intern(&mut self.last_writer, writer)
+        let scratch = &mut self.scratch;
+        self.map.upsert(KeyRef::new(key), |old| {
+            let revision = old.map_or(1, |old| old.revision() + 1);
+            Record::new(scratch, key, value, revision, writer, timestamp_us)
+        });
     }
 
     fn apply_op(&mut self, op: Op<'_>) {
         match op {
             Op::Put { key, value, writer, timestamp_us } => self.put(key, value, writer, timestamp_us),
             Op::Delete { key, .. } => {
-                self.map.remove(&KeyRef::new(key));
+                self.map.remove(KeyRef::new(key));
             }
         }
     }
 
-    /// The entry of `key`, if the key is live.
-    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.map.get(&KeyRef::new(key))
+    /// The entry of `key`, if the key is live, copied out of the state.
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.map.get(KeyRef::new(key)).map(Record::to_entry)
     }
 
     /// Every key and entry, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<[u8]>, &Entry)> {
-        self.map.iter().map(|(k, e)| (k.bytes(), e))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry)> {
+        self.map.iter().map(|r| (r.key(), r.to_entry()))
     }
 
     /// Keys in `range`, in order, with their entries.
-    pub fn range<'s>(
-        &'s self,
-        range: impl RangeBounds<Arc<[u8]>>,
-    ) -> impl Iterator<Item = (&'s Arc<[u8]>, &'s Entry)> + 's {
-        let bound = |b: Bound<&Arc<[u8]>>| b.map(|k| StoreKey::new(k.clone()));
-        let range = (bound(range.start_bound()), bound(range.end_bound()));
-        self.map.range(range).map(|(k, e)| (k.bytes(), e))
+    pub fn range<'s>(&'s self, range: impl RangeBounds<Arc<[u8]>>) -> impl Iterator<Item = (&'s [u8], Entry)> + 's {
+        let end = range.end_bound().map(|k| k.clone());
+        let start = match range.start_bound() {
+            Bound::Included(k) => Bound::Included(KeyRef::new(k)),
+            Bound::Excluded(k) => Bound::Excluded(KeyRef::new(k)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        self.map
+            .range_from(start)
+            .take_while(move |r| match &end {
+                Bound::Included(end) => r.key() <= &end[..],
+                Bound::Excluded(end) => r.key() < &end[..],
+                Bound::Unbounded => true,
+            })
+            .map(|r| (r.key(), r.to_entry()))
+    }
+
+    /// Keys that start with `prefix`, in order, with their entries.
+    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Arc<[u8]>, Entry)> {
+        self.map
+            .range_from(Bound::Included(KeyRef::new(prefix)))
+            .take_while(|r| r.key().starts_with(prefix))
+            .map(|r| (r.key().into(), r.to_entry()))
+            .collect()
     }
 
     /// How many keys are live.
@@ -140,27 +149,51 @@ impl StateMachine for KvState {
     /// so each key still sees its own writes in LSN order, and the result,
     /// revisions included, is that of applying them in LSN order): in a
     /// large map, consecutive keys then share most of their path down the
-    /// tree, in cache, instead of each missing all the way down. An
-    /// operation without a key ends one sorted run and starts the next.
+    /// tree, in cache, instead of each missing all the way down.
     fn apply_batch(&mut self, batch: &[(Lsn, &[u8])]) -> Result<()> {
-        let ops = batch.iter().map(|&(lsn, payload)| decode(lsn, payload)).collect::<Result<Vec<_>>>()?;
-        let mut order: Vec<(u64, u32)> = Vec::with_capacity(ops.len());
-        let mut start = 0;
-        while start < ops.len() {
-            let end = ops[start..].iter().position(|op| replay_key(op).is_none()).map_or(ops.len(), |i| start + i);
-            order.clear();
-            order.extend(
-                (start..end).map(|i| (KeyRef::new(replay_key(&ops[i]).unwrap_or_default()).prefix(), i as u32)),
+        let mut order = Vec::new();
+        Self::plan_batch(batch, &mut order)?;
+        let sorted: Vec<(Lsn, &[u8])> = order.iter().map(|&i| batch[i as usize]).collect();
+        self.apply_planned_batch(&sorted)
+    }
+
+    /// Decodes every operation (an error names the first that is not one)
+    /// and orders them by key (its 8-byte prefix, then its bytes), and by
+    /// LSN for one key. Replay then copies the batch into this order, so
+    /// the thread that applies it reads it front to back.
+    fn plan_batch(batch: &[(Lsn, &[u8])], order: &mut Vec<u32>) -> Result<()> {
+        let mut keys: Vec<(u64, u32, u32, u32)> = Vec::with_capacity(batch.len());
+        for (i, &(lsn, payload)) in batch.iter().enumerate() {
+            let key = decode(lsn, payload)?.key();
+            let start = key.as_ptr() as usize - payload.as_ptr() as usize;
+            keys.push((KeyRef::new(key).prefix(), i as u32, start as u32, key.len() as u32));
+        }
+        let key = |&(_, i, start, len): &(u64, u32, u32, u32)| &batch[i as usize].1[start as usize..][..len as usize];
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a).cmp(key(b))).then(a.1.cmp(&b.1)));
+        order.extend(keys.iter().map(|&(_, i, ..)| i));
+        Ok(())
+    }
+
+    /// Applies the operations in the order given (`plan_batch`'s, by key):
+    /// a few thousand at a time, merged into the tree together
+    /// (`KvMap::apply_sorted`), each leaf they touch rewritten once.
+    fn apply_planned_batch(&mut self, records: &[(Lsn, &[u8])]) -> Result<()> {
+        let mut changes = Vec::with_capacity(MERGE_CHANGES.min(records.len()));
+        for part in records.chunks(MERGE_CHANGES) {
+            changes.clear();
+            for &(lsn, payload) in part {
+                changes.push(match decode(lsn, payload)? {
+                    Op::Put { key, value, writer, timestamp_us } => {
+                        Change { key: KeyRef::new(key), put: Some((value, writer, timestamp_us)) }
+                    }
+                    Op::Delete { key, .. } => Change { key: KeyRef::new(key), put: None },
+                });
+            }
+            assert!(
+                changes.is_sorted_by(|a, b| a.key.cmp_to(b.key).is_le()),
+                "replay hands a planned batch in key order"
             );
-            let key = |i: u32| replay_key(&ops[i as usize]).unwrap_or_default();
-            order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))).then(a.1.cmp(&b.1)));
-            for &(_, i) in &order {
-                self.apply_op(ops[i as usize]);
-            }
-            if let Some(&barrier) = ops.get(end) {
-                self.apply_op(barrier);
-            }
-            start = end + 1;
+            self.map.apply_sorted(&changes, &mut self.scratch);
         }
         Ok(())
     }
@@ -170,133 +203,51 @@ impl StateMachine for KvState {
     }
 
     fn write_snapshot(frozen: &Self::Frozen, out: &mut dyn Write) -> io::Result<u64> {
-        let mut buffer = Vec::with_capacity(64 << 10);
-        for (key, entry) in frozen.iter() {
-            codec::encode_entry(&mut buffer, key.as_slice(), entry);
-            if buffer.len() >= 60 << 10 {
-                out.write_all(&buffer)?;
-                buffer.clear();
-            }
-        }
-        out.write_all(&buffer)?;
-        Ok(frozen.len() as u64)
+        load::write_snapshot(frozen, out)
     }
 
-    /// Decoding (zstd, parsing, an allocation for each value) runs on the
-    /// calling thread, and making the keys and building the tree on a
-    /// second one, fed batches of entries through a bounded channel (so
-    /// memory stays a few batches above the map's): on two cores, the load
-    /// takes about as long as the slower half instead of the sum of both.
+    /// See `load.rs`: read and decompressed on the calling thread, the
+    /// records made and the tree built in bulk on a second one.
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self> {
-        let (full_tx, full_rx) = mpsc::sync_channel::<LoadBatch>(LOAD_BATCHES_IN_FLIGHT);
-        let (empty_tx, empty_rx) = mpsc::channel::<LoadBatch>();
-        std::thread::scope(|scope| {
-            let builder = std::thread::Builder::new().name("walden-load".into()).spawn_scoped(scope, move || {
-                let mut map = KvMap::new();
-                for mut batch in full_rx {
-                    let mut start = 0;
-                    for (end, entry) in batch.entries.drain(..) {
-                        map.insert(StoreKey::from(&batch.keys[start..end]), entry);
-                        start = end;
-                    }
-                    batch.keys.clear();
-                    // The decoder may be gone already; then the batch is dropped.
-                    let _ = empty_tx.send(batch);
-                }
-                map
-            })?;
-            let decoded = decode_entries(
-                input,
-                |batch| full_tx.send(batch).is_ok(),
-                || {
-                    empty_rx.try_recv().unwrap_or_else(|_| LoadBatch {
-                        keys: Vec::with_capacity(LOAD_BATCH_ENTRIES * 32),
-                        entries: Vec::with_capacity(LOAD_BATCH_ENTRIES),
-                    })
-                },
-            );
-            drop(full_tx);
-            let map = builder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            let last_writer = decoded?;
-            Ok(KvState { map, last_writer })
-        })
+        Ok(KvState { map: load::read_snapshot(input)?, scratch: Vec::new() })
     }
 }
 
-/// Snapshot entries on their way from the decoder to the tree builder:
-/// the keys' bytes end to end, and each entry with where its key ends.
-struct LoadBatch {
-    keys: Vec<u8>,
-    entries: Vec<(usize, Entry)>,
-}
-
-/// Entries per batch handed from the snapshot decoder to the tree builder.
-const LOAD_BATCH_ENTRIES: usize = 4096;
-/// Full batches the decoder may be ahead of the builder.
-const LOAD_BATCHES_IN_FLIGHT: usize = 4;
-
-/// Decodes snapshot entries from `input` into batches from `fresh`, handing
-/// each full one (and the last) to `send`, which returns false if nobody
-/// takes them any more. Returns the last writer id seen.
-fn decode_entries(
-    input: &mut dyn Read,
-    mut send: impl FnMut(LoadBatch) -> bool,
-    mut fresh: impl FnMut() -> LoadBatch,
-) -> io::Result<Option<Arc<str>>> {
-    let mut reader = io::BufReader::with_capacity(1 << 20, input);
-    let mut scratch = Vec::new();
-    let mut last_writer: Option<Arc<str>> = None;
-    loop {
-        let mut batch = fresh();
-        let mut done = false;
-        while batch.entries.len() < LOAD_BATCH_ENTRIES {
-            let keys = &mut batch.keys;
-            let entry = codec::read_entry(
-                &mut reader,
-                &mut scratch,
-                &mut |w| codec::intern_writer(&mut last_writer, w),
-                |key| {
-                    keys.extend_from_slice(key);
-                    keys.len()
-                },
-            )?;
-            match entry {
-                Some(entry) => batch.entries.push(entry),
-                None => {
-                    done = true;
-                    break;
-                }
-            }
-        }
-        if !batch.entries.is_empty() && !send(batch) {
-            return Err(io::Error::other("the snapshot's tree builder stopped"));
-        }
-        if done {
-            return Ok(last_writer);
-        }
-    }
-}
-
-/// `writer` as an `Arc`, the same one as `last` if it is the same writer:
-/// a store has few writers and many keys.
-fn intern(last: &mut Option<Arc<str>>, writer: &str) -> Arc<str> {
-    match last {
-        Some(last) if &**last == writer => last.clone(),
-        _ => last.insert(Arc::from(writer)).clone(),
-    }
-}
+/// Changes merged into the tree at a time in replay: enough that most
+/// leaves they touch take several, few enough to stay in cache.
+const MERGE_CHANGES: usize = 4096;
 
 fn decode(lsn: Lsn, payload: &[u8]) -> Result<Op<'_>> {
     codec::decode_op(payload)
         .map_err(|e| Error::InvalidArgument(format!("log record {lsn} is not a store operation: {e}")))
 }
 
-/// The key an operation writes, by which replay may reorder it among
-/// others with a key; `None` for one that must stay where it is.
-fn replay_key<'a>(op: &Op<'a>) -> Option<&'a [u8]> {
-    match *op {
-        Op::Put { key, .. } | Op::Delete { key, .. } => Some(key),
-    }
+thread_local! {
+    /// Where `Store::put` and `delete` encode their log record: one buffer
+    /// per thread, not an allocation per write.
+    static RECORD_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with `op` encoded, in this thread's record buffer.
+fn with_encoded<T>(op: &Op<'_>, f: impl FnOnce(&[u8]) -> T) -> T {
+    RECORD_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            codec::encode_op(&mut buffer, op);
+            let out = f(&buffer);
+            // A huge value is not kept for the rest of the thread's life.
+            if buffer.capacity() > 1 << 20 {
+                *buffer = Vec::new();
+            }
+            out
+        }
+        // Only if `f` wrote to a store itself: then a buffer of its own.
+        Err(_) => {
+            let mut record = Vec::new();
+            codec::encode_op(&mut record, op);
+            f(&record)
+        }
+    })
 }
 
 /// Options of a [`Store`].
@@ -390,9 +341,8 @@ impl<V: Vfs> Store<V> {
 
     /// [`Store::put_as`] without waiting, as [`Store::put_pipelined`].
     pub fn put_as_pipelined(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
-        let mut record = Vec::with_capacity(32 + key.len() + value.len() + writer.len());
-        codec::encode_op(&mut record, &Op::Put { key, value, writer, timestamp_us: now_unix_us() });
-        self.engine.commit_pipelined(&record)
+        let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
+        with_encoded(&op, |record| self.engine.commit_pipelined(record))
     }
 
     /// Removes `key` (logged even if it is absent).
@@ -402,9 +352,8 @@ impl<V: Vfs> Store<V> {
 
     /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
     pub fn delete_pipelined(&self, key: &[u8]) -> Result<CommitTicket<KvState, V>> {
-        let mut record = Vec::with_capacity(24 + key.len() + self.writer.len());
-        codec::encode_op(&mut record, &Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() });
-        self.engine.commit_pipelined(&record)
+        let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
+        with_encoded(&op, |record| self.engine.commit_pipelined(record))
     }
 
     /// Applies a batch atomically; returns the LSN of its last record.
@@ -437,25 +386,17 @@ impl<V: Vfs> Store<V> {
 
     /// The entry of `key` now (a clone: values are shared, not copied).
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.engine.read(|s| s.get(key).cloned())
+        self.engine.read(|s| s.get(key))
     }
 
     /// Keys in `range`, in order, with their entries.
     pub fn range(&self, range: impl RangeBounds<Arc<[u8]>>) -> Vec<(Arc<[u8]>, Entry)> {
-        self.engine.read(|s| s.range(range).map(|(k, e)| (k.clone(), e.clone())).collect())
+        self.engine.read(|s| s.range(range).map(|(k, e)| (k.into(), e)).collect())
     }
 
     /// Keys that start with `prefix`, in order, with their entries.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Arc<[u8]>, Entry)> {
-        let start = KeyRef::new(prefix);
-        self.engine.read(|s| {
-            s.map
-                .range(start..)
-                .map(|(k, e)| (k.bytes(), e))
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect()
-        })
+        self.engine.read(|s| s.scan_prefix(prefix))
     }
 
     /// How many keys are live.
@@ -534,30 +475,113 @@ mod tests {
         let mut state = sample(1000);
         let frozen = state.freeze();
         state.put(&7u32.to_be_bytes(), b"new", "x", 1);
-        state.map.remove(&KeyRef::new(&8u32.to_be_bytes()));
+        state.map.remove(KeyRef::new(&8u32.to_be_bytes()));
         let now = state.get(&7u32.to_be_bytes()).unwrap();
         assert_eq!((&*now.value, now.revision, &*now.writer), (&b"new"[..], 2, "x"));
-        let then = frozen.get(&KeyRef::new(&7u32.to_be_bytes())).unwrap();
-        assert_eq!((&*then.value, then.revision, &*then.writer), (&b"v"[..], 1, "w"));
-        assert!(frozen.get(&KeyRef::new(&8u32.to_be_bytes())).is_some());
+        let then = frozen.get(KeyRef::new(&7u32.to_be_bytes())).unwrap();
+        assert_eq!((then.value(), then.revision(), then.writer()), (&b"v"[..], 1, "w"));
+        assert!(frozen.get(KeyRef::new(&8u32.to_be_bytes())).is_some());
         assert_eq!((frozen.len(), state.len()), (1000, 999));
     }
 
     #[test]
-    fn a_cut_or_garbled_snapshot_stream_is_an_error_in_any_batch() {
+    fn a_cut_or_garbled_snapshot_stream_is_an_error_in_any_chunk() {
         let state = sample(10_000);
         let mut bytes = Vec::new();
-        KvState::write_snapshot(&state.freeze(), &mut bytes).unwrap();
+        assert_eq!(KvState::write_snapshot(&state.freeze(), &mut bytes).unwrap(), 10_000);
         let loaded = KvState::read_snapshot(&mut &bytes[..]).unwrap();
         assert!(loaded.iter().eq(state.iter()));
         assert_eq!(loaded.len(), 10_000);
-        for cut in [1, 100, bytes.len() / 2 + 7, bytes.len() - 1] {
+        for cut in [1, 4, 8, 100, bytes.len() / 2 + 7, bytes.len() - 9, bytes.len() - 8, bytes.len() - 1] {
             assert!(KvState::read_snapshot(&mut &bytes[..cut]).is_err(), "cut at {cut}");
         }
-        // Every entry here is 32 bytes; entry 9000 is in the third batch.
-        assert_eq!(bytes.len(), 32 * 10_000);
-        bytes[32 * 9000..32 * 9000 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let e = KvState::read_snapshot(&mut &bytes[..]).expect_err("a huge key length is refused");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(KvState::read_snapshot(&mut &longer[..]).is_err(), "a byte after the end");
+        // Every entry here is 32 bytes: chunks of 2,048 (64 KiB), the last
+        // of 1,808, after the 8-byte head; then the end marker.
+        let chunk_bytes = 8 + 2048 * 32;
+        assert_eq!(bytes.len(), 8 + 4 * chunk_bytes + 8 + 1808 * 32 + 16);
+        let entry_9000 = 8 + 4 * chunk_bytes + 8 + (9000 - 4 * 2048) * 32;
+        let mut garbled = bytes.clone();
+        garbled[entry_9000 + 16..entry_9000 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = KvState::read_snapshot(&mut &garbled[..]).expect_err("a huge key length is refused");
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("entry 9000"), "{e}");
+        // Entries 100 and 101 swapped: keys out of order.
+        let mut swapped = bytes.clone();
+        let at = 8 + 8 + 100 * 32;
+        let (a, b) = (swapped[at..at + 32].to_vec(), swapped[at + 32..at + 64].to_vec());
+        swapped[at..at + 32].copy_from_slice(&b);
+        swapped[at + 32..at + 64].copy_from_slice(&a);
+        let e = KvState::read_snapshot(&mut &swapped[..]).expect_err("keys out of order");
+        assert!(e.to_string().contains("entry 101: its key is not above"), "{e}");
+        // The end claims one entry more than the chunks hold.
+        let mut miscounted = bytes.clone();
+        let end = miscounted.len() - 8;
+        miscounted[end..].copy_from_slice(&10_001u64.to_le_bytes());
+        let e = KvState::read_snapshot(&mut &miscounted[..]).expect_err("a wrong count");
+        assert!(e.to_string().contains("claiming 10001 entries"), "{e}");
+        // A version this build does not know.
+        let mut future = bytes.clone();
+        future[4..8].copy_from_slice(&3u32.to_le_bytes());
+        let e = KvState::read_snapshot(&mut &future[..]).expect_err("version 3");
+        assert!(e.to_string().contains("version 3"), "{e}");
+        // A chunk claiming one entry fewer than it holds.
+        let mut short = bytes.clone();
+        short[8..12].copy_from_slice(&2047u32.to_le_bytes());
+        let e = KvState::read_snapshot(&mut &short[..]).expect_err("bytes after a chunk's entries");
+        assert!(e.to_string().contains("32 bytes after them"), "{e}");
+    }
+
+    #[test]
+    fn version_1_snapshots_still_load_entry_for_entry() {
+        let mut state = sample(5000);
+        state.put(b"", b"", "", 0);
+        state.put(&[7; 300_000], &[1; 70_000], "long writer", 9);
+        let mut v1 = Vec::new();
+        for record in state.map.iter() {
+            let (key, value, writer) = (record.key(), record.value(), record.writer());
+            codec::encode_entry_v1(&mut v1, key, value, record.revision(), writer, record.timestamp_us());
+        }
+        let loaded = KvState::read_snapshot(&mut &v1[..]).unwrap();
+        loaded.map.check();
+        assert!(loaded.map.iter().eq(state.map.iter()), "the same records, byte for byte");
+        assert_eq!(loaded.len(), 5002);
+        assert!(KvState::read_snapshot(&mut &[][..]).unwrap().is_empty(), "an empty version-1 snapshot");
+        for cut in [1, 3, 4, 5, v1.len() - 1] {
+            assert!(KvState::read_snapshot(&mut &v1[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = v1.clone();
+        huge[..4].copy_from_slice(&(crate::format::MAX_RECORD_BYTES + 1).to_le_bytes());
+        let e = KvState::read_snapshot(&mut &huge[..]).expect_err("a huge key length is refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_batch_applies_as_its_records_would_one_by_one() {
+        let ops: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| {
+                let key = (i * 7919 % 500).to_be_bytes();
+                let mut record = Vec::new();
+                let op = if i % 5 == 3 {
+                    Op::Delete { key: &key, writer: "d", timestamp_us: u64::from(i) }
+                } else {
+                    Op::Put { key: &key, value: &i.to_le_bytes(), writer: "p", timestamp_us: u64::from(i) }
+                };
+                codec::encode_op(&mut record, &op);
+                record
+            })
+            .collect();
+        let (mut one_by_one, mut batched) = (KvState::empty(), KvState::empty());
+        for (i, op) in ops.iter().enumerate() {
+            one_by_one.apply(Lsn(i as u64 + 1), op).unwrap();
+        }
+        let batch: Vec<(Lsn, &[u8])> = ops.iter().enumerate().map(|(i, op)| (Lsn(i as u64 + 1), &op[..])).collect();
+        for part in batch.chunks(700) {
+            batched.apply_batch(part).unwrap();
+        }
+        batched.map.check();
+        assert!(batched.map.iter().eq(one_by_one.map.iter()), "revisions included");
     }
 }

@@ -485,8 +485,72 @@ fn decode_snapshot_seeds() -> Vec<(String, Vec<u8>)> {
         let mut huge = entries.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         seeds.push((format!("entries-{i}-huge-key"), [&[2u8][..], &huge].concat()));
+        // Version-2 content (docs/FORMAT.md): "WKVS", version, chunks, end.
+        assert_eq!(&entries[..8], b"WKVS\x02\0\0\0", "the store writes snapshot content version 2");
+        let mut huge_chunk = entries.clone();
+        huge_chunk[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        seeds.push((format!("entries-{i}-huge-chunk"), [&[2u8][..], &huge_chunk].concat()));
+        let mut huge_value = entries.clone();
+        huge_value[16 + 20..16 + 24].copy_from_slice(&u32::MAX.to_le_bytes());
+        seeds.push((format!("entries-{i}-huge-value"), [&[2u8][..], &huge_value].concat()));
+        let mut miscounted = entries.clone();
+        let end = miscounted.len() - 8;
+        miscounted[end] ^= 1;
+        seeds.push((format!("entries-{i}-miscounted"), [&[2u8][..], &miscounted].concat()));
+        let v1 = version_1_of(&entries);
+        seeds.push((format!("entries-{i}-v1"), [&[2u8][..], &v1].concat()));
+        seeds.push((format!("entries-{i}-v1-cut"), [&[2u8][..], &v1[..v1.len() / 2]].concat()));
     }
     seeds
+}
+
+#[test]
+fn the_base_store_s_snapshots_load_the_same_from_version_1_content() {
+    use walden::store::KvState;
+    use walden::StateMachine;
+    for (path, file) in fuzz_targets::base_store_files() {
+        if path.extension().is_none_or(|e| e != "zst") {
+            continue;
+        }
+        let header = walden::snapshot::SnapshotHeader::decode(&file).unwrap();
+        let v2 = zstd::bulk::decompress(&file[header.header_bytes()..], 1 << 20).unwrap();
+        let from_v2 = KvState::read_snapshot(&mut &v2[..]).expect("version 2");
+        let from_v1 = KvState::read_snapshot(&mut &version_1_of(&v2)[..]).expect("version 1");
+        assert!(from_v2.len() > 5, "{}: {} keys", path.display(), from_v2.len());
+        assert!(from_v1.iter().eq(from_v2.iter()), "{}", path.display());
+    }
+}
+
+/// The same store's snapshot content in version 1 (docs/FORMAT.md), read
+/// from version-2 content by the spec: the entries, their fields reordered.
+fn version_1_of(v2: &[u8]) -> Vec<u8> {
+    let u32_at = |at: usize| u32::from_le_bytes(v2[at..at + 4].try_into().unwrap()) as usize;
+    let mut v1 = Vec::new();
+    let mut at = 8;
+    loop {
+        let (entries, bytes) = (u32_at(at), u32_at(at + 4));
+        at += 8;
+        if entries == 0 {
+            return v1;
+        }
+        let chunk_end = at + bytes;
+        while at < chunk_end {
+            let (key_len, value_len) = (u32_at(at + 16), u32_at(at + 20));
+            let writer_len = u16::from_le_bytes(v2[at + 24..at + 26].try_into().unwrap()) as usize;
+            let key = &v2[at + 26..at + 26 + key_len];
+            let value = &v2[at + 26 + key_len..at + 26 + key_len + value_len];
+            let writer = &v2[at + 26 + key_len + value_len..at + 26 + key_len + value_len + writer_len];
+            v1.extend_from_slice(&(key_len as u32).to_le_bytes());
+            v1.extend_from_slice(key);
+            v1.extend_from_slice(&(value_len as u32).to_le_bytes());
+            v1.extend_from_slice(value);
+            v1.extend_from_slice(&v2[at..at + 8]);
+            v1.extend_from_slice(&(writer_len as u16).to_le_bytes());
+            v1.extend_from_slice(writer);
+            v1.extend_from_slice(&v2[at + 8..at + 16]);
+            at += 26 + key_len + value_len + writer_len;
+        }
+    }
 }
 
 /// Seeds of `open_mutated_store`: each recovery mode with no mutation, and

@@ -57,9 +57,11 @@ fn f64_at(v: &Value, path: &[&str]) -> Option<f64> {
     path.iter().try_fold(v, |v, key| v.get(key))?.as_f64()
 }
 
-/// Store recovery from a snapshot (the log closed cleanly after it) against
-/// reading the same rows from SQLite into a HashMap: warm page cache, and
-/// cold where the cache can be dropped.
+/// Store recovery from a snapshot (the log closed cleanly after it) and from
+/// the log alone, against a naive write() log of the same puts replayed
+/// into a HashMap and against reading the same rows from SQLite into a
+/// HashMap: warm page cache, and cold where the cache can be dropped; with
+/// the resident memory of each once recovered.
 pub fn recovery(root: &Path, keys: u64) -> Result<Vec<SectionRow>> {
     let dir = root.join("recovery");
     std::fs::create_dir(&dir)?;
@@ -74,19 +76,24 @@ pub fn recovery(root: &Path, keys: u64) -> Result<Vec<SectionRow>> {
         let n = line.get("keys").and_then(Value::as_u64).unwrap_or(keys);
         for (engine, field, what) in [
             ("walden", "open_from_snapshot", "Store::open from a snapshot"),
+            ("walden", "open_from_log", "Store::open from the log alone"),
+            ("raw", "raw_replay_to_hashmap", "the same puts, write() log replayed into a HashMap"),
             ("sqlite", "sqlite_to_hashmap", "SELECT * into a HashMap"),
         ] {
             let Some(warm) = f64_at(line, &[field, "warm_secs"]) else { continue };
             let cold = f64_at(line, &[field, "cold_secs"]);
+            let rss_after = f64_at(line, &[field, "rss_after"]);
+            let per_key = rss_after.map_or(String::new(), |b| format!("; {:.0} B resident a key", b / n as f64));
             rows.push(SectionRow {
                 workload: "recover",
                 engine,
-                what: format!("{what}, {n} keys of 16 B + 100 B"),
+                what: format!("{what}, {n} keys of 16 B + 100 B{per_key}"),
                 ops_per_s: n as f64 / warm,
                 secs: warm,
                 p50_us: None,
                 p99_us: None,
-                extra: json!({"keys": n, "record_bytes": 116, "cold_secs": cold, "warm_secs": warm}),
+                extra: json!({"keys": n, "record_bytes": 116, "cold_secs": cold, "warm_secs": warm,
+                              "rss_after": rss_after, "anon_after": f64_at(line, &[field, "anon_after"])}),
             });
         }
     }
@@ -140,22 +147,24 @@ fn journal_row(line: &Value) -> Option<SectionRow> {
 }
 
 /// The rows as a table, each walden row followed by SQLite's same
-/// measurement and the ratio of their rates.
+/// measurement and the ratio of their rates, and the ratio to the raw
+/// program's same measurement where there is one.
 pub fn table(rows: &[SectionRow]) -> String {
     let mut out = String::from(
-        "| workload | what | engine | ops/s | median s | p50 µs | p99 µs | walden / SQLite |\n|---|---|---|--:|--:|--:|--:|--:|\n",
+        "| workload | what | engine | ops/s | median s | p50 µs | p99 µs | walden / SQLite | walden / raw |\n|---|---|---|--:|--:|--:|--:|--:|--:|\n",
     );
     let us = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.0}"));
+    let ratio = |row: &SectionRow, engine: &str| {
+        if row.engine != "walden" {
+            return String::new();
+        }
+        rows.iter()
+            .find(|r| r.engine == engine && r.workload == row.workload && same_measurement(r, row))
+            .map_or(String::new(), |s| format!("{:.2}x", row.ops_per_s / s.ops_per_s))
+    };
     for row in rows {
-        let ratio = if row.engine == "walden" {
-            rows.iter()
-                .find(|r| r.engine == "sqlite" && r.workload == row.workload && same_measurement(r, row))
-                .map_or(String::new(), |s| format!("{:.2}x", row.ops_per_s / s.ops_per_s))
-        } else {
-            String::new()
-        };
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.4} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.4} | {} | {} | {} | {} |\n",
             row.workload,
             row.what,
             row.engine,
@@ -163,7 +172,8 @@ pub fn table(rows: &[SectionRow]) -> String {
             row.secs,
             us(row.p50_us),
             us(row.p99_us),
-            ratio
+            ratio(row, "sqlite"),
+            ratio(row, "raw")
         ));
     }
     out

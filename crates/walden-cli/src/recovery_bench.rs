@@ -1,8 +1,12 @@
 //! `walden bench-recovery`: how long the store takes to come back from a
-//! snapshot (and from a snapshot plus a log), against loading the same rows
-//! from SQLite into a map; how long a snapshot takes to write, how large it
-//! is, what it does to a concurrent writer's latency, and the memory of
-//! recovery and of snapshot writing. docs/BENCHMARKS.md has the method.
+//! snapshot, from a snapshot plus a log and from the log alone, against a
+//! naive program that appended the same puts to a file with write() and
+//! replays them into a HashMap, and against loading the same rows from
+//! SQLite into a map; the memory each holds once recovered, per key, against
+//! the raw key and value bytes; how long a snapshot takes to write, how
+//! large it is, what it does to a concurrent writer's latency, and the
+//! memory of recovery and of snapshot writing. docs/BENCHMARKS.md has the
+//! method.
 //!
 //! Every open and every SQLite load runs in a child process (this binary
 //! re-executed with a hidden `--child-*` option), so its peak RSS (VmHWM)
@@ -54,6 +58,17 @@ pub struct RecoveryArgs {
     /// of two builds with --open-only DIR.
     #[arg(long, value_name = "DIR", hide = true)]
     prepare: Option<PathBuf>,
+    /// With --prepare: no snapshot, only the log of the keys' puts (and the
+    /// log records after them), for A/B opens of replay from the log alone.
+    #[arg(long, hide = true)]
+    no_snapshot: bool,
+    /// Only write the raw write() log of the first of --keys puts to FILE,
+    /// for A/B runs with --child-raw-replay FILE.
+    #[arg(long, value_name = "FILE", hide = true)]
+    prepare_raw: Option<PathBuf>,
+    /// Child process: replay the raw write() log FILE into a HashMap.
+    #[arg(long, value_name = "FILE", hide = true)]
+    child_raw_replay: Option<PathBuf>,
     /// Child process: open the store in DIR, print time and memory as JSON.
     #[arg(long, value_name = "DIR", hide = true)]
     open_only: Option<PathBuf>,
@@ -124,11 +139,34 @@ fn status<const N: usize>(names: &[&str; N]) -> [u64; N] {
     })
 }
 
-/// Samples RssAnon (heap) every 2 ms on a thread of its own until dropped:
-/// VmHWM counts mapped file pages too (the log is read through mmap).
+/// User plus system CPU seconds in a /proc `stat` file (of the process or
+/// of one thread), at Linux's 100 clock ticks a second.
+fn cpu_secs(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    let fields: Vec<&str> = text.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Samples RssAnon (heap) every 2 ms on a thread of its own until
+/// finished: VmHWM counts mapped file pages too (the log is read through
+/// mmap). Also takes the CPU time the process and the thread that started
+/// it use meanwhile (less the sampler's own): on a loaded machine the
+/// wall-clock time of an open includes waiting for a core, its CPU time
+/// much less so.
 struct AnonPeak {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<u64>>,
+    thread: Option<std::thread::JoinHandle<(u64, f64)>>,
+    cpu_before: f64,
+    main_before: f64,
+}
+
+/// What an [`AnonPeak`] measured.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sampled {
+    peak_anon: u64,
+    cpu_secs: f64,
+    main_cpu_secs: f64,
 }
 
 impl AnonPeak {
@@ -140,17 +178,25 @@ impl AnonPeak {
             loop {
                 peak = peak.max(status(&["RssAnon:"])[0]);
                 if flag.load(Ordering::Relaxed) {
-                    return peak;
+                    return (peak, cpu_secs("/proc/thread-self/stat"));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        AnonPeak { stop, thread: Some(thread) }
+        AnonPeak {
+            stop,
+            thread: Some(thread),
+            cpu_before: cpu_secs("/proc/self/stat"),
+            main_before: cpu_secs("/proc/thread-self/stat"),
+        }
     }
 
-    fn finish(mut self) -> u64 {
+    fn finish(mut self) -> Sampled {
+        let main_cpu_secs = cpu_secs("/proc/thread-self/stat") - self.main_before;
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+        let (peak_anon, sampler_cpu) = self.thread.take().map_or((0, 0.0), |t| t.join().unwrap_or((0, 0.0)));
+        let cpu_secs = cpu_secs("/proc/self/stat") - self.cpu_before - sampler_cpu;
+        Sampled { peak_anon, cpu_secs, main_cpu_secs }
     }
 }
 
@@ -172,6 +218,14 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
     }
     if let Some(dir) = &args.prepare {
         return prepare(args, dir);
+    }
+    if let Some(file) = &args.prepare_raw {
+        let secs = write_raw_log(file, args.keys[0])?;
+        eprintln!("bench-recovery: {} puts written to {} in {secs:.2} s", args.keys[0], file.display());
+        return Ok(());
+    }
+    if let Some(file) = &args.child_raw_replay {
+        return child_raw_replay(file);
     }
     if let Some(dir) = &args.child_snapshot {
         return child_snapshot(dir);
@@ -222,15 +276,18 @@ struct Child {
     anon_before: u64,
     records_replayed: u64,
     entries: u64,
+    cpu_secs: f64,
+    main_cpu_secs: f64,
 }
 
-fn child_report(secs: f64, (rss_before, anon_before): (u64, u64), records_replayed: u64, entries: u64, peak_anon: u64) {
+fn child_report(secs: f64, (rss_before, anon_before): (u64, u64), records_replayed: u64, entries: u64, s: Sampled) {
     let [peak_rss, rss_after, anon_after] = status(&["VmHWM:", "VmRSS:", "RssAnon:"]);
     println!(
         "{}",
         json!({"secs": secs, "peak_rss": peak_rss, "rss_after": rss_after, "rss_before": rss_before,
-               "peak_anon": peak_anon, "anon_after": anon_after, "anon_before": anon_before,
-               "records_replayed": records_replayed, "entries": entries})
+               "peak_anon": s.peak_anon, "anon_after": anon_after, "anon_before": anon_before,
+               "records_replayed": records_replayed, "entries": entries,
+               "cpu_secs": s.cpu_secs, "main_cpu_secs": s.main_cpu_secs})
     );
 }
 
@@ -240,8 +297,8 @@ fn child_open(dir: &Path) -> Result<()> {
     let t = Instant::now();
     let store = Store::open(dir, store_options())?;
     let secs = t.elapsed().as_secs_f64();
-    let peak_anon = sampler.finish();
-    child_report(secs, rss_before, store.recovery_report().records_replayed, store.len() as u64, peak_anon);
+    let sampled = sampler.finish();
+    child_report(secs, rss_before, store.recovery_report().records_replayed, store.len() as u64, sampled);
     // Not closed: close() syncs, which is not part of recovery; the log was closed cleanly before.
     std::mem::forget(store);
     Ok(())
@@ -253,10 +310,79 @@ fn prepare(args: &RecoveryArgs, dir: &Path) -> Result<()> {
     let mut rng = Rng(0x0123_4567_89ab_cdef ^ n);
     let store = Store::open(dir, store_options())?;
     load(&store, 0, n, None, &mut rng)?;
-    store.snapshot_now()?;
+    if !args.no_snapshot {
+        store.snapshot_now()?;
+    }
     load(&store, 0, args.log_records, Some(n), &mut rng)?;
     store.close()?;
-    eprintln!("bench-recovery: {n} keys, a snapshot and {} log records in {}", args.log_records, dir.display());
+    let snapshot = if args.no_snapshot { "no snapshot" } else { "a snapshot" };
+    eprintln!("bench-recovery: {n} keys, {snapshot} and {} log records in {}", args.log_records, dir.display());
+    Ok(())
+}
+
+/// The naive log: each of the `n` puts `load` makes (the same keys and
+/// values in the same order, from the same seed), encoded as the store
+/// encodes a put (docs/FORMAT.md) after a u32 length, appended to `file`
+/// with one write() each. Returns the seconds it took, with a closing
+/// fdatasync.
+fn write_raw_log(file: &Path, n: u64) -> Result<f64> {
+    let t = Instant::now();
+    let mut out = std::fs::OpenOptions::new().create_new(true).append(true).open(file)?;
+    let mut rng = Rng(0x0123_4567_89ab_cdef ^ n);
+    let mut value = [0u8; VALUE_BYTES];
+    let mut record = Vec::with_capacity(64 + KEY_BYTES + VALUE_BYTES);
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as u64;
+    for i in 0..n {
+        rng.fill(&mut value);
+        record.clear();
+        record.extend_from_slice(&[0; 4]);
+        record.push(1); // put
+        record.extend_from_slice(&ts.to_le_bytes());
+        record.extend_from_slice(&(WRITER.len() as u16).to_le_bytes());
+        record.extend_from_slice(WRITER.as_bytes());
+        record.extend_from_slice(&(KEY_BYTES as u32).to_le_bytes());
+        record.extend_from_slice(&key(i));
+        record.extend_from_slice(&(VALUE_BYTES as u32).to_le_bytes());
+        record.extend_from_slice(&value);
+        let len = (record.len() - 4) as u32;
+        record[..4].copy_from_slice(&len.to_le_bytes());
+        std::io::Write::write_all(&mut out, &record)?;
+    }
+    out.sync_data()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// The naive replay: reads the raw log through a 1 MiB buffer and puts
+/// each record's key and value into a `HashMap<Vec<u8>, Vec<u8>>`.
+fn child_raw_replay(file: &Path) -> Result<()> {
+    let rss_before = status(&["VmRSS:", "RssAnon:"]).into();
+    let sampler = AnonPeak::start();
+    let t = Instant::now();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    let mut map: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut record = Vec::new();
+    let mut records = 0u64;
+    loop {
+        let mut len = [0u8; 4];
+        match std::io::Read::read_exact(&mut input, &mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e.into()),
+        }
+        record.resize(u32::from_le_bytes(len) as usize, 0);
+        std::io::Read::read_exact(&mut input, &mut record)?;
+        let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let key_at = 1 + 8 + 2 + u16::from_le_bytes([record[9], record[10]]) as usize;
+        let key_len = u32_at(key_at);
+        let value_at = key_at + 4 + key_len;
+        let value_len = u32_at(value_at);
+        let key = record[key_at + 4..value_at].to_vec();
+        map.insert(key, record[value_at + 4..value_at + 4 + value_len].to_vec());
+        records += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    child_report(secs, rss_before, records, map.len() as u64, sampler.finish());
+    std::mem::forget(map);
     Ok(())
 }
 
@@ -268,8 +394,8 @@ fn child_snapshot(dir: &Path) -> Result<()> {
     let t = Instant::now();
     let info = store.snapshot_now()?;
     let secs = t.elapsed().as_secs_f64();
-    let peak_anon = sampler.finish();
-    child_report(secs, rss_before, info.file_bytes, info.header.entries, peak_anon);
+    let sampled = sampler.finish();
+    child_report(secs, rss_before, info.file_bytes, info.header.entries, sampled);
     store.close()?;
     Ok(())
 }
@@ -342,6 +468,8 @@ fn spawn(flag: &str, path: &Path, cold: bool) -> Result<Child> {
         anon_before: u("anon_before"),
         records_replayed: u("records_replayed"),
         entries: u("entries"),
+        cpu_secs: v["cpu_secs"].as_f64().unwrap_or(f64::NAN),
+        main_cpu_secs: v["main_cpu_secs"].as_f64().unwrap_or(f64::NAN),
     })
 }
 
@@ -356,6 +484,10 @@ struct Opens {
     anon_after: u64,
     records_replayed: u64,
     entries: u64,
+    /// CPU seconds of the whole process and of the thread that opened,
+    /// warm opens only.
+    warm_cpu_secs: f64,
+    warm_main_cpu_secs: f64,
 }
 
 fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Opens> {
@@ -379,11 +511,15 @@ fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Ope
         anon_after: median(all.iter().map(|c| c.anon_after as f64)) as u64,
         records_replayed: all[0].records_replayed,
         entries: all[0].entries,
+        warm_cpu_secs: median(warm_runs.iter().map(|c| c.cpu_secs)),
+        warm_main_cpu_secs: median(warm_runs.iter().map(|c| c.main_cpu_secs)),
     };
     eprintln!(
-        "  {label}: cold {:?} warm {:?} s; peak RSS {} MiB, after {} MiB; anon peak {} after {} MiB; {} entries, {} replayed",
+        "  {label}: cold {:?} warm {:?} s (warm CPU {:?} s, of it the opening thread {:?}); peak RSS {} MiB, after {} MiB; anon peak {} after {} MiB; {} entries, {} replayed",
         cold_runs.iter().map(|c| round3(c.secs)).collect::<Vec<_>>(),
         warm_runs.iter().map(|c| round3(c.secs)).collect::<Vec<_>>(),
+        warm_runs.iter().map(|c| round3(c.cpu_secs)).collect::<Vec<_>>(),
+        warm_runs.iter().map(|c| round3(c.main_cpu_secs)).collect::<Vec<_>>(),
         o.peak_rss >> 20,
         o.rss_after >> 20,
         o.peak_anon >> 20,
@@ -493,7 +629,9 @@ fn latency_test(store: &Store, n: u64, rounds: u32) -> Result<LatencyResult> {
 struct Measured {
     n: u64,
     load_secs: f64,
-    log_only_secs: f64,
+    from_log: Opens,
+    raw_write_secs: f64,
+    raw_replay: Opens,
     snapshot_secs: Vec<f64>,
     snapshot_file_bytes: u64,
     snapshot_rss_before: u64,
@@ -521,13 +659,15 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
     store.close()?;
     let load_secs = t.elapsed().as_secs_f64();
     eprintln!("  loaded in {load_secs:.2} s (with the closing sync)");
-    let t = Instant::now();
+    let from_log = opens("open, log only", "--open-only", &store_dir, args.opens, cold)?;
+    // The same puts, appended with write() to a plain file and replayed
+    // into a HashMap by a naive program.
+    let raw_file = dir.join("raw.log");
+    let raw_write_secs = write_raw_log(&raw_file, n)?;
+    eprintln!("  the same puts written with write() in {raw_write_secs:.2} s");
+    let raw_replay = opens("raw write() log -> HashMap", "--child-raw-replay", &raw_file, args.opens, cold)?;
+    std::fs::remove_file(&raw_file)?;
     let store = Store::open(&store_dir, store_options())?;
-    let log_only_secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "  open from the log alone ({} records, warm): {log_only_secs:.2} s",
-        store.recovery_report().records_replayed
-    );
     let t = Instant::now();
     let info = store.snapshot_now()?;
     let mut snapshot_secs = vec![t.elapsed().as_secs_f64()];
@@ -598,12 +738,15 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
 
     let opens_json = |o: &Opens| {
         json!({"cold_secs": o.cold_secs, "warm_secs": o.warm_secs, "peak_rss": o.peak_rss,
+               "warm_cpu_secs": o.warm_cpu_secs, "warm_main_cpu_secs": o.warm_main_cpu_secs,
                "rss_after": o.rss_after, "peak_anon": o.peak_anon, "anon_after": o.anon_after, "records_replayed": o.records_replayed, "entries": o.entries})
     };
     let pct = |p: &Percentiles| json!({"p50_us": p.p50_us, "p99_us": p.p99_us, "p999_us": p.p999_us});
     let json = json!({
         "keys": n, "key_bytes": KEY_BYTES, "value_bytes": VALUE_BYTES, "log_records": args.log_records,
-        "load_secs": load_secs, "log_only_open_secs": log_only_secs,
+        "load_secs": load_secs, "log_only_open_secs": from_log.warm_secs,
+        "open_from_log": opens_json(&from_log), "raw_write_secs": raw_write_secs,
+        "raw_replay_to_hashmap": opens_json(&raw_replay),
         "snapshot_secs": snapshot_secs, "snapshot_file_bytes": snapshot_file_bytes,
         "raw_key_value_bytes": n * (KEY_BYTES + VALUE_BYTES) as u64,
         "snapshot_rss_before": median(before.iter().copied()), "snapshot_rss_growth": median(growth.iter().copied()),
@@ -622,7 +765,9 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
     Ok(Measured {
         n,
         load_secs,
-        log_only_secs,
+        from_log,
+        raw_write_secs,
+        raw_replay,
         snapshot_secs,
         snapshot_file_bytes,
         snapshot_rss_before: median(before) as u64,
@@ -665,6 +810,26 @@ fn build_sqlite(file: &Path, n: u64) -> Result<()> {
     Ok(())
 }
 
+/// Every recovery measured for one key count, labelled, in table order.
+fn recovered(r: &Measured) -> Vec<(String, &Opens)> {
+    let mut rows = vec![
+        ("walden, snapshot only".to_owned(), &r.from_snapshot),
+        (
+            format!("walden, snapshot + {} log records", r.from_snapshot_and_log.records_replayed),
+            &r.from_snapshot_and_log,
+        ),
+        (format!("walden, log only ({} records)", r.from_log.records_replayed), &r.from_log),
+        ("raw write() log -> HashMap<Vec<u8>, Vec<u8>> (the same puts)".to_owned(), &r.raw_replay),
+    ];
+    if let Some(x) = &r.sqlite_hashmap {
+        rows.push(("SQLite -> HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)>".to_owned(), x));
+    }
+    if let Some(x) = &r.sqlite_ordmap {
+        rows.push(("SQLite -> imbl::OrdMap<StoreKey, Entry> (the store's map before its own B+tree)".to_owned(), x));
+    }
+    rows
+}
+
 fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / 1048576.0)
 }
@@ -677,20 +842,22 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "## walden vs SQLite: store recovery\n\nMedians of {} opens each{}; every open in a child process; {KEY_BYTES} B keys, {VALUE_BYTES} B random values\n",
+        "## walden vs SQLite and a raw write() log: store recovery\n\nMedians of {} opens each{}; every open in a child process; {KEY_BYTES} B keys, {VALUE_BYTES} B random values\n",
         args.opens,
         if cold { ", cold (page cache dropped before each) and warm" } else { ", warm only" }
     );
-    let _ = writeln!(o, "| keys | what | cold | warm | peak RSS | RSS after | peak / after | peak anon | anon after | peak / after (anon) |");
-    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(o, "| keys | what | cold | warm | warm CPU, all / opening thread | peak RSS | RSS after | peak / after | peak anon | anon after | peak / after (anon) |");
+    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in results {
         let mut row = |what: &str, x: &Opens| {
             let _ = writeln!(
                 o,
-                "| {} | {what} | {} | {} | {} | {} | {:.2}x | {} | {} | {:.2}x |",
+                "| {} | {what} | {} | {} | {:.3} / {:.3} s | {} | {} | {:.2}x | {} | {} | {:.2}x |",
                 r.n,
                 secs(x.cold_secs),
                 secs(Some(x.warm_secs)),
+                x.warm_cpu_secs,
+                x.warm_main_cpu_secs,
                 mib(x.peak_rss),
                 mib(x.rss_after),
                 x.peak_rss as f64 / x.rss_after as f64,
@@ -699,24 +866,32 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
                 x.peak_anon as f64 / x.anon_after as f64
             );
         };
-        row("walden, snapshot only", &r.from_snapshot);
-        row(
-            &format!("walden, snapshot + {} log records", r.from_snapshot_and_log.records_replayed),
-            &r.from_snapshot_and_log,
-        );
-        if let Some(x) = &r.sqlite_hashmap {
-            row("SQLite -> HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)>", x);
+        for (what, x) in recovered(r) {
+            row(&what, x);
         }
-        if let Some(x) = &r.sqlite_ordmap {
-            row("SQLite -> imbl::OrdMap<StoreKey, Entry> (the store's map)", x);
+    }
+    let _ = writeln!(
+        o,
+        "\nMemory once recovered (medians; RSS counts mapped log pages too, anon is the heap); raw = {} B of key and value per key\n",
+        KEY_BYTES + VALUE_BYTES
+    );
+    let _ = writeln!(o, "| keys | what | RSS after | RSS / key | RSS / raw | anon after | anon / key | anon / raw |");
+    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|");
+    for r in results {
+        let raw = (r.n * (KEY_BYTES + VALUE_BYTES) as u64) as f64;
+        for (what, x) in recovered(r) {
+            let _ = writeln!(
+                o,
+                "| {} | {what} | {} | {:.0} B | {:.2}x | {} | {:.0} B | {:.2}x |",
+                r.n,
+                mib(x.rss_after),
+                x.rss_after as f64 / r.n as f64,
+                x.rss_after as f64 / raw,
+                mib(x.anon_after),
+                x.anon_after as f64 / r.n as f64,
+                x.anon_after as f64 / raw
+            );
         }
-        let _ = writeln!(
-            o,
-            "| {} | walden, log only ({} records, once, warm, in-process) | | {} | | | | | | |",
-            r.n,
-            r.n,
-            secs(Some(r.log_only_secs))
-        );
     }
     let _ = writeln!(o, "\nSnapshots (zstd level 3), written by `snapshot_now()` with no writer running\n");
     let _ = writeln!(o, "| keys | write time (median of {}) | file | raw key+value bytes | raw / file | RSS before | RSS growth while writing | anon growth |", results.first().map_or(0, |r| r.snapshot_secs.len()));
@@ -779,19 +954,36 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
             let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
         }
     }
+    let _ = writeln!(
+        o,
+        "\nwalden vs a raw write() log of the same puts, replayed into a HashMap<Vec<u8>, Vec<u8>> by a naive program\n"
+    );
+    let _ = writeln!(o, "| keys | walden | raw / walden, warm | raw / walden, cold |");
+    let _ = writeln!(o, "|--:|---|--:|--:|");
+    for r in results {
+        for (label, x) in [("open from the snapshot", &r.from_snapshot), ("open from the log alone", &r.from_log)] {
+            let warm = format!("{:.2}x", r.raw_replay.warm_secs / x.warm_secs);
+            let cold = match (x.cold_secs, r.raw_replay.cold_secs) {
+                (Some(w), Some(raw)) => format!("{:.2}x", raw / w),
+                _ => "-".to_owned(),
+            };
+            let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
+        }
+    }
     for r in results {
         let ratio = r.latency.snap.p99_us / r.latency.idle.p99_us;
         let _ = writeln!(o, "\n{} keys: p99 `put` latency while a snapshot is written / without: {ratio:.2}x", r.n);
     }
     let _ = writeln!(o, "\nSetup (not measured against anything)\n");
-    let _ = writeln!(o, "| keys | walden load, batches of {BATCH} + closing sync | SQLite build, WAL, 10,000-row transactions | SQLite file |");
-    let _ = writeln!(o, "|--:|--:|--:|--:|");
+    let _ = writeln!(o, "| keys | walden load, batches of {BATCH} + closing sync | raw log, a write() per put + closing fdatasync | SQLite build, WAL, 10,000-row transactions | SQLite file |");
+    let _ = writeln!(o, "|--:|--:|--:|--:|--:|");
     for r in results {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             r.n,
             secs(Some(r.load_secs)),
+            secs(Some(r.raw_write_secs)),
             secs(Some(r.sqlite_load_secs)),
             mib(r.sqlite_file_bytes)
         );

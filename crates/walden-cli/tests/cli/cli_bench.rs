@@ -99,7 +99,9 @@ fn bench_recovery_compares_with_sqlite_and_shows_no_goals() {
     let mut args = args.to_vec();
     args.push("--no-drop-caches");
     let out = bench(tmp.path(), &args);
-    assert!(out.starts_with("## walden vs SQLite: store recovery\n"), "{out}");
+    assert!(out.starts_with("## walden vs SQLite and a raw write() log: store recovery\n"), "{out}");
+    assert!(out.contains("| 2000 | raw write() log -> HashMap"), "{out}");
+    assert!(out.contains("| 2000 | open from the log alone | "), "{out}");
     assert!(out.contains("walden vs SQLite: opening the store from its snapshot"), "{out}");
     assert!(out.contains("| 2000 | a HashMap | "), "{out}");
     assert!(out.contains("| 2000 | the store's own imbl map | "), "{out}");
