@@ -943,7 +943,7 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
     let _ = writeln!(o, "| keys | SQLite rows loaded into | SQLite / walden, warm | SQLite / walden, cold |");
     let _ = writeln!(o, "|--:|---|--:|--:|");
     for r in results {
-        for (label, sq) in [("a HashMap", &r.sqlite_hashmap), ("the store's own imbl map", &r.sqlite_ordmap)] {
+        for (label, sq) in [("a HashMap", &r.sqlite_hashmap), ("an imbl::OrdMap", &r.sqlite_ordmap)] {
             let Some(sq) = sq else { continue };
             let ratio = |walden: Option<f64>, sqlite: Option<f64>| match (walden, sqlite) {
                 (Some(w), Some(s)) => format!("{:.2}x", s / w),

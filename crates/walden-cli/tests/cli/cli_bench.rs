@@ -104,7 +104,7 @@ fn bench_recovery_compares_with_sqlite_and_shows_no_goals() {
     assert!(out.contains("| 2000 | open from the log alone | "), "{out}");
     assert!(out.contains("walden vs SQLite: opening the store from its snapshot"), "{out}");
     assert!(out.contains("| 2000 | a HashMap | "), "{out}");
-    assert!(out.contains("| 2000 | the store's own imbl map | "), "{out}");
+    assert!(out.contains("| 2000 | an imbl::OrdMap | "), "{out}");
     assert!(out.contains("2000 keys: p99 `put` latency while a snapshot is written / without: "), "{out}");
     assert_no_project_internals(&out);
 }
