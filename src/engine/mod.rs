@@ -260,13 +260,13 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// the log's fsync mode acknowledges it and it is applied to the state.
     /// Never waits for a snapshot: those are taken by a thread of their own.
     pub fn commit(&self, payload: &[u8]) -> Result<Lsn> {
-        self.commit_pipelined(payload)?.wait()
+        self.core.commit_blocking(std::slice::from_ref(&payload))
     }
 
     /// Commits the payloads as one atomic log batch: all are applied (and
     /// come back after a crash), or none. Returns the LSN of the last.
     pub fn commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
-        self.commit_batch_pipelined(payloads)?.wait()
+        self.core.commit_blocking(payloads)
     }
 
     /// [`Engine::commit`] without waiting: returns once the record has its
@@ -606,6 +606,32 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             )));
         }
         Ok((S::empty(), Lsn::ZERO))
+    }
+
+    /// A blocking commit. In `Periodic` and `Never` the committer writes
+    /// its own records (the log's direct path: reserved under `pending`,
+    /// written with no lock held), with no staging and no write leader; in
+    /// `Always`, or when records are staged ahead, it is a pipelined commit
+    /// waited on.
+    fn commit_blocking<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<Lsn> {
+        for payload in payloads {
+            S::check(payload.as_ref())?;
+        }
+        let mut pending = self.pending.lock();
+        pending.check_open()?;
+        match self.wal.reserve(payloads)? {
+            Some(reserved) => {
+                pending.push(reserved.last(), payloads);
+                drop(pending);
+                let lsn = self.wal.write_reserved(reserved)?;
+                self.publish(lsn)?;
+                Ok(lsn)
+            }
+            None => {
+                drop(pending);
+                self.stage(payloads)?.wait()
+            }
+        }
     }
 
     /// Checks `payloads` and appends them as one batch, each with its place

@@ -78,7 +78,7 @@ impl Vfs for RealFs {
     }
 
     /// An exclusive `flock` on `dir/LOCK`. A lock found held is tried again
-    /// for up to [`LOCK_WAIT`]: a flock belongs to the open file, so a child
+    /// for up to 200 ms: a flock belongs to the open file, so a child
     /// process that another thread of this process is just spawning holds a
     /// copy of it until its exec closes it, for a moment after a close here
     /// (or in another process doing the same) released it.

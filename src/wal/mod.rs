@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+pub(crate) use writer::Reserved;
 use writer::{Shared, State};
 
 /// The body of a background thread.
@@ -148,9 +149,12 @@ impl<V: Vfs> Wal<V> {
             progress: Condvar::new(),
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
+            group_filled: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
             acknowledged_lsn: AtomicU64::new(last_lsn.0),
+            written_lsn: AtomicU64::new(last_lsn.0),
+            synced_lsn: AtomicU64::new(last_lsn.0),
         });
         let mut background = Vec::with_capacity(2);
         let threads: [(&str, BackgroundBody<V>); 2] =
@@ -264,6 +268,26 @@ impl<V: Vfs> Wal<V> {
         Ok(total)
     }
 
+    /// For a blocking append in `Periodic` and `Never`: gives `payloads`
+    /// (one record, or an atomic batch) their LSNs and encodes them, under
+    /// the log's lock, so the caller can note the LSNs under a lock of its
+    /// own before the write. `None` in `Always`, or when the records must be
+    /// staged (records staged ahead, or a roll-over due): then append them
+    /// the pipelined way. Every reservation must go to [`Wal::write_reserved`].
+    pub(crate) fn reserve<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Option<Reserved<V::File>>> {
+        if !self.writes_directly() {
+            return Ok(None);
+        }
+        let frame_bytes = self.batch_frame_bytes(payloads)?;
+        self.shared.reserve_direct(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)
+    }
+
+    /// Writes a reservation and returns its last LSN once it is
+    /// acknowledged (written, in `Periodic` and `Never`).
+    pub(crate) fn write_reserved(&self, reserved: Reserved<V::File>) -> Result<Lsn> {
+        self.shared.write_reserved(reserved)
+    }
+
     /// Whether blocking appends write their own records (`Periodic` and
     /// `Never`: they wait for no fsync, so nothing is gained by a group).
     fn writes_directly(&self) -> bool {
@@ -272,10 +296,9 @@ impl<V: Vfs> Wal<V> {
 
     fn acknowledge<'g>(&'g self, st: parking_lot::MutexGuard<'g, State<V::File>>, lsn: Lsn) -> Result<()> {
         match self.shared.options.fsync {
-            FsyncMode::Always => drop(self.shared.wait_synced(st, lsn)?),
-            FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.shared.wait_written(st, lsn)?),
+            FsyncMode::Always => self.shared.wait_synced(st, lsn),
+            FsyncMode::Periodic { .. } | FsyncMode::Never => self.shared.wait_written(st, lsn),
         }
-        Ok(())
     }
 
     /// The LSN up to which every record has the durability the fsync mode

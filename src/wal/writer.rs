@@ -81,13 +81,6 @@ impl Wake {
     }
 }
 
-/// Parks the calling thread until a round wakes it: covered, poisoned, or
-/// called to lead. Spurious wake-ups are fine: callers re-check in a loop.
-fn park<F>(st: &mut MutexGuard<'_, State<F>>, lsn: Lsn, durable: bool) {
-    st.waiters.push(Waiter { lsn, durable, wake: Wake::Thread(std::thread::current()) });
-    MutexGuard::unlocked(st, std::thread::park);
-}
-
 pub(crate) struct State<F> {
     /// The LSN the next appended record gets.
     pub next_lsn: Lsn,
@@ -123,6 +116,17 @@ pub(crate) struct State<F> {
     demand: Lsn,
     /// Ids for waiting futures (`Wake::Task`).
     next_task_id: u64,
+    /// How many records the next fdatasync should carry: as many as were
+    /// waiting when the last one returned (those it synced plus those that
+    /// arrived meanwhile), so every writer that keeps appending rides in
+    /// every group (see `sync_round`).
+    group_target: u64,
+    /// Set while a sync leader waits for its group to fill; `stage`
+    /// signals `group_filled` when it is.
+    filling: bool,
+    /// A moving average of fdatasync's duration, in microseconds: the most
+    /// a sync leader waits for its group to fill is half of it.
+    fsync_average_us: u64,
     /// Direct writes (see `append_direct`) whose owner has not finished its
     /// write() yet.
     inflight: usize,
@@ -139,6 +143,17 @@ pub(crate) struct State<F> {
     pub writes: u64,
     /// Writes of another appender's reserved range (see `direct`).
     pub helped_writes: u64,
+}
+
+/// Records reserved and encoded by [`Shared::reserve_direct`], to be
+/// written by [`Shared::write_reserved`].
+pub(crate) struct Reserved<F>(DirectWrite<F>);
+
+impl<F> Reserved<F> {
+    /// The LSN of the last record reserved.
+    pub fn last(&self) -> Lsn {
+        self.0.last
+    }
 }
 
 /// A direct write's range and bytes, shared with whoever helps write it.
@@ -178,6 +193,8 @@ pub(crate) struct Shared<V: Vfs> {
     /// The timer thread sleeps here: signalled when a task raises `demand`,
     /// and at shutdown.
     pub leader_wake: Condvar,
+    /// A sync leader waiting for its group to fill sleeps here.
+    pub group_filled: Condvar,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
@@ -186,6 +203,11 @@ pub(crate) struct Shared<V: Vfs> {
     /// (see [`Shared::acknowledged`]), readable without `state`. It may lag
     /// the state by a moment, never lead it.
     pub acknowledged_lsn: AtomicU64,
+    /// `State::written` and `State::synced`, readable without `state`, so a
+    /// woken waiter that is covered returns without taking the lock. They
+    /// may lag the state by a moment, never lead it.
+    pub written_lsn: AtomicU64,
+    pub synced_lsn: AtomicU64,
 }
 
 impl<F> State<F> {
@@ -213,6 +235,9 @@ impl<F> State<F> {
             waiters: Vec::new(),
             demand: last_lsn,
             next_task_id: 0,
+            group_target: 0,
+            filling: false,
+            fsync_average_us: 0,
             inflight: 0,
             direct: VecDeque::new(),
             completed: Vec::new(),
@@ -297,6 +322,9 @@ impl<V: Vfs> Shared<V> {
         st.tail_end += added as u64;
         st.staged_bytes += added;
         st.staged_records += count;
+        if st.filling && st.next_lsn.0 - 1 - st.synced.0 >= st.group_target {
+            self.group_filled.notify_one();
+        }
         Ok((st, last))
     }
 
@@ -315,11 +343,7 @@ impl<V: Vfs> Shared<V> {
 
     /// Makes sure everything up to `lsn` reached write(): leads write rounds
     /// or waits for the leader.
-    pub fn wait_written<'g>(
-        &'g self,
-        mut st: MutexGuard<'g, State<V::File>>,
-        lsn: Lsn,
-    ) -> Result<MutexGuard<'g, State<V::File>>> {
+    pub fn wait_written<'g>(&'g self, mut st: MutexGuard<'g, State<V::File>>, lsn: Lsn) -> Result<()> {
         debug_assert!(lsn < st.next_lsn, "waiting for an LSN never assigned");
         while st.written < lsn {
             if let Some(cause) = &st.poisoned {
@@ -330,40 +354,48 @@ impl<V: Vfs> Shared<V> {
             } else if !self.help_direct_writes(&mut st, lsn) {
                 // A write round in flight will cover it.
                 debug_assert!(st.writing || st.inflight > 0, "LSN {lsn} is neither staged nor being written");
-                park(&mut st, lsn, false);
+                self.park(st, lsn, false);
+                if self.written_lsn.load(Ordering::Acquire) >= lsn.0 {
+                    return Ok(()); // covered: no need to take the lock again
+                }
+                st = self.state.lock();
             }
         }
-        Ok(st)
+        Ok(())
     }
 
     /// Makes sure everything up to `lsn` is on stable storage. The leader
     /// writes out everything staged and then syncs it, so a whole group
     /// costs one write() and one fdatasync; the others park until a sync
     /// covers them or they are called to lead the next group.
-    pub fn wait_synced<'g>(
-        &'g self,
-        mut st: MutexGuard<'g, State<V::File>>,
-        lsn: Lsn,
-    ) -> Result<MutexGuard<'g, State<V::File>>> {
+    pub fn wait_synced<'g>(&'g self, mut st: MutexGuard<'g, State<V::File>>, lsn: Lsn) -> Result<()> {
         debug_assert!(lsn < st.next_lsn, "waiting for an LSN never assigned");
         while st.synced < lsn {
             if let Some(cause) = &st.poisoned {
                 return Err(Error::Poisoned(cause.clone()));
             }
-            if st.syncing || st.writing {
-                park(&mut st, lsn, true);
+            let must_wait = if st.syncing || st.writing {
+                true
             } else if !st.staged.is_empty() {
                 st = self.write_round(st);
+                false
             } else if st.written < lsn {
-                if !self.help_direct_writes(&mut st, lsn) {
-                    debug_assert!(st.inflight > 0, "LSN {lsn} is neither staged nor being written");
-                    park(&mut st, lsn, true);
-                }
+                let helped = self.help_direct_writes(&mut st, lsn);
+                debug_assert!(helped || st.inflight > 0, "LSN {lsn} is neither staged nor being written");
+                !helped
             } else {
                 st = self.sync_round(st);
+                false
+            };
+            if must_wait {
+                self.park(st, lsn, true);
+                if self.synced_lsn.load(Ordering::Acquire) >= lsn.0 {
+                    return Ok(()); // covered: no need to take the lock again
+                }
+                st = self.state.lock();
             }
         }
-        Ok(st)
+        Ok(())
     }
 
     /// Records that LSNs `first..=last` are in the kernel, ending at `end` in
@@ -402,6 +434,22 @@ impl<V: Vfs> Shared<V> {
         count: usize,
         frame_bytes: usize,
     ) -> Result<Option<Lsn>> {
+        match self.reserve_direct(payloads, count, frame_bytes)? {
+            Some(reserved) => self.write_reserved(reserved).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The first half of [`Shared::append_direct`]: under `state`, gives
+    /// the records their LSNs and file range and encodes them. Whoever
+    /// gets a reservation must hand it to [`Shared::write_reserved`] (or
+    /// drop it: then the appenders behind it write it).
+    pub fn reserve_direct<'a>(
+        &self,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+        count: usize,
+        frame_bytes: usize,
+    ) -> Result<Option<Reserved<V::File>>> {
         let mut buffer = ENCODE_BUFFER.with(|cached| cached.borrow_mut().take()).unwrap_or_default();
         if Arc::get_mut(&mut buffer).is_none() {
             buffer = Arc::default(); // a helper still holds the last one
@@ -431,10 +479,17 @@ impl<V: Vfs> Shared<V> {
         st.next_lsn = last.next();
         st.tail_end += frame_bytes as u64;
         let file = st.active.clone();
-        st.direct.push_back(DirectWrite { first, last, offset, bytes: buffer.clone(), file: file.clone() });
+        let write = DirectWrite { first, last, offset, bytes: buffer, file };
+        st.direct.push_back(write.clone());
         st.inflight += 1;
-        drop(st);
+        Ok(Some(Reserved(write)))
+    }
 
+    /// The second half of [`Shared::append_direct`]: writes a reservation
+    /// with no lock held, then makes sure everything up to it is written
+    /// (writing what is in the way itself). Returns its last LSN.
+    pub fn write_reserved(&self, reserved: Reserved<V::File>) -> Result<Lsn> {
+        let DirectWrite { first, last, offset, bytes: buffer, file } = reserved.0;
         let result = file.write_all_at(&buffer, offset);
         let mut st = self.state.lock();
         st.inflight -= 1;
@@ -443,7 +498,7 @@ impl<V: Vfs> Shared<V> {
         if buffer.capacity() <= ENCODE_BUFFER_KEPT_BYTES {
             ENCODE_BUFFER.with(|cached| *cached.borrow_mut() = Some(buffer));
         }
-        outcome.map(|()| Some(last))
+        outcome.map(|()| last)
     }
 
     /// Records the outcome of writing the direct write that starts at
@@ -494,8 +549,7 @@ impl<V: Vfs> Shared<V> {
                 return Err(Error::Poisoned(cause.clone()));
             }
             if !self.help_direct_writes(&mut st, lsn) {
-                drop(self.wait_written(st, lsn)?);
-                return Ok(());
+                return self.wait_written(st, lsn);
             }
         }
         Ok(())
@@ -511,6 +565,8 @@ impl<V: Vfs> Shared<V> {
     /// leader with `state` released too was measured slower in an earlier
     /// version: it then synced sooner with smaller groups.)
     fn wake(&self, st: &mut MutexGuard<'_, State<V::File>>) {
+        self.written_lsn.store(st.written.0, Ordering::Release);
+        self.synced_lsn.store(st.synced.0, Ordering::Release);
         self.acknowledged_lsn.store(self.acknowledged(st).0, Ordering::Release);
         let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
         let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
@@ -536,6 +592,15 @@ impl<V: Vfs> Shared<V> {
         }
     }
 
+    /// Parks the calling thread, `state` released, until a round wakes it:
+    /// covered, poisoned, or called to lead. Spurious wake-ups are fine:
+    /// callers re-check.
+    fn park(&self, mut st: MutexGuard<'_, State<V::File>>, lsn: Lsn, durable: bool) {
+        st.waiters.push(Waiter { lsn, durable, wake: Wake::Thread(std::thread::current()) });
+        drop(st);
+        std::thread::park();
+    }
+
     /// The LSN up to which appends are acknowledged in the fsync mode's
     /// terms: synced in `Always`, written otherwise.
     pub fn acknowledged(&self, st: &State<V::File>) -> Lsn {
@@ -551,10 +616,9 @@ impl<V: Vfs> Shared<V> {
         let st = self.state.lock();
         self.check_assigned(&st, lsn)?;
         match self.options.fsync {
-            FsyncMode::Always => drop(self.wait_synced(st, lsn)?),
-            FsyncMode::Periodic { .. } | FsyncMode::Never => drop(self.wait_written(st, lsn)?),
+            FsyncMode::Always => self.wait_synced(st, lsn),
+            FsyncMode::Periodic { .. } | FsyncMode::Never => self.wait_written(st, lsn),
         }
-        Ok(())
     }
 
     fn check_assigned(&self, st: &State<V::File>, lsn: Lsn) -> Result<()> {
@@ -705,24 +769,35 @@ impl<V: Vfs> Shared<V> {
     pub fn sync_round<'g>(&'g self, mut st: MutexGuard<'g, State<V::File>>) -> MutexGuard<'g, State<V::File>> {
         debug_assert!(!st.syncing);
         st.syncing = true;
-        if let Some(delay) = self.options.group_delay {
-            drop(st);
-            std::thread::sleep(delay);
-            st = self.state.lock();
-            if !st.writing && !st.staged.is_empty() {
-                st = self.write_round(st);
+        match self.options.group_delay {
+            Some(delay) => {
+                drop(st);
+                std::thread::sleep(delay);
+                st = self.state.lock();
             }
+            None => st = self.fill_group(st),
         }
+        if !st.writing && !st.staged.is_empty() {
+            st = self.write_round(st);
+        }
+        let synced_before = st.synced;
         let target = st.written;
         let file = st.active.clone();
         let first = st.active_first_lsn;
         drop(st);
+        let started = Instant::now();
         let result = file.sync_data();
+        let took_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u64;
         let mut st = self.state.lock();
         st.syncing = false;
         st.syncs += 1;
+        st.fsync_average_us = if st.fsync_average_us == 0 { took_us } else { (st.fsync_average_us * 7 + took_us) / 8 };
         match result {
-            Ok(()) => st.synced = st.synced.max(target),
+            Ok(()) => {
+                st.synced = st.synced.max(target);
+                // Records this sync carried, plus those that arrived during it.
+                st.group_target = (st.next_lsn.0 - 1).saturating_sub(synced_before.0);
+            }
             Err(e) => {
                 let e = Error::io("fsync", self.dir.join(super::segment_file_name(first)))(e);
                 log::error!("walden: fsync failed, the log is poisoned: {e}");
@@ -730,6 +805,30 @@ impl<V: Vfs> Shared<V> {
             }
         }
         self.wake(&mut st);
+        st
+    }
+
+    /// Waits, before an fdatasync, until as many records wait to be synced
+    /// as when the last one returned (`group_target`), for at most half an
+    /// average fdatasync. With many writers each appending again as soon
+    /// as it is acknowledged, the writers the last sync woke are staging
+    /// their next record right now: without the wait, the sync would leave
+    /// without them, and the writers would split into two groups that
+    /// alternate, each syncing half of them. A lone writer, or a group
+    /// already complete, does not wait.
+    fn fill_group<'g>(&'g self, mut st: MutexGuard<'g, State<V::File>>) -> MutexGuard<'g, State<V::File>> {
+        let pending = |st: &State<V::File>| (st.next_lsn.0 - 1).saturating_sub(st.synced.0);
+        if pending(&st) >= st.group_target || st.fsync_average_us == 0 {
+            return st;
+        }
+        let deadline = Instant::now() + std::time::Duration::from_micros((st.fsync_average_us / 2).min(2_000));
+        st.filling = true;
+        while pending(&st) < st.group_target && st.poisoned.is_none() {
+            if self.group_filled.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        st.filling = false;
         st
     }
 
@@ -780,8 +879,11 @@ impl<V: Vfs> Shared<V> {
     pub fn flush(&self, sync: bool) -> Result<Lsn> {
         let st = self.state.lock();
         let target = Lsn(st.next_lsn.0 - 1);
-        let st = if sync { self.wait_synced(st, target)? } else { self.wait_written(st, target)? };
-        drop(st);
+        if sync {
+            self.wait_synced(st, target)?;
+        } else {
+            self.wait_written(st, target)?;
+        }
         Ok(target)
     }
 
