@@ -54,7 +54,7 @@ pub enum AdminCommand {
     /// store as of that LSN or time and writes it as a new snapshot into the
     /// --out directory; the data directory is not touched.
     Recover(RecoverArgs),
-    /// Cuts a torn tail into a quarantine file (a dry run unless --apply).
+    /// Cuts a torn tail, or with --cut-from the log from an LSN on, into quarantine files (a dry run unless --apply).
     ///
     /// Every byte removed is first copied into a synced
     /// `{segment}.quarantine-*` file beside the segment; nothing is deleted.
@@ -62,7 +62,8 @@ pub enum AdminCommand {
     /// keeps the longest valid prefix and moves everything after it aside.
     /// --cut-from LSN moves that record and every later one aside the same
     /// way (for a record the state machine refuses: see `walden recover`);
-    /// it refuses an LSN inside a batch or one a kept snapshot covers.
+    /// it refuses an LSN the log does not hold, one inside a batch, and one a
+    /// kept snapshot covers.
     Repair(RepairArgs),
     /// Lists, creates, verifies, prunes or exports snapshots.
     #[command(subcommand)]
