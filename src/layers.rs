@@ -30,7 +30,7 @@ const ADMIN_LAYERS: &[(&str, &[&str])] = &[
     ("examine", &["log", "snapshots"]),
     ("dump", &["log", "range", "store_view"]),
     ("journal", &["log", "range", "store_view"]),
-    ("recover", &["log", "range", "snapshots", "store_view"]),
+    ("recover", &["journal", "log", "range", "snapshots", "store_view"]),
     ("repair", &["examine", "log", "range", "recover", "snapshots"]),
 ];
 

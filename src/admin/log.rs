@@ -394,7 +394,8 @@ impl LogReport {
         plan
     }
 
-    fn move_aside(&self, plan: &mut RecoveryPlan, from: usize, lsn: Lsn, why: &str) {
+    /// Plans renaming segments `from..` aside whole, the first LSN lost being `lsn`.
+    pub(crate) fn move_aside(&self, plan: &mut RecoveryPlan, from: usize, lsn: Lsn, why: &str) {
         for s in &self.segments[from..] {
             plan.cuts.push(PlannedCut {
                 file: s.path.clone(),

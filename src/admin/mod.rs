@@ -10,11 +10,12 @@
 //! - `journal.rs`: a journal's records for `dump` (pattern and type
 //!   filters), and compaction by age: planned read-only, applied by the
 //!   journal's own compaction.
-//! - `recover.rs`: the recovery an open would run, without running it, and
-//!   a point-in-time state written out as a snapshot elsewhere.
-//! - `repair.rs`: cutting a torn tail (or salvaging a prefix), compaction,
-//!   snapshot creation and pruning: the only functions here that change a
-//!   data directory.
+//! - `recover.rs`: the recovery an open would run, without running it (a
+//!   record the state machine refuses included), and a point-in-time state
+//!   written out as a snapshot elsewhere.
+//! - `repair.rs`: cutting a torn tail (or salvaging a prefix, or cutting
+//!   from an LSN the operator names), compaction, snapshot creation and
+//!   pruning: the only functions here that change a data directory.
 //!
 //! **Invariant:** reading never changes a byte. Files are opened read-only
 //! and read with pread (never mapped, so a live process that cuts a tail
@@ -26,7 +27,8 @@
 //!
 //! **Invariant:** a repair removes no byte from the log that it has not
 //! first copied into a synced quarantine file: it is the log's own recovery
-//! ([`crate::wal`]'s `recover`), run in the mode the operator chose.
+//! ([`crate::wal`]'s `recover`), run in the mode the operator chose, or
+//! cutting at the LSN the operator chose.
 
 mod dump;
 mod examine;
@@ -46,10 +48,12 @@ pub use journal::{
 };
 pub use log::{scan_log, LogReport, PlannedCut, RecoveryPlan, Refusal, SegmentEnd, SegmentReport};
 pub use range::{DumpOptions, LogRecordView, Target};
-pub use recover::{dry_run_recovery, state_at, write_point_in_time, DryRun, PointInTime};
+pub use recover::{
+    dry_run_recovery, dry_run_recovery_by_content, state_at, write_point_in_time, DryRun, PointInTime, RefusedRecord,
+};
 pub use repair::{
-    apply_compact, apply_repair, create_snapshot, plan_compact, plan_prune, plan_repair, prune, CompactPlan, PrunePlan,
-    Removal, RepairPlan,
+    apply_compact, apply_cut, apply_repair, create_snapshot, plan_compact, plan_cut, plan_prune, plan_repair, prune,
+    CompactPlan, PrunePlan, Removal, RepairPlan,
 };
 pub use snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, SnapshotState, SnapshotsReport};
 pub use store_view::{store_op, StoreOpView};

@@ -5,11 +5,17 @@
 //! [`write_point_in_time`] writes it as a snapshot into a directory the
 //! operator names.
 //!
+//! A record the state machine refuses at replay ([`crate::Error::Apply`] at
+//! an open) is a finding of the dry run, not an error of it:
+//! [`RefusedRecord`] names its file, offset, LSN and the reason, and where a
+//! cut that takes it out of the log (`walden repair --cut-from`) would start.
+//!
 //! The snapshot choice follows the engine's rule (`Core::load_snapshot`) and
 //! its words; `crates/walden-cli/tests/cli/cli_library.rs` checks the dry
 //! run against a real open of a copy of the same directory, so the two
 //! cannot drift apart unseen.
 
+use super::journal::{log_content, LogContent};
 use super::log::{scan_log, LogReport, RecoveryPlan};
 use super::range::{walk_records, Target};
 use super::snapshots::{read_snapshot_state, scan_snapshots, SnapshotReport, SnapshotState, SnapshotsReport};
@@ -17,7 +23,9 @@ use super::store_view::store_timestamp;
 use super::{DataDir, Progress};
 use crate::engine::{RecoveryReport, StateMachine};
 use crate::io::Vfs;
+use crate::journal::JournalState;
 use crate::snapshot::{self, SnapshotInfo};
+use crate::store::KvState;
 use crate::wal::{now_unix_us, RecoveryMode};
 use crate::{Error, Lsn, Result};
 use std::ops::ControlFlow;
@@ -36,23 +44,87 @@ pub struct DryRun {
     pub report: Option<RecoveryReport>,
     /// Set if the open would fail, with the error it would give.
     pub refused: Option<String>,
+    /// Set if the open would fail because the state machine refuses a
+    /// record of an intact log ([`crate::Error::Apply`]): which, and why.
+    pub refused_record: Option<RefusedRecord>,
     /// The LSN the recovered state would end at.
     pub applied_lsn: Lsn,
+    /// What the records were replayed as, when [`dry_run_recovery_by_content`]
+    /// chose the state machine by the log's first record; `None` when the
+    /// caller chose it.
+    pub content: Option<LogContent>,
+}
+
+/// A record of an intact log that the state machine refuses to apply
+/// (written by another program, or under rules that have changed since).
+/// The open fails with [`crate::Error::Apply`] at its LSN. Two ways out:
+/// open the directory with the program that wrote it, or move it aside
+/// with every later record (`walden repair --cut-from`, [`super::apply_cut`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct RefusedRecord {
+    /// The segment file that holds it.
+    pub file: PathBuf,
+    /// The byte offset of its header in `file`.
+    pub offset: u64,
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Why the state machine refuses it, in its words.
+    pub reason: String,
+    /// Where a cut that takes it out of the log starts: its own LSN, or the
+    /// first LSN of its batch (a batch is kept or cut whole).
+    pub cut_from: Lsn,
+    /// Records from `cut_from` to the end of the log: what such a cut moves
+    /// aside with it.
+    pub records_from_cut: u64,
 }
 
 /// Works out what opening `dir` as an engine of `S` in `mode` would report.
 /// Reads the snapshot it would load and replays the log into a state held
-/// only in memory; writes nothing.
+/// only in memory; writes nothing. A record `S` refuses to apply is
+/// reported in [`DryRun::refused_record`].
 pub fn dry_run_recovery<S: StateMachine, V: Vfs>(
     fs: &V,
     dir: &DataDir,
     mode: RecoveryMode,
     progress: &mut dyn Progress,
 ) -> Result<DryRun> {
-    let started = Instant::now();
     let log = scan_log(fs, &dir.log_dir, progress)?;
+    dry_run_on::<S, V>(fs, dir, log, mode, progress)
+}
+
+/// [`dry_run_recovery`] with the state machine the directory's log holds
+/// records of, told by its first record ([`log_content`]): a journal's
+/// ([`JournalState`]) or else a store's ([`KvState`]), which is also what
+/// an empty log, and one whose first record is neither, are replayed as.
+pub fn dry_run_recovery_by_content<V: Vfs>(
+    fs: &V,
+    dir: &DataDir,
+    mode: RecoveryMode,
+    progress: &mut dyn Progress,
+) -> Result<DryRun> {
+    let log = scan_log(fs, &dir.log_dir, progress)?;
+    let content = log_content(fs, &log, progress)?;
+    let mut dry = match content {
+        LogContent::Journal => dry_run_on::<JournalState, V>(fs, dir, log, mode, progress)?,
+        _ => dry_run_on::<KvState, V>(fs, dir, log, mode, progress)?,
+    };
+    dry.content = Some(content);
+    Ok(dry)
+}
+
+fn dry_run_on<S: StateMachine, V: Vfs>(
+    fs: &V,
+    dir: &DataDir,
+    log: LogReport,
+    mode: RecoveryMode,
+    progress: &mut dyn Progress,
+) -> Result<DryRun> {
+    let started = Instant::now();
     let plan = log.plan(mode);
-    let mut dry = DryRun { plan, report: None, refused: None, applied_lsn: Lsn::ZERO };
+    let mut dry =
+        DryRun { plan, report: None, refused: None, refused_record: None, applied_lsn: Lsn::ZERO, content: None };
     if let Some(r) = &dry.plan.refused {
         dry.refused = Some(format!(
             "corruption in {} at offset {} (expected LSN {}): {}",
@@ -88,18 +160,35 @@ pub fn dry_run_recovery<S: StateMachine, V: Vfs>(
         }
     };
     let kept = &log.segments[..dry.plan.kept_segments];
-    let mut failure = None;
+    let mut batch_first = base_lsn.next();
     walk_records(fs, kept, base_lsn.next(), progress, |record| {
         if let Err(e) = state.apply(record.lsn, record.payload) {
-            failure = Some(e.to_string());
+            // In the engine's words (`Error::Apply`), which it gives for
+            // the record its own check refuses; the dry run applies one
+            // record at a time, so it knows which one.
+            let reason = match e {
+                Error::Apply { reason, .. } => reason,
+                e => e.to_string(),
+            };
+            dry.refused = Some(Error::Apply { lsn: record.lsn, reason: reason.clone() }.to_string());
+            dry.refused_record = Some(RefusedRecord {
+                file: record.file.to_owned(),
+                offset: record.offset,
+                lsn: record.lsn,
+                reason,
+                cut_from: batch_first,
+                records_from_cut: dry.plan.last_lsn.0 + 1 - batch_first.0,
+            });
             return Ok(ControlFlow::Break(()));
+        }
+        if !record.header.batch_continues() {
+            batch_first = record.lsn.next();
         }
         report.records_replayed += 1;
         report.bytes_read += record.payload.len() as u64;
         Ok(ControlFlow::Continue(()))
     })?;
     dry.applied_lsn = Lsn(base_lsn.0 + report.records_replayed);
-    dry.refused = failure;
     report.duration = started.elapsed();
     dry.report = Some(report);
     Ok(dry)

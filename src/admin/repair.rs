@@ -5,21 +5,31 @@
 //!   directory lock: a torn tail (or, with `salvage`, everything from the
 //!   first damage on) is copied to a synced quarantine file beside the
 //!   segment before it is zeroed; later segments are renamed aside.
+//! - [`apply_cut`]: the same recovery cutting at an LSN the operator names
+//!   (`repair --cut-from`), for a record the state machine refuses: the
+//!   log is intact, but every record from that one on moves aside the way
+//!   salvage moves damage. It never cuts into what a kept snapshot covers
+//!   ([`plan_cut`] says why): such a snapshot would describe a state the
+//!   log no longer leads to, so the cut is refused rather than moving
+//!   snapshots too; an older state can still be rebuilt elsewhere with
+//!   [`super::write_point_in_time`].
 //! - [`apply_compact`]: removes whole sealed segments below an LSN, never
 //!   past what the oldest good snapshot needs (the engine's own rule).
 //! - [`create_snapshot`] and [`prune`]: snapshot retention by hand.
 
 use super::examine::{examine, Examination};
-use super::log::{LogReport, RecoveryPlan};
-use super::range::Target;
+use super::log::{LogReport, RecoveryPlan, SegmentEnd};
+use super::range::{walk_records, Target};
 use super::recover::{state_at, PointInTime};
 use super::snapshots::{SnapshotReport, SnapshotsReport};
 use super::{DataDir, Progress};
 use crate::engine::StateMachine;
 use crate::io::{Vfs, VfsFile};
 use crate::snapshot;
+use crate::wal::recovery::{last_nonzero_end, recover_cutting_from, OperatorCut};
 use crate::wal::{now_unix_us, RecoveryMode, WalRecoveryReport};
 use crate::{Error, Lsn, Result};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 /// What a repair would do.
@@ -29,14 +39,32 @@ use std::path::PathBuf;
 pub struct RepairPlan {
     /// Whether damage in the middle of the log may be cut (`PointInTime`).
     pub salvage: bool,
+    /// The LSN the operator asked to cut from (`--cut-from`), if any.
+    pub cut_from: Option<Lsn>,
     /// What the log's recovery in that mode would cut, or why it refuses.
+    /// For a cut from an LSN: the cuts, and the LSNs kept.
     pub plan: RecoveryPlan,
+    /// Records the scan accepted that the cuts take out of the log (the
+    /// damaged bytes of a torn tail or of corruption hold none).
+    pub records_cut: u64,
+    /// Why the cut from `cut_from` must not be made; then `plan` cuts nothing.
+    pub cut_refused: Option<String>,
 }
 
 impl RepairPlan {
     /// Whether there is anything to cut.
     pub fn needed(&self) -> bool {
         !self.plan.cuts.is_empty()
+    }
+
+    /// Why the repair cannot run, in words: the log's refusal, or the cut's.
+    pub fn refusal(&self) -> Option<String> {
+        let log = self
+            .plan
+            .refused
+            .as_ref()
+            .map(|r| format!("{} at offset {} (LSN {}): {}", r.file.display(), r.offset, r.lsn, r.what));
+        log.or_else(|| self.cut_refused.clone())
     }
 }
 
@@ -45,7 +73,136 @@ impl RepairPlan {
 /// later segments included, because LSNs must stay gap-free).
 pub fn plan_repair(log: &LogReport, salvage: bool) -> RepairPlan {
     let mode = if salvage { RecoveryMode::PointInTime } else { RecoveryMode::TolerateTornTail };
-    RepairPlan { salvage, plan: log.plan(mode) }
+    let plan = log.plan(mode);
+    let records_cut = if plan.refused.is_some() { 0 } else { accepted_records(log) - plan.records };
+    RepairPlan { salvage, cut_from: None, plan, records_cut, cut_refused: None }
+}
+
+fn accepted_records(log: &LogReport) -> u64 {
+    log.segments.iter().map(|s| s.records).sum()
+}
+
+/// Plans `repair --cut-from LSN`: every record from `from` on leaves the
+/// log, as salvage moves damage (the rest of its segment into a quarantine
+/// file, later segments renamed aside whole), and the log keeps LSNs up to
+/// `from - 1`. Refused, with the reason in `cut_refused`, when:
+///
+/// - `from` is LSN 0, which no record has;
+/// - a segment holds a record of a newer format (never moved, by anything);
+/// - the log does not hold a readable record at `from` (before its start,
+///   past its end, or past damage: `--salvage` cuts damage);
+/// - `from` is inside a batch (a batch is kept or cut whole: the reason
+///   names the batch's first LSN);
+/// - a usable snapshot covers `from` (its LSN is at or past it): after the
+///   cut it would lie past the end of the log, describing records that are
+///   gone. The cut must start after the newest usable snapshot's LSN.
+///
+/// Reads the segment that holds `from`; writes nothing.
+pub fn plan_cut<V: Vfs>(fs: &V, exam: &Examination, from: Lsn, progress: &mut dyn Progress) -> Result<RepairPlan> {
+    let log = &exam.log;
+    let readable = log.plan(RecoveryMode::PointInTime);
+    let plan = RecoveryPlan { cuts: Vec::new(), kept_segments: 0, records: 0, ..readable.clone() };
+    let mut out = RepairPlan { salvage: false, cut_from: Some(from), plan, records_cut: 0, cut_refused: None };
+    let refuse = |mut out: RepairPlan, why: String| {
+        out.cut_refused = Some(why);
+        Ok(out)
+    };
+    if from == Lsn::ZERO {
+        return refuse(out, "LSN 0 names no record: the first record of a log is LSN 1".to_owned());
+    }
+    if let Some(s) = log.segments.iter().find(|s| matches!(s.end, SegmentEnd::Unsupported { .. })) {
+        let why = format!("{} holds a record or header of a newer walden: open it with that version", s.path.display());
+        return refuse(out, why);
+    }
+    if let Some(r) = &readable.refused {
+        return refuse(out, format!("the log does not read from its start: {}: {}", r.file.display(), r.what));
+    }
+    if from < readable.first_lsn {
+        let why = format!("LSN {from} is before the log's first record (LSN {})", readable.first_lsn);
+        return refuse(out, why);
+    }
+    if from > readable.last_lsn {
+        let mut why =
+            format!("LSN {from} is past the log's last readable record (LSN {}): nothing to cut", readable.last_lsn);
+        if !readable.cuts.is_empty() {
+            why.push_str("; the damage after it is cut by `walden repair --salvage`");
+        }
+        return refuse(out, why);
+    }
+    let covering = exam.snapshots.snapshots.iter().rev().find(|s| s.is_usable() && s.lsn >= from);
+    if let Some(s) = covering {
+        let why = format!(
+            "the snapshot {} covers LSN {}: a cut from LSN {from} would leave it past the end of the log, \
+             so a cut must start after LSN {} (an older state can be written elsewhere with \
+             `walden recover DIR --to LSN --out OTHER_DIR`)",
+            s.path.display(),
+            s.lsn,
+            s.lsn
+        );
+        return refuse(out, why);
+    }
+    let index = log.segments.iter().position(|s| s.first_lsn <= from && from <= s.last_lsn);
+    let index = index.expect("the readable prefix holds `from`, so a segment does");
+    let segment = &log.segments[index];
+    let (mut batch_first, mut found) = (segment.first_lsn, None);
+    walk_records(fs, std::slice::from_ref(segment), segment.first_lsn, progress, |record| {
+        if record.lsn == from {
+            found = Some(record.offset);
+            return Ok(ControlFlow::Break(()));
+        }
+        if !record.header.batch_continues() {
+            batch_first = record.lsn.next();
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let Some(offset) = found else {
+        return Err(Error::InvalidArgument(format!(
+            "{} no longer holds LSN {from} where the scan found it: is a process writing to the directory?",
+            segment.path.display()
+        )));
+    };
+    if batch_first != from {
+        let why = format!("LSN {from} is inside a batch that starts at LSN {batch_first}: a batch is kept or cut whole; cut from LSN {batch_first}");
+        return refuse(out, why);
+    }
+    let bytes = super::read_file(fs, &segment.path)?;
+    let reason = cut_reason(from);
+    out.plan.cuts.push(super::PlannedCut {
+        file: segment.path.clone(),
+        offset,
+        bytes: (last_nonzero_end(&bytes) as u64).saturating_sub(offset),
+        lsn: from,
+        whole_segment: false,
+        reason: reason.clone(),
+    });
+    log.move_aside(&mut out.plan, index + 1, from, &reason);
+    out.plan.kept_segments = index + 1;
+    out.plan.records = log.segments[..index].iter().map(|s| s.records).sum::<u64>() + (from.0 - segment.first_lsn.0);
+    out.plan.last_lsn = Lsn(from.0 - 1);
+    out.records_cut = accepted_records(log) - out.plan.records;
+    Ok(out)
+}
+
+fn cut_reason(from: Lsn) -> String {
+    format!("the operator's cut (repair --cut-from {from})")
+}
+
+/// Runs `repair --cut-from LSN` under the directory lock: examines the
+/// directory again, refuses what [`plan_cut`] refuses
+/// ([`Error::InvalidArgument`] with its reason), then runs the log's own
+/// recovery cutting at `from` (`wal::recovery`, as salvage does): the rest
+/// of that segment is copied into a synced `*.quarantine-*` file and then
+/// zeroed, later segments are renamed aside, the directory is synced.
+/// Nothing is deleted; the log then opens with LSNs up to `from - 1`.
+pub fn apply_cut<V: Vfs>(fs: &V, dir: &DataDir, from: Lsn, progress: &mut dyn Progress) -> Result<WalRecoveryReport> {
+    let _lock = fs.lock_dir(&dir.log_dir).map_err(Error::io("lock", &dir.log_dir))?;
+    let exam = examine(fs, dir, progress)?;
+    let plan = plan_cut(fs, &exam, from, progress)?;
+    if let Some(why) = plan.cut_refused {
+        return Err(Error::InvalidArgument(why));
+    }
+    let reason = cut_reason(from);
+    recover_cutting_from(fs, &dir.log_dir, OperatorCut { from, reason: &reason })
 }
 
 /// Runs the repair: the log's recovery in `TolerateTornTail` or (with

@@ -111,6 +111,9 @@ struct Inode {
 enum DirOp {
     Link(PathBuf, u64),
     Unlink(PathBuf),
+    /// A rename within one directory: atomic, as POSIX promises, so a crash
+    /// keeps either the old name or the new one, never neither.
+    Rename(PathBuf, PathBuf, u64),
 }
 
 #[derive(Default)]
@@ -361,14 +364,7 @@ impl SimFs {
             CrashMode::Tear { .. } => rng.below(st.pending.len() as u64 + 1) as usize,
         };
         for op in &st.pending[..keep_ops] {
-            match op {
-                DirOp::Link(path, ino) => {
-                    names.insert(path.clone(), *ino);
-                }
-                DirOp::Unlink(path) => {
-                    names.remove(path);
-                }
-            }
+            apply_dir_op(&mut names, op);
         }
         let mut inodes = HashMap::new();
         for &ino in names.values() {
@@ -389,6 +385,22 @@ impl SimFs {
             ..State::default()
         };
         SimFs { state: Arc::new(Mutex::new(state)), gate: Arc::default() }
+    }
+}
+
+/// Makes `op` happen to a directory listing (durable names, or a crash's).
+fn apply_dir_op(names: &mut BTreeMap<PathBuf, u64>, op: &DirOp) {
+    match op {
+        DirOp::Link(path, ino) => {
+            names.insert(path.clone(), *ino);
+        }
+        DirOp::Unlink(path) => {
+            names.remove(path);
+        }
+        DirOp::Rename(from, to, ino) => {
+            names.remove(from);
+            names.insert(to.clone(), *ino);
+        }
     }
 }
 
@@ -468,8 +480,16 @@ impl Vfs for SimFs {
         let mut st = self.state.lock();
         st.fail(SimOp::Rename)?;
         let ino = *st.names.get(from).ok_or_else(|| not_found(from))?;
-        st.unlink(from);
-        st.link(to, ino);
+        if from.parent() == to.parent() {
+            st.names.remove(from);
+            st.names.insert(to.to_owned(), ino);
+            st.pending.push(DirOp::Rename(from.to_owned(), to.to_owned(), ino));
+        } else {
+            // Across directories each side becomes durable with its own
+            // directory's sync.
+            st.unlink(from);
+            st.link(to, ino);
+        }
         Ok(())
     }
 
@@ -488,18 +508,14 @@ impl Vfs for SimFs {
         st.fail(SimOp::SyncDir)?;
         let pending = std::mem::take(&mut st.pending);
         for op in pending {
-            let (path, link) = match &op {
-                DirOp::Link(path, ino) => (path, Some(*ino)),
-                DirOp::Unlink(path) => (path, None),
+            let path = match &op {
+                DirOp::Link(path, _) | DirOp::Unlink(path) | DirOp::Rename(_, path, _) => path,
             };
             if path.parent() != Some(dir) {
                 st.pending.push(op);
                 continue;
             }
-            match link {
-                Some(ino) => st.durable_names.insert(path.clone(), ino),
-                None => st.durable_names.remove(path),
-            };
+            apply_dir_op(&mut st.durable_names, &op);
         }
         Ok(())
     }
@@ -673,6 +689,35 @@ mod tests {
         f.write_all_at(b"12345678", 0).unwrap();
         let err = f.write_all_at(b"9", 8).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(28));
+    }
+
+    /// A crash after an unsynced rename keeps the file under one name or
+    /// the other, whatever prefix of the directory operations survives.
+    #[test]
+    fn a_torn_crash_keeps_a_renamed_file_under_one_of_its_names() {
+        let fs = SimFs::new();
+        for name in ["a", "b"] {
+            let f = fs.create_new(&p(name)).unwrap();
+            f.write_all_at(name.as_bytes(), 0).unwrap();
+            f.sync_data().unwrap();
+        }
+        fs.sync_dir(Path::new("/d")).unwrap();
+        fs.rename(&p("a"), &p("a.moved")).unwrap();
+        fs.rename(&p("b"), &p("b.moved")).unwrap();
+        let mut seen = BTreeSet::new();
+        for seed in 0..64 {
+            let after = fs.crash(CrashMode::Tear { seed });
+            for name in ["a", "b"] {
+                let old = after.read_file(&p(name));
+                let new = after.read_file(&p(&format!("{name}.moved")));
+                assert!(old.is_some() != new.is_some(), "seed {seed}: {name} under exactly one name");
+                assert_eq!(old.or(new).unwrap(), name.as_bytes());
+            }
+            seen.insert(
+                after.read_file(&p("a.moved")).is_some() as u8 + after.read_file(&p("b.moved")).is_some() as u8,
+            );
+        }
+        assert_eq!(seen.len(), 3, "the seeds keep none, one and both renames: {seen:?}");
     }
 
     #[test]

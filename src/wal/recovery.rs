@@ -12,6 +12,11 @@
 //! "cut" never deletes: bytes are copied into a quarantine file beside the
 //! segment (synced) before they are zeroed in place, and whole segments after
 //! the cut are renamed aside.
+//!
+//! [`recover_cutting_from`] is the same recovery with one more row, for
+//! `walden repair --cut-from`: the record at an LSN the operator names is
+//! cut like damage in `PointInTime` mode, everything before it must read
+//! as in `AbsoluteConsistency`.
 
 use super::segment::{
     durability_proof, now_unix_us, parse_segment_file_name, scan_segment, Scan, Segment, Stop, QUARANTINE_INFIX,
@@ -94,6 +99,43 @@ pub(crate) enum Verdict {
 
 /// Recovers the log in `dir`, or returns `None` if it holds no segment.
 pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<Option<Recovered<V::File>>> {
+    recover_with(fs, dir, mode, None)
+}
+
+/// Where the operator asks a repair to cut the log: every record from
+/// `from` on, none of them damaged.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OperatorCut<'a> {
+    /// The first LSN that leaves the log; it must start a batch.
+    pub from: Lsn,
+    /// Why, as the cuts will say.
+    pub reason: &'a str,
+}
+
+/// Recovers the log in `dir` and cuts it before `cut.from`, the way
+/// `PointInTime` cuts the first damage: the rest of that segment is copied
+/// into a synced quarantine file and zeroed, later segments are renamed
+/// aside whole. Damage before `cut.from` is refused (as in
+/// `AbsoluteConsistency`), and so is an LSN the log does not hold or one
+/// inside a batch. Returns what was cut.
+pub(crate) fn recover_cutting_from<V: Vfs>(fs: &V, dir: &Path, cut: OperatorCut<'_>) -> Result<WalRecoveryReport> {
+    let recovered = recover_with(fs, dir, RecoveryMode::AbsoluteConsistency, Some(cut))?;
+    let report = recovered.map(|r| r.report).unwrap_or_default();
+    if report.cuts.first().map(|c| c.lsn) != Some(cut.from) {
+        return Err(Error::InvalidArgument(format!(
+            "the log holds no record at LSN {} (it holds LSN {}..={}); nothing was cut",
+            cut.from, report.first_lsn, report.last_lsn
+        )));
+    }
+    Ok(report)
+}
+
+fn recover_with<V: Vfs>(
+    fs: &V,
+    dir: &Path,
+    mode: RecoveryMode,
+    operator_cut: Option<OperatorCut<'_>>,
+) -> Result<Option<Recovered<V::File>>> {
     let mut names = Vec::new();
     for name in fs.list_dir(dir).map_err(Error::io("list", dir))? {
         if name.ends_with(TEMP_SUFFIX) {
@@ -143,12 +185,22 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
                     return Err(Error::Corrupt { file: path.clone(), offset: 0, lsn: expected, kind });
                 }
                 drop(map);
-                move_aside_from(fs, dir, &names[index..], expected, &kind, &mut report)?;
+                move_aside_from(fs, dir, &names[index..], expected, &kind.to_string(), &mut report)?;
                 break;
             }
         };
         log_id = Some(header.log_id);
-        let scan = scan_segment(&map, &header, |_, _| {});
+        let cut_lsn = operator_cut.map(|c| c.from);
+        // With an operator's cut: where its record starts, and whether a
+        // batch is open there (records are contiguous from the header).
+        let (mut at, mut in_batch, mut cut_at) = (SEGMENT_HEADER_BYTES as u64, false, None);
+        let scan = scan_segment(&map, &header, |record, _| {
+            if Some(record.lsn) == cut_lsn {
+                cut_at = Some((at, in_batch));
+            }
+            at += record.frame_len() as u64;
+            in_batch = record.batch_continues();
+        });
         report.records += scan.records;
         if scan.end > len {
             // The file ends inside the last record's padding, which the
@@ -164,13 +216,39 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
             Verdict::TornTail(kind) => (true, Some(kind)),
             Verdict::Corrupt(kind) => (false, Some(kind)),
         };
-        if let Some(kind) = kind {
-            if let Corruption::Record(RecordDecodeError::Unsupported { .. }) = kind {
-                return Err(Error::Unsupported {
-                    file: path.clone(),
-                    reason: format!("offset {}: {kind}; written by a newer walden?", scan.stop_offset),
-                });
+        if let Some(kind @ Corruption::Record(RecordDecodeError::Unsupported { .. })) = &kind {
+            return Err(Error::Unsupported {
+                file: path.clone(),
+                reason: format!("offset {}: {kind}; written by a newer walden?", scan.stop_offset),
+            });
+        }
+        if let (Some(cut), Some((offset, in_batch))) = (operator_cut, cut_at) {
+            if in_batch {
+                return Err(Error::InvalidArgument(format!(
+                    "LSN {} is inside a batch: a batch is kept or cut whole",
+                    cut.from
+                )));
             }
+            let tail = map[offset as usize..last_nonzero_end(&map)].to_vec();
+            drop(map);
+            let done = quarantine_tail(fs, dir, path, &file, offset, cut.from, &tail, cut.reason)?;
+            log::warn!(
+                "repair cut {} bytes at {}:{offset} into {}",
+                done.bytes,
+                path.display(),
+                done.quarantine.display()
+            );
+            report.cuts.push(done);
+            report.records -= scan.last_lsn.0 + 1 - cut.from.0;
+            let last_kept = Lsn(cut.from.0 - 1);
+            kept.push(Segment { header, path: path.clone(), file: Arc::new(file), sealed: Some((offset, last_kept)) });
+            if !is_last {
+                move_aside_from(fs, dir, &names[index + 1..], cut.from, cut.reason, &mut report)?;
+            }
+            active_end = offset;
+            break;
+        }
+        if let Some(kind) = kind {
             let cut_allowed = match mode {
                 RecoveryMode::TolerateTornTail => torn,
                 RecoveryMode::PointInTime => true,
@@ -181,7 +259,8 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
             }
             let tail = map[scan.stop_offset as usize..last_nonzero_end(&map)].to_vec();
             drop(map);
-            let cut = quarantine_tail(fs, dir, path, &file, scan.stop_offset, scan.stop_lsn, &tail, &kind)?;
+            let reason = kind.to_string();
+            let cut = quarantine_tail(fs, dir, path, &file, scan.stop_offset, scan.stop_lsn, &tail, &reason)?;
             log::warn!(
                 "recovery cut {} bytes at {}:{} into {}",
                 cut.bytes,
@@ -197,7 +276,7 @@ pub(crate) fn recover<V: Vfs>(fs: &V, dir: &Path, mode: RecoveryMode) -> Result<
                 sealed: Some((scan.end, scan.last_lsn)),
             });
             if !is_last {
-                move_aside_from(fs, dir, &names[index + 1..], scan.last_lsn.next(), &kind, &mut report)?;
+                move_aside_from(fs, dir, &names[index + 1..], scan.last_lsn.next(), &reason, &mut report)?;
             }
             active_end = scan.end;
             break;
@@ -314,7 +393,7 @@ fn quarantine_tail<V: Vfs>(
     offset: u64,
     lsn: Lsn,
     tail: &[u8],
-    kind: &Corruption,
+    reason: &str,
 ) -> Result<Cut> {
     let quarantine = quarantine_path(fs, dir, path, offset)?;
     let q = fs.create_new(&quarantine).map_err(Error::io("create", &quarantine))?;
@@ -323,7 +402,7 @@ fn quarantine_tail<V: Vfs>(
     fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
     file.write_all_at(&vec![0u8; tail.len()], offset).map_err(Error::io("zero", path))?;
     file.sync_data().map_err(Error::io("fsync", path))?;
-    Ok(Cut { file: path.to_owned(), offset, bytes: tail.len() as u64, lsn, quarantine, reason: kind.to_string() })
+    Ok(Cut { file: path.to_owned(), offset, bytes: tail.len() as u64, lsn, quarantine, reason: reason.to_owned() })
 }
 
 /// Renames whole segments aside, so nothing after a cut stays in the log.
@@ -332,7 +411,7 @@ fn move_aside_from<V: Vfs>(
     dir: &Path,
     segments: &[(Lsn, PathBuf)],
     lsn: Lsn,
-    kind: &Corruption,
+    reason: &str,
     report: &mut WalRecoveryReport,
 ) -> Result<()> {
     for (_, path) in segments {
@@ -340,7 +419,7 @@ fn move_aside_from<V: Vfs>(
         let bytes = file.size_bytes().map_err(Error::io("stat", path))?;
         let quarantine = quarantine_path(fs, dir, path, 0)?;
         fs.rename(path, &quarantine).map_err(Error::io("rename", path))?;
-        report.cuts.push(Cut { file: path.clone(), offset: 0, bytes, lsn, quarantine, reason: kind.to_string() });
+        report.cuts.push(Cut { file: path.clone(), offset: 0, bytes, lsn, quarantine, reason: reason.to_owned() });
     }
     fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }

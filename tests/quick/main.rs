@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin_cut_from;
 mod engine_commit_semantics;
 mod engine_recovery;
 mod fuzz_corpus;

@@ -29,7 +29,9 @@ pub enum AdminCommand {
     ///
     /// A torn tail (what a crash leaves; opening cuts it) is told apart from
     /// corruption in the middle of the log, which is named by file, offset and LSN.
-    /// Exits 0 if healthy, 1 if anything needs attention.
+    /// Exits 0 if healthy, 1 if anything needs attention. It checks the bytes,
+    /// not what they mean: whether the state machine accepts every record is
+    /// what `walden recover` checks, by replaying them.
     Verify(Common),
     /// Prints the records in a range as text, JSON lines, or hex of the raw frames.
     ///
@@ -45,16 +47,23 @@ pub enum AdminCommand {
     ///
     /// Without --to: a read-only dry run that prints the recovery report an
     /// open would produce (the snapshot used, those skipped and why, records
-    /// replayed, bytes that would be cut). With --to and --out: rebuilds the
+    /// replayed, bytes that would be cut), replaying the log into the state
+    /// machine its first record names (a journal's or a store's). A record
+    /// that state machine refuses is named by file, offset, LSN and reason,
+    /// with what can be done (exit 1). With --to and --out: rebuilds the
     /// store as of that LSN or time and writes it as a new snapshot into the
     /// --out directory; the data directory is not touched.
     Recover(RecoverArgs),
-    /// Cuts a torn tail into a quarantine file (a dry run unless --apply).
+    /// Cuts a torn tail, or with --cut-from the log from an LSN on, into quarantine files (a dry run unless --apply).
     ///
     /// Every byte removed is first copied into a synced
     /// `{segment}.quarantine-*` file beside the segment; nothing is deleted.
     /// Corruption in the middle of the log is cut only with --salvage, which
     /// keeps the longest valid prefix and moves everything after it aside.
+    /// --cut-from LSN moves that record and every later one aside the same
+    /// way (for a record the state machine refuses: see `walden recover`);
+    /// it refuses an LSN the log does not hold, one inside a batch, and one a
+    /// kept snapshot covers.
     Repair(RepairArgs),
     /// Lists, creates, verifies, prunes or exports snapshots.
     #[command(subcommand)]
@@ -163,6 +172,9 @@ pub struct RepairArgs {
     /// Also cut corruption in the middle of the log: keep the valid prefix, move the rest aside.
     #[arg(long)]
     pub salvage: bool,
+    /// Move the record at this LSN and every later one aside; the log keeps LSNs up to LSN - 1.
+    #[arg(long, value_name = "LSN", conflicts_with = "salvage")]
+    pub cut_from: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -484,11 +496,11 @@ fn recover(a: RecoverArgs, out: &mut dyn Write) -> Outcome {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let dry = admin::dry_run_recovery::<KvState, _>(&RealFs, &dir, a.mode.into(), &mut progress)?;
+    let dry = admin::dry_run_recovery_by_content(&RealFs, &dir, a.mode.into(), &mut progress)?;
     if a.common.json {
         json_out(out, &dry)?
     } else {
-        render::dry_run(out, &dry)?
+        render::dry_run(out, &dry, &a.common.dir)?
     }
     let untouched = dry.plan.cuts.is_empty() && dry.report.as_ref().is_none_or(|r| r.snapshots_skipped.is_empty());
     Ok(code(dry.refused.is_none() && untouched))
@@ -496,17 +508,26 @@ fn recover(a: RecoverArgs, out: &mut dyn Write) -> Outcome {
 
 fn repair(a: RepairArgs, out: &mut dyn Write) -> Outcome {
     let dir = locate(&a.common)?;
-    let log = admin::scan_log(&RealFs, &dir.log_dir, &mut bars(a.common.json))?;
-    let plan = admin::plan_repair(&log, a.salvage);
-    if !a.apply || plan.plan.refused.is_some() || !plan.needed() {
+    let mut progress = bars(a.common.json);
+    let plan = match a.cut_from {
+        Some(from) => {
+            admin::plan_cut(&RealFs, &admin::examine(&RealFs, &dir, &mut progress)?, Lsn(from), &mut progress)?
+        }
+        None => admin::plan_repair(&admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?, a.salvage),
+    };
+    let refused = plan.refusal().is_some();
+    if !a.apply || refused || !plan.needed() {
         if a.common.json {
             json_out(out, &plan)?
         } else {
             render::repair_plan(out, &plan, a.apply)?
         }
-        return Ok(code(plan.plan.refused.is_none() && !plan.needed()));
+        return Ok(code(!refused && !plan.needed()));
     }
-    let done = admin::apply_repair(&RealFs, &dir, a.salvage)?;
+    let done = match a.cut_from {
+        Some(from) => admin::apply_cut(&RealFs, &dir, Lsn(from), &mut progress)?,
+        None => admin::apply_repair(&RealFs, &dir, a.salvage)?,
+    };
     if a.common.json {
         json_out(out, &done)?
     } else {

@@ -4,9 +4,9 @@
 use std::io::{self, Write};
 use std::path::Path;
 use walden::admin::{
-    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord,
-    LogRecordView, LogStats, PointInTime, PrunePlan, RepairPlan, SegmentEnd, Severity, SnapshotReport, SnapshotState,
-    SnapshotsReport,
+    hex, store_op, CompactPlan, DryRun, Examination, JournalCompactPlan, JournalDumpRecord, JournalRecord, LogContent,
+    LogRecordView, LogStats, PointInTime, PrunePlan, RefusedRecord, RepairPlan, SegmentEnd, Severity, SnapshotReport,
+    SnapshotState, SnapshotsReport,
 };
 use walden::store::KvState;
 use walden::WalRecoveryReport;
@@ -171,7 +171,12 @@ pub fn verify(out: &mut dyn Write, e: &Examination) -> io::Result<()> {
         };
         writeln!(out, "{:<12} {}{place}: {}", severity(f.severity), f.file.display(), f.what)?;
     }
-    writeln!(out, "verdict: {}", e.verdict)
+    writeln!(out, "verdict: {}", e.verdict)?;
+    writeln!(
+        out,
+        "(verify checks bytes and checksums, not what the records mean: `walden recover` replays them into the \
+         state machine and names any record it refuses)"
+    )
 }
 
 pub fn stats(out: &mut dyn Write, s: &LogStats) -> io::Result<()> {
@@ -289,7 +294,7 @@ pub fn record_hex(out: &mut dyn Write, r: &LogRecordView<'_>) -> io::Result<()> 
     writeln!(out, "{} {}@{} {}", r.lsn, name(r.file), r.offset, hex(r.frame))
 }
 
-pub fn dry_run(out: &mut dyn Write, d: &DryRun) -> io::Result<()> {
+pub fn dry_run(out: &mut dyn Write, d: &DryRun, dir: &Path) -> io::Result<()> {
     writeln!(out, "dry run of an open in {:?} mode; nothing was changed", d.plan.mode)?;
     for c in &d.plan.cuts {
         let what = if c.whole_segment { "would move aside the whole segment" } else { "would cut" };
@@ -322,9 +327,39 @@ pub fn dry_run(out: &mut dyn Write, d: &DryRun) -> io::Result<()> {
         writeln!(out, "  records kept       {} (LSN {}..={})", d.plan.records, d.plan.first_lsn, d.plan.last_lsn)?;
     }
     match &d.refused {
-        Some(why) => writeln!(out, "the open would FAIL: {why}"),
-        None => writeln!(out, "the open would succeed at LSN {}", d.applied_lsn),
+        Some(why) => writeln!(out, "the open would FAIL: {why}")?,
+        None => writeln!(out, "the open would succeed at LSN {}", d.applied_lsn)?,
     }
+    if let Some(r) = &d.refused_record {
+        refused_record(out, r, d.content, dir)?;
+    }
+    Ok(())
+}
+
+/// Where the refused record is, why, and the two ways out.
+fn refused_record(out: &mut dyn Write, r: &RefusedRecord, content: Option<LogContent>, dir: &Path) -> io::Result<()> {
+    let machine = match content {
+        Some(LogContent::Journal) => "the journal",
+        Some(LogContent::Other) => "the store (its first record is neither a store operation nor a journal entry)",
+        _ => "the store",
+    };
+    writeln!(out, "  refused record     {} offset {} (LSN {})", r.file.display(), r.offset, r.lsn)?;
+    writeln!(out, "  reason             {}", r.reason)?;
+    writeln!(
+        out,
+        "the log itself is intact (every record reads, every checksum holds): {machine} refuses this record."
+    )?;
+    writeln!(out, "What can be done:")?;
+    writeln!(out, "  - open the directory with the program that wrote the record (another state machine, or the")?;
+    writeln!(out, "    version whose rules accepted it); nothing needs to change;")?;
+    let (from, count) = (r.cut_from, r.records_from_cut);
+    let batch = if from == r.lsn { "" } else { ", where its batch starts (a batch goes whole)" };
+    let records = if count == 1 { "record" } else { "records" };
+    writeln!(out, "  - or move LSN {from}{batch} and every later record aside, {count} {records} in all, into synced")?;
+    writeln!(out, "    *.quarantine-* files (nothing is deleted); the directory then opens at LSN {}:", from.0 - 1)?;
+    let d = dir.display();
+    writeln!(out, "      walden repair {d} --cut-from {from}           # prints the plan, changes nothing")?;
+    writeln!(out, "      walden repair {d} --cut-from {from} --apply")
 }
 
 pub fn point_in_time(out: &mut dyn Write, p: &PointInTime) -> io::Result<()> {
@@ -337,6 +372,9 @@ pub fn point_in_time(out: &mut dyn Write, p: &PointInTime) -> io::Result<()> {
 }
 
 pub fn repair_plan(out: &mut dyn Write, r: &RepairPlan, asked_to_apply: bool) -> io::Result<()> {
+    if let (Some(from), Some(why)) = (r.cut_from, &r.cut_refused) {
+        return writeln!(out, "cannot cut from LSN {from}: {why}");
+    }
     if let Some(why) = &r.plan.refused {
         writeln!(out, "cannot repair {} at offset {} (LSN {}): {}", why.file.display(), why.offset, why.lsn, why.what)?;
         if !r.salvage {
@@ -363,6 +401,13 @@ pub fn repair_plan(out: &mut dyn Write, r: &RepairPlan, asked_to_apply: bool) ->
             c.reason
         )?;
     }
+    let records = if r.records_cut == 1 { "record" } else { "records" };
+    writeln!(
+        out,
+        "{} {records} and {} in all would move into synced quarantine files beside their segments; nothing is deleted",
+        r.records_cut,
+        bytes(r.plan.bytes_cut())
+    )?;
     writeln!(out, "the log would keep LSN {}..={}", r.plan.first_lsn, r.plan.last_lsn)?;
     if !asked_to_apply {
         writeln!(out, "dry run: nothing was changed; run again with --apply to do it")?;

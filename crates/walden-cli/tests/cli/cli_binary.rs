@@ -504,3 +504,93 @@ fn backup_of_a_directory_in_use_and_restore_walk_through() {
     assert!(String::from_utf8_lossy(&o_.stderr).contains("checksum mismatch"));
     assert!(!tmp.path().join("again").exists());
 }
+
+/// LSN 401 of an intact log is no store operation (another program wrote
+/// it with a raw `Wal`, then three valid puts). `recover` names it (file,
+/// offset, LSN, reason) and the two ways out; `verify` passes and says it
+/// checks bytes only; `repair --cut-from 401` plans without changing a
+/// byte, refuses what it must, and with `--apply` moves exactly LSNs
+/// 401..=404 into a quarantine file, after which the store opens at 400.
+#[test]
+fn a_record_the_store_refuses_is_named_by_recover_and_cut_from_by_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::with_refused_record(tmp.path());
+    let d = dir.to_str().unwrap();
+    let segment = fx::segments(&dir).pop().unwrap();
+    let (offset, _, _) =
+        *fx::frames(&segment).iter().find(|(_, _, lsn)| *lsn == 401).expect("LSN 401 is in the last segment");
+    let original = fs::read(&segment).unwrap();
+    let before = fx::contents(&dir);
+
+    let recover = run(&["recover", d], 1);
+    for expected in [
+        format!("refused record     {} offset {offset} (LSN 401)", segment.display()),
+        "the open would FAIL: the record at LSN 401 cannot be applied to the state".into(),
+        "is not a store operation".into(),
+        "the log itself is intact".into(),
+        "open the directory with the program that wrote the record".into(),
+        "move LSN 401 and every later record aside, 4 records in all".into(),
+        format!("walden repair {d} --cut-from 401 --apply"),
+    ] {
+        assert!(recover.contains(&expected), "{expected:?} in\n{recover}");
+    }
+    let r = json(&["recover", d], 1);
+    let refused = &r["refused_record"];
+    assert_eq!(refused["lsn"], 401);
+    assert_eq!(refused["file"], segment.to_str().unwrap());
+    assert_eq!(refused["offset"], offset as u64);
+    assert!(refused["reason"].as_str().unwrap().contains("log record 401 is not a store operation"), "{r}");
+    assert_eq!(refused["cut_from"], 401);
+    assert_eq!(refused["records_from_cut"], 4);
+    assert_eq!(r["content"], "store");
+    assert_eq!(r["applied_lsn"], 400);
+    let verify = run(&["verify", d], 0);
+    assert!(verify.contains("`walden recover` replays them"), "verify says what it does not check: {verify}");
+    assert_read_only(&dir);
+
+    let dry = run(&["repair", d, "--cut-from", "401"], 1);
+    assert!(dry.contains(&format!("would cut {}: ", segment.display())), "{dry}");
+    assert!(dry.contains(&format!("from offset {offset} (LSN 401 on)")), "{dry}");
+    assert!(dry.contains("4 records and"), "{dry}");
+    assert!(dry.contains("the log would keep LSN") && dry.contains("..=400"), "{dry}");
+    assert!(dry.contains("dry run: nothing was changed"), "{dry}");
+    let plan = json(&["repair", d, "--cut-from", "401"], 1);
+    let end = original.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert_eq!(plan["plan"]["cuts"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["plan"]["cuts"][0]["bytes"], (end - offset) as u64);
+    assert_eq!(plan["records_cut"], 4);
+    let snapshot = run(&["repair", d, "--cut-from", "250", "--apply"], 1);
+    assert!(snapshot.contains("snapshot-00000000000000000250.zst covers LSN 250"), "{snapshot}");
+    let zero = run(&["repair", d, "--cut-from", "0", "--apply"], 1);
+    assert!(zero.contains("cannot cut from LSN 0: LSN 0 names no record"), "{zero}");
+    let past = run(&["repair", d, "--cut-from", "405", "--apply"], 1);
+    assert!(past.contains("past the log's last readable record (LSN 404)"), "{past}");
+    let both = walden(&["repair", d, "--cut-from", "401", "--salvage"]);
+    assert_eq!(both.status.code(), Some(2), "--cut-from and --salvage exclude each other");
+    assert_eq!(fx::contents(&dir), before, "dry runs and refused cuts change no byte");
+
+    let done = run(&["repair", d, "--cut-from", "401", "--apply"], 0);
+    assert!(done.contains(&format!("from offset {offset} (LSN 401 on) into")), "{done}");
+    assert!(done.contains(&format!("repaired: the log holds LSN {}..=400", fx::first_lsn(&dir))), "{done}");
+    let quarantined = fx::quarantine(&dir);
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(fs::read(&quarantined[0]).unwrap(), &original[offset..end], "the quarantine file holds exactly the cut");
+    let after = fs::read(&segment).unwrap();
+    assert_eq!(&after[..offset], &original[..offset], "nothing before the cut changed");
+    assert!(after[offset..].iter().all(|&b| b == 0), "the cut bytes are zeroed in place");
+    for (path, bytes) in before.iter().filter(|(p, _)| p.is_file() && **p != segment) {
+        assert_eq!(&fs::read(path).unwrap(), bytes, "{} changed", path.display());
+    }
+
+    run(&["verify", d], 0);
+    assert!(run(&["recover", d], 0).contains("the open would succeed at LSN 400"));
+    let store = Store::open(&dir, fx::options()).unwrap();
+    assert_eq!(store.applied_lsn().0, 400);
+    assert_eq!(store.len(), 400);
+    assert_eq!(&*store.get(b"key-399").unwrap().value, b"value-399");
+    assert!(store.get(b"after-1").is_none(), "the puts after the refused record left with it");
+    assert_eq!(store.recovery_report().bytes_cut, 0, "the repair left nothing for the open to cut");
+    assert_eq!(store.put(b"next", b"1").unwrap().0, 401, "the log goes on from the cut");
+    store.close().unwrap();
+    assert_eq!(Store::open(&dir, fx::options()).unwrap().applied_lsn().0, 401);
+}

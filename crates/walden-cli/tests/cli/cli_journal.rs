@@ -9,6 +9,7 @@ use crate::common as fx;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use walden::journal::{now_us, DurableJournal, Journal, JournalOptions, NewEntry, Query, SignalType, Value};
+use walden::{Lsn, Wal};
 
 const DAY_US: u64 = 86_400_000_000;
 
@@ -201,4 +202,64 @@ fn backup_and_restore_of_a_journal_say_addresses() {
     let said = run(&["restore", backups.to_str().unwrap(), out.to_str().unwrap()], 0);
     assert!(said.contains("(a journal)"), "{said}");
     assert_eq!(sequences(&out, &[]), sequences(&dir, &[]), "the restored journal holds the same entries");
+}
+
+/// The journal's version of `a_record_the_store_refuses_...`: another
+/// program appends to the journal's log a record that is no journal record
+/// (LSN 7), then two valid entries. `recover` replays the log as the
+/// journal's (its first record says so) and names LSN 7; `repair
+/// --cut-from 7 --apply` moves exactly LSNs 7..=9 aside and the journal
+/// opens with its six entries.
+#[test]
+fn a_record_the_journal_refuses_is_named_by_recover_and_cut_from_by_repair() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = journal(tmp.path());
+    let d = dir.to_str().unwrap();
+    // Entries 7 and 8 of another journal: valid records continuing this one.
+    let scratch = tmp.path().join("scratch");
+    let other = DurableJournal::open(&scratch, JournalOptions::default()).unwrap();
+    for i in 0..8 {
+        other.append(NewEntry::set("desk", "/other", Value::Int(i))).unwrap();
+    }
+    other.close().unwrap();
+    let wal_options = JournalOptions::default().engine.wal;
+    let scratch_wal = Wal::open(scratch.join("wal"), wal_options.clone()).unwrap();
+    let valid: Vec<Vec<u8>> = scratch_wal.read_from(Lsn(7)).unwrap().map(|r| r.unwrap().payload).collect();
+    scratch_wal.close().unwrap();
+    let wal = Wal::open(dir.join("wal"), wal_options).unwrap();
+    assert_eq!(wal.append(b"not a journal record").unwrap(), Lsn(7));
+    for payload in &valid {
+        wal.append(payload).unwrap();
+    }
+    wal.close().unwrap();
+    let segment = fx::segments(&dir).pop().unwrap();
+    let (offset, _, _) = fx::frames(&segment)[6];
+    let original = std::fs::read(&segment).unwrap();
+    let before = fx::contents(&dir);
+
+    let text = run(&["recover", d], 1);
+    assert!(text.contains(&format!("refused record     {} offset {offset} (LSN 7)", segment.display())), "{text}");
+    assert!(text.contains("the journal refuses this record"), "{text}");
+    assert!(text.contains(&format!("walden repair {d} --cut-from 7 --apply")), "{text}");
+    let dry: serde_json::Value = serde_json::from_str(&run(&["recover", d, "--json"], 1)).unwrap();
+    assert_eq!(dry["content"], "journal");
+    assert_eq!(dry["refused_record"]["lsn"], 7);
+    assert!(dry["refused_record"]["reason"].as_str().unwrap().contains("is not a valid journal record"), "{dry}");
+    assert_eq!(dry["refused_record"]["records_from_cut"], 3);
+    assert!(run(&["repair", d, "--cut-from", "7"], 1).contains("3 records and"));
+    assert_eq!(fx::contents(&dir), before, "recover and the dry run of the cut change no byte");
+
+    run(&["repair", d, "--cut-from", "7", "--apply"], 0);
+    let quarantined = fx::quarantine(&dir);
+    assert_eq!(quarantined.len(), 1);
+    let end = original.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert_eq!(std::fs::read(&quarantined[0]).unwrap(), &original[offset..end]);
+    run(&["verify", d], 0);
+    assert!(run(&["recover", d], 0).contains("the open would succeed at LSN 6"));
+    let j = DurableJournal::open(&dir, JournalOptions::default()).unwrap();
+    assert_eq!(j.latest_sequence(), 6);
+    let held: Vec<u64> = j.query(&Query::all()).unwrap().entries.iter().map(|e| e.sequence).collect();
+    assert_eq!(held, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(j.param("/other"), None, "the entries after the refused record left with it");
+    j.close().unwrap();
 }

@@ -305,3 +305,122 @@ fn a_damaged_segment_header_mid_log_is_corrupt_and_salvage_moves_it_aside_whole(
     let first_of_middle: u64 = middle.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     assert_eq!(store.applied_lsn().0, first_of_middle - 1);
 }
+
+#[test]
+fn a_refused_record_is_named_by_the_dry_run_as_by_the_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::with_refused_record(tmp.path());
+    let before = fx::contents(&dir);
+    let data = locate(&dir);
+    let dry =
+        admin::dry_run_recovery::<KvState, _>(&RealFs, &data, RecoveryMode::TolerateTornTail, &mut NoProgress).unwrap();
+    let by_content =
+        admin::dry_run_recovery_by_content(&RealFs, &data, RecoveryMode::TolerateTornTail, &mut NoProgress).unwrap();
+    assert_eq!(by_content.content, Some(admin::LogContent::Store));
+    assert_eq!(by_content.refused_record, dry.refused_record);
+    assert_eq!(fx::contents(&dir), before, "the dry runs changed the directory");
+    let refused = dry.refused_record.unwrap();
+    let segment = fx::segments(&dir).pop().unwrap();
+    let offset = fx::frames(&segment).iter().find(|f| f.2 == 401).unwrap().0 as u64;
+    assert_eq!((refused.file, refused.offset, refused.lsn), (segment, offset, Lsn(401)));
+    assert_eq!((refused.cut_from, refused.records_from_cut), (Lsn(401), 4));
+    assert_eq!(dry.applied_lsn, Lsn(400));
+    match Store::open(&dir, fx::options()) {
+        Err(error @ walden::Error::Apply { .. }) => {
+            let walden::Error::Apply { lsn, reason } = &error else { unreachable!() };
+            assert_eq!((*lsn, reason.as_str()), (refused.lsn, refused.reason.as_str()), "the open's words");
+            assert_eq!(dry.refused, Some(error.to_string()));
+        }
+        other => panic!("the open should refuse LSN 401: {:?}", other.map(|_| ())),
+    }
+}
+
+/// A cut in the middle of a segment (later segments move aside whole), at
+/// a segment's first record (it keeps its header alone), and at the last
+/// segment's refused record: the repair cuts exactly what the plan said,
+/// every byte that left is in a quarantine file, and the store opens one
+/// LSN before the cut.
+#[test]
+fn a_cut_from_an_lsn_moves_exactly_what_its_plan_said() {
+    let first_of_last = |dir: &Path| -> u64 {
+        fx::segments(dir).pop().unwrap().file_stem().unwrap().to_str().unwrap().parse().unwrap()
+    };
+    for case in ["mid-segment", "segment start", "refused record"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = fx::with_refused_record(tmp.path());
+        let from = match case {
+            "mid-segment" => 300,
+            "segment start" => first_of_last(&dir),
+            _ => 401,
+        };
+        let originals: Vec<(std::path::PathBuf, Vec<u8>)> =
+            fx::segments(&dir).into_iter().map(|p| (p.clone(), fs::read(&p).unwrap())).collect();
+        let data = locate(&dir);
+        let exam = admin::examine(&RealFs, &data, &mut NoProgress).unwrap();
+        let plan = admin::plan_cut(&RealFs, &exam, Lsn(from), &mut NoProgress).unwrap();
+        assert_eq!(plan.cut_refused, None, "{case}");
+        assert_eq!(plan.records_cut, 405 - from, "{case}");
+        assert_eq!(plan.plan.last_lsn, Lsn(from - 1));
+        let done = admin::apply_cut(&RealFs, &data, Lsn(from), &mut NoProgress).unwrap();
+        let predicted: Vec<_> = plan.plan.cuts.iter().map(|c| (c.file.clone(), c.offset, c.bytes, c.lsn)).collect();
+        let actual: Vec<_> = done.cuts.iter().map(|c| (c.file.clone(), c.offset, c.bytes, c.lsn)).collect();
+        assert_eq!(predicted, actual, "{case}");
+        assert_eq!(done.last_lsn, Lsn(from - 1));
+        assert_eq!(done.records, plan.plan.records, "{case}");
+        // Every byte that left the log is in its quarantine file.
+        for cut in &done.cuts {
+            let (_, original) = originals.iter().find(|(p, _)| *p == cut.file).unwrap();
+            let start = cut.offset as usize;
+            let moved = fs::read(&cut.quarantine).unwrap();
+            assert_eq!(moved, &original[start..start + cut.bytes as usize], "{case}: {}", cut.quarantine.display());
+            if cut.offset == 0 {
+                assert_eq!(&moved, original, "{case}: moved aside whole");
+            }
+        }
+        let after = admin::examine(&RealFs, &data, &mut NoProgress).unwrap();
+        assert_eq!(after.health, Health::Healthy, "{case}: {}", after.verdict);
+        assert_eq!(after.open_plan.last_lsn, Lsn(from - 1));
+        let store = Store::open(&dir, fx::options()).unwrap();
+        assert_eq!(store.applied_lsn(), Lsn(from - 1), "{case}");
+        // The put at LSN n wrote key-{n-1}: the last one kept is there, the first one cut is not.
+        assert!(store.get(format!("key-{}", from - 2).as_bytes()).is_some(), "{case}");
+        assert!(store.get(format!("key-{}", from - 1).as_bytes()).is_none(), "{case}");
+    }
+}
+
+/// A batch is kept or cut whole: the dry run proposes the cut from the
+/// batch's first LSN, and a cut from inside it is refused without a change.
+#[test]
+fn a_cut_inside_a_batch_is_refused_and_names_where_the_batch_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fx::healthy(tmp.path());
+    let puts = fx::store_payloads(tmp.path(), &[("batch-1", "a"), ("batch-2", "b"), ("after", "c")]);
+    let wal = Wal::open(dir.join("wal"), fx::options().engine.wal).unwrap();
+    let batch: [&[u8]; 3] = [&puts[0], fx::REFUSED_PAYLOAD, &puts[1]];
+    assert_eq!(wal.append_batch(&batch).unwrap(), Lsn(401)..Lsn(404));
+    wal.append(&puts[2]).unwrap();
+    wal.close().unwrap();
+    let data = locate(&dir);
+    let dry =
+        admin::dry_run_recovery::<KvState, _>(&RealFs, &data, RecoveryMode::TolerateTornTail, &mut NoProgress).unwrap();
+    let refused = dry.refused_record.unwrap();
+    assert_eq!((refused.lsn, refused.cut_from, refused.records_from_cut), (Lsn(402), Lsn(401), 4));
+    match Store::open(&dir, fx::options()) {
+        Err(walden::Error::Apply { lsn, .. }) => assert_eq!(lsn, Lsn(402)),
+        other => panic!("the open should refuse LSN 402: {:?}", other.map(|_| ())),
+    }
+
+    let before = fx::contents(&dir);
+    let exam = admin::examine(&RealFs, &data, &mut NoProgress).unwrap();
+    let inside = admin::plan_cut(&RealFs, &exam, Lsn(402), &mut NoProgress).unwrap();
+    let why = inside.cut_refused.expect("a cut inside a batch is refused");
+    assert!(why.contains("inside a batch that starts at LSN 401"), "{why}");
+    assert!(inside.plan.cuts.is_empty());
+    match admin::apply_cut(&RealFs, &data, Lsn(402), &mut NoProgress) {
+        Err(walden::Error::InvalidArgument(e)) => assert!(e.contains("starts at LSN 401"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fx::contents(&dir), before, "a refused cut changes nothing");
+    admin::apply_cut(&RealFs, &data, Lsn(401), &mut NoProgress).unwrap();
+    assert_eq!(Store::open(&dir, fx::options()).unwrap().applied_lsn(), Lsn(400));
+}

@@ -1,14 +1,14 @@
 //! Real data directories for the recovery-tool tests: a healthy store and
 //! copies of it damaged in the ways an operator meets (torn tail, a flipped
 //! bit in a sealed segment, a corrupt newest snapshot, a leftover temporary
-//! snapshot).
+//! snapshot), and one whose intact log holds a record the store refuses.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use walden::format::{decode_record, SegmentHeader, SEGMENT_HEADER_BYTES};
-use walden::{EngineOptions, FsyncMode, SnapshotOptions, Store, StoreOptions, WalOptions};
+use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions};
 
 /// Small segments so the log has several; no automatic snapshots.
 pub fn options() -> StoreOptions {
@@ -33,6 +33,41 @@ pub fn healthy(root: &Path) -> PathBuf {
         }
     }
     store.close().unwrap();
+    dir
+}
+
+/// The payloads of the store operations `puts` writes into a scratch store
+/// under `root`: valid records another program can append to any log.
+pub fn store_payloads(root: &Path, puts: &[(&str, &str)]) -> Vec<Vec<u8>> {
+    let scratch = root.join("scratch-store");
+    let store = Store::open(&scratch, options()).unwrap();
+    for (key, value) in puts {
+        store.put(key.as_bytes(), value.as_bytes()).unwrap();
+    }
+    store.close().unwrap();
+    let wal = Wal::open(scratch.join("wal"), options().engine.wal).unwrap();
+    let payloads = wal.read_from(Lsn::FIRST).unwrap().map(|r| r.unwrap().payload).collect();
+    wal.close().unwrap();
+    payloads
+}
+
+/// The record another program writes that no store can apply.
+pub const REFUSED_PAYLOAD: &[u8] = b"set x=1";
+
+/// [`healthy`] (LSNs 1..=400, snapshots at 100 and 250), then another
+/// program appends to its log with a raw `Wal`: at LSN 401 a record that
+/// is no store operation, then three valid puts (`after-1..=3`) at LSNs
+/// 402..=404. The log is intact; the store refuses LSN 401.
+pub fn with_refused_record(root: &Path) -> PathBuf {
+    let dir = healthy(root);
+    let puts = store_payloads(root, &[("after-1", "a"), ("after-2", "b"), ("after-3", "c")]);
+    let wal = Wal::open(dir.join("wal"), options().engine.wal).unwrap();
+    assert_eq!(wal.append(REFUSED_PAYLOAD).unwrap(), Lsn(401));
+    for payload in &puts {
+        wal.append(payload).unwrap();
+    }
+    assert_eq!(wal.last_lsn(), Some(Lsn(404)));
+    wal.close().unwrap();
     dir
 }
 
