@@ -149,6 +149,52 @@
 //! # }
 //! ```
 //!
+//! # Awaiting durability from async code
+//!
+//! Every blocking call has a `_pipelined` twin that returns an owned
+//! ticket (`'static`, `Send`) as soon as the write has its LSN. Awaiting
+//! it waits for the fsync mode's acknowledgement without blocking the
+//! runtime's thread, on any runtime: the library depends on none (this
+//! example uses tokio). The write is visible to readers once acknowledged,
+//! never before, and concurrent tasks share fsyncs as threads do.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use walden::{FsyncMode, Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("walden-doc-async-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! let mut options = StoreOptions::default();
+//! options.engine.wal.fsync = FsyncMode::Always; // acknowledged = on disk
+//! let store = Arc::new(Store::open(&dir, options)?);
+//!
+//! let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+//! runtime.block_on(async {
+//!     // A service handling 32 requests at once: each task answers only
+//!     // once its write is durable.
+//!     let mut requests = Vec::new();
+//!     for i in 0..32u32 {
+//!         let store = store.clone();
+//!         requests.push(tokio::spawn(async move {
+//!             let key = format!("sessions/{i}");
+//!             let lsn = store.put_pipelined(key.as_bytes(), b"open")?.await?;
+//!             assert!(store.get(key.as_bytes()).is_some(), "visible once durable");
+//!             Ok::<_, walden::Error>(lsn)
+//!         }));
+//!     }
+//!     for request in requests {
+//!         request.await.expect("the task ran")?;
+//!     }
+//!     Ok::<_, walden::Error>(())
+//! })?;
+//! assert_eq!(store.scan_prefix(b"sessions/").len(), 32);
+//! Arc::into_inner(store).expect("the tasks are done").close()?;
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The journal
 //!
 //! ```

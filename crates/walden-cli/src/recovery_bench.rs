@@ -984,8 +984,8 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
             r.n,
             secs(Some(r.load_secs)),
             secs(Some(r.raw_write_secs)),
-            secs(Some(r.sqlite_load_secs)),
-            mib(r.sqlite_file_bytes)
+            secs(r.sqlite_load_secs.is_finite().then_some(r.sqlite_load_secs)),
+            if r.sqlite_load_secs.is_finite() { mib(r.sqlite_file_bytes) } else { "-".to_owned() }
         );
     }
     o
