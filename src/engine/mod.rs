@@ -27,7 +27,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use pending::{CommitTicket, Committed, Pending};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -227,6 +227,10 @@ pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
     snapshotter: Option<JoinHandle<()>>,
 }
 
+/// Committers that may wait in `publish` as readers of the state for an
+/// apply in progress; the rest queue for its write lock.
+const PUBLISH_READ_WAITERS: usize = 16;
+
 /// Everything the engine and its snapshot thread share.
 struct Core<S: StateMachine, V: Vfs> {
     fs: V,
@@ -237,6 +241,8 @@ struct Core<S: StateMachine, V: Vfs> {
     state: RwLock<Applied<S>>,
     /// `state.lsn`, readable without the lock.
     applied_lsn: AtomicU64,
+    /// Committers waiting in `publish` for an apply in progress.
+    publish_waiters: AtomicUsize,
     /// Records in the log but not yet applied, in LSN order. Its lock
     /// orders commits: a record gets its LSN and its place here together.
     /// Lock order: `state` before `pending`, never the other way.
@@ -484,6 +490,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             snapshot_dir,
             options,
             applied_lsn: AtomicU64::new(applied_lsn.0),
+            publish_waiters: AtomicUsize::new(0),
             state: RwLock::new(applied),
             pending: Mutex::new(Pending::default()),
             since: Mutex::new(Since {
@@ -685,6 +692,19 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// acknowledged, at least up to `lsn` (which the caller knows is
     /// acknowledged). Whoever gets here first applies for everyone.
     fn publish(&self, lsn: Lsn) -> Result<()> {
+        if self.applied_lsn.load(Ordering::Acquire) >= lsn.0 {
+            return Ok(());
+        }
+        // A committer applying now applies every acknowledged record, this
+        // one too most of the time: a few committers wait for it as readers
+        // (they wake together) rather than queueing one by one for the write
+        // lock only to find nothing left to do. Past a few, a herd waking at
+        // once costs more than the queue (measured: 16 writers 1.9x faster
+        // as readers, 64 writers 0.8x), so the rest queue.
+        if self.publish_waiters.fetch_add(1, Ordering::Relaxed) < PUBLISH_READ_WAITERS {
+            drop(self.state.read());
+        }
+        self.publish_waiters.fetch_sub(1, Ordering::Relaxed);
         if self.applied_lsn.load(Ordering::Acquire) >= lsn.0 {
             return Ok(());
         }
