@@ -328,7 +328,8 @@ impl<V: Vfs> Store<V> {
 
     /// Sets `key` to `value`, recording `writer` as its author.
     pub fn put_as(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<Lsn> {
-        self.put_as_pipelined(writer, key, value)?.wait()
+        let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
+        with_encoded(&op, |record| self.engine.commit(record))
     }
 
     /// [`Store::put`] without waiting: returns once the write has its LSN.
@@ -347,7 +348,8 @@ impl<V: Vfs> Store<V> {
 
     /// Removes `key` (logged even if it is absent).
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
-        self.delete_pipelined(key)?.wait()
+        let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
+        with_encoded(&op, |record| self.engine.commit(record))
     }
 
     /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
