@@ -227,6 +227,12 @@ pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
     snapshotter: Option<JoinHandle<()>>,
 }
 
+/// `S::check` of every payload: a commit with one it refuses is refused
+/// whole, before the log sees any.
+fn check_all<S: StateMachine, P: AsRef<[u8]>>(payloads: &[P]) -> Result<()> {
+    payloads.iter().try_for_each(|payload| S::check(payload.as_ref()))
+}
+
 /// Committers that may wait in `publish` as readers of the state for an
 /// apply in progress; the rest queue for its write lock.
 const PUBLISH_READ_WAITERS: usize = 16;
@@ -625,40 +631,42 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// `Always`, or when records are staged ahead, it is a pipelined commit
     /// waited on.
     fn commit_blocking<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<Lsn> {
-        for payload in payloads {
-            S::check(payload.as_ref())?;
-        }
+        check_all::<S, P>(payloads)?;
         let mut pending = self.pending.lock();
         pending.check_open()?;
-        match self.wal.reserve(payloads)? {
-            Some(reserved) => {
-                pending.push(reserved.last(), payloads);
-                drop(pending);
-                let lsn = self.wal.write_reserved(reserved)?;
-                self.publish(lsn)?;
-                Ok(lsn)
-            }
-            None => {
-                drop(pending);
-                self.stage(payloads)?.wait()
-            }
-        }
+        let Some(reserved) = self.wal.reserve(payloads)? else {
+            let ticket = self.append_pending(&mut pending, payloads)?;
+            drop(pending);
+            return ticket.wait();
+        };
+        pending.push(reserved.last(), payloads);
+        drop(pending);
+        let lsn = self.wal.write_reserved(reserved)?;
+        self.publish(lsn)?;
+        Ok(lsn)
     }
 
     /// Checks `payloads` and appends them as one batch, each with its place
     /// in `pending`.
     fn stage<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<CommitTicket<S, V>> {
-        for payload in payloads {
-            S::check(payload.as_ref())?;
-        }
+        check_all::<S, P>(payloads)?;
         let mut pending = self.pending.lock();
         pending.check_open()?;
+        self.append_pending(&mut pending, payloads)
+    }
+
+    /// Appends checked `payloads` as one batch and gives each its place in
+    /// `pending`, whose lock the caller holds.
+    fn append_pending<P: AsRef<[u8]>>(
+        self: &Arc<Self>,
+        pending: &mut Pending,
+        payloads: &[P],
+    ) -> Result<CommitTicket<S, V>> {
         let ticket = match payloads.len() {
             1 => self.wal.append_pipelined(payloads[0].as_ref())?,
             _ => self.wal.append_batch_pipelined(payloads)?,
         };
         pending.push(ticket.lsn(), payloads);
-        drop(pending);
         Ok(CommitTicket { core: self.clone(), ticket })
     }
 
@@ -677,15 +685,8 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         if records.is_empty() {
             return Err(Error::InvalidArgument("nothing to commit".into()));
         }
-        for record in &records {
-            S::check(record)?;
-        }
-        let ticket = match records.len() {
-            1 => self.wal.append_pipelined(&records[0])?,
-            _ => self.wal.append_batch_pipelined(&records)?,
-        };
-        pending.push(ticket.lsn(), &records);
-        Ok((CommitTicket { core: self.clone(), ticket }, out))
+        check_all::<S, Vec<u8>>(&records)?;
+        Ok((self.append_pending(&mut pending, &records)?, out))
     }
 
     /// Applies, in LSN order, every pending record the log has

@@ -639,8 +639,8 @@ struct Measured {
     snapshot_anon_growth: u64,
     from_snapshot: Opens,
     from_snapshot_and_log: Opens,
-    sqlite_load_secs: f64,
-    sqlite_file_bytes: u64,
+    /// Seconds to build the SQLite database and its file's bytes; None with --no-sqlite.
+    sqlite_build: Option<(f64, u64)>,
     sqlite_hashmap: Option<Opens>,
     sqlite_ordmap: Option<Opens>,
     latency: LatencyResult,
@@ -723,15 +723,14 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
     std::fs::remove_dir_all(&store_dir)?;
 
     // 3. SQLite.
-    let (mut sqlite_load_secs, mut sqlite_file_bytes, mut sqlite_hashmap, mut sqlite_ordmap) =
-        (f64::NAN, 0, None, None);
+    let (mut sqlite_build, mut sqlite_hashmap, mut sqlite_ordmap) = (None, None, None);
     if !args.no_sqlite {
         let file = dir.join("kv.sqlite");
         let t = Instant::now();
         build_sqlite(&file, n)?;
-        sqlite_load_secs = t.elapsed().as_secs_f64();
-        sqlite_file_bytes = std::fs::metadata(&file)?.len();
-        eprintln!("  SQLite built in {sqlite_load_secs:.2} s, {sqlite_file_bytes} bytes");
+        let (secs, bytes) = (t.elapsed().as_secs_f64(), std::fs::metadata(&file)?.len());
+        eprintln!("  SQLite built in {secs:.2} s, {bytes} bytes");
+        sqlite_build = Some((secs, bytes));
         sqlite_hashmap = Some(opens("SQLite -> HashMap", "--child-sqlite-hashmap", &file, args.opens, cold)?);
         sqlite_ordmap = Some(opens("SQLite -> imbl OrdMap", "--child-sqlite-ordmap", &file, args.opens, cold)?);
     }
@@ -753,7 +752,8 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
         "snapshot_anon_growth": median(anon_growth.iter().copied()),
         "open_from_snapshot": opens_json(&from_snapshot),
         "open_from_snapshot_and_log": opens_json(&from_snapshot_and_log),
-        "sqlite_build_secs": sqlite_load_secs, "sqlite_file_bytes": sqlite_file_bytes,
+        "sqlite_build_secs": sqlite_build.map(|(secs, _)| secs),
+        "sqlite_file_bytes": sqlite_build.map_or(0, |(_, bytes)| bytes),
         "sqlite_to_hashmap": sqlite_hashmap.as_ref().map(opens_json),
         "sqlite_to_ordmap": sqlite_ordmap.as_ref().map(opens_json),
         "latency_idle": pct(&latency.idle), "latency_idle_max_us": latency.idle_max_us,
@@ -775,8 +775,7 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
         snapshot_anon_growth: median(anon_growth.iter().copied()) as u64,
         from_snapshot,
         from_snapshot_and_log,
-        sqlite_load_secs,
-        sqlite_file_bytes,
+        sqlite_build,
         sqlite_hashmap,
         sqlite_ordmap,
         latency,
@@ -832,6 +831,14 @@ fn recovered(r: &Measured) -> Vec<(String, &Opens)> {
 
 fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / 1048576.0)
+}
+
+/// How many times faster walden was than the other, "-" if either is missing.
+fn times_faster(walden: Option<f64>, other: Option<f64>) -> String {
+    match (walden, other) {
+        (Some(w), Some(o)) => format!("{:.2}x", o / w),
+        _ => "-".to_owned(),
+    }
 }
 
 fn secs(s: Option<f64>) -> String {
@@ -945,12 +952,8 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
     for r in results {
         for (label, sq) in [("a HashMap", &r.sqlite_hashmap), ("an imbl::OrdMap", &r.sqlite_ordmap)] {
             let Some(sq) = sq else { continue };
-            let ratio = |walden: Option<f64>, sqlite: Option<f64>| match (walden, sqlite) {
-                (Some(w), Some(s)) => format!("{:.2}x", s / w),
-                _ => "-".to_owned(),
-            };
-            let warm = ratio(Some(r.from_snapshot.warm_secs), Some(sq.warm_secs));
-            let cold = ratio(r.from_snapshot.cold_secs, sq.cold_secs);
+            let warm = times_faster(Some(r.from_snapshot.warm_secs), Some(sq.warm_secs));
+            let cold = times_faster(r.from_snapshot.cold_secs, sq.cold_secs);
             let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
         }
     }
@@ -962,11 +965,8 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
     let _ = writeln!(o, "|--:|---|--:|--:|");
     for r in results {
         for (label, x) in [("open from the snapshot", &r.from_snapshot), ("open from the log alone", &r.from_log)] {
-            let warm = format!("{:.2}x", r.raw_replay.warm_secs / x.warm_secs);
-            let cold = match (x.cold_secs, r.raw_replay.cold_secs) {
-                (Some(w), Some(raw)) => format!("{:.2}x", raw / w),
-                _ => "-".to_owned(),
-            };
+            let warm = times_faster(Some(x.warm_secs), Some(r.raw_replay.warm_secs));
+            let cold = times_faster(x.cold_secs, r.raw_replay.cold_secs);
             let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
         }
     }
@@ -984,8 +984,8 @@ fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
             r.n,
             secs(Some(r.load_secs)),
             secs(Some(r.raw_write_secs)),
-            secs(r.sqlite_load_secs.is_finite().then_some(r.sqlite_load_secs)),
-            if r.sqlite_load_secs.is_finite() { mib(r.sqlite_file_bytes) } else { "-".to_owned() }
+            secs(r.sqlite_build.map(|(secs, _)| secs)),
+            r.sqlite_build.map_or("-".to_owned(), |(_, bytes)| mib(bytes))
         );
     }
     o
