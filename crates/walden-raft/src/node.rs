@@ -13,6 +13,13 @@
 //! entry of up to [`BATCH_PUTS_MAX`] puts: one fsync then carries many
 //! clients' writes. Each client still gets its own answer, once its entry
 //! is applied. The in-memory cluster batches the same way.
+//!
+//! A proposal answers its clients all at once, and those that write again
+//! come back over the next few hundred microseconds. Proposing at the first
+//! arrival would split them into two batches that alternate, each waiting
+//! for the other's round (measured: 32 puts a round at 64 clients, half the
+//! clients). So the proposer waits, at most [`LINGER_MAX`], until as many
+//! puts have queued as the last proposal carried.
 
 use crate::kv::KvState;
 use crate::memory::{MemLogStore, MemStateMachine};
@@ -25,6 +32,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +45,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 pub const PROPOSALS_IN_FLIGHT: usize = 1;
 /// The most puts one proposal carries.
 pub const BATCH_PUTS_MAX: usize = 1024;
+/// The longest a proposer waits for the clients its last proposal answered
+/// (tokio's timer has millisecond resolution).
+pub const LINGER_MAX: Duration = Duration::from_millis(1);
 
 /// Why a put was not applied.
 #[derive(Clone, Debug)]
@@ -60,23 +71,47 @@ struct Proposal {
     done: oneshot::Sender<Result<Option<String>, Failed>>,
 }
 
+/// Moves the puts already queued into `batch`, up to [`BATCH_PUTS_MAX`].
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>) {
+    while batch.len() < BATCH_PUTS_MAX {
+        match rx.try_recv() {
+            Ok(put) => batch.push(put),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Starts the proposer task; returns where to send puts.
 fn spawn_proposer(raft: Raft) -> mpsc::UnboundedSender<Proposal> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Proposal>();
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT));
+        // How many puts the last proposal to finish carried.
+        let answered = Arc::new(AtomicUsize::new(0));
         while let Some(first) = rx.recv().await {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            // Everything that queued while the permits were taken goes together.
+            // Everything that queued while the permits were taken goes together,
             let mut batch = vec![first];
-            while batch.len() < BATCH_PUTS_MAX {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+            take_queued(&mut rx, &mut batch);
+            // and the clients the last proposal answered, if they come back soon.
+            let expected = answered.load(Ordering::Relaxed).min(BATCH_PUTS_MAX);
+            if batch.len() < expected {
+                let linger = tokio::time::sleep(LINGER_MAX);
+                tokio::pin!(linger);
+                while batch.len() < expected {
+                    tokio::select! {
+                        put = rx.recv() => match put {
+                            Some(put) => batch.push(put),
+                            None => break,
+                        },
+                        _ = &mut linger => break,
+                    }
+                    take_queued(&mut rx, &mut batch);
                 }
             }
-            let raft = raft.clone();
+            let (raft, answered) = (raft.clone(), answered.clone());
             tokio::spawn(async move {
+                answered.store(batch.len(), Ordering::Relaxed);
                 let request = if batch.len() == 1 {
                     Request::Put { key: batch[0].key.clone(), value: batch[0].value.clone() }
                 } else {
