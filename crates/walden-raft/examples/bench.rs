@@ -13,7 +13,11 @@
 //! a loop of `put` (a new key, a 100-byte value) waiting for its answer.
 //! Reported: writes/s, p50 and p99 latency, medians over rounds (default 3).
 //! The walden nodes keep their files under DIR (default
-//! target/walden-raft-bench), removed at the end.
+//! target/walden-raft-bench), removed at the end. Last, the same run
+//! measures the disk under them: one fdatasync loop alone, then three at
+//! once on three files (one per node, as a commit round has them), since a
+//! walden commit round waits for three fdatasyncs in sequence (the leader's
+//! append, a follower's, the leader's `save_committed`) on one shared disk.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,6 +106,42 @@ async fn run(addrs: &[String], clients: usize, secs: f64, tag: &str) -> Run {
     Run { writes_per_s: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99) }
 }
 
+/// The disk under the walden cluster, measured in the same run: the p50
+/// and p99 of a 256-byte pwrite + fdatasync into a zero-filled file, with
+/// `files` threads each syncing its own file at once for `secs` seconds
+/// (three: one per node, as the cluster's commit rounds do).
+fn disk_probe(dir: &std::path::Path, files: usize, secs: f64) -> (u64, u64) {
+    use std::os::unix::fs::FileExt;
+    const FILE_BYTES: u64 = 16 << 20;
+    std::fs::create_dir_all(dir).expect("create the probe directory");
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let threads: Vec<_> = (0..files)
+        .map(|i| {
+            let path = dir.join(format!("probe-{i}"));
+            std::thread::spawn(move || {
+                let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path);
+                let file = file.expect("create a probe file");
+                file.write_all_at(&vec![0u8; FILE_BYTES as usize], 0).expect("zero-fill a probe file");
+                file.sync_all().expect("sync a probe file");
+                let (record, mut at, mut latencies) = ([7u8; 256], 0u64, Vec::new());
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    file.write_all_at(&record, at).expect("probe write");
+                    file.sync_data().expect("probe fdatasync");
+                    latencies.push(t.elapsed().as_micros() as u64);
+                    at = (at + 256) % FILE_BYTES;
+                }
+                let _ = std::fs::remove_file(&path);
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("a probe thread panicked")).collect();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (pct(0.50), pct(0.99))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -142,6 +182,13 @@ fn main() {
                 ww / mw
             );
         }
+        let probe = args.dir.join("probe");
+        let (one_p50, one_p99) = disk_probe(&probe, 1, 1.0);
+        let (three_p50, three_p99) = disk_probe(&probe, 3, 1.0);
+        println!(
+            "this disk, pwrite + fdatasync of 256 B: one file alone p50 {one_p50} us, p99 {one_p99} us; \
+             three files at once (one per node) p50 {three_p50} us, p99 {three_p99} us"
+        );
         for node in memory_nodes.into_iter().chain(walden_nodes) {
             node.shutdown().await;
         }
