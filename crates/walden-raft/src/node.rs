@@ -111,13 +111,14 @@ fn spawn_proposer(raft: Raft) -> mpsc::UnboundedSender<Proposal> {
             }
             let (raft, answered) = (raft.clone(), answered.clone());
             tokio::spawn(async move {
-                answered.store(batch.len(), Ordering::Relaxed);
                 let request = if batch.len() == 1 {
                     Request::Put { key: batch[0].key.clone(), value: batch[0].value.clone() }
                 } else {
                     Request::Batch(batch.iter().map(|p| (p.key.clone(), p.value.clone())).collect())
                 };
-                match raft.client_write(request).await {
+                let result = raft.client_write(request).await;
+                answered.store(batch.len(), Ordering::Relaxed);
+                match result {
                     Ok(response) => {
                         for (p, previous) in batch.into_iter().zip(response.data.previous) {
                             let _ = p.done.send(Ok(previous));
