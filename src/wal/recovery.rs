@@ -112,6 +112,17 @@ pub(crate) struct OperatorCut<'a> {
     pub reason: &'a str,
 }
 
+/// A cut inside one segment: its bytes from `offset` (the record at `lsn`
+/// on), `tail`, go to quarantine, and the segment is kept sealed at `keep`
+/// (its end offset and last LSN).
+struct TailCut {
+    offset: u64,
+    lsn: Lsn,
+    keep: (u64, Lsn),
+    reason: String,
+    tail: Vec<u8>,
+}
+
 /// Recovers the log in `dir` and cuts it before `cut.from`, the way
 /// `PointInTime` cuts the first damage: the rest of that segment is copied
 /// into a synced quarantine file and zeroed, later segments are renamed
@@ -222,72 +233,62 @@ fn recover_with<V: Vfs>(
                 reason: format!("offset {}: {kind}; written by a newer walden?", scan.stop_offset),
             });
         }
-        if let (Some(cut), Some((offset, in_batch))) = (operator_cut, cut_at) {
-            if in_batch {
-                return Err(Error::InvalidArgument(format!(
-                    "LSN {} is inside a batch: a batch is kept or cut whole",
-                    cut.from
-                )));
+        // The operator's cut, or damage the mode allows cutting; what it
+        // moves to quarantine runs to the segment's last non-zero byte.
+        let tail_from = |offset: u64| map[offset as usize..last_nonzero_end(&map)].to_vec();
+        let cut = match (operator_cut, cut_at, kind) {
+            (Some(cut), Some((offset, in_batch)), _) => {
+                if in_batch {
+                    return Err(Error::InvalidArgument(format!(
+                        "LSN {} is inside a batch: a batch is kept or cut whole",
+                        cut.from
+                    )));
+                }
+                report.records -= scan.last_lsn.0 + 1 - cut.from.0;
+                let keep = (offset, Lsn(cut.from.0 - 1));
+                Some(TailCut { offset, lsn: cut.from, keep, reason: cut.reason.to_owned(), tail: tail_from(offset) })
             }
-            let tail = map[offset as usize..last_nonzero_end(&map)].to_vec();
-            drop(map);
-            let done = quarantine_tail(fs, dir, path, &file, offset, cut.from, &tail, cut.reason)?;
+            (_, _, Some(kind)) => {
+                let cut_allowed = match mode {
+                    RecoveryMode::TolerateTornTail => torn,
+                    RecoveryMode::PointInTime => true,
+                    RecoveryMode::AbsoluteConsistency => false,
+                };
+                if !cut_allowed {
+                    return Err(Error::Corrupt {
+                        file: path.clone(),
+                        offset: scan.stop_offset,
+                        lsn: scan.stop_lsn,
+                        kind,
+                    });
+                }
+                let (offset, keep) = (scan.stop_offset, (scan.end, scan.last_lsn));
+                Some(TailCut { offset, lsn: scan.stop_lsn, keep, reason: kind.to_string(), tail: tail_from(offset) })
+            }
+            _ => None,
+        };
+        drop(map);
+        if let Some(c) = &cut {
+            let done = quarantine_tail(fs, dir, path, &file, c.offset, c.lsn, &c.tail, &c.reason)?;
             log::warn!(
-                "repair cut {} bytes at {}:{offset} into {}",
+                "recovery cut {} bytes at {}:{} into {} ({})",
                 done.bytes,
                 path.display(),
-                done.quarantine.display()
+                done.offset,
+                done.quarantine.display(),
+                c.reason
             );
             report.cuts.push(done);
-            report.records -= scan.last_lsn.0 + 1 - cut.from.0;
-            let last_kept = Lsn(cut.from.0 - 1);
-            kept.push(Segment { header, path: path.clone(), file: Arc::new(file), sealed: Some((offset, last_kept)) });
+        }
+        let (end, last_lsn) = cut.as_ref().map_or((scan.end, scan.last_lsn), |c| c.keep);
+        kept.push(Segment { header, path: path.clone(), file: Arc::new(file), sealed: Some((end, last_lsn)) });
+        active_end = end;
+        if let Some(c) = cut {
             if !is_last {
-                move_aside_from(fs, dir, &names[index + 1..], cut.from, cut.reason, &mut report)?;
+                move_aside_from(fs, dir, &names[index + 1..], last_lsn.next(), &c.reason, &mut report)?;
             }
-            active_end = offset;
             break;
         }
-        if let Some(kind) = kind {
-            let cut_allowed = match mode {
-                RecoveryMode::TolerateTornTail => torn,
-                RecoveryMode::PointInTime => true,
-                RecoveryMode::AbsoluteConsistency => false,
-            };
-            if !cut_allowed {
-                return Err(Error::Corrupt { file: path.clone(), offset: scan.stop_offset, lsn: scan.stop_lsn, kind });
-            }
-            let tail = map[scan.stop_offset as usize..last_nonzero_end(&map)].to_vec();
-            drop(map);
-            let reason = kind.to_string();
-            let cut = quarantine_tail(fs, dir, path, &file, scan.stop_offset, scan.stop_lsn, &tail, &reason)?;
-            log::warn!(
-                "recovery cut {} bytes at {}:{} into {}",
-                cut.bytes,
-                path.display(),
-                cut.offset,
-                cut.quarantine.display()
-            );
-            report.cuts.push(cut);
-            kept.push(Segment {
-                header,
-                path: path.clone(),
-                file: Arc::new(file),
-                sealed: Some((scan.end, scan.last_lsn)),
-            });
-            if !is_last {
-                move_aside_from(fs, dir, &names[index + 1..], scan.last_lsn.next(), &reason, &mut report)?;
-            }
-            active_end = scan.end;
-            break;
-        }
-        active_end = scan.end;
-        kept.push(Segment {
-            header,
-            path: path.clone(),
-            file: Arc::new(file),
-            sealed: Some((scan.end, scan.last_lsn)),
-        });
     }
 
     let active = kept.last_mut().expect("at least one segment is kept");
