@@ -101,6 +101,10 @@ pub struct SegmentReport {
     pub last_timestamp_us: Option<u64>,
     #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) header: Option<SegmentHeader>,
+    /// One past the file's last non-zero byte: where a cut's quarantined
+    /// bytes end.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(crate) nonzero_end: u64,
 }
 
 /// Everything in a log directory.
@@ -255,6 +259,7 @@ fn scan_one(
         first_timestamp_us: None,
         last_timestamp_us: None,
         header: None,
+        nonzero_end: last_nonzero_end(bytes) as u64,
     };
     let header = match check_header(bytes, name_lsn, expected, log_id) {
         Ok(header) => header,
@@ -284,7 +289,7 @@ fn scan_one(
     segment.end_offset = scan.end;
     segment.first_timestamp_us = first_ts;
     segment.last_timestamp_us = last_ts;
-    let tail_bytes = (last_nonzero_end(bytes) as u64).saturating_sub(scan.stop_offset);
+    let tail_bytes = segment.nonzero_end.saturating_sub(scan.stop_offset);
     segment.end = match classify(bytes, &header, &scan, is_last) {
         Verdict::Clean => SegmentEnd::Clean,
         Verdict::Corrupt(kind @ Corruption::Record(RecordDecodeError::Unsupported { .. })) => {

@@ -26,7 +26,7 @@ use super::{DataDir, Progress};
 use crate::engine::StateMachine;
 use crate::io::{Vfs, VfsFile};
 use crate::snapshot;
-use crate::wal::recovery::{last_nonzero_end, recover_cutting_from, OperatorCut};
+use crate::wal::recovery::{recover_cutting_from, OperatorCut};
 use crate::wal::{now_unix_us, RecoveryMode, WalRecoveryReport};
 use crate::{Error, Lsn, Result};
 use std::ops::ControlFlow;
@@ -57,14 +57,10 @@ impl RepairPlan {
         !self.plan.cuts.is_empty()
     }
 
-    /// Why the repair cannot run, in words: the log's refusal, or the cut's.
-    pub fn refusal(&self) -> Option<String> {
-        let log = self
-            .plan
-            .refused
-            .as_ref()
-            .map(|r| format!("{} at offset {} (LSN {}): {}", r.file.display(), r.offset, r.lsn, r.what));
-        log.or_else(|| self.cut_refused.clone())
+    /// Whether the repair cannot run: the log refuses it (`plan.refused`),
+    /// or the cut does (`cut_refused`).
+    pub fn refused(&self) -> bool {
+        self.plan.refused.is_some() || self.cut_refused.is_some()
     }
 }
 
@@ -97,7 +93,7 @@ fn accepted_records(log: &LogReport) -> u64 {
 ///   cut it would lie past the end of the log, describing records that are
 ///   gone. The cut must start after the newest usable snapshot's LSN.
 ///
-/// Reads the segment that holds `from`; writes nothing.
+/// Reads the segment that holds `from` once; writes nothing.
 pub fn plan_cut<V: Vfs>(fs: &V, exam: &Examination, from: Lsn, progress: &mut dyn Progress) -> Result<RepairPlan> {
     let log = &exam.log;
     let readable = log.plan(RecoveryMode::PointInTime);
@@ -165,12 +161,11 @@ pub fn plan_cut<V: Vfs>(fs: &V, exam: &Examination, from: Lsn, progress: &mut dy
         let why = format!("LSN {from} is inside a batch that starts at LSN {batch_first}: a batch is kept or cut whole; cut from LSN {batch_first}");
         return refuse(out, why);
     }
-    let bytes = super::read_file(fs, &segment.path)?;
     let reason = cut_reason(from);
     out.plan.cuts.push(super::PlannedCut {
         file: segment.path.clone(),
         offset,
-        bytes: (last_nonzero_end(&bytes) as u64).saturating_sub(offset),
+        bytes: segment.nonzero_end.saturating_sub(offset),
         lsn: from,
         whole_segment: false,
         reason: reason.clone(),

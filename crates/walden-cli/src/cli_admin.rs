@@ -515,7 +515,7 @@ fn repair(a: RepairArgs, out: &mut dyn Write) -> Outcome {
         }
         None => admin::plan_repair(&admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?, a.salvage),
     };
-    let refused = plan.refusal().is_some();
+    let refused = plan.refused();
     if !a.apply || refused || !plan.needed() {
         if a.common.json {
             json_out(out, &plan)?
