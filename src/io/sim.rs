@@ -211,13 +211,17 @@ impl State {
     }
 
     fn link(&mut self, path: &Path, ino: u64) {
-        self.names.insert(path.to_owned(), ino);
-        self.pending.push(DirOp::Link(path.to_owned(), ino));
+        self.dir_op(DirOp::Link(path.to_owned(), ino));
     }
 
     fn unlink(&mut self, path: &Path) {
-        self.names.remove(path);
-        self.pending.push(DirOp::Unlink(path.to_owned()));
+        self.dir_op(DirOp::Unlink(path.to_owned()));
+    }
+
+    /// Makes `op` visible at once; it becomes durable with its directory's sync.
+    fn dir_op(&mut self, op: DirOp) {
+        apply_dir_op(&mut self.names, &op);
+        self.pending.push(op);
     }
 }
 
@@ -481,9 +485,7 @@ impl Vfs for SimFs {
         st.fail(SimOp::Rename)?;
         let ino = *st.names.get(from).ok_or_else(|| not_found(from))?;
         if from.parent() == to.parent() {
-            st.names.remove(from);
-            st.names.insert(to.to_owned(), ino);
-            st.pending.push(DirOp::Rename(from.to_owned(), to.to_owned(), ino));
+            st.dir_op(DirOp::Rename(from.to_owned(), to.to_owned(), ino));
         } else {
             // Across directories each side becomes durable with its own
             // directory's sync.
