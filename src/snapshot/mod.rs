@@ -30,6 +30,8 @@ const TEMP_SUFFIX: &str = ".zst.tmp";
 const IO_CHUNK_BYTES: usize = 1 << 20;
 /// zstd level 3: zstd's default, a good ratio at several hundred MB/s.
 const ZSTD_LEVEL: i32 = 3;
+/// What the compressor is handed at a time, at least.
+const ENCODER_INPUT_BYTES: usize = 64 << 10;
 
 /// The file name of the snapshot covering `lsn`; names sort by LSN.
 pub fn snapshot_file_name(lsn: Lsn) -> String {
@@ -75,9 +77,12 @@ pub fn write_snapshot<V: Vfs>(
     let file = fs.create_new(&temp_path).map_err(Error::io("create", &temp_path))?;
     let result = (|| {
         let sink = FileSink::new(&file, SNAPSHOT_HEADER_BYTES as u64);
-        let mut encoder = zstd::stream::Encoder::new(sink, ZSTD_LEVEL)?;
+        // Each write to the encoder is a zstd stream call: small writes
+        // (a field at a time) are gathered first; large ones pass through.
+        let mut encoder =
+            io::BufWriter::with_capacity(ENCODER_INPUT_BYTES, zstd::stream::Encoder::new(sink, ZSTD_LEVEL)?);
         let entries = write_state(&mut encoder)?;
-        let sink = encoder.finish()?.finish()?;
+        let sink = encoder.into_inner().map_err(io::IntoInnerError::into_error)?.finish()?.finish()?;
         Ok::<_, io::Error>((entries, sink))
     })();
     let (entries, (content_bytes, content_crc)) = result.map_err(Error::io("write", &temp_path))?;

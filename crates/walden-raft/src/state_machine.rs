@@ -224,12 +224,7 @@ impl<V: Vfs> StateMachine<V> {
         // not a walden log's id and record seal, so its origin is left empty.
         let origin = files::SnapshotOrigin { log_id: 0, seal: None };
         let info = files::write_snapshot(&self.inner.fs, &self.inner.dir, lsn, now_unix_us(), origin, |w| {
-            // write_content makes four small writes a pair: gathered here, they
-            // reach the compressor in 64 KiB calls.
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-            let pairs = state.write_content(&meta, &mut w)?;
-            std::io::Write::flush(&mut w)?;
-            Ok(pairs)
+            state.write_content(&meta, w)
         })?;
         self.make_current(Current { meta: meta.clone(), path: info.path })?;
         Ok(meta)
