@@ -63,6 +63,7 @@
 //! use walden::{Engine, EngineOptions, Lsn, StateMachine};
 //!
 //! /// The sum of every u64 committed.
+//! #[derive(Clone)]
 //! struct Total(u64);
 //!
 //! impl StateMachine for Total {

@@ -15,6 +15,7 @@
 //! **Invariant:** replay applies each LSN at most once: records at or below
 //! the state's applied LSN are skipped.
 
+mod published;
 mod replay;
 
 use crate::io::{RealFs, Vfs};
@@ -22,22 +23,40 @@ use crate::snapshot::{self, OriginCheck, SnapshotInfo, SnapshotOrigin};
 use crate::wal::now_unix_us;
 
 mod pending;
+use crate::wal::Chained;
 use crate::{Error, Lsn, Result, Wal, WalOptions};
+use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, RwLock};
 pub use pending::{CommitTicket, Committed, Pending};
+use published::Base;
+pub use published::Recent;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The boundary between the engine and the state an application keeps.
-pub trait StateMachine: Send + Sync + Sized + 'static {
+///
+/// The state is `Clone`, and a clone should be cheap (a persistent map's
+/// is O(1)): readers read a published version of it with no lock, and
+/// each fold of new records into it publishes a clone.
+pub trait StateMachine: Clone + Send + Sync + Sized + 'static {
     /// A view of the state frozen at one moment, cheap to take, which can be
     /// written out while the state goes on changing (for example a clone of
     /// a persistent map).
     type Frozen: Send + 'static;
+
+    /// Whether this state's readers read the acknowledged records not yet
+    /// applied to it themselves, beside the state (the store does, through
+    /// `Engine::read_recent`). Then a commit is visible once its record is
+    /// published, and records are applied ("folded") in batches by whichever
+    /// thread finds the folder free, so no committer waits for another's
+    /// apply. This asks that [`StateMachine::apply`] never fail for a record
+    /// [`StateMachine::check`] accepted. Default false: each commit is
+    /// applied before it returns, and an apply error is the committer's.
+    const READS_RECENT: bool = false;
 
     /// The state before any record.
     fn empty() -> Self;
@@ -189,11 +208,17 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
-struct Applied<S> {
+/// The state records are applied to: the one place `apply` is called
+/// after open. Readers never see it; each fold publishes a clone.
+struct Folder<S> {
     machine: S,
     lsn: Lsn,
     /// Payload bytes applied since open; with `lsn`, what a snapshot covers.
     bytes: u64,
+    /// The log's chain at or before the record after `lsn`.
+    anchor: Arc<Chained>,
+    /// Set when a record could not be applied: nothing later is.
+    failed: bool,
 }
 
 /// Counters that decide when the next automatic snapshot is due.
@@ -204,9 +229,6 @@ struct Since {
     snapshot_lsn: Lsn,
     snapshot_bytes: u64,
     at: Instant,
-    /// The newest commit seen.
-    latest_lsn: Lsn,
-    latest_bytes: u64,
     /// Set when the engine closes: the snapshot thread stops.
     stop: bool,
 }
@@ -214,13 +236,20 @@ struct Since {
 /// A log plus snapshots plus an application's state.
 ///
 /// **Visibility follows acknowledgement.** A commit is checked
-/// ([`StateMachine::check`]), appended to the log, and applied to the
-/// state only once the log acknowledges it in its fsync mode's terms
-/// (`Always`: synced; `Periodic`, `Never`: written), in LSN order. So a
-/// reader ([`Engine::read`], views, log reads) never sees a commit that is
-/// not acknowledged or that returned an error, and a committer sees its
-/// own write as soon as its commit returns. Concurrent commits still share
-/// one write and one fdatasync; readers never wait for either.
+/// ([`StateMachine::check`]), appended to the log, and visible to readers
+/// only once the log acknowledges it in its fsync mode's terms (`Always`:
+/// synced; `Periodic`, `Never`: written), in LSN order. So a reader
+/// ([`Engine::read`], views, log reads) never sees a commit that is not
+/// acknowledged or that returned an error, and a committer sees its own
+/// write as soon as its commit returns. Concurrent commits still share one
+/// write and one fdatasync; readers never wait for either.
+///
+/// Records are applied to the state a batch at a time ("folded") by
+/// whichever thread finds the folder free; a state that reads the
+/// acknowledged records after its last fold itself
+/// ([`StateMachine::READS_RECENT`], as the store does) makes a commit
+/// visible the moment the log acknowledges it, with no lock taken on the
+/// way, and its readers take none either.
 pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
     core: Arc<Core<S, V>>,
     /// The thread that takes automatic snapshots, if any trigger is set.
@@ -233,9 +262,14 @@ fn check_all<S: StateMachine, P: AsRef<[u8]>>(payloads: &[P]) -> Result<()> {
     payloads.iter().try_for_each(|payload| S::check(payload.as_ref()))
 }
 
-/// Committers that may wait in `publish` as readers of the state for an
-/// apply in progress; the rest queue for its write lock.
-const PUBLISH_READ_WAITERS: usize = 16;
+/// Acknowledged records not yet applied at which a committer of a state
+/// that reads them ([`StateMachine::READS_RECENT`]) folds them, if the
+/// folder is free: enough that a fold's copies of the nodes it shares with
+/// the last base are spread over many records, few enough that a reader
+/// walks them quickly.
+const FOLD_AT: u64 = 128;
+/// ... and at which a reader folds them too (the committers are stalled).
+const READER_FOLDS_AT: u64 = 4 * FOLD_AT;
 
 /// Everything the engine and its snapshot thread share.
 struct Core<S: StateMachine, V: Vfs> {
@@ -243,17 +277,30 @@ struct Core<S: StateMachine, V: Vfs> {
     wal: Wal<V>,
     snapshot_dir: PathBuf,
     options: EngineOptions,
-    /// The visible state: acknowledged records only, applied in LSN order.
-    state: RwLock<Applied<S>>,
-    /// `state.lsn`, readable without the lock.
-    applied_lsn: AtomicU64,
-    /// Committers waiting in `publish` for an apply in progress.
-    publish_waiters: AtomicUsize,
-    /// Records in the log but not yet applied, in LSN order. Its lock
-    /// orders commits: a record gets its LSN and its place here together.
-    /// Lock order: `state` before `pending`, never the other way.
-    pending: Mutex<Pending>,
+    /// The base state readers add the acknowledged records after it to,
+    /// loaded with no lock; stored by folds, under `folder`.
+    published: ArcSwap<Base<S>>,
+    /// Where records are applied, a batch at a time (`fold`).
+    folder: Mutex<Folder<S>>,
+    /// Held shared by every append from its reservation in the log until
+    /// its records are linked in the log's chain (the same critical section
+    /// of the log's), and exclusively by a commit builder (`commit_with`),
+    /// which so sees every record before its own.
+    /// Lock order: `gate`, `folder`, the log's own.
+    gate: RwLock<()>,
+    /// Set when a record could not be applied: nothing later can be.
+    broken: OnceLock<Arc<Error>>,
+    /// Payload bytes committed since open (the snapshot trigger by bytes).
+    committed_bytes: AtomicU64,
     since: Mutex<Since>,
+    /// The newest commit seen (LSN, bytes applied), kept without a lock:
+    /// every commit notes it.
+    latest_lsn: AtomicU64,
+    latest_bytes: AtomicU64,
+    /// The LSN and bytes at which a snapshot is due by count (`u64::MAX`
+    /// if never): a commit below both takes no lock.
+    due_lsn: AtomicU64,
+    due_bytes: AtomicU64,
     /// Signalled when an automatic snapshot is due, or at shutdown.
     snapshot_due: Condvar,
     /// Held while a snapshot is written: one at a time.
@@ -346,16 +393,41 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     }
 
     /// Reads the state: every acknowledged commit, in LSN order, and
-    /// nothing else.
+    /// nothing else. Takes no lock a writer holds across work, unless
+    /// acknowledged records wait to be applied (in a state that reads them
+    /// itself, [`StateMachine::READS_RECENT`], they often do): then the
+    /// reader applies them first, or waits for the thread that is.
     pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
-        self.core.catch_up();
-        f(&self.core.state.read().machine)
+        let base = self.core.published.load();
+        if base.lsn >= self.core.wal.acknowledged_lsn() {
+            return f(&base.machine);
+        }
+        drop(base);
+        self.core.fold(&mut self.core.folder.lock());
+        f(&self.core.published.load().machine)
     }
 
-    /// The LSN of the last record applied to the state (the newest a
-    /// reader can see).
+    /// Reads the state as it is, with no lock: the base state and the
+    /// acknowledged records after it, which a state that sets
+    /// [`StateMachine::READS_RECENT`] reads through.
+    pub(crate) fn read_recent<R>(&self, f: impl FnOnce(&S, &Recent<'_>) -> R) -> R {
+        let mut base = self.core.published.load();
+        let mut acknowledged = self.core.wal.acknowledged_lsn();
+        if acknowledged.0 - base.lsn.0.min(acknowledged.0) >= READER_FOLDS_AT {
+            // The committers who fold are stalled: fold, if nobody is.
+            if let Some(mut folder) = self.core.folder.try_lock() {
+                self.core.fold(&mut folder);
+                drop(folder);
+                base = self.core.published.load();
+                acknowledged = self.core.wal.acknowledged_lsn();
+            }
+        }
+        f(&base.machine, &Recent::new(&base.anchor, base.lsn, acknowledged))
+    }
+
+    /// The LSN of the last record a reader of the state can see.
     pub fn applied_lsn(&self) -> Lsn {
-        Lsn(self.core.applied_lsn.load(Ordering::Acquire))
+        self.core.visible_lsn()
     }
 
     /// Takes a snapshot now; returns it once it is durable.
@@ -480,33 +552,40 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let replayed = replay::replay(dir, wal.read_from(lsn.next())?, machine, lsn, |_, _| true)?;
         report.records_replayed += replayed.records;
         report.bytes_read += replayed.bytes;
-        let applied = Applied { machine: replayed.machine, lsn: replayed.lsn, bytes: 0 };
+        let anchor = wal.start_chain();
+        let folder = Folder { machine: replayed.machine, lsn: replayed.lsn, bytes: 0, anchor, failed: false };
         report.duration = started.elapsed();
         log::info!(
             "walden: recovery complete at LSN {} ({} records replayed, {} snapshots skipped) in {:?}",
-            applied.lsn,
+            folder.lsn,
             report.records_replayed,
             report.snapshots_skipped.len(),
             report.duration
         );
-        let applied_lsn = applied.lsn;
+        let applied_lsn = folder.lsn;
+        let due_lsn = threshold(report.snapshot_lsn.0, options.snapshots.every_commits);
+        let due_bytes = threshold(0, options.snapshots.every_bytes);
+        let base = Base { machine: folder.machine.clone(), lsn: applied_lsn, anchor: folder.anchor.clone() };
         Ok(Core {
             fs,
             wal,
             snapshot_dir,
             options,
-            applied_lsn: AtomicU64::new(applied_lsn.0),
-            publish_waiters: AtomicUsize::new(0),
-            state: RwLock::new(applied),
-            pending: Mutex::new(Pending::default()),
+            published: ArcSwap::from_pointee(base),
+            folder: Mutex::new(folder),
+            gate: RwLock::new(()),
+            broken: OnceLock::new(),
+            committed_bytes: AtomicU64::new(0),
             since: Mutex::new(Since {
                 snapshot_lsn: report.snapshot_lsn,
                 snapshot_bytes: 0,
                 at: Instant::now(),
-                latest_lsn: applied_lsn,
-                latest_bytes: 0,
                 stop: false,
             }),
+            latest_lsn: AtomicU64::new(applied_lsn.0),
+            latest_bytes: AtomicU64::new(0),
+            due_lsn: AtomicU64::new(due_lsn),
+            due_bytes: AtomicU64::new(due_bytes),
             snapshot_due: Condvar::new(),
             snapshotting: Mutex::new(()),
             report,
@@ -626,160 +705,155 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     }
 
     /// A blocking commit. In `Periodic` and `Never` the committer writes
-    /// its own records (the log's direct path: reserved under `pending`,
-    /// written with no lock held), with no staging and no write leader; in
-    /// `Always`, or when records are staged ahead, it is a pipelined commit
-    /// waited on.
+    /// its own records (the log's direct path: reserved, and linked into
+    /// the log's chain, under the log's lock; written with no lock held),
+    /// with no staging and no write leader; in `Always`, or when records
+    /// are staged ahead, it is a pipelined commit waited on. Once the log
+    /// acknowledges it, the commit is visible (`publish`).
     fn commit_blocking<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<Lsn> {
         check_all::<S, P>(payloads)?;
-        let mut pending = self.pending.lock();
-        pending.check_open()?;
-        let Some(reserved) = self.wal.reserve(payloads)? else {
-            let ticket = self.append_pending(&mut pending, payloads)?;
-            drop(pending);
-            return ticket.wait();
+        self.check_open()?;
+        // Copied before any lock; the log links it into its chain.
+        let node = Chained::new(payloads);
+        let reserved = {
+            let _gate = self.gate.read();
+            match self.wal.reserve(payloads, &node)? {
+                Some(reserved) => reserved,
+                None => {
+                    let ticket = self.append_chained(payloads, &node)?;
+                    drop(_gate);
+                    return ticket.wait();
+                }
+            }
         };
-        pending.push(reserved.last(), payloads);
-        drop(pending);
         let lsn = self.wal.write_reserved(reserved)?;
-        self.publish(lsn)?;
+        self.publish(lsn, payloads.iter().map(|p| p.as_ref().len() as u64).sum())?;
         Ok(lsn)
     }
 
-    /// Checks `payloads` and appends them as one batch, each with its place
-    /// in `pending`.
+    fn check_open(&self) -> Result<()> {
+        match self.broken.get() {
+            Some(e) => Err(Error::Poisoned(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `payloads` and appends them as one batch, pipelined.
     fn stage<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<CommitTicket<S, V>> {
         check_all::<S, P>(payloads)?;
-        let mut pending = self.pending.lock();
-        pending.check_open()?;
-        self.append_pending(&mut pending, payloads)
+        self.check_open()?;
+        let node = Chained::new(payloads);
+        let _gate = self.gate.read();
+        self.append_chained(payloads, &node)
     }
 
-    /// Appends checked `payloads` as one batch and gives each its place in
-    /// `pending`, whose lock the caller holds.
-    fn append_pending<P: AsRef<[u8]>>(
+    /// Appends checked `payloads` as one batch, `node` linked into the
+    /// log's chain. The caller holds `gate`.
+    fn append_chained<P: AsRef<[u8]>>(
         self: &Arc<Self>,
-        pending: &mut Pending,
         payloads: &[P],
+        node: &Arc<Chained>,
     ) -> Result<CommitTicket<S, V>> {
-        let ticket = match payloads.len() {
-            1 => self.wal.append_pipelined(payloads[0].as_ref())?,
-            _ => self.wal.append_batch_pipelined(payloads)?,
-        };
-        pending.push(ticket.lsn(), payloads);
-        Ok(CommitTicket { core: self.clone(), ticket })
+        let ticket = self.wal.append_chained(payloads, node)?;
+        let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
+        Ok(CommitTicket { core: self.clone(), ticket, bytes })
     }
 
-    /// Runs `build` on the visible state plus the pending records, checks
-    /// and appends what it built, all under `state` (read) and `pending`,
-    /// so nothing is committed between what `build` saw and its records.
+    /// Runs `build` on the state with every acknowledged record applied,
+    /// plus the records appended after them ([`Pending`]), with every other
+    /// append kept out (`gate`), then checks and appends what it built: so
+    /// nothing is committed between what `build` saw and its records.
     fn stage_built<T>(
         self: &Arc<Self>,
         build: impl FnOnce(&S, &Pending, &mut Vec<Vec<u8>>) -> Result<T>,
     ) -> Result<(CommitTicket<S, V>, T)> {
-        let state = self.state.read();
-        let mut pending = self.pending.lock();
-        pending.check_open()?;
+        let _gate = self.gate.write();
+        let mut folder = self.folder.lock();
+        self.check_open()?;
+        self.fold(&mut folder);
+        self.check_open()?;
+        let pending = Pending::after(&folder.anchor, folder.lsn);
         let mut records = Vec::new();
-        let out = build(&state.machine, &pending, &mut records)?;
+        let out = build(&folder.machine, &pending, &mut records)?;
         if records.is_empty() {
             return Err(Error::InvalidArgument("nothing to commit".into()));
         }
         check_all::<S, Vec<u8>>(&records)?;
-        Ok((self.append_pending(&mut pending, &records)?, out))
+        let node = Chained::new(&records);
+        Ok((self.append_chained(&records, &node)?, out))
     }
 
-    /// Applies, in LSN order, every pending record the log has
-    /// acknowledged, at least up to `lsn` (which the caller knows is
-    /// acknowledged). Whoever gets here first applies for everyone.
-    fn publish(&self, lsn: Lsn) -> Result<()> {
-        if self.applied_lsn.load(Ordering::Acquire) >= lsn.0 {
-            return Ok(());
+    /// The newest LSN a reader can see: the log's acknowledged LSN for a
+    /// state that reads its recent records, else the published base's.
+    fn visible_lsn(&self) -> Lsn {
+        match S::READS_RECENT {
+            true => self.wal.acknowledged_lsn(),
+            false => self.published.load().lsn,
         }
-        // A committer applying now applies every acknowledged record, this
-        // one too most of the time: a few committers wait for it as readers
-        // (they wake together) rather than queueing one by one for the write
-        // lock only to find nothing left to do. Past a few, a herd waking at
-        // once costs more than the queue (measured: 16 writers 1.9x faster
-        // as readers, 64 writers 0.8x), so the rest queue.
-        if self.publish_waiters.fetch_add(1, Ordering::Relaxed) < PUBLISH_READ_WAITERS {
-            drop(self.state.read());
-        }
-        self.publish_waiters.fetch_sub(1, Ordering::Relaxed);
-        if self.applied_lsn.load(Ordering::Acquire) >= lsn.0 {
-            return Ok(());
-        }
-        let mut state = self.state.write();
-        if state.lsn < lsn {
-            self.apply_acknowledged(&mut state)?;
-        }
-        if let Some(e) = self.pending.lock().broken.clone() {
-            if state.lsn < lsn {
-                return Err(Error::Poisoned(e));
+    }
+
+    /// Makes the commit ending at `lsn` (which the log acknowledged) of
+    /// `bytes` payload bytes visible. A state that reads its recent records
+    /// sees it already; it folds them only when enough wait and the folder
+    /// is free. Any other state has them applied before this returns (an
+    /// apply error is then this committer's).
+    fn publish(&self, lsn: Lsn, bytes: u64) -> Result<()> {
+        let base_lsn = self.published.load().lsn;
+        if S::READS_RECENT {
+            if lsn.0.saturating_sub(base_lsn.0) >= FOLD_AT {
+                if let Some(mut folder) = self.folder.try_lock() {
+                    self.fold(&mut folder);
+                }
             }
+        } else if base_lsn < lsn {
+            self.fold(&mut self.folder.lock());
         }
-        debug_assert!(state.lsn >= lsn, "an acknowledged record was applied");
-        let (applied, bytes) = (state.lsn, state.bytes);
-        drop(state);
-        self.committed(applied, bytes);
+        if self.visible_lsn() < lsn {
+            let e = self.broken.get().cloned();
+            debug_assert!(e.is_some(), "an acknowledged record is visible unless the engine is broken");
+            let e = e.unwrap_or_else(|| Arc::new(Error::InvalidArgument(format!("LSN {lsn} was not applied"))));
+            return Err(Error::Poisoned(e));
+        }
+        let total = self.committed_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.committed(lsn, total);
         Ok(())
     }
 
-    /// Applies what is acknowledged and not yet applied, if anything: a
-    /// reader's way of seeing commits whose committers have not returned
-    /// yet (or whose tickets were dropped). Costs two atomic loads when
-    /// there is nothing to do.
-    fn catch_up(&self) {
+    /// Applies every acknowledged record not yet applied to the folder's
+    /// state, in LSN order, walking the log's chain, and publishes a clone
+    /// of the state as the new base. Stops at a record that cannot be
+    /// applied: the engine is then broken.
+    fn fold(&self, folder: &mut Folder<S>) {
         let acknowledged = self.wal.acknowledged_lsn();
-        if acknowledged.0 > self.applied_lsn.load(Ordering::Acquire) {
-            let mut state = self.state.write();
-            // An apply error is reported to the committers; a reader reads on.
-            drop(self.apply_acknowledged(&mut state));
+        if folder.failed || acknowledged <= folder.lsn {
+            return;
         }
-    }
-
-    /// The one place records reach the state after open: those in
-    /// `pending` up to what the log acknowledges, under `state` (write).
-    fn apply_acknowledged(&self, state: &mut Applied<S>) -> Result<()> {
-        let acknowledged = self.wal.acknowledged_lsn();
-        let mut pending = self.pending.lock();
-        if pending.broken.is_some() {
-            return Ok(());
-        }
-        let count = pending.acknowledged_count(acknowledged);
-        if count == 0 {
-            return Ok(());
-        }
-        let mut failure = None;
-        for (lsn, payload) in pending.records().take(count) {
-            debug_assert_eq!(lsn, state.lsn.next(), "records are applied in LSN order");
-            if let Err(e) = state.machine.apply(lsn, payload) {
-                failure = Some(Error::Apply { lsn, reason: e.to_string() });
-                break;
-            }
-            state.lsn = lsn;
-            state.bytes += payload.len() as u64;
-        }
-        pending.remove_first(count);
-        self.applied_lsn.store(state.lsn.0, Ordering::Release);
-        match failure {
-            None => Ok(()),
-            Some(e) => {
+        let anchor = folder.anchor.clone();
+        for (lsn, payload) in anchor.walk(folder.lsn.next(), acknowledged) {
+            debug_assert_eq!(lsn, folder.lsn.next(), "records are applied in LSN order");
+            if let Err(e) = folder.machine.apply(lsn, payload) {
+                folder.failed = true;
+                let e = Error::Apply { lsn, reason: e.to_string() };
                 // The log holds a record the state cannot take: no commit
                 // after it can be applied either. Readers keep the state
                 // before it; reopening reports it (the log is intact).
                 log::error!("walden: {e}; the engine takes no more commits");
-                let e = Arc::new(e);
-                pending.broken = Some(e.clone());
-                Err(Error::Poisoned(e))
+                let _ = self.broken.set(Arc::new(e));
+                break;
             }
+            folder.lsn = lsn;
+            folder.bytes += payload.len() as u64;
         }
+        debug_assert!(folder.failed || folder.lsn == acknowledged, "every acknowledged record is in the chain");
+        folder.anchor = anchor.seek(folder.lsn.next());
+        let base = Base { machine: folder.machine.clone(), lsn: folder.lsn, anchor: folder.anchor.clone() };
+        self.published.store(Arc::new(base));
     }
 
     /// The log after `from` for a view: no further than the visible state,
     /// so a view never shows what a reader of the live state could not.
     fn view_reader(&self, from: Lsn) -> crate::WalReader<V> {
-        self.wal.read_between(from.next(), Lsn(self.applied_lsn.load(Ordering::Acquire)))
+        self.wal.read_between(from.next(), self.visible_lsn())
     }
 
     /// Where a view starts: the newest kept snapshot for which
@@ -813,19 +887,22 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
 
     /// Notes a commit (the state's LSN and bytes after it); wakes the
     /// snapshot thread if a snapshot is due.
+    /// Takes no lock unless a snapshot is due by count or bytes (a due
+    /// time is the snapshot thread's to notice: it waits with a timeout).
     fn committed(&self, lsn: Lsn, bytes: u64) {
-        let mut since = self.since.lock();
-        since.latest_lsn = since.latest_lsn.max(lsn);
-        since.latest_bytes = since.latest_bytes.max(bytes);
-        if self.due(&since) {
+        self.latest_lsn.fetch_max(lsn.0, Ordering::Relaxed);
+        self.latest_bytes.fetch_max(bytes, Ordering::Relaxed);
+        if lsn.0 >= self.due_lsn.load(Ordering::Relaxed) || bytes >= self.due_bytes.load(Ordering::Relaxed) {
+            // Under the lock: the snapshot thread checks and waits under it.
+            let _since = self.since.lock();
             self.snapshot_due.notify_one();
         }
     }
 
     fn due(&self, since: &Since) -> bool {
         let s = &self.options.snapshots;
-        let commits = since.latest_lsn.0.saturating_sub(since.snapshot_lsn.0);
-        let bytes = since.latest_bytes.saturating_sub(since.snapshot_bytes);
+        let commits = self.latest_lsn.load(Ordering::Relaxed).saturating_sub(since.snapshot_lsn.0);
+        let bytes = self.latest_bytes.load(Ordering::Relaxed).saturating_sub(since.snapshot_bytes);
         s.every_commits.is_some_and(|n| commits >= n)
             || s.every_bytes.is_some_and(|n| bytes >= n)
             || s.every.is_some_and(|t| commits > 0 && since.at.elapsed() >= t)
@@ -858,14 +935,18 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
 
     fn snapshot_locked(&self) -> Result<SnapshotInfo> {
         let (frozen, lsn, bytes) = {
-            let state = self.state.read();
-            (state.machine.freeze(), state.lsn, state.bytes)
+            let mut folder = self.folder.lock();
+            self.fold(&mut folder);
+            (folder.machine.freeze(), folder.lsn, folder.bytes)
         };
         {
             let mut since = self.since.lock();
             since.snapshot_lsn = since.snapshot_lsn.max(lsn);
             since.snapshot_bytes = since.snapshot_bytes.max(bytes);
             since.at = Instant::now();
+            let s = &self.options.snapshots;
+            self.due_lsn.store(threshold(since.snapshot_lsn.0, s.every_commits), Ordering::Relaxed);
+            self.due_bytes.store(threshold(since.snapshot_bytes, s.every_bytes), Ordering::Relaxed);
         }
         // The log first: a snapshot must never cover records it could lose.
         self.wal.sync()?;
@@ -898,6 +979,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         self.wal.truncate_before(retain)?;
         Ok(info)
     }
+}
+
+/// Where a count trigger of `every` after `from` fires (`u64::MAX`: never).
+fn threshold(from: u64, every: Option<u64>) -> u64 {
+    every.map_or(u64::MAX, |n| from.saturating_add(n))
 }
 
 /// [`snapshot::check_origin`] of a snapshot against the open log.

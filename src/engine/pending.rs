@@ -1,41 +1,35 @@
-//! Commits between the log and the state: [`Pending`], the records in the
-//! log but not yet applied, and [`CommitTicket`], a commit in flight.
-//!
-//! **Invariant:** `Pending` holds records in LSN order, gap-free, starting
-//! right after the state's LSN: a record gets its LSN and its place here
-//! under the same lock, and leaves only by being applied.
+//! [`Pending`], the records a commit builder sees after the state, and
+//! [`CommitTicket`], a commit in flight.
 
 use super::{Core, StateMachine};
 use crate::io::{RealFs, Vfs};
-use crate::wal::{Durable, Ticket};
-use crate::{Error, Lsn, Result};
+use crate::wal::{Chained, Durable, Ticket};
+use crate::{Lsn, Result};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Records committed to the log but not yet applied to the state (their
-/// acknowledgement may still be on its way), in LSN order. A commit
-/// builder ([`crate::Engine::commit_with`]) sees them beside the state,
-/// since its records come after them.
-#[derive(Default)]
+/// Records in the log but not applied to the state a commit builder
+/// ([`crate::Engine::commit_with`]) is given, in LSN order: their
+/// acknowledgement may still be on its way, and the builder's records come
+/// after them.
 pub struct Pending {
-    /// The payloads, back to back.
-    bytes: Vec<u8>,
-    /// Each record's LSN and the end of its payload in `bytes`.
-    records: std::collections::VecDeque<(Lsn, usize)>,
-    /// Set when a record could not be applied: nothing later can be.
-    pub(super) broken: Option<Arc<Error>>,
+    /// The log's chain from the node holding `after`'s successor.
+    anchor: Arc<Chained>,
+    after: Lsn,
 }
 
 impl Pending {
+    /// Every record linked in the log's chain after `after`.
+    pub(super) fn after(anchor: &Arc<Chained>, after: Lsn) -> Pending {
+        Pending { anchor: anchor.clone(), after }
+    }
+
     /// The pending records, oldest first.
-    pub fn records(&self) -> impl DoubleEndedIterator<Item = (Lsn, &[u8])> + ExactSizeIterator + '_ {
-        (0..self.records.len()).map(move |i| {
-            let start = if i == 0 { 0 } else { self.records[i - 1].1 };
-            let (lsn, end) = self.records[i];
-            (lsn, &self.bytes[start..end])
-        })
+    pub fn records(&self) -> impl DoubleEndedIterator<Item = (Lsn, &[u8])> + '_ {
+        let records: Vec<(Lsn, &[u8])> = self.anchor.walk(self.after.next(), Lsn(u64::MAX)).collect();
+        records.into_iter()
     }
 
     /// The newest pending record, if any.
@@ -45,52 +39,12 @@ impl Pending {
 
     /// How many records are pending.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.anchor.walk(self.after.next(), Lsn(u64::MAX)).count()
     }
 
     /// Whether no record is pending.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    pub(super) fn check_open(&self) -> Result<()> {
-        match &self.broken {
-            Some(e) => Err(Error::Poisoned(e.clone())),
-            None => Ok(()),
-        }
-    }
-
-    /// Adds the records of one append, whose last LSN is `last`.
-    pub(super) fn push<P: AsRef<[u8]>>(&mut self, last: Lsn, payloads: &[P]) {
-        let first = Lsn(last.0 + 1 - payloads.len() as u64);
-        debug_assert!(self.records.back().is_none_or(|&(lsn, _)| lsn.next() == first), "gap-free");
-        for (i, payload) in payloads.iter().enumerate() {
-            self.bytes.extend_from_slice(payload.as_ref());
-            self.records.push_back((Lsn(first.0 + i as u64), self.bytes.len()));
-        }
-    }
-
-    /// How many of the oldest records are at or below `lsn`.
-    pub(super) fn acknowledged_count(&self, lsn: Lsn) -> usize {
-        self.records.partition_point(|&(record, _)| record <= lsn)
-    }
-
-    /// Removes the `count` oldest records.
-    pub(super) fn remove_first(&mut self, count: usize) {
-        if count == 0 {
-            return;
-        }
-        if count == self.records.len() {
-            self.records.clear();
-            self.bytes.clear();
-            return;
-        }
-        let cut = self.records[count - 1].1;
-        self.records.drain(..count);
-        self.bytes.drain(..cut);
-        for (_, end) in self.records.iter_mut() {
-            *end -= cut;
-        }
+        self.anchor.walk(self.after.next(), Lsn(u64::MAX)).next().is_none()
     }
 }
 
@@ -104,6 +58,8 @@ impl Pending {
 pub struct CommitTicket<S: StateMachine, V: Vfs = RealFs> {
     pub(super) core: Arc<Core<S, V>>,
     pub(super) ticket: Ticket<V>,
+    /// The commit's payload bytes.
+    pub(super) bytes: u64,
 }
 
 impl<S: StateMachine, V: Vfs> CommitTicket<S, V> {
@@ -117,7 +73,7 @@ impl<S: StateMachine, V: Vfs> CommitTicket<S, V> {
     /// first: the commit is then never applied.
     pub fn wait(self) -> Result<Lsn> {
         let lsn = self.ticket.wait()?;
-        self.core.publish(lsn)?;
+        self.core.publish(lsn, self.bytes)?;
         Ok(lsn)
     }
 }
@@ -127,7 +83,7 @@ impl<S: StateMachine, V: Vfs> IntoFuture for CommitTicket<S, V> {
     type IntoFuture = Committed<S, V>;
 
     fn into_future(self) -> Committed<S, V> {
-        Committed { core: self.core, durable: self.ticket.into_future() }
+        Committed { core: self.core, durable: self.ticket.into_future(), bytes: self.bytes }
     }
 }
 
@@ -139,6 +95,7 @@ impl<S: StateMachine, V: Vfs> IntoFuture for CommitTicket<S, V> {
 pub struct Committed<S: StateMachine, V: Vfs = RealFs> {
     core: Arc<Core<S, V>>,
     durable: Durable<V>,
+    bytes: u64,
 }
 
 impl<S: StateMachine, V: Vfs> Future for Committed<S, V> {
@@ -149,7 +106,7 @@ impl<S: StateMachine, V: Vfs> Future for Committed<S, V> {
         match Pin::new(&mut this.durable).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Ready(Ok(lsn)) => Poll::Ready(this.core.publish(lsn).map(|()| lsn)),
+            Poll::Ready(Ok(lsn)) => Poll::Ready(this.core.publish(lsn, this.bytes).map(|()| lsn)),
         }
     }
 }

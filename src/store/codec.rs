@@ -88,6 +88,14 @@ pub(crate) fn decode_op(bytes: &[u8]) -> Result<Op<'_>, String> {
     Ok(op)
 }
 
+/// The key of an operation `decode_op` accepted, read without checking
+/// the rest again (readers look through the recent operations with it).
+pub(crate) fn op_key(bytes: &[u8]) -> &[u8] {
+    let writer_len = u16_at(bytes, 9);
+    let key_at = 11 + writer_len;
+    &bytes[key_at + 4..key_at + 4 + u32_at(bytes, key_at)]
+}
+
 /// The first bytes of a version-2 snapshot content.
 pub(crate) const SNAPSHOT_MAGIC: [u8; 4] = *b"WKVS";
 /// The snapshot content version `write_snapshot` writes.

@@ -22,7 +22,7 @@ mod tree;
 pub use key::{KeyRef, StoreKey};
 pub use tree::KvMap;
 
-use crate::engine::{CommitTicket, Engine, EngineOptions, RecoveryReport, StateMachine};
+use crate::engine::{CommitTicket, Engine, EngineOptions, Recent, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
 use crate::wal::now_unix_us;
@@ -50,11 +50,118 @@ pub struct Entry {
 }
 
 /// The store's state: every live key and its [`Entry`].
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct KvState {
     map: KvMap,
     /// Where a put encodes its record before the record's one allocation.
     scratch: Vec<u8>,
+}
+
+/// O(1): the map's root is shared, the scratch buffer is not copied.
+impl Clone for KvState {
+    fn clone(&self) -> Self {
+        KvState { map: self.map.clone(), scratch: Vec::new() }
+    }
+}
+
+/// What the recent operations (acknowledged, not yet folded into the
+/// state) make of one key: `None` if they do not touch it, else its entry
+/// now (`None` if deleted). Walks them oldest first, decoding only those
+/// of `key`.
+fn recent_entry(base: &KvState, recent: &Recent<'_>, key: &[u8]) -> Option<Option<Entry>> {
+    let mut now: Option<Option<(Op<'_>, u64)>> = None;
+    for (lsn, payload) in recent.iter() {
+        if codec::op_key(payload) != key {
+            continue;
+        }
+        let op = match decode(lsn, payload) {
+            Ok(op) => op,
+            Err(e) => {
+                debug_assert!(false, "an acknowledged record passed check: {e}");
+                continue;
+            }
+        };
+        now = Some(match op {
+            Op::Put { .. } => {
+                let before = match &now {
+                    Some(entry) => entry.as_ref().map_or(0, |&(_, revision)| revision),
+                    None => base.map.get(KeyRef::new(key)).map_or(0, |r| r.revision()),
+                };
+                Some((op, before + 1))
+            }
+            Op::Delete { .. } => None,
+        });
+    }
+    now.map(|entry| entry.map(|(op, revision)| entry_of(op, revision)))
+}
+
+/// The entry a put makes, with its revision.
+fn entry_of(op: Op<'_>, revision: u64) -> Entry {
+    match op {
+        Op::Put { value, writer, timestamp_us, .. } => {
+            Entry { value: value.into(), revision, writer: writer.into(), timestamp_us }
+        }
+        Op::Delete { .. } => unreachable!("a delete leaves no entry"),
+    }
+}
+
+/// Every key the recent operations touch, in key order, with its entry
+/// after them (`None`: deleted).
+fn recent_entries<'r>(base: &KvState, recent: &Recent<'r>) -> std::collections::BTreeMap<&'r [u8], Option<Entry>> {
+    let mut entries: std::collections::BTreeMap<&[u8], Option<Entry>> = std::collections::BTreeMap::new();
+    for (lsn, payload) in recent.iter() {
+        match decode(lsn, payload) {
+            Ok(op @ Op::Put { key, .. }) => {
+                let before = match entries.get(key) {
+                    Some(entry) => entry.as_ref().map_or(0, |e| e.revision),
+                    None => base.map.get(KeyRef::new(key)).map_or(0, |r| r.revision()),
+                };
+                entries.insert(key, Some(entry_of(op, before + 1)));
+            }
+            Ok(Op::Delete { key, .. }) => {
+                entries.insert(key, None);
+            }
+            Err(e) => debug_assert!(false, "an acknowledged record passed check: {e}"),
+        }
+    }
+    entries
+}
+
+/// Merges the state's entries in key order (`base`) with what the recent
+/// operations make of the keys they touch (`recent`, in key order too):
+/// a key in both takes the recent entry, or is gone if it was deleted.
+fn merge_recent<'a>(
+    base: impl Iterator<Item = (&'a [u8], Entry)>,
+    recent: impl Iterator<Item = (&'a [u8], Option<Entry>)>,
+) -> Vec<(Arc<[u8]>, Entry)> {
+    let mut out = Vec::new();
+    let mut recent = recent.peekable();
+    for (key, entry) in base {
+        while let Some((changed, now)) = recent.next_if(|&(k, _)| k < key) {
+            out.extend(now.map(|e| (Arc::from(changed), e)));
+        }
+        match recent.next_if(|&(k, _)| k == key) {
+            Some((_, now)) => out.extend(now.map(|e| (Arc::from(key), e))),
+            None => out.push((Arc::from(key), entry)),
+        }
+    }
+    out.extend(recent.filter_map(|(key, now)| now.map(|e| (Arc::from(key), e))));
+    out
+}
+
+/// Whether `key` is within `range`.
+fn in_range(range: &impl RangeBounds<Arc<[u8]>>, key: &[u8]) -> bool {
+    let above_start = match range.start_bound() {
+        Bound::Included(start) => key >= &start[..],
+        Bound::Excluded(start) => key > &start[..],
+        Bound::Unbounded => true,
+    };
+    let below_end = match range.end_bound() {
+        Bound::Included(end) => key <= &end[..],
+        Bound::Excluded(end) => key < &end[..],
+        Bound::Unbounded => true,
+    };
+    above_start && below_end
 }
 
 impl KvState {
@@ -107,12 +214,11 @@ impl KvState {
     }
 
     /// Keys that start with `prefix`, in order, with their entries.
-    fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Arc<[u8]>, Entry)> {
+    fn scan_prefix<'s>(&'s self, prefix: &'s [u8]) -> impl Iterator<Item = (&'s [u8], Entry)> + 's {
         self.map
             .range_from(Bound::Included(KeyRef::new(prefix)))
-            .take_while(|r| r.key().starts_with(prefix))
-            .map(|r| (r.key().into(), r.to_entry()))
-            .collect()
+            .take_while(move |r| r.key().starts_with(prefix))
+            .map(|r| (r.key(), r.to_entry()))
     }
 
     /// How many keys are live.
@@ -128,6 +234,11 @@ impl KvState {
 
 impl StateMachine for KvState {
     type Frozen = KvMap;
+
+    /// `get`, `range`, `scan_prefix` and `len` read the operations
+    /// published after the state themselves; applying a checked operation
+    /// cannot fail.
+    const READS_RECENT: bool = true;
 
     fn empty() -> Self {
         KvState::default()
@@ -387,23 +498,39 @@ impl<V: Vfs> Store<V> {
     }
 
     /// The entry of `key` now (a clone: values are shared, not copied).
+    /// Takes no lock: the published state and the operations published
+    /// after it are read as they are.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.engine.read(|s| s.get(key))
+        self.engine.read_recent(|s, recent| recent_entry(s, recent, key).unwrap_or_else(|| s.get(key)))
     }
 
     /// Keys in `range`, in order, with their entries.
     pub fn range(&self, range: impl RangeBounds<Arc<[u8]>>) -> Vec<(Arc<[u8]>, Entry)> {
-        self.engine.read(|s| s.range(range).map(|(k, e)| (k.into(), e)).collect())
+        self.engine.read_recent(|s, recent| {
+            let changed = recent_entries(s, recent);
+            let changed = changed.into_iter().filter(|(k, _)| in_range(&range, k));
+            merge_recent(s.range((range.start_bound().cloned(), range.end_bound().cloned())), changed)
+        })
     }
 
     /// Keys that start with `prefix`, in order, with their entries.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Arc<[u8]>, Entry)> {
-        self.engine.read(|s| s.scan_prefix(prefix))
+        self.engine.read_recent(|s, recent| {
+            let changed = recent_entries(s, recent);
+            let changed = changed.into_iter().filter(|(k, _)| k.starts_with(prefix));
+            merge_recent(s.scan_prefix(prefix), changed)
+        })
     }
 
     /// How many keys are live.
     pub fn len(&self) -> usize {
-        self.engine.read(|s| s.len())
+        self.engine.read_recent(|s, recent| {
+            let live_before = |key| s.map.get(KeyRef::new(key)).is_some() as usize;
+            let changed = recent_entries(s, recent);
+            let added = changed.iter().filter(|(k, now)| now.is_some() && live_before(k) == 0).count();
+            let removed = changed.iter().filter(|(k, now)| now.is_none() && live_before(k) == 1).count();
+            s.len() + added - removed
+        })
     }
 
     /// Whether no key is live.

@@ -10,6 +10,7 @@ mod options;
 mod reader;
 pub(crate) mod recovery;
 pub(crate) mod segment;
+mod tail;
 mod writer;
 
 pub use options::{FsyncMode, Preallocate, RecoveryMode, WalOptions};
@@ -31,6 +32,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+pub(crate) use tail::Chained;
 pub(crate) use writer::Reserved;
 use writer::{Shared, State};
 
@@ -199,7 +201,7 @@ impl<V: Vfs> Wal<V> {
                 return Ok(lsn);
             }
         }
-        let (st, lsn) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
+        let (st, lsn) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
         self.acknowledge(st, lsn)?;
         Ok(lsn)
     }
@@ -214,7 +216,7 @@ impl<V: Vfs> Wal<V> {
                 return Ok(Lsn(last.0 + 1 - payloads.len() as u64)..last.next());
             }
         }
-        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
+        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
         let first = Lsn(last.0 + 1 - payloads.len() as u64);
         self.acknowledge(st, last)?;
         Ok(first..last.next())
@@ -225,7 +227,7 @@ impl<V: Vfs> Wal<V> {
     /// many appends in flight from one thread.
     pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<V>> {
         self.check_size(payload.len())?;
-        let (st, last) = self.shared.stage([payload], 1, padded_len(payload.len()))?;
+        let (st, last) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
         drop(st);
         Ok(Ticket { shared: self.shared.clone(), last })
     }
@@ -233,7 +235,7 @@ impl<V: Vfs> Wal<V> {
     /// [`Wal::append_batch`], pipelined.
     pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<V>> {
         let frame_bytes = self.batch_frame_bytes(payloads)?;
-        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)?;
+        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
         drop(st);
         Ok(Ticket { shared: self.shared.clone(), last })
     }
@@ -274,12 +276,41 @@ impl<V: Vfs> Wal<V> {
     /// own before the write. `None` in `Always`, or when the records must be
     /// staged (records staged ahead, or a roll-over due): then append them
     /// the pipelined way. Every reservation must go to [`Wal::write_reserved`].
-    pub(crate) fn reserve<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Option<Reserved<V::File>>> {
+    ///
+    /// `node` (the records' payloads) is linked into the log's chain under
+    /// the log's lock, before any other thread can write or acknowledge the
+    /// records (see `tail.rs`).
+    pub(crate) fn reserve<P: AsRef<[u8]>>(
+        &self,
+        payloads: &[P],
+        node: &Arc<Chained>,
+    ) -> Result<Option<Reserved<V::File>>> {
         if !self.writes_directly() {
             return Ok(None);
         }
         let frame_bytes = self.batch_frame_bytes(payloads)?;
-        self.shared.reserve_direct(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes)
+        self.shared.reserve_direct(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, Some(node))
+    }
+
+    /// [`Wal::append_batch_pipelined`] (one record or more), linking `node`
+    /// into the chain as [`Wal::reserve`] does.
+    pub(crate) fn append_chained<P: AsRef<[u8]>>(&self, payloads: &[P], node: &Arc<Chained>) -> Result<Ticket<V>> {
+        let frame_bytes = self.batch_frame_bytes(payloads)?;
+        let count = payloads.len();
+        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), count, frame_bytes, Some(node))?;
+        drop(st);
+        Ok(Ticket { shared: self.shared.clone(), last })
+    }
+
+    /// Starts the log's in-memory chain of appends (`tail.rs`): from now
+    /// on every append must carry its payloads ([`Wal::reserve`],
+    /// [`Wal::append_chained`]). Returns the chain's start, a node with no
+    /// record right before the next LSN.
+    pub(crate) fn start_chain(&self) -> Arc<Chained> {
+        let mut st = self.shared.state.lock();
+        let start = Chained::start(st.next_lsn);
+        st.start_chain(start.clone());
+        start
     }
 
     /// Writes a reservation and returns its last LSN once it is

@@ -20,6 +20,7 @@
 //! nothing later is acknowledged, and the failed sync is never retried.
 
 use super::segment::{create_spare, now_unix_us, publish_segment, random_u64, Segment, Spare};
+use super::tail::Chained;
 use super::{FsyncMode, WalOptions};
 use crate::format::{encode_record, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
@@ -143,18 +144,15 @@ pub(crate) struct State<F> {
     pub writes: u64,
     /// Writes of another appender's reserved range (see `direct`).
     pub helped_writes: u64,
+    /// The last node of the in-memory chain of appends (`tail.rs`), if an
+    /// engine started one: appends that carry their payloads are linked
+    /// after it as they get their LSNs.
+    chain_tail: Option<Arc<Chained>>,
 }
 
 /// Records reserved and encoded by [`Shared::reserve_direct`], to be
 /// written by [`Shared::write_reserved`].
 pub(crate) struct Reserved<F>(DirectWrite<F>);
-
-impl<F> Reserved<F> {
-    /// The LSN of the last record reserved.
-    pub fn last(&self) -> Lsn {
-        self.0.last
-    }
-}
 
 /// A direct write's range and bytes, shared with whoever helps write it.
 struct DirectWrite<F> {
@@ -244,7 +242,28 @@ impl<F> State<F> {
             syncs: 0,
             writes: 0,
             helped_writes: 0,
+            chain_tail: None,
         }
+    }
+
+    /// Links `node` (an append whose first LSN is `first`) after the
+    /// chain's last node. Every append of a log with a chain carries a node.
+    fn chain(&mut self, node: Option<&Arc<Chained>>, first: Lsn) {
+        match (&self.chain_tail, node) {
+            (Some(tail), Some(node)) => {
+                tail.link(node, first);
+                self.chain_tail = Some(node.clone());
+            }
+            (None, None) => {}
+            (Some(_), None) => debug_assert!(false, "an append without its payloads in a chained log"),
+            (None, Some(_)) => debug_assert!(false, "an append with payloads in a log with no chain"),
+        }
+    }
+
+    /// Starts the chain with `start` (no record, at the next LSN).
+    pub(crate) fn start_chain(&mut self, start: Arc<Chained>) {
+        debug_assert_eq!(start.first(), self.next_lsn);
+        self.chain_tail = Some(start);
     }
 
     fn check_open(&self) -> Result<()> {
@@ -268,6 +287,7 @@ impl<V: Vfs> Shared<V> {
         payloads: P,
         count: usize,
         frame_bytes: usize,
+        node: Option<&Arc<Chained>>,
     ) -> Result<(MutexGuard<'_, State<V::File>>, Lsn)>
     where
         P: IntoIterator<Item = &'a [u8]>,
@@ -318,6 +338,7 @@ impl<V: Vfs> Shared<V> {
         let last = Lsn(lsn.0 - 1);
         chunk.last_lsn = last;
         let added = chunk.bytes.len() - before;
+        st.chain(node, Lsn(last.0 + 1 - count as u64));
         st.next_lsn = lsn;
         st.tail_end += added as u64;
         st.staged_bytes += added;
@@ -434,21 +455,24 @@ impl<V: Vfs> Shared<V> {
         count: usize,
         frame_bytes: usize,
     ) -> Result<Option<Lsn>> {
-        match self.reserve_direct(payloads, count, frame_bytes)? {
+        match self.reserve_direct(payloads, count, frame_bytes, None)? {
             Some(reserved) => self.write_reserved(reserved).map(Some),
             None => Ok(None),
         }
     }
 
     /// The first half of [`Shared::append_direct`]: under `state`, gives
-    /// the records their LSNs and file range and encodes them. Whoever
-    /// gets a reservation must hand it to [`Shared::write_reserved`] (or
-    /// drop it: then the appenders behind it write it).
+    /// the records their LSNs and file range and encodes them, and links
+    /// `node` (their payloads) into the chain, still under `state` (before
+    /// any other thread can write or acknowledge them). Whoever gets a reservation
+    /// must hand it to [`Shared::write_reserved`] (or drop it: then the
+    /// appenders behind it write it).
     pub fn reserve_direct<'a>(
         &self,
         payloads: impl IntoIterator<Item = &'a [u8]>,
         count: usize,
         frame_bytes: usize,
+        node: Option<&Arc<Chained>>,
     ) -> Result<Option<Reserved<V::File>>> {
         let mut buffer = ENCODE_BUFFER.with(|cached| cached.borrow_mut().take()).unwrap_or_default();
         if Arc::get_mut(&mut buffer).is_none() {
@@ -482,6 +506,7 @@ impl<V: Vfs> Shared<V> {
         let write = DirectWrite { first, last, offset, bytes: buffer, file };
         st.direct.push_back(write.clone());
         st.inflight += 1;
+        st.chain(node, first);
         Ok(Some(Reserved(write)))
     }
 

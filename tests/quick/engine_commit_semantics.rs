@@ -17,7 +17,7 @@ use walden::{
 };
 
 /// A counter that accepts `+N` records and refuses anything else.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Counter(i64);
 
 fn parse_increment(payload: &[u8]) -> Result<i64> {
