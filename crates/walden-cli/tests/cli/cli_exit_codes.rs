@@ -354,3 +354,15 @@ fn json_output_carries_the_class_of_an_error() {
     assert_eq!(v["health"], "damaged", "{v}");
     assert!(v.to_string().contains(segment.to_str().unwrap()), "{v}");
 }
+
+#[test]
+fn help_states_the_contract_with_its_classes() {
+    let o = walden(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for expected in
+        ["Exit codes, kept by every command that reads data", "\"class\": damage (1), usage or environment (2)"]
+    {
+        assert!(help.contains(expected), "{expected:?} in\n{help}");
+    }
+}
