@@ -1,4 +1,6 @@
 //! The public [`Error`]. Corruption errors say where: file, offset, LSN.
+//! [`Error::class`] is the one place that says whether an error is damage
+//! found, a usage error or a failure of the environment.
 
 use crate::format::{RecordDecodeError, SegmentHeaderError};
 use crate::Lsn;
@@ -139,7 +141,88 @@ pub enum Corruption {
     TornTail,
 }
 
+/// What an [`Error`] means for the operator, as [`Error::class`] decides.
+///
+/// The `walden` command line exits 1 for [`Damage`](ErrorClass::Damage) and
+/// 2 for the others, and prints the class with `--json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// A problem found in the data: a file that is damaged, truncated, not
+    /// walden's (foreign, or from a newer walden), not readable as what it
+    /// should be, inconsistent with the files beside it, or missing though
+    /// a manifest lists it.
+    Damage,
+    /// The caller asked for something that cannot be done: a path that
+    /// does not exist or is not a walden directory, an argument out of
+    /// range, a destination that is not empty, a call after `close`.
+    Usage,
+    /// The data may well be fine, but the system refused: permission
+    /// denied, a full or read-only disk, a directory another process holds,
+    /// any other failed I/O call.
+    Environment,
+}
+
+impl ErrorClass {
+    /// The class as `--json` prints it: `damage`, `usage` or `environment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Damage => "damage",
+            ErrorClass::Usage => "usage",
+            ErrorClass::Environment => "environment",
+        }
+    }
+}
+
+/// The class of a failed I/O call, by its kind alone. Bytes that came back
+/// unreadable or short are damage. A path that does not exist is a usage
+/// error: the `NotFound` of an I/O call cannot tell the operator's typo
+/// from a data file that should be there, so a reader that knows a file
+/// must exist (one a backup's manifest lists) reports its absence as
+/// damage itself ([`Error::BadBackup`]).
+fn io_class(kind: io::ErrorKind) -> ErrorClass {
+    use io::ErrorKind as K;
+    match kind {
+        K::InvalidData | K::UnexpectedEof => ErrorClass::Damage,
+        K::NotFound | K::AlreadyExists | K::InvalidInput | K::NotADirectory | K::IsADirectory => ErrorClass::Usage,
+        // PermissionDenied, StorageFull, ReadOnlyFilesystem, WouldBlock (a
+        // lock held), QuotaExceeded, a device's EIO, and kinds to come.
+        _ => ErrorClass::Environment,
+    }
+}
+
 impl Error {
+    /// Whether this error is damage found, a usage error or a failure of
+    /// the environment. The match names every variant, so a new one must
+    /// be given a class here.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Io { source, .. } => io_class(source.kind()),
+            Error::Poisoned(first) => first.class(),
+            Error::Corrupt { .. }
+            | Error::Unsupported { .. }
+            | Error::BadSnapshot { .. }
+            | Error::BadBackup { .. }
+            | Error::Apply { .. } => ErrorClass::Damage,
+            Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) => ErrorClass::Usage,
+        }
+    }
+
+    /// The file or directory this error is about, if it names one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. } => Some(path),
+            Error::Corrupt { file, .. }
+            | Error::Unsupported { file, .. }
+            | Error::BadSnapshot { file, .. }
+            | Error::BadBackup { file, .. } => Some(file),
+            Error::Poisoned(first) => first.file(),
+            Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) | Error::Apply { .. } => None,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
@@ -152,5 +235,37 @@ impl Error {
             Error::Poisoned(inner) => inner.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_error(kind: io::ErrorKind) -> Error {
+        Error::io("read", "wal/00000000000000000001.wal")(io::Error::from(kind))
+    }
+
+    #[test]
+    fn each_error_has_the_class_the_exit_codes_promise() {
+        use io::ErrorKind as K;
+        for (kind, class) in [
+            (K::InvalidData, ErrorClass::Damage),
+            (K::UnexpectedEof, ErrorClass::Damage),
+            (K::NotFound, ErrorClass::Usage),
+            (K::PermissionDenied, ErrorClass::Environment),
+            (K::StorageFull, ErrorClass::Environment),
+            (K::ReadOnlyFilesystem, ErrorClass::Environment),
+            (K::WouldBlock, ErrorClass::Environment),
+        ] {
+            assert_eq!(io_error(kind).class(), class, "{kind:?}");
+        }
+        let bad = Error::BadBackup { file: "b/BACKUP".into(), reason: "not UTF-8".into() };
+        assert_eq!((bad.class(), bad.file()), (ErrorClass::Damage, Some(std::path::Path::new("b/BACKUP"))));
+        let poisoned = Error::Poisoned(Arc::new(io_error(K::StorageFull)));
+        assert_eq!(poisoned.class(), ErrorClass::Environment);
+        assert_eq!(poisoned.file(), Some(std::path::Path::new("wal/00000000000000000001.wal")));
+        assert_eq!(Error::InvalidArgument("x".into()).class(), ErrorClass::Usage);
+        assert_eq!(Error::Apply { lsn: Lsn(7), reason: "no".into() }.class(), ErrorClass::Damage);
     }
 }

@@ -243,7 +243,7 @@ mod thread_safety;
 pub mod wal;
 
 pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
-pub use error::{Corruption, Error, Result};
+pub use error::{Corruption, Error, ErrorClass, Result};
 pub use journal::{DurableJournal, Journal, JournalEntry, JournalOptions, MemoryJournal};
 pub use lsn::Lsn;
 pub use store::{Entry, Store, StoreOptions, WriteBatch};

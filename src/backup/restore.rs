@@ -5,7 +5,7 @@
 //! renamed into place; optionally only up to an LSN or a time.
 
 use super::manifest::{Manifest, SegmentEntry, MANIFEST_NAME};
-use super::{parse_backup_dir_name, read_all, sync_dir};
+use super::{parse_backup_dir_name, sync_dir};
 use crate::admin::{self, DataDir, Health, NoProgress, Progress, Target};
 use crate::engine::StateMachine;
 use crate::format::{decode_record, SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -87,10 +87,29 @@ fn bad(file: &Path, reason: impl Into<String>) -> Error {
     Error::BadBackup { file: file.to_owned(), reason: reason.into() }
 }
 
+/// The error of an I/O call on a file the manifest lists: its absence is
+/// damage to the backup, named by the file; anything else (permission
+/// denied, say) stays an I/O error.
+fn listed_file_error<'a>(op: &'static str, file: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| match e.kind() {
+        std::io::ErrorKind::NotFound => bad(file, "its manifest lists it, but the file is missing"),
+        _ => Error::io(op, file)(e),
+    }
+}
+
+/// Reads the manifest; a manifest that is not UTF-8 text is damage.
+fn read_manifest(path: &Path) -> Result<Manifest> {
+    let bytes = fs::read(path).map_err(Error::io("read", path))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        bad(path, format!("the manifest is not UTF-8 text (byte {} does not decode)", e.utf8_error().valid_up_to()))
+    })?;
+    Manifest::decode(&text, path)
+}
+
 /// Reads a file of a backup whole and checks its length and CRC32.
 fn read_checked(dir: &Path, path: &str, bytes: u64, crc: u32) -> Result<Vec<u8>> {
     let file = dir.join(path);
-    let data = read_all(&file)?;
+    let data = fs::read(&file).map_err(listed_file_error("read", &file))?;
     if data.len() as u64 != bytes {
         return Err(bad(&file, format!("its manifest says {bytes} bytes, the file has {}", data.len())));
     }
@@ -131,8 +150,7 @@ fn check_segment(dir: &Path, manifest: &Manifest, e: &SegmentEntry, data: &[u8])
 /// of the backup's log and continued by it. Reads only.
 pub fn verify_backup(dir: &Path, progress: &mut dyn Progress) -> Result<Manifest> {
     let manifest_path = dir.join(MANIFEST_NAME);
-    let text = fs::read_to_string(&manifest_path).map_err(Error::io("read", &manifest_path))?;
-    let manifest = Manifest::decode(&text, &manifest_path)?;
+    let manifest = read_manifest(&manifest_path)?;
     if manifest.segments.is_empty() {
         return Err(bad(&manifest_path, "it lists no segment"));
     }
@@ -196,7 +214,7 @@ pub fn verify_backup(dir: &Path, progress: &mut dyn Progress) -> Result<Manifest
 /// Reads a snapshot file in chunks (copying it to `out` if given); returns
 /// the CRC32 of the file, the CRC32 of its content and its header.
 fn stream_snapshot(file: &Path, bytes: u64, mut out: Option<&mut File>) -> Result<(u32, u32, SnapshotHeader)> {
-    let mut input = File::open(file).map_err(Error::io("open", file))?;
+    let mut input = File::open(file).map_err(listed_file_error("open", file))?;
     let len = input.metadata().map_err(Error::io("stat", file))?.len();
     if len != bytes {
         return Err(bad(file, format!("its manifest says {bytes} bytes, the file has {len}")));

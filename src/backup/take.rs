@@ -72,7 +72,8 @@ pub fn backup_data_dir<V: Vfs>(
     progress: &mut dyn Progress,
 ) -> Result<BackupReport> {
     let started = Instant::now();
-    for attempt in 1..=MAX_ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let sources = source::from_disk(fs, data)?;
         match take(sources, &data.root, dest, options, progress)? {
             Taken::Done(mut report) => {
@@ -80,13 +81,13 @@ pub fn backup_data_dir<V: Vfs>(
                 report.duration = started.elapsed();
                 return Ok(*report);
             }
+            // What a race left for one attempt, it does not leave for
+            // MAX_ATTEMPTS in a row: then it is the directory's own damage.
+            Taken::Raced(why) if attempt == MAX_ATTEMPTS => return Err(why),
             Taken::Raced(why) => log::info!("walden: backup attempt {attempt} of {}: {why}", data.root.display()),
         }
+        attempt += 1;
     }
-    Err(Error::InvalidArgument(format!(
-        "{}: its snapshots and log changed under the backup {MAX_ATTEMPTS} times in a row; try again",
-        data.root.display()
-    )))
 }
 
 /// Backs up sources a live engine opened under its snapshot lock: nothing
@@ -104,14 +105,15 @@ pub(crate) fn backup_sources<F: VfsFile>(
             report.duration = started.elapsed();
             Ok(*report)
         }
-        Taken::Raced(why) => Err(Error::InvalidArgument(format!("{}: {why}", source.display()))),
+        Taken::Raced(why) => Err(why),
     }
 }
 
 enum Taken {
     Done(Box<BackupReport>),
-    /// The source changed in a way that a new attempt resolves.
-    Raced(String),
+    /// The source changed in a way that a new attempt resolves, or is
+    /// damaged this way if no attempt does.
+    Raced(Error),
 }
 
 /// Backups by id, oldest first.
@@ -235,7 +237,7 @@ struct Filled {
 }
 
 /// Copies or links every file into `staging`. `Ok(Err(why))` when the
-/// source raced the backup.
+/// source raced the backup (or is damaged so, if it stays that way).
 fn fill<F: VfsFile>(
     staging: &Path,
     id: u64,
@@ -243,7 +245,7 @@ fn fill<F: VfsFile>(
     sources: Sources<F>,
     previous: Option<&(PathBuf, Manifest)>,
     progress: &mut dyn Progress,
-) -> Result<std::result::Result<Filled, String>> {
+) -> Result<std::result::Result<Filled, Error>> {
     let Sources { segments, snapshots, mut left_out } = sources;
     let log_id = segments[0].header.log_id;
     let mut filled = Filled {
@@ -289,12 +291,12 @@ fn fill<F: VfsFile>(
         }
         if let Some(prev) = filled.manifest.segments.last() {
             if s.header.first_lsn != prev.last_lsn.next() {
-                return Ok(Err(format!(
-                    "{} starts at LSN {} but the segment before it ends at {}",
-                    s.path.display(),
-                    s.header.first_lsn,
-                    prev.last_lsn
-                )));
+                return Ok(Err(Error::Corrupt {
+                    file: s.path.clone(),
+                    offset: 0,
+                    lsn: prev.last_lsn.next(),
+                    kind: Corruption::LsnMismatch { expected: prev.last_lsn.next(), found: s.header.first_lsn },
+                }));
             }
         }
         let entry = match (reused_segment(s), previous) {
@@ -346,7 +348,10 @@ fn fill<F: VfsFile>(
     }
     progress.end();
     if first > Lsn::FIRST && filled.manifest.snapshots.is_empty() {
-        return Ok(Err(format!("no snapshot taken continues the log copied, which starts at LSN {first}")));
+        return Ok(Err(Error::BadSnapshot {
+            file: source.join("snapshots"),
+            reason: format!("no snapshot taken continues the log copied, which starts at LSN {first}"),
+        }));
     }
     filled.left_out = left_out;
     Ok(Ok(filled))

@@ -4,9 +4,11 @@
 //! result for people, `--json` prints it for machines.
 //!
 //! Exit codes: 0 healthy or done, 1 a problem found (or a dry run that
-//! would change something), 2 a usage or I/O error. A closed pipe
-//! (`walden dump DIR | head`) ends the command quietly with 0.
+//! would change something), 2 a usage error or I/O failing for a reason
+//! outside the data; an error's code is `cli_exit.rs`'s to decide. A closed
+//! pipe (`walden dump DIR | head`) ends the command quietly with 0.
 
+use crate::cli_exit::{fail, fail_with};
 use crate::cli_progress::Bars;
 use crate::cli_render as render;
 use clap::{Args, Subcommand, ValueEnum};
@@ -19,7 +21,7 @@ use walden::admin::{self, DataDir, DumpOptions, Health, JournalFilter, LogConten
 use walden::io::RealFs;
 use walden::journal::{JournalOptions, Pattern, SignalType, SignalTypes};
 use walden::store::KvState;
-use walden::{Lsn, RecoveryMode};
+use walden::{ErrorClass, Lsn, RecoveryMode};
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -276,6 +278,7 @@ const NOT_JOURNAL: &str = "holds store operations, not journal entries";
 
 /// Runs a recovery command and turns its outcome into an exit code.
 pub fn run(command: AdminCommand) -> ExitCode {
+    let json = command.json();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = dispatch(command, &mut out).and_then(|code| {
@@ -285,33 +288,33 @@ pub fn run(command: AdminCommand) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(Failure::Output(e)) => {
-            eprintln!("walden: writing the output: {e}");
-            ExitCode::from(2)
-        }
+        Err(Failure::Output(e)) => fail_with(ErrorClass::Environment, &format!("writing the output: {e}"), None, false),
         Err(Failure::Walden(e)) => {
             drop(out.flush());
-            eprintln!("walden: {}", explain(&e));
-            ExitCode::from(2)
+            fail(&e, json)
         }
         Err(Failure::Usage(e)) => {
-            eprintln!("walden: {e}");
-            ExitCode::from(2)
+            drop(out.flush());
+            fail_with(ErrorClass::Usage, &e, None, json)
         }
     }
 }
 
-/// The error as printed, said plainly where the library's words are terse:
-/// a directory another process holds.
-pub fn explain(e: &walden::Error) -> String {
-    match e {
-        walden::Error::Io { op: "lock", path, source } if source.kind() == io::ErrorKind::WouldBlock => format!(
-            "{} is in use: another process holds its lock ({}), so nothing was changed; stop that process first \
-             (read-only commands and `walden backup` work on a directory in use)",
-            path.display(),
-            path.join("LOCK").display()
-        ),
-        _ => e.to_string(),
+impl AdminCommand {
+    /// Whether the command was asked for JSON (`snapshot export` always prints it).
+    fn json(&self) -> bool {
+        match self {
+            AdminCommand::Inspect(c) | AdminCommand::Verify(c) | AdminCommand::Stats(c) => c.json,
+            AdminCommand::Dump(a) => a.common.json || matches!(a.format, DumpFormat::Json),
+            AdminCommand::Recover(a) => a.common.json,
+            AdminCommand::Repair(a) => a.common.json,
+            AdminCommand::Compact(a) => a.common.json,
+            AdminCommand::Snapshot(
+                SnapshotCommand::List(c) | SnapshotCommand::Create(c) | SnapshotCommand::Verify(c),
+            ) => c.json,
+            AdminCommand::Snapshot(SnapshotCommand::Prune(p)) => p.common.json,
+            AdminCommand::Snapshot(SnapshotCommand::Export(_)) => true,
+        }
     }
 }
 
@@ -385,7 +388,7 @@ fn dispatch(command: AdminCommand, out: &mut dyn Write) -> Outcome {
             } else {
                 render::stats(out, &exam.stats)?
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(code(!note_problems(&exam.findings)))
         }
         AdminCommand::Dump(a) => dump(a, out),
         AdminCommand::Recover(a) => recover(a, out),
@@ -432,9 +435,7 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
     // none while records are printed, so the two never mix on a terminal.
     let log = admin::scan_log(&RealFs, &dir.log_dir, &mut bars(a.common.json))?;
     let mut progress = bars(true);
-    for f in log.findings().iter().filter(|f| f.severity > admin::Severity::Notice) {
-        eprintln!("walden: note: {}: {}", f.file.display(), f.what);
-    }
+    let damaged = note_problems(&log.findings());
     let options = DumpOptions { from: a.from, to: a.to, limit: a.limit };
     let content = if filter.is_empty() {
         admin::log_content(&RealFs, &log, &mut progress)?
@@ -458,10 +459,10 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
             Some(io) => Failure::Output(io),
             None => Failure::Walden(e),
         })?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code(!damaged));
     }
     if !filter.is_empty() {
-        return Ok(ExitCode::SUCCESS); // an empty log: no entry to filter
+        return Ok(code(!damaged)); // an empty log: no entry to filter
     }
     admin::dump(&RealFs, &log, &options, &mut progress, |record| {
         let written = match format {
@@ -478,7 +479,7 @@ fn dump(a: DumpArgs, out: &mut dyn Write) -> Outcome {
         Some(io) => Failure::Output(io),
         None => Failure::Walden(e),
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code(!damaged))
 }
 
 fn recover(a: RecoverArgs, out: &mut dyn Write) -> Outcome {
@@ -545,11 +546,11 @@ fn snapshot(command: SnapshotCommand, out: &mut dyn Write) -> Outcome {
             } else {
                 render::snapshots(out, &exam.snapshots, now_unix_us())?
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(code(bad_snapshots(&exam) == 0))
         }
         SnapshotCommand::Verify(c) => {
             let exam = snapshots_of(&c)?;
-            let bad = exam.snapshots.snapshots.iter().filter(|s| !s.is_good() || s.refused.is_some()).count();
+            let bad = bad_snapshots(&exam);
             if c.json {
                 json_out(out, &exam.snapshots)?
             } else {
@@ -584,6 +585,21 @@ fn snapshot(command: SnapshotCommand, out: &mut dyn Write) -> Outcome {
         }
         SnapshotCommand::Export(e) => export(e, out),
     }
+}
+
+/// Snapshots that are damaged, or not this store's.
+fn bad_snapshots(exam: &admin::Examination) -> usize {
+    exam.snapshots.snapshots.iter().filter(|s| !s.is_good() || s.refused.is_some()).count()
+}
+
+/// Prints each finding worse than a notice on stderr, naming its file, for
+/// a command whose output does not show them; whether there was one.
+fn note_problems(findings: &[admin::Finding]) -> bool {
+    let problems: Vec<_> = findings.iter().filter(|f| f.severity > admin::Severity::Notice).collect();
+    for f in &problems {
+        eprintln!("walden: note: {}: {}", f.file.display(), f.what);
+    }
+    !problems.is_empty()
 }
 
 fn snapshots_of(c: &Common) -> Result<admin::Examination, Failure> {
@@ -623,17 +639,18 @@ fn compact(a: CompactArgs, out: &mut dyn Write) -> Outcome {
             dir.root.display()
         )));
     }
-    let plan = if a.apply {
-        admin::apply_compact(&RealFs, &dir, before, &mut progress)?
+    let (plan, damaged) = if a.apply {
+        (admin::apply_compact(&RealFs, &dir, before, &mut progress)?, false)
     } else {
-        admin::plan_compact(&admin::examine(&RealFs, &dir, &mut progress)?, before)
+        let exam = admin::examine(&RealFs, &dir, &mut progress)?;
+        (admin::plan_compact(&exam, before), note_problems(&exam.findings))
     };
     if a.common.json {
         json_out(out, &plan)?
     } else {
         render::compact(out, &plan, a.apply)?
     }
-    Ok(code(plan.refused.is_none()))
+    Ok(code(plan.refused.is_none() && !damaged))
 }
 
 /// `compact --older-than AGE` on a journal's directory.
@@ -644,15 +661,15 @@ fn compact_journal(a: &CompactArgs, age: &str, out: &mut dyn Write) -> Outcome {
     let mut progress = bars(a.common.json);
     let log = admin::scan_log(&RealFs, &dir.log_dir, &mut progress)?;
     let content = content_for_journal(&dir, &log, "--older-than", a.common.json)?;
-    let plan = if a.apply && content == LogContent::Journal {
-        admin::apply_journal_compact(&dir, &log, cutoff_us, JournalOptions::default())?
+    let (plan, damaged) = if a.apply && content == LogContent::Journal {
+        (admin::apply_journal_compact(&dir, &log, cutoff_us, JournalOptions::default())?, false)
     } else {
-        admin::plan_journal_compact(&RealFs, &log, cutoff_us, &mut progress)?
+        (admin::plan_journal_compact(&RealFs, &log, cutoff_us, &mut progress)?, note_problems(&log.findings()))
     };
     if a.common.json {
         json_out(out, &plan)?
     } else {
         render::journal_compact(out, &plan)?
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code(!damaged))
 }

@@ -1,11 +1,13 @@
 //! `walden backup` and `walden restore`: argument parsing, output and exit
 //! codes around `walden::backup`.
 //!
-//! Exit codes: 0 done; 1 a problem found (the backup was made but a source
-//! snapshot was left out as damaged or not this store's; or the source or
-//! the backup is damaged and nothing was made); 2 a usage or I/O error.
+//! Exit codes (`cli_exit.rs`): 0 done; 1 a problem found (the backup was
+//! made but a source snapshot was left out as damaged or not this store's;
+//! or the source or the backup is damaged, missing a file or unreadable as
+//! text, and nothing was made); 2 a usage error or I/O failing for a reason
+//! outside the data.
 
-use crate::cli_admin::explain;
+use crate::cli_exit::{fail, fail_with};
 use crate::cli_progress::Bars;
 use crate::cli_render::bytes;
 use clap::Args;
@@ -18,6 +20,7 @@ use walden::backup::{self, BackupOptions, BackupReport, RestoreReport};
 use walden::io::RealFs;
 use walden::journal::JournalState;
 use walden::store::KvState;
+use walden::ErrorClass;
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -51,37 +54,23 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-/// The exit code of a library error: 1 for damage found, 2 for the rest.
-fn failed(e: &walden::Error) -> ExitCode {
-    eprintln!("walden: {}", explain(e));
-    match e {
-        walden::Error::BadBackup { .. } | walden::Error::Corrupt { .. } | walden::Error::BadSnapshot { .. } => {
-            ExitCode::from(1)
-        }
-        _ => ExitCode::from(2),
-    }
-}
-
 fn finish(written: io::Result<()>) -> Option<ExitCode> {
     match written.and_then(|()| io::stdout().flush()) {
         Ok(()) => None,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Some(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("walden: writing the output: {e}");
-            Some(ExitCode::from(2))
-        }
+        Err(e) => Some(fail_with(ErrorClass::Environment, &format!("writing the output: {e}"), None, false)),
     }
 }
 
 pub fn run_backup(a: &BackupArgs) -> ExitCode {
     let data = match DataDir::locate(&RealFs, &a.data) {
         Ok(d) => d,
-        Err(e) => return failed(&e),
+        Err(e) => return fail(&e, a.json),
     };
     let options = BackupOptions { keep: a.keep };
     let report = match backup::backup_data_dir(&RealFs, &data, &a.dest, &options, &mut Bars::new(a.json)) {
         Ok(r) => r,
-        Err(e) => return failed(&e),
+        Err(e) => return fail(&e, a.json),
     };
     let mut out = io::stdout().lock();
     let written = if a.json {
@@ -168,7 +157,7 @@ pub fn run_restore(a: &RestoreArgs) -> ExitCode {
     });
     let (report, keys, content) = match restored {
         Ok(done) => done,
-        Err(e) => return failed(&e),
+        Err(e) => return fail(&e, a.json),
     };
     let mut out = io::stdout().lock();
     let written = if a.json {

@@ -11,6 +11,7 @@ mod bench_sections;
 mod chart;
 mod cli_admin;
 mod cli_backup;
+mod cli_exit;
 mod cli_progress;
 mod cli_render;
 mod engines;
@@ -27,8 +28,12 @@ use std::process::ExitCode;
     name = "walden",
     version,
     about = "walden, a write-ahead-log storage engine",
-    after_help = "The recovery commands exit 0 when healthy or done, 1 when they find a problem (or a dry run \
-                  would change something), 2 on a usage or I/O error. inspect, verify, dump, recover and backup \
+    after_help = "Exit codes, kept by every command that reads data: 0 healthy or done; 1 a problem found in \
+                  the data (a file damaged, truncated, missing though listed, unreadable as text, foreign or \
+                  inconsistent; the message names it), or a dry run that would change something; 2 a usage \
+                  error, or I/O that failed for a reason outside the data (permission denied, a full disk, a \
+                  directory in use). With --json, an error is also printed on stdout as one JSON object with its \
+                  \"class\": damage (1), usage or environment (2). inspect, verify, dump, recover and backup \
                   never change the data directory; repair, compact and snapshot prune change it only with \
                   --apply, and refuse a directory another process holds."
 )]

@@ -185,9 +185,15 @@ fn compact_apply_refuses_a_damaged_journal_and_changes_nothing() {
     let (segment, _, lsn) = fx::tear_tail(&dir);
     assert_eq!(lsn, 6);
     let before = fx::contents(&dir);
-    // The scan accepts the records before the tear: entries 1..=5.
-    assert_eq!(sequences(&dir, &["--pattern", "/**"]), [1, 2, 3, 4, 5]);
-    assert!(run(&["compact", d, "--older-than", "7d"], 0).contains("would remove 3 journal entries (sequences 1..=3)"));
+    // The scan accepts the records before the tear: entries 1..=5, and
+    // both commands exit 1 for the damage they found.
+    let dumped = run(&["dump", d, "--json", "--pattern", "/**"], 1);
+    let sequences: Vec<_> = dumped
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["journal"]["sequence"].as_u64())
+        .collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5].map(Some));
+    assert!(run(&["compact", d, "--older-than", "7d"], 1).contains("would remove 3 journal entries (sequences 1..=3)"));
     let e = refused(&["compact", d, "--older-than", "7d", "--apply"]);
     assert!(e.contains(segment.file_name().unwrap().to_str().unwrap()) && e.contains("torn tail"), "{e}");
     assert_eq!(fx::contents(&dir), before, "a refused compaction changed the directory");
