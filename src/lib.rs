@@ -242,7 +242,7 @@ pub mod store;
 mod thread_safety;
 pub mod wal;
 
-pub use engine::{Engine, EngineOptions, RecoveryReport, SnapshotOptions, StateMachine};
+pub use engine::{Engine, EngineOptions, Recent, RecoveryReport, SnapshotOptions, StateMachine};
 pub use error::{Corruption, Error, ErrorClass, Result};
 pub use journal::{DurableJournal, Journal, JournalEntry, JournalOptions, MemoryJournal};
 pub use lsn::Lsn;

@@ -407,10 +407,15 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         f(&self.core.published.load().machine)
     }
 
-    /// Reads the state as it is, with no lock: the base state and the
-    /// acknowledged records after it, which a state that sets
-    /// [`StateMachine::READS_RECENT`] reads through.
-    pub(crate) fn read_recent<R>(&self, f: impl FnOnce(&S, &Recent<'_>) -> R) -> R {
+    /// Reads the state as it is, with no lock a writer can hold: the base
+    /// state the last fold published and the acknowledged records after
+    /// it, in LSN order, which a state that sets
+    /// [`StateMachine::READS_RECENT`] reads through (a reader sees every
+    /// acknowledged commit, and no other, only by adding them). Never
+    /// waits: if the records not yet folded pile up (the committers who
+    /// fold are stalled), the reader folds them if the folder is free, and
+    /// reads them as they are if it is not.
+    pub fn read_recent<R>(&self, f: impl FnOnce(&S, &Recent<'_>) -> R) -> R {
         let mut base = self.core.published.load();
         let mut acknowledged = self.core.wal.acknowledged_lsn();
         if acknowledged.0 - base.lsn.0.min(acknowledged.0) >= READER_FOLDS_AT {

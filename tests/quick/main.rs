@@ -11,6 +11,7 @@ mod common;
 mod admin_cut_from;
 mod engine_commit_semantics;
 mod engine_recovery;
+mod engine_stalls;
 mod fuzz_corpus;
 mod journal_conformance;
 mod journal_durable;

@@ -1,0 +1,200 @@
+//! The commit path under stalls (issue 24): a writer frozen at a step of
+//! its commit, as a preempted thread is, holds up no other writer's commit
+//! and no reader. Frozen in its write, the appenders behind it write its
+//! record for it; frozen in the middle of applying records to the state (a
+//! fold), the others neither wait for it nor lose visibility, since a
+//! commit is visible once the log acknowledges it and readers read the
+//! acknowledged records themselves.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use walden::io::SimFs;
+use walden::{
+    Engine, EngineOptions, FsyncMode, Lsn, Recent, Result, SnapshotOptions, StateMachine, Store, StoreOptions,
+    WalOptions,
+};
+
+fn dir() -> PathBuf {
+    PathBuf::from("/data")
+}
+
+fn engine_options(fsync: FsyncMode) -> EngineOptions {
+    EngineOptions {
+        wal: WalOptions { fsync, segment_bytes: 64 << 10, ..Default::default() },
+        snapshots: SnapshotOptions::manual(),
+    }
+}
+
+/// Runs `body` on a thread of its own, failing the test instead of hanging.
+fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || done.send(body()).ok());
+    finished.recv_timeout(limit).expect("the test body did not finish in time: something waited for a frozen thread")
+}
+
+fn until(what: &str, condition: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what} never happened");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A put frozen in its write() (its LSN reserved, its bytes not yet in
+/// the file): 300 later puts, from two threads, are acknowledged and
+/// visible meanwhile, and so is the frozen put itself, whose record the
+/// writers behind it wrote. Its own call returns once its write does.
+#[test]
+fn a_put_frozen_in_its_write_holds_up_no_other_put_and_no_reader() {
+    for fsync in [FsyncMode::Never, FsyncMode::Periodic { interval: Duration::from_secs(3600) }] {
+        within(Duration::from_secs(120), move || {
+            let fs = SimFs::new();
+            let options = StoreOptions { engine: engine_options(fsync), ..Default::default() };
+            let store = Arc::new(Store::open_with(fs.clone(), dir(), options).unwrap());
+            store.put(b"before", b"0").unwrap();
+            fs.hold_next_writes(1);
+            let frozen = {
+                let store = store.clone();
+                std::thread::spawn(move || store.put(b"frozen", b"1"))
+            };
+            until("the frozen write", || fs.writes_held() == 1);
+            let others: Vec<_> = (0..2u32)
+                .map(|t| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..150u32 {
+                            let key = format!("t{t}-{i:03}");
+                            let lsn = store.put(key.as_bytes(), &i.to_le_bytes()).unwrap();
+                            let seen = store.get(key.as_bytes()).expect("a put is visible once it returns");
+                            assert_eq!((&*seen.value, seen.revision), (&i.to_le_bytes()[..], 1));
+                            assert!(store.applied_lsn() >= lsn);
+                        }
+                    })
+                })
+                .collect();
+            for other in others {
+                other.join().unwrap();
+            }
+            assert_eq!(fs.writes_held(), 1, "{fsync:?}: the frozen write is still frozen");
+            let entry = store.get(b"frozen").expect("its record was written and acknowledged by the puts behind it");
+            assert_eq!(&*entry.value, b"1");
+            assert_eq!(store.len(), 302, "{fsync:?}");
+            assert_eq!(store.scan_prefix(b"t1-").len(), 150);
+            assert!(!frozen.is_finished(), "{fsync:?}: the frozen put has not returned");
+            fs.release_writes();
+            assert_eq!(frozen.join().unwrap().unwrap(), Lsn(2), "{fsync:?}");
+            assert_eq!(store.get(b"frozen").map(|e| e.revision), Some(1));
+        });
+    }
+}
+
+/// Set while the counter's apply of `+0` should block (the fold that
+/// meets it freezes, holding the folder).
+static FREEZE: AtomicBool = AtomicBool::new(false);
+static FROZEN: AtomicBool = AtomicBool::new(false);
+
+/// A counter that reads its recent records itself, as the store does, and
+/// whose apply of `+0` blocks while `FREEZE` is set.
+#[derive(Clone, Debug, Default)]
+struct Tally(i64);
+
+fn parse(payload: &[u8]) -> Result<i64> {
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(|t| t.strip_prefix('+'))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| walden::Error::InvalidArgument("not +N".into()))
+}
+
+impl StateMachine for Tally {
+    type Frozen = i64;
+    const READS_RECENT: bool = true;
+
+    fn empty() -> Self {
+        Tally(0)
+    }
+
+    fn check(payload: &[u8]) -> Result<()> {
+        parse(payload).map(drop)
+    }
+
+    fn apply(&mut self, _lsn: Lsn, payload: &[u8]) -> Result<()> {
+        let n = parse(payload)?;
+        if n == 0 && FREEZE.load(Ordering::SeqCst) {
+            FROZEN.store(true, Ordering::SeqCst);
+            while FREEZE.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.0 += n;
+        Ok(())
+    }
+
+    fn freeze(&self) -> i64 {
+        self.0
+    }
+
+    fn write_snapshot(frozen: &i64, out: &mut dyn Write) -> std::io::Result<u64> {
+        out.write_all(&frozen.to_le_bytes())?;
+        Ok(1)
+    }
+
+    fn read_snapshot(input: &mut dyn Read) -> std::io::Result<Self> {
+        let mut bytes = [0; 8];
+        input.read_exact(&mut bytes)?;
+        Ok(Tally(i64::from_le_bytes(bytes)))
+    }
+}
+
+/// What a reader of a tally sees: its base plus every acknowledged record.
+fn total(engine: &Engine<Tally, SimFs>) -> (i64, usize) {
+    engine.read_recent(|base, recent: &Recent<'_>| {
+        (base.0 + recent.iter().map(|(_, p)| parse(p).unwrap()).sum::<i64>(), recent.len())
+    })
+}
+
+/// A committer frozen in the middle of a fold (applying records, holding
+/// the folder): every other commit is acknowledged and visible, and read
+/// with no wait, while the records not yet applied pile up behind it.
+#[test]
+fn a_committer_frozen_mid_apply_holds_up_no_other_commit_and_no_reader() {
+    within(Duration::from_secs(120), || {
+        for fsync in [FsyncMode::Never, FsyncMode::Always] {
+            FREEZE.store(true, Ordering::SeqCst);
+            FROZEN.store(false, Ordering::SeqCst);
+            let fs = SimFs::new();
+            let engine: Arc<Engine<Tally, SimFs>> =
+                Arc::new(Engine::open_with(fs.clone(), dir(), engine_options(fsync)).unwrap());
+            engine.commit(b"+0").unwrap(); // the record whose apply freezes
+            let folding = {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    // Enough commits that one of them folds, and freezes.
+                    for _ in 0..1000 {
+                        engine.commit(b"+1").unwrap();
+                        if FROZEN.load(Ordering::SeqCst) {
+                            return;
+                        }
+                    }
+                })
+            };
+            until("a fold frozen mid-apply", || FROZEN.load(Ordering::SeqCst));
+            let before = total(&engine).0;
+            for i in 1..=500i64 {
+                let lsn = engine.commit(b"+2").unwrap();
+                assert!(engine.applied_lsn() >= lsn, "{fsync:?}: visible once the commit returns");
+                assert_eq!(total(&engine).0, before + 2 * i, "{fsync:?}: every acknowledged commit is read");
+            }
+            let (seen, unapplied) = total(&engine);
+            assert!(unapplied >= 500, "{fsync:?}: the records wait behind the frozen fold ({unapplied})");
+            assert!(!folding.is_finished(), "{fsync:?}: the fold is still frozen");
+            FREEZE.store(false, Ordering::SeqCst);
+            folding.join().unwrap();
+            assert_eq!(engine.read(|t| t.0), seen, "{fsync:?}: once applied, the state is what readers saw");
+            assert_eq!(total(&engine), (seen, 0), "{fsync:?}: nothing left to apply after a read folds");
+        }
+    });
+}
