@@ -198,12 +198,13 @@ pub(crate) struct Shared<V: Vfs> {
     /// The next segment file, zero-filled ahead of time.
     pub spare: Mutex<Option<Spare<V::File>>>,
     /// The LSN up to which appends are acknowledged in the mode's terms
-    /// (see [`Shared::acknowledged`]), readable without `state`. It may lag
-    /// the state by a moment, never lead it.
+    /// (see [`Shared::acknowledged`]), readable without `state`: stored in
+    /// the critical section that advances it, so it never lags what a
+    /// thread saw under `state`, and never leads it.
     pub acknowledged_lsn: AtomicU64,
     /// `State::written` and `State::synced`, readable without `state`, so a
-    /// woken waiter that is covered returns without taking the lock. They
-    /// may lag the state by a moment, never lead it.
+    /// woken waiter that is covered returns without taking the lock; stored
+    /// as `acknowledged_lsn` is.
     pub written_lsn: AtomicU64,
     pub synced_lsn: AtomicU64,
 }
@@ -437,6 +438,19 @@ impl<V: Vfs> Shared<V> {
             st.written = last;
             st.active_end = end;
         }
+        self.store_progress(st);
+    }
+
+    /// Copies `written`, `synced` and the acknowledged LSN into their
+    /// atomics, in the critical section that advanced them: whoever sees
+    /// the state advanced (a waiter checking `written` under the lock) and
+    /// then reads an atomic finds it advanced too.
+    /// The acknowledged LSN goes first: a waiter that returns on seeing
+    /// `written_lsn` or `synced_lsn` (acquire) then sees it too.
+    fn store_progress(&self, st: &State<V::File>) {
+        self.acknowledged_lsn.store(self.acknowledged(st).0, Ordering::Release);
+        self.written_lsn.store(st.written.0, Ordering::Release);
+        self.synced_lsn.store(st.synced.0, Ordering::Release);
     }
 
     /// The append path of `Periodic` and `Never`: reserves the LSNs and the
@@ -590,9 +604,7 @@ impl<V: Vfs> Shared<V> {
     /// leader with `state` released too was measured slower in an earlier
     /// version: it then synced sooner with smaller groups.)
     fn wake(&self, st: &mut MutexGuard<'_, State<V::File>>) {
-        self.written_lsn.store(st.written.0, Ordering::Release);
-        self.synced_lsn.store(st.synced.0, Ordering::Release);
-        self.acknowledged_lsn.store(self.acknowledged(st).0, Ordering::Release);
+        self.store_progress(st);
         let (written, synced, poisoned) = (st.written, st.synced, st.poisoned.is_some());
         let covered = |w: &Waiter| poisoned || w.lsn <= if w.durable { synced } else { written };
         if !st.writing && !st.syncing && st.direct.is_empty() {
@@ -753,6 +765,7 @@ impl<V: Vfs> Shared<V> {
                         let mut st = self.state.lock();
                         // The roll synced the previous segment whole.
                         st.synced = st.synced.max(last);
+                        self.store_progress(&st);
                         st.active = file;
                         st.active_first_lsn = chunk.segment;
                         st.active_end = SEGMENT_HEADER_BYTES as u64;
@@ -820,6 +833,7 @@ impl<V: Vfs> Shared<V> {
         match result {
             Ok(()) => {
                 st.synced = st.synced.max(target);
+                self.store_progress(&st);
                 // Records this sync carried, plus those that arrived during it.
                 st.group_target = (st.next_lsn.0 - 1).saturating_sub(synced_before.0);
             }
