@@ -1,7 +1,12 @@
-//! `walden bench-puts`: store puts per second and their latency with 1, 16
-//! and 64 writer threads in each fsync mode, next to the log's own append
-//! rate for records of the same size, and, with `--compare-with`, next to
-//! another build of walden (a before/after comparison in one run).
+//! `walden bench-puts`: store writes per second and their latency with 1,
+//! 16 and 64 writer threads in each fsync mode, next to the log's own
+//! append rate for records of the same size, and, with `--compare-with`,
+//! next to another build of walden (a before/after comparison in one run).
+//! The writes measured ("whats"): `put` (`Store::put` of a new key),
+//! `batch` (`Store::write` of a `WriteBatch` of 10 such puts) and `journal`
+//! (`DurableJournal::append` of one SET); and `reads`: `Store::get` of
+//! random preloaded keys from 2 reader threads, with no writer and while
+//! the largest writer count puts new keys.
 //!
 //! Every cell (mode, writers) runs once per repetition, in an order that
 //! alternates between repetitions; with `--compare-with` the other build
@@ -18,16 +23,25 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use walden::{SnapshotOptions, Store, StoreOptions, Wal, WalOptions};
+use walden::journal::{NewEntry, Value};
+use walden::{
+    DurableJournal, Journal as _, JournalOptions, SnapshotOptions, Store, StoreOptions, Wal, WalOptions, WriteBatch,
+};
 
 #[derive(clap::Args)]
 pub struct PutsArgs {
-    /// Writer thread counts [default: 1,16,64].
+    /// Writer thread counts [default: 1,16,64]. The reads run with no
+    /// writer and with the largest count.
     #[arg(long, value_name = "N,..", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
     writers: Vec<u16>,
     /// Fsync modes [default: always,periodic,never].
     #[arg(long, value_name = "MODE,..", value_delimiter = ',', value_parser = parse_mode_arg)]
     modes: Vec<Mode>,
+    /// What to measure: put (Store::put), batch (Store::write of 10 puts),
+    /// journal (DurableJournal::append), reads (Store::get beside writers)
+    /// [default: put,batch,journal,reads].
+    #[arg(long, value_name = "WHAT,..", value_delimiter = ',', value_parser = parse_what_arg)]
+    what: Vec<What>,
     /// Repetitions of every cell; medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     reps: u32,
@@ -37,9 +51,12 @@ pub struct PutsArgs {
     /// Key bytes of each put (distinct keys, never overwritten).
     #[arg(long, default_value_t = 16)]
     key_bytes: usize,
-    /// Value bytes of each put.
+    /// Value bytes of each put (and of each journal entry's value).
     #[arg(long, default_value_t = 100)]
     value_bytes: usize,
+    /// Keys preloaded into the store the reads get from.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    read_keys: u64,
     /// Another `walden` binary (for example a build of an earlier commit) to
     /// run every cell too, side by side with this one.
     #[arg(long, value_name = "PATH")]
@@ -50,7 +67,7 @@ pub struct PutsArgs {
     /// Label of the other build [default: other].
     #[arg(long, default_value = "other")]
     other_label: String,
-    /// Skip the log-append runs (the store's puts only).
+    /// Skip the log-append runs (the store's and the journal's writes only).
     #[arg(long)]
     no_log: bool,
     /// Run one cell and print its result as one JSON line (used by
@@ -65,26 +82,59 @@ pub struct PutsArgs {
     dir: PathBuf,
 }
 
+/// Puts in one `batch` write.
+const BATCH_PUTS: u64 = 10;
+/// Reader threads of the `reads` measurement.
+const READERS: usize = 2;
+/// Puts per write batch while preloading the store for the reads.
+const PRELOAD_BATCH_PUTS: usize = 1000;
+
 /// What a run measures.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum What {
     /// `Store::put` of a new key.
     Put,
+    /// `Store::write` of a batch of `BATCH_PUTS` puts of new keys.
+    Batch,
+    /// `DurableJournal::append` of one SET, to one address per writer.
+    Journal,
     /// `Wal::append` of a record as long as a put's.
     LogAppend,
+    /// `Store::get` of a random preloaded key from `READERS` threads, while
+    /// `writers` threads put new keys (none in the idle cell).
+    Reads,
 }
 
 impl What {
+    const ALL: [What; 5] = [What::Put, What::Batch, What::Journal, What::LogAppend, What::Reads];
+    /// The writes a row of the first table is about, in table order.
+    const WRITES: [What; 4] = [What::Put, What::Batch, What::Journal, What::LogAppend];
+
     fn name(self) -> &'static str {
         match self {
             What::Put => "put",
+            What::Batch => "batch",
+            What::Journal => "journal",
             What::LogAppend => "log-append",
+            What::Reads => "reads",
         }
     }
 
     fn parse(s: &str) -> Option<What> {
-        [What::Put, What::LogAppend].into_iter().find(|w| w.name() == s)
+        What::ALL.into_iter().find(|w| w.name() == s)
     }
+
+    /// Log records one call writes (a batch counts its puts).
+    fn records_per_op(self) -> f64 {
+        match self {
+            What::Batch => BATCH_PUTS as f64,
+            _ => 1.0,
+        }
+    }
+}
+
+fn parse_what_arg(s: &str) -> std::result::Result<What, String> {
+    What::parse(s).filter(|&w| w != What::LogAppend).ok_or_else(|| format!("{s}: not put, batch, journal or reads"))
 }
 
 /// One run of one cell.
@@ -93,17 +143,28 @@ struct Run {
     ops_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
+    p999_us: f64,
 }
 
 impl Run {
     fn json(&self) -> String {
-        serde_json::json!({ "ops_per_sec": self.ops_per_sec, "p50_us": self.p50_us, "p99_us": self.p99_us }).to_string()
+        serde_json::json!({
+            "ops_per_sec": self.ops_per_sec, "p50_us": self.p50_us, "p99_us": self.p99_us, "p999_us": self.p999_us,
+        })
+        .to_string()
     }
 
+    /// Reads a child's line; a build from before p99.9 was measured gives
+    /// none, which is NaN here.
     fn from_json(line: &str) -> Result<Run> {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let get = |k: &str| v[k].as_f64().ok_or_else(|| format!("no {k} in {line}"));
-        Ok(Run { ops_per_sec: get("ops_per_sec")?, p50_us: get("p50_us")?, p99_us: get("p99_us")? })
+        Ok(Run {
+            ops_per_sec: get("ops_per_sec")?,
+            p50_us: get("p50_us")?,
+            p99_us: get("p99_us")?,
+            p999_us: v["p999_us"].as_f64().unwrap_or(f64::NAN),
+        })
     }
 }
 
@@ -119,31 +180,52 @@ fn parse_mode_arg(s: &str) -> std::result::Result<Mode, String> {
     parse_mode(s).ok_or_else(|| format!("{s}: not always, periodic or never"))
 }
 
+/// A cell: what, in which fsync mode, with how many writer threads.
+type Cell = (What, Mode, usize);
+
+/// A cell as `--cell` spells it: `what,mode,writers`.
+fn cell_name((what, mode, writers): Cell) -> String {
+    format!("{},{},{writers}", what.name(), mode_name(mode))
+}
+
+/// The cells of a run, in the order they run and are reported: the writes
+/// by mode, writer count and what; then the reads by mode, idle and under
+/// the largest writer count.
+fn cells(args: &PutsArgs) -> Vec<Cell> {
+    let writers: Vec<usize> =
+        if args.writers.is_empty() { vec![1, 16, 64] } else { args.writers.iter().map(|&w| w.into()).collect() };
+    let modes: Vec<Mode> =
+        if args.modes.is_empty() { vec![Mode::Always, Mode::Periodic, Mode::Never] } else { args.modes.clone() };
+    let chosen: Vec<What> =
+        if args.what.is_empty() { vec![What::Put, What::Batch, What::Journal, What::Reads] } else { args.what.clone() };
+    let mut writes: Vec<What> = What::WRITES.into_iter().filter(|w| chosen.contains(w)).collect();
+    if !writes.is_empty() && !args.no_log {
+        writes.push(What::LogAppend);
+    }
+    let mut cells: Vec<Cell> = modes
+        .iter()
+        .flat_map(|&m| writers.iter().flat_map(|&n| writes.iter().map(move |&w| (w, m, n))).collect::<Vec<_>>())
+        .collect();
+    if chosen.contains(&What::Reads) {
+        let loaded = writers.iter().copied().max().unwrap_or(64);
+        cells.extend(modes.iter().flat_map(|&m| [(What::Reads, m, 0), (What::Reads, m, loaded)]));
+    }
+    cells
+}
+
 pub fn run(args: &PutsArgs) -> Result<()> {
     if let Some(cell) = &args.cell {
         let mut parts = cell.split(',');
         let (what, mode, writers) = (parts.next(), parts.next(), parts.next());
-        let what = what.and_then(What::parse).ok_or("--cell: what is put or log-append")?;
+        let what = what.and_then(What::parse).ok_or("--cell: what is put, batch, journal, log-append or reads")?;
         let mode = mode.and_then(parse_mode).ok_or("--cell: an fsync mode")?;
         let writers: usize = writers.and_then(|w| w.parse().ok()).ok_or("--cell: a writer count")?;
         let result = measure(args, what, mode, writers)?;
         println!("{}", result.json());
         return Ok(());
     }
-    let writers: Vec<usize> =
-        if args.writers.is_empty() { vec![1, 16, 64] } else { args.writers.iter().map(|&w| w.into()).collect() };
-    let modes: Vec<Mode> =
-        if args.modes.is_empty() { vec![Mode::Always, Mode::Periodic, Mode::Never] } else { args.modes.clone() };
-    let mut whats = vec![What::Put];
-    if !args.no_log {
-        whats.push(What::LogAppend);
-    }
-    // (what, mode, writers) -> runs of this build, and of the other.
-    let cells: Vec<(What, Mode, usize)> = modes
-        .iter()
-        .flat_map(|&m| writers.iter().flat_map(move |&w| [(What::Put, m, w), (What::LogAppend, m, w)]))
-        .collect();
-    let cells: Vec<_> = cells.into_iter().filter(|c| whats.contains(&c.0)).collect();
+    let cells = cells(args);
+    // Runs of each cell: of this build, and of the other.
     let mut this: Vec<Vec<Run>> = vec![Vec::new(); cells.len()];
     let mut other: Vec<Vec<Run>> = vec![Vec::new(); cells.len()];
     for rep in 0..args.reps {
@@ -154,7 +236,8 @@ pub fn run(args: &PutsArgs) -> Result<()> {
                     other[i].push(measure_other(path, args, what, mode, writers)?);
                 }
             }
-            this[i].push(measure(args, what, mode, writers)?);
+            let run = measure(args, what, mode, writers);
+            this[i].push(run.map_err(|e| format!("{}: {e}", cell_name((what, mode, writers))))?);
             if !other_first {
                 if let Some(path) = &args.compare_with {
                     other[i].push(measure_other(path, args, what, mode, writers)?);
@@ -177,66 +260,135 @@ fn ratio(a: &[Run], b: &[Run], field: impl Fn(&Run) -> f64) -> f64 {
     median(a.iter().zip(b).map(|(a, b)| field(a) / field(b)))
 }
 
-fn report(args: &PutsArgs, cells: &[(What, Mode, usize)], this: &[Vec<Run>], other: &[Vec<Run>]) -> Result<()> {
+/// The median rate and latencies of runs, as table columns and as JSON
+/// fields (`prefix` names the build: "" for this one, "other_" for the
+/// other); latencies with `decimals` decimals.
+fn figures(runs: &[Run], prefix: &str, decimals: usize, row: &mut serde_json::Value) -> String {
+    let (ops, p50, p99, p999) =
+        (med(runs, |r| r.ops_per_sec), med(runs, |r| r.p50_us), med(runs, |r| r.p99_us), med(runs, |r| r.p999_us));
+    row[format!("{prefix}ops_per_sec")] = ops.into();
+    row[format!("{prefix}p50_us")] = p50.into();
+    row[format!("{prefix}p99_us")] = p99.into();
+    row[format!("{prefix}p999_us")] = p999.into();
+    format!("{ops:>12.0} {p50:>9.decimals$} {p99:>9.decimals$} {p999:>9.decimals$}")
+}
+
+/// "-" for a ratio that was not measured.
+fn times(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.2}x"))
+}
+
+/// A row of a table: its leading columns (the cell and this build's
+/// figures), its trailing ones (the other build's, if comparing), and its
+/// JSON object.
+fn row(
+    args: &PutsArgs,
+    (what, mode, writers): Cell,
+    this: &[Run],
+    other: &[Run],
+) -> (String, String, serde_json::Value) {
+    // Gets take well under a microsecond: one more decimal.
+    let d = if what == What::Reads { 2 } else { 1 };
+    let mut row =
+        serde_json::json!({ "label": args.label, "what": what.name(), "mode": mode_name(mode), "writers": writers });
+    let line = format!("{:<9} {:>7} {:<10} {}", mode_name(mode), writers, what.name(), figures(this, "", d, &mut row));
+    let mut tail = String::new();
+    if args.compare_with.is_some() {
+        row["other_label"] = args.other_label.clone().into();
+        figures(other, "other_", d, &mut row);
+        let vs = ratio(this, other, |r| r.ops_per_sec);
+        row["vs_other"] = vs.into();
+        tail = format!(" {:>12.0} {:>9.d$} {vs:>8.2}x", med(other, |r| r.ops_per_sec), med(other, |r| r.p99_us));
+    }
+    (line, tail, row)
+}
+
+fn report(args: &PutsArgs, cells: &[Cell], this: &[Vec<Run>], other: &[Vec<Run>]) -> Result<()> {
     let comparing = args.compare_with.is_some();
-    let find = |what: What, mode: Mode, writers: usize| cells.iter().position(|&c| c == (what, mode, writers));
-    println!(
-        "store puts ({} B keys, {} B values, distinct keys), {} reps of {:.1} s, medians",
-        args.key_bytes, args.value_bytes, args.reps, args.run_secs
-    );
-    let mut header = format!("{:<9} {:>7} {:>12} {:>9} {:>9}", "mode", "writers", "puts/s", "p50 us", "p99 us");
-    if !args.no_log {
-        header += &format!(" {:>13} {:>11}", "log appends/s", "put vs log");
-    }
-    if comparing {
-        header += &format!(" {:>12} {:>9} {:>13}", format!("{} puts/s", args.other_label), "p99 us", "vs other");
-        if !args.no_log {
-            header += &format!(" {:>16} {:>13}", format!("{} log/s", args.other_label), "log vs other");
-        }
-    }
-    println!("{header}");
-    let mut json = Vec::new();
-    for (i, &(what, mode, writers)) in cells.iter().enumerate() {
-        if what != What::Put {
-            continue;
-        }
-        let runs = &this[i];
-        let mut line = format!(
-            "{:<9} {:>7} {:>12.0} {:>9.1} {:>9.1}",
-            mode_name(mode),
-            writers,
-            med(runs, |r| r.ops_per_sec),
-            med(runs, |r| r.p50_us),
-            med(runs, |r| r.p99_us)
-        );
-        let mut row = serde_json::json!({
-            "label": args.label, "mode": mode_name(mode), "writers": writers,
-            "puts_per_sec": med(runs, |r| r.ops_per_sec), "p50_us": med(runs, |r| r.p50_us),
-            "p99_us": med(runs, |r| r.p99_us),
-        });
-        if let Some(log) = find(What::LogAppend, mode, writers) {
-            let put_vs_log = ratio(runs, &this[log], |r| r.ops_per_sec);
-            line += &format!(" {:>13.0} {:>10.2}x", med(&this[log], |r| r.ops_per_sec), put_vs_log);
-            row["log_appends_per_sec"] = med(&this[log], |r| r.ops_per_sec).into();
-            row["put_vs_log"] = put_vs_log.into();
-        }
+    let find = |cell: Cell| cells.iter().position(|&c| c == cell);
+    let other_header = |ops: &str| {
         if comparing {
-            let o = &other[i];
-            let vs = ratio(runs, o, |r| r.ops_per_sec);
-            line += &format!(" {:>12.0} {:>9.1} {:>12.2}x", med(o, |r| r.ops_per_sec), med(o, |r| r.p99_us), vs);
-            row["other_label"] = args.other_label.clone().into();
-            row["other_puts_per_sec"] = med(o, |r| r.ops_per_sec).into();
-            row["other_p99_us"] = med(o, |r| r.p99_us).into();
-            row["vs_other"] = vs.into();
-            if let Some(log) = find(What::LogAppend, mode, writers) {
-                let log_vs = ratio(&this[log], &other[log], |r| r.ops_per_sec);
-                line += &format!(" {:>16.0} {:>12.2}x", med(&other[log], |r| r.ops_per_sec), log_vs);
-                row["other_log_appends_per_sec"] = med(&other[log], |r| r.ops_per_sec).into();
-                row["log_vs_other"] = log_vs.into();
-            }
+            format!(" {:>12} {:>9} {:>9}", format!("{} {ops}", args.other_label), "p99 us", "vs other")
+        } else {
+            String::new()
         }
-        println!("{line}");
-        json.push(row);
+    };
+    let mut json = Vec::new();
+
+    if cells.iter().any(|c| c.0 != What::Reads) {
+        println!(
+            "writes ({} B keys, {} B values, distinct keys; a batch is {BATCH_PUTS} puts, a journal entry one SET), \
+             {} reps of {:.1} s, medians",
+            args.key_bytes, args.value_bytes, args.reps, args.run_secs
+        );
+        println!("records/s counts a batch's puts; vs log: records/s over the log's appends/s in the same repetition");
+        println!(
+            "{:<9} {:>7} {:<10} {:>12} {:>9} {:>9} {:>9} {:>12} {:>8}{}",
+            "mode",
+            "writers",
+            "what",
+            "ops/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "records/s",
+            "vs log",
+            other_header("ops/s")
+        );
+        for (i, &(what, mode, writers)) in cells.iter().enumerate() {
+            if what == What::Reads {
+                continue;
+            }
+            let records = med(&this[i], |r| r.ops_per_sec) * what.records_per_op();
+            let log = find((What::LogAppend, mode, writers)).filter(|_| what != What::LogAppend);
+            let vs_log = log.map(|log| ratio(&this[i], &this[log], |r| r.ops_per_sec) * what.records_per_op());
+            let (line, tail, mut row) = row(args, cells[i], &this[i], &other[i]);
+            row["records_per_sec"] = records.into();
+            if let Some(vs_log) = vs_log {
+                row["vs_log"] = vs_log.into();
+            }
+            println!("{line} {records:>12.0} {:>8}{tail}", times(vs_log));
+            json.push(row);
+        }
+    }
+
+    if cells.iter().any(|c| c.0 == What::Reads) {
+        if !json.is_empty() {
+            println!();
+        }
+        println!(
+            "reads: {READERS} readers get random keys among {} preloaded, beside writers putting new keys, \
+             {} reps of {:.1} s, medians",
+            args.read_keys, args.reps, args.run_secs
+        );
+        println!("vs idle: gets/s over gets/s with no writer in the same repetition");
+        println!(
+            "{:<9} {:>7} {:<10} {:>12} {:>9} {:>9} {:>9} {:>8}{}",
+            "mode",
+            "writers",
+            "what",
+            "gets/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "vs idle",
+            other_header("gets/s")
+        );
+        for (i, &(what, mode, writers)) in cells.iter().enumerate() {
+            if what != What::Reads {
+                continue;
+            }
+            let idle = find((What::Reads, mode, 0)).filter(|_| writers > 0);
+            let vs_idle = idle.map(|idle| ratio(&this[i], &this[idle], |r| r.ops_per_sec));
+            let (line, tail, mut row) = row(args, cells[i], &this[i], &other[i]);
+            if let Some(vs_idle) = vs_idle {
+                row["vs_idle"] = vs_idle.into();
+            }
+            row["readers"] = READERS.into();
+            row["read_keys"] = args.read_keys.into();
+            println!("{line} {:>8}{tail}", times(vs_idle));
+            json.push(row);
+        }
     }
     if let Some(path) = &args.json {
         let mut out = std::fs::File::create(path)?;
@@ -252,18 +404,22 @@ fn measure_other(path: &Path, args: &PutsArgs, what: What, mode: Mode, writers: 
     let output = Command::new(path)
         .arg("bench-puts")
         .arg("--cell")
-        .arg(format!("{},{},{writers}", what.name(), mode_name(mode)))
+        .arg(cell_name((what, mode, writers)))
         .arg("--run-secs")
         .arg(args.run_secs.to_string())
         .arg("--key-bytes")
         .arg(args.key_bytes.to_string())
         .arg("--value-bytes")
         .arg(args.value_bytes.to_string())
+        .args(if what == What::Reads { vec!["--read-keys".to_string(), args.read_keys.to_string()] } else { vec![] })
         .arg("--dir")
         .arg(&args.dir)
         .output()?;
     if !output.status.success() {
-        return Err(format!("{}: {}", path.display(), String::from_utf8_lossy(&output.stderr)).into());
+        let cell = cell_name((what, mode, writers));
+        return Err(
+            format!("{}, {cell}: {}", path.display(), String::from_utf8_lossy(&output.stderr).trim_end()).into()
+        );
     }
     let text = String::from_utf8_lossy(&output.stdout);
     Run::from_json(text.lines().last().unwrap_or_default())
@@ -276,6 +432,25 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         drop(std::fs::remove_dir_all(&self.0));
     }
+}
+
+/// Sets the flag when dropped, so background threads stop even if the
+/// measurement beside them fails or panics (a scope would wait for them).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Store options for `mode`, without automatic snapshots (a snapshot taken
+/// in the middle of a run would be measured as the writes' latency).
+fn store_options(mode: Mode) -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.engine.wal = WalOptions { fsync: mode.fsync(), ..Default::default() };
+    options.engine.snapshots = SnapshotOptions::manual();
+    options
 }
 
 /// One run of one cell in this build.
@@ -293,28 +468,117 @@ fn measure(args: &PutsArgs, what: What, mode: Mode, writers: usize) -> Result<Ru
         key.resize(key_bytes, b'k');
         key
     };
-    let wal_options = WalOptions { fsync: mode.fsync(), ..Default::default() };
     let run_for = Duration::from_secs_f64(args.run_secs);
     match what {
         What::Put => {
-            let mut options = StoreOptions::default();
-            options.engine.wal = wal_options;
-            options.engine.snapshots =
-                SnapshotOptions { every_commits: None, every_bytes: None, every: None, ..Default::default() };
-            let store = Store::open(&dir.0, options)?;
+            let store = Store::open(&dir.0, store_options(mode))?;
             let result = drive(writers, run_for, |w, i| store.put(&key(w, i), &value).map(drop).map_err(Into::into));
             store.close()?;
+            result
+        }
+        What::Batch => {
+            let store = Store::open(&dir.0, store_options(mode))?;
+            let result = drive(writers, run_for, |w, i| {
+                let mut batch = WriteBatch::default();
+                for j in 0..BATCH_PUTS {
+                    batch.put(&key(w, i * BATCH_PUTS + j), &value);
+                }
+                store.write(&batch).map(drop).map_err(Into::into)
+            });
+            store.close()?;
+            result
+        }
+        What::Journal => {
+            let mut options = JournalOptions::default();
+            options.engine.wal.fsync = mode.fsync();
+            options.engine.snapshots = SnapshotOptions::manual();
+            let journal = DurableJournal::open(&dir.0, options)?;
+            // A SET of a bytes value as long as a put's, one address per
+            // writer; made inside the timed call, as an application would.
+            let addresses: Vec<String> = (0..writers).map(|w| format!("/bench/w{w}")).collect();
+            let result = drive(writers, run_for, |w, _| {
+                let entry = NewEntry::set("bench", &addresses[w], Value::Bytes(value.clone()));
+                journal.append(entry).map(drop).map_err(Into::into)
+            });
+            journal.close()?;
             result
         }
         What::LogAppend => {
             // A record as long as a put's (key, value, writer id, time and framing).
             let record = vec![0xa5; key_bytes + args.value_bytes + 32];
-            let wal = Wal::open(dir.0.join("wal"), wal_options)?;
+            let wal = Wal::open(dir.0.join("wal"), WalOptions { fsync: mode.fsync(), ..Default::default() })?;
             let result = drive(writers, run_for, |_, _| wal.append(&record).map(drop).map_err(Into::into));
             wal.close()?;
             result
         }
+        What::Reads => {
+            let store = Store::open(&dir.0, store_options(mode))?;
+            // Writer 0's keys are the preloaded ones; writer w + 1 puts new keys.
+            let keys: Vec<Vec<u8>> = (0..args.read_keys).map(|i| key(0, i)).collect();
+            for chunk in keys.chunks(PRELOAD_BATCH_PUTS) {
+                let mut batch = WriteBatch::default();
+                for k in chunk {
+                    batch.put(k, &value);
+                }
+                store.write(&batch)?;
+            }
+            let result = beside_writers(
+                writers,
+                |w, i| store.put(&key(w + 1, i), &value).map(drop).map_err(Into::into),
+                || {
+                    drive(READERS, run_for, |r, i| {
+                        let k = &keys[pick(r, i, keys.len())];
+                        store.get(k).map(drop).ok_or_else(|| format!("a preloaded key is missing: {k:?}").into())
+                    })
+                },
+            );
+            store.close()?;
+            result
+        }
     }
+}
+
+/// Runs `measure` while `writers` threads call `op(writer, i)` in a loop;
+/// the writers start before it and stop after it.
+fn beside_writers(
+    writers: usize,
+    op: impl Fn(usize, u64) -> Result<()> + Sync,
+    measure: impl FnOnce() -> Result<Run>,
+) -> Result<Run> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let (stop, op) = (&stop, &op);
+                scope.spawn(move || -> Result<()> {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        op(w, i)?;
+                        i += 1;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let stopper = StopOnDrop(&stop);
+        let run = measure();
+        drop(stopper);
+        for t in threads {
+            t.join().expect("a writer thread panicked")?;
+        }
+        run
+    })
+}
+
+/// A pseudo-random index below `n` for reader `reader`'s `i`th get,
+/// deterministic and a few cycles: the counter spread by an odd
+/// multiplier, then three xorshift steps.
+fn pick(reader: usize, i: u64, n: usize) -> usize {
+    let mut x = (i ^ ((reader as u64) << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x % n as u64) as usize
 }
 
 /// `writers` threads call `op(writer, i)` for `run_for`; returns the rate
@@ -353,5 +617,5 @@ fn drive(writers: usize, run_for: Duration, op: impl Fn(usize, u64) -> Result<()
     }
     let ops = all.len() as f64;
     let p = Percentiles::of(&mut all);
-    Ok(Run { ops_per_sec: ops / secs, p50_us: p.p50_us, p99_us: p.p99_us })
+    Ok(Run { ops_per_sec: ops / secs, p50_us: p.p50_us, p99_us: p.p99_us, p999_us: p.p999_us })
 }
