@@ -834,20 +834,41 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             return;
         }
         let anchor = folder.anchor.clone();
-        for (lsn, payload) in anchor.walk(folder.lsn.next(), acknowledged) {
-            debug_assert_eq!(lsn, folder.lsn.next(), "records are applied in LSN order");
-            if let Err(e) = folder.machine.apply(lsn, payload) {
-                folder.failed = true;
-                let e = Error::Apply { lsn, reason: e.to_string() };
-                // The log holds a record the state cannot take: no commit
-                // after it can be applied either. Readers keep the state
-                // before it; reopening reports it (the log is intact).
-                log::error!("walden: {e}; the engine takes no more commits");
-                let _ = self.broken.set(Arc::new(e));
-                break;
+        let failure = if S::READS_RECENT {
+            // Its apply cannot fail for a checked record, so the records go
+            // as one batch (the store merges them into its tree in key
+            // order, each leaf rewritten once).
+            let records: Vec<(Lsn, &[u8])> = anchor.walk(folder.lsn.next(), acknowledged).collect();
+            debug_assert!(records.iter().zip(folder.lsn.0 + 1..).all(|(r, lsn)| r.0 .0 == lsn), "gap-free");
+            match folder.machine.apply_batch(&records) {
+                Ok(()) => {
+                    folder.lsn = records.last().map_or(folder.lsn, |r| r.0);
+                    folder.bytes += records.iter().map(|r| r.1.len() as u64).sum::<u64>();
+                    None
+                }
+                Err(e) => Some(Error::Apply { lsn: records[0].0, reason: e.to_string() }),
             }
-            folder.lsn = lsn;
-            folder.bytes += payload.len() as u64;
+        } else {
+            let mut failure = None;
+            for (lsn, payload) in anchor.walk(folder.lsn.next(), acknowledged) {
+                debug_assert_eq!(lsn, folder.lsn.next(), "records are applied in LSN order");
+                if let Err(e) = folder.machine.apply(lsn, payload) {
+                    failure = Some(Error::Apply { lsn, reason: e.to_string() });
+                    break;
+                }
+                folder.lsn = lsn;
+                folder.bytes += payload.len() as u64;
+            }
+            failure
+        };
+        if let Some(e) = failure {
+            // The log holds a record the state cannot take: no commit after
+            // it can be applied either. Readers keep the state before it (a
+            // batch that failed is not applied at all); reopening reports it
+            // (the log is intact).
+            folder.failed = true;
+            log::error!("walden: {e}; the engine takes no more commits");
+            let _ = self.broken.set(Arc::new(e));
         }
         debug_assert!(folder.failed || folder.lsn == acknowledged, "every acknowledged record is in the chain");
         folder.anchor = anchor.seek(folder.lsn.next());

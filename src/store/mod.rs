@@ -469,32 +469,36 @@ impl<V: Vfs> Store<V> {
         with_encoded(&op, |record| self.engine.commit_pipelined(record))
     }
 
-    /// Applies a batch atomically; returns the LSN of its last record.
+    /// Applies a batch atomically; returns the LSN of its last record once
+    /// it is acknowledged and visible. Takes the blocking commit path, as
+    /// [`Store::put`] does (in `Periodic` and `Never` the writer writes its
+    /// own batch).
     pub fn write(&self, batch: &WriteBatch) -> Result<Lsn> {
-        self.write_pipelined(batch)?.wait()
+        self.engine.commit_batch(&self.encode_batch(batch)?)
     }
 
     /// [`Store::write`] without waiting, as [`Store::put_pipelined`].
     pub fn write_pipelined(&self, batch: &WriteBatch) -> Result<CommitTicket<KvState, V>> {
+        self.engine.commit_batch_pipelined(&self.encode_batch(batch)?)
+    }
+
+    /// The log records of a batch's operations, all with one timestamp.
+    fn encode_batch(&self, batch: &WriteBatch) -> Result<Vec<Vec<u8>>> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
         let timestamp_us = now_unix_us();
         let writer = self.writer.as_str();
-        let records: Vec<Vec<u8>> = batch
-            .ops
-            .iter()
-            .map(|(key, value)| {
-                let op = match value {
-                    Some(value) => Op::Put { key, value, writer, timestamp_us },
-                    None => Op::Delete { key, writer, timestamp_us },
-                };
-                let mut record = Vec::new();
-                codec::encode_op(&mut record, &op);
-                record
-            })
-            .collect();
-        self.engine.commit_batch_pipelined(&records)
+        let records = batch.ops.iter().map(|(key, value)| {
+            let op = match value {
+                Some(value) => Op::Put { key, value, writer, timestamp_us },
+                None => Op::Delete { key, writer, timestamp_us },
+            };
+            let mut record = Vec::new();
+            codec::encode_op(&mut record, &op);
+            record
+        });
+        Ok(records.collect())
     }
 
     /// The entry of `key` now (a clone: values are shared, not copied).
