@@ -81,6 +81,16 @@ pub enum Error {
     /// An option or argument is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A record asked for is no longer in the log: the segments holding it
+    /// were removed (`Wal::truncate_before`, compaction). Start again from
+    /// `oldest`, or from a snapshot that covers the records before it.
+    #[error("LSN {lsn} is no longer in the log (compacted): the oldest LSN it holds is {oldest}")]
+    Compacted {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The oldest LSN the log still holds.
+        oldest: Lsn,
+    },
     /// The state machine cannot apply a record the log holds (written by
     /// another program, or by a state machine whose rules have changed).
     /// The log itself is intact; `walden recover` says what can be done.
@@ -206,7 +216,9 @@ impl Error {
             | Error::BadSnapshot { .. }
             | Error::BadBackup { .. }
             | Error::Apply { .. } => ErrorClass::Damage,
-            Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) => ErrorClass::Usage,
+            Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) | Error::Compacted { .. } => {
+                ErrorClass::Usage
+            }
         }
     }
 
@@ -219,7 +231,11 @@ impl Error {
             | Error::BadSnapshot { file, .. }
             | Error::BadBackup { file, .. } => Some(file),
             Error::Poisoned(first) => first.file(),
-            Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) | Error::Apply { .. } => None,
+            Error::RecordTooLarge { .. }
+            | Error::Closed
+            | Error::InvalidArgument(_)
+            | Error::Apply { .. }
+            | Error::Compacted { .. } => None,
         }
     }
 

@@ -29,6 +29,7 @@ const ADMIN_LAYERS: &[(&str, &[&str])] = &[
     ("range", &["log"]),
     ("examine", &["log", "snapshots"]),
     ("dump", &["log", "range", "store_view"]),
+    ("follow", &["range"]),
     ("journal", &["log", "range", "store_view"]),
     ("recover", &["journal", "log", "range", "snapshots", "store_view"]),
     ("repair", &["examine", "log", "range", "recover", "snapshots"]),

@@ -7,6 +7,7 @@
 //! - `examine.rs`: both together, with one health verdict ([`Examination`]),
 //!   for `inspect`, `verify` and `stats`.
 //! - `dump.rs`: the records in a range, by LSN or by time.
+//! - `follow.rs`: a log another process writes, followed like `tail -f`.
 //! - `journal.rs`: a journal's records for `dump` (pattern and type
 //!   filters), and compaction by age: planned read-only, applied by the
 //!   journal's own compaction.
@@ -32,6 +33,7 @@
 
 mod dump;
 mod examine;
+mod follow;
 mod journal;
 mod log;
 mod range;
@@ -42,6 +44,7 @@ mod store_view;
 
 pub use dump::dump;
 pub use examine::{examine, Examination, Health, LogStats};
+pub use follow::{follow_dir, FollowEvent, FollowOptions, FollowSummary, RECENT_CHECKED};
 pub use journal::{
     apply_journal_compact, dump_journal, journal_record, journal_summary, log_content, plan_journal_compact,
     JournalCompactPlan, JournalDumpRecord, JournalEntryView, JournalFilter, JournalRecord, JournalSummary, LogContent,

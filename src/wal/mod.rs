@@ -5,7 +5,9 @@
 //! - `writer.rs`: staging, the write and sync leaders, the background thread.
 //! - `recovery.rs`: what opening an existing log does with what it finds.
 //! - `reader.rs`: reading records back.
+//! - `follow.rs`: following the log as it is acknowledged ([`Follower`]).
 
+mod follow;
 mod options;
 mod reader;
 pub(crate) mod recovery;
@@ -13,6 +15,7 @@ pub(crate) mod segment;
 mod tail;
 mod writer;
 
+pub use follow::Follower;
 pub use options::{FsyncMode, Preallocate, RecoveryMode, WalOptions};
 pub use reader::{ReadPosition, Record, WalReader};
 pub use recovery::{Cut, WalRecoveryReport};
@@ -152,6 +155,7 @@ impl<V: Vfs> Wal<V> {
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
             group_filled: Condvar::new(),
+            followed: Condvar::new(),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
             acknowledged_lsn: AtomicU64::new(last_lsn.0),
@@ -410,28 +414,26 @@ impl<V: Vfs> Wal<V> {
         WalReader::at(segments, at, upto.min(last))
     }
 
+    /// Every acknowledged record from `from` on, in LSN order: those the
+    /// log holds, then each new one as it is acknowledged in the fsync
+    /// mode's terms (see [`Follower`]). `from` may be past the end (the
+    /// follower waits for it); older than [`Wal::first_lsn`] it is
+    /// [`Error::Compacted`], which names the oldest LSN held.
+    pub fn follow(&self, from: Lsn) -> Result<Follower<V>> {
+        if from == Lsn::ZERO {
+            return Err(Error::InvalidArgument(format!("LSN 0 names no record: follow from LSN {}", Lsn::FIRST)));
+        }
+        let oldest = self.first_lsn();
+        if from < oldest {
+            return Err(Error::Compacted { lsn: from, oldest });
+        }
+        Ok(Follower::new(self.shared.clone(), from))
+    }
+
     /// The segments a reader may map, with their readable lengths, and the
     /// last LSN written.
     pub(crate) fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
-        let (upto, active_first, active_end) = {
-            let st = self.shared.state.lock();
-            (st.written, st.active_first_lsn, st.active_end)
-        };
-        let segments = self.shared.segments.lock();
-        let mut readable = Vec::with_capacity(segments.len());
-        for segment in segments.iter() {
-            let first = segment.header.first_lsn;
-            if first > active_first {
-                break;
-            }
-            let len = if first == active_first {
-                active_end
-            } else {
-                segment.sealed.expect("segments before the active one are sealed").0
-            };
-            readable.push((segment.clone(), len));
-        }
-        (readable, upto)
+        readable_segments(&self.shared)
     }
 
     /// The log's id: random at creation, the same in every segment header.
@@ -494,6 +496,30 @@ impl<V: Vfs> Wal<V> {
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
+}
+
+/// The segments a reader of `shared`'s log may map, with their readable
+/// lengths, and the last LSN written (a [`Wal`]'s, or a [`Follower`]'s).
+pub(crate) fn readable_segments<V: Vfs>(shared: &Shared<V>) -> (Readable<V::File>, Lsn) {
+    let (upto, active_first, active_end) = {
+        let st = shared.state.lock();
+        (st.written, st.active_first_lsn, st.active_end)
+    };
+    let segments = shared.segments.lock();
+    let mut readable = Vec::with_capacity(segments.len());
+    for segment in segments.iter() {
+        let first = segment.header.first_lsn;
+        if first > active_first {
+            break;
+        }
+        let len = if first == active_first {
+            active_end
+        } else {
+            segment.sealed.expect("segments before the active one are sealed").0
+        };
+        readable.push((segment.clone(), len));
+    }
+    (readable, upto)
 }
 
 /// Creates `dir` if needed and takes the log's lock (`dir/LOCK`), before

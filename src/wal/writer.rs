@@ -115,8 +115,17 @@ pub(crate) struct State<F> {
     /// The highest LSN a waiting task needs acknowledged; the timer thread
     /// leads rounds until it is (tasks never lead a round themselves).
     demand: Lsn,
-    /// Ids for waiting futures (`Wake::Task`).
+    /// Ids for waiting futures (`Wake::Task`), and for waiting followers' tasks.
     next_task_id: u64,
+    /// Followers (`follow.rs`) waiting for the acknowledged LSN to reach
+    /// their next record: how many threads sleep on `Shared::followed`, and
+    /// the tasks' wakers with the LSN each waits for. Apart from `waiters`
+    /// because a follower never leads a round and may wait for an LSN not
+    /// yet assigned.
+    follow_threads: usize,
+    follow_tasks: Vec<(u64, Lsn, Waker)>,
+    /// The acknowledged LSN the sleeping follower threads were last woken for.
+    follow_notified: Lsn,
     /// How many records the next fdatasync should carry: as many as were
     /// waiting when the last one returned (those it synced plus those that
     /// arrived meanwhile), so every writer that keeps appending rides in
@@ -148,6 +157,18 @@ pub(crate) struct State<F> {
     /// engine started one: appends that carry their payloads are linked
     /// after it as they get their LSNs.
     chain_tail: Option<Arc<Chained>>,
+}
+
+/// What a follower waiting for an LSN found (see [`Shared::wait_followed`]).
+pub(crate) enum Followed {
+    /// The LSN is acknowledged: read it.
+    Ready,
+    /// The log is poisoned: nothing past what it acknowledged ever will be.
+    Poisoned(Arc<Error>),
+    /// The log was closed or dropped: nothing more will be appended.
+    Ended,
+    /// The deadline passed first.
+    TimedOut,
 }
 
 /// Records reserved and encoded by [`Shared::reserve_direct`], to be
@@ -193,6 +214,9 @@ pub(crate) struct Shared<V: Vfs> {
     pub leader_wake: Condvar,
     /// A sync leader waiting for its group to fill sleeps here.
     pub group_filled: Condvar,
+    /// Follower threads (`follow.rs`) sleep here: signalled by `wake` when
+    /// the acknowledged LSN advanced and one sleeps, and at shutdown.
+    pub followed: Condvar,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
@@ -234,6 +258,9 @@ impl<F> State<F> {
             waiters: Vec::new(),
             demand: last_lsn,
             next_task_id: 0,
+            follow_threads: 0,
+            follow_tasks: Vec::new(),
+            follow_notified: last_lsn,
             group_target: 0,
             filling: false,
             fsync_average_us: 0,
@@ -616,6 +643,7 @@ impl<V: Vfs> Shared<V> {
             }
         }
         let mut woken = Vec::new(); // allocates only if someone is woken
+        self.wake_followers(st, &mut woken);
         let mut at = 0;
         while at < st.waiters.len() {
             if covered(&st.waiters[at]) {
@@ -626,6 +654,101 @@ impl<V: Vfs> Shared<V> {
         }
         if !woken.is_empty() {
             MutexGuard::unlocked(st, || woken.into_iter().for_each(Wake::wake));
+        }
+    }
+
+    /// The followers' part of `wake`: signals the sleeping follower threads
+    /// if the acknowledged LSN advanced since they were last signalled, and
+    /// moves the waker of each task whose LSN is now acknowledged into
+    /// `woken` (woken with `state` released). With no follower this is two
+    /// comparisons.
+    fn wake_followers(&self, st: &mut State<V::File>, woken: &mut Vec<Wake>) {
+        let acknowledged = self.acknowledged(st);
+        let ended = st.poisoned.is_some() || st.closed || st.shutdown;
+        if st.follow_threads > 0 && (acknowledged > st.follow_notified || ended) {
+            st.follow_notified = acknowledged;
+            self.followed.notify_all();
+        }
+        if !st.follow_tasks.is_empty() {
+            let mut at = 0;
+            while at < st.follow_tasks.len() {
+                if ended || st.follow_tasks[at].1 <= acknowledged {
+                    let (id, _, waker) = st.follow_tasks.swap_remove(at);
+                    woken.push(Wake::Task { id, waker });
+                } else {
+                    at += 1;
+                }
+            }
+        }
+    }
+
+    /// For a follower thread: blocks until the acknowledged LSN reaches
+    /// `lsn` (an LSN perhaps not yet assigned), the log ends (poisoned,
+    /// closed or dropped), or `deadline` passes. Never leads a round: a
+    /// follower waits for the appenders' acknowledgements, it causes none.
+    pub fn wait_followed(&self, lsn: Lsn, deadline: Option<Instant>) -> Followed {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(outcome) = self.followed_now(&st, lsn) {
+                return outcome;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Followed::TimedOut;
+            }
+            st.follow_threads += 1;
+            match deadline {
+                Some(deadline) => drop(self.followed.wait_until(&mut st, deadline)),
+                None => self.followed.wait(&mut st),
+            }
+            st.follow_threads -= 1;
+        }
+    }
+
+    /// For a follower's task: `Ready` as [`Shared::wait_followed`] would
+    /// return, or registers `waker` (replacing the one `id` registered) to
+    /// be woken when the acknowledged LSN reaches `lsn` or the log ends.
+    pub fn poll_followed(&self, lsn: Lsn, id: &mut Option<u64>, waker: &Waker) -> Poll<Followed> {
+        let mut st = self.state.lock();
+        if let Some(outcome) = self.followed_now(&st, lsn) {
+            self.forget_follower_task(&mut st, id);
+            return Poll::Ready(outcome);
+        }
+        let registered = id.and_then(|id| st.follow_tasks.iter().position(|(other, _, _)| *other == id));
+        match registered {
+            Some(at) => {
+                let entry = &mut st.follow_tasks[at];
+                entry.1 = lsn;
+                if !entry.2.will_wake(waker) {
+                    entry.2 = waker.clone();
+                }
+            }
+            None => {
+                let new_id = st.next_task_id;
+                st.next_task_id += 1;
+                *id = Some(new_id);
+                st.follow_tasks.push((new_id, lsn, waker.clone()));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// What a follower waiting for `lsn` finds now, if it need not wait.
+    fn followed_now(&self, st: &State<V::File>, lsn: Lsn) -> Option<Followed> {
+        if self.acknowledged(st) >= lsn {
+            Some(Followed::Ready)
+        } else if let Some(cause) = &st.poisoned {
+            Some(Followed::Poisoned(cause.clone()))
+        } else if st.closed || st.shutdown {
+            Some(Followed::Ended)
+        } else {
+            None
+        }
+    }
+
+    /// Removes a follower task's registration, if it has one.
+    pub fn forget_follower_task(&self, st: &mut State<V::File>, id: &mut Option<u64>) {
+        if let Some(id) = id.take() {
+            st.follow_tasks.retain(|(other, _, _)| *other != id);
         }
     }
 
@@ -1032,6 +1155,11 @@ impl<V: Vfs> Shared<V> {
         // Tasks still waiting poll again and find no timer thread to lead.
         for waiter in std::mem::take(&mut st.waiters) {
             waiter.wake.wake();
+        }
+        // Followers find the log ended once they have read what it acknowledged.
+        self.followed.notify_all();
+        for (_, _, waker) in std::mem::take(&mut st.follow_tasks) {
+            waker.wake();
         }
     }
 }

@@ -23,5 +23,6 @@ mod store_load;
 mod wal_async;
 mod wal_basics;
 mod wal_concurrency;
+mod wal_follow;
 mod wal_recovery;
 mod workspace_lean_dependencies;

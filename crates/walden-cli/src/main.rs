@@ -3,7 +3,8 @@
 //! `walden bench` compares walden's appends with the raw disk and with
 //! SQLite, side by side in one process; see docs/BENCHMARKS.md. The
 //! recovery commands (`inspect`, `verify`, `dump`, `recover`, `repair`,
-//! `snapshot`, `compact`, `stats`) are in `cli_admin.rs`.
+//! `snapshot`, `compact`, `stats`) are in `cli_admin.rs`; `walden follow`
+//! is in `cli_follow.rs`.
 
 mod backup_bench;
 mod bench;
@@ -12,6 +13,7 @@ mod chart;
 mod cli_admin;
 mod cli_backup;
 mod cli_exit;
+mod cli_follow;
 mod cli_progress;
 mod cli_render;
 mod engines;
@@ -65,6 +67,17 @@ enum Command {
     /// temporary name beside DEST, checks the result, then renames it into
     /// place. --to restores the state as of an LSN or a time.
     Restore(cli_backup::RestoreArgs),
+    /// Prints a log's records as they become readable, like `tail -f`, even while another process writes it.
+    ///
+    /// Read-only and without the directory's lock: segment files are opened
+    /// read-only and polled with pread every --poll-ms (5 ms by default). A
+    /// record is printed once its batch is complete and its checksum holds,
+    /// each LSN once: as "LSN<TAB>LENGTH<TAB>payload" (quoted, escaped text,
+    /// or hex: for bytes that are not UTF-8), or with --json one object a
+    /// line. If the writer restarts after a crash and an LSN already printed
+    /// comes back with other bytes, that is said on stderr. Stops on Ctrl-C
+    /// (SIGINT) or SIGTERM with exit code 0.
+    Follow(cli_follow::FollowArgs),
     /// Benchmarks `walden backup` of a data directory against `cp -r`, and an incremental backup.
     BenchBackup(backup_bench::BackupBenchArgs),
     /// Benchmarks store puts with 1, 16 and 64 writers in each fsync mode, next to the log's own appends.
@@ -80,6 +93,7 @@ fn main() -> ExitCode {
         Command::BenchJournal(args) => journal_bench::run(&args),
         Command::Backup(args) => return cli_backup::run_backup(&args),
         Command::Restore(args) => return cli_backup::run_restore(&args),
+        Command::Follow(args) => return cli_follow::run(&args),
         Command::BenchBackup(args) => backup_bench::run(&args),
         Command::BenchPuts(args) => puts_bench::run(&args),
     };

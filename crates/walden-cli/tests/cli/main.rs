@@ -10,5 +10,6 @@ mod common;
 mod cli_bench;
 mod cli_binary;
 mod cli_exit_codes;
+mod cli_follow;
 mod cli_journal;
 mod cli_library;
