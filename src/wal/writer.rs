@@ -519,6 +519,9 @@ impl<V: Vfs> Shared<V> {
         if Arc::get_mut(&mut buffer).is_none() {
             buffer = Arc::default(); // a helper still holds the last one
         }
+        // Allocated here, not under `state`: a malloc that waits (for an
+        // allocator's arena another thread holds) would hold every appender.
+        Arc::get_mut(&mut buffer).expect("the buffer is this thread's alone").reserve(frame_bytes);
         let mut st = self.state.lock();
         st.check_open()?;
         let must_roll =
@@ -591,19 +594,21 @@ impl<V: Vfs> Shared<V> {
 
     /// Writes every direct write reserved up to `lsn` that is not yet
     /// completed, whoever reserved it. Returns whether there was any.
+    /// One at a time, with no allocation under `state` (a malloc that
+    /// waits there would hold every appender): those reserved up to `lsn`
+    /// when the call began have LSNs up to it, later ones above it.
     fn help_direct_writes(&self, st: &mut MutexGuard<'_, State<V::File>>, lsn: Lsn) -> bool {
-        let behind: Vec<DirectWrite<V::File>> = st.direct.iter().take_while(|d| d.first <= lsn).cloned().collect();
-        if behind.is_empty() {
-            return false;
-        }
-        for DirectWrite { first, offset, bytes, file, .. } in behind {
+        let mut helped = Lsn::ZERO;
+        while let Some(write) = st.direct.iter().find(|d| d.first > helped && d.first <= lsn).cloned() {
+            let DirectWrite { first, offset, bytes, file, .. } = write;
             let result = MutexGuard::unlocked(st, || file.write_all_at(&bytes, offset));
             if result.is_ok() && st.direct.iter().any(|d| d.first == first) {
                 st.helped_writes += 1; // completed by this helper, not its owner
             }
             self.finish_direct(st, first, result);
+            helped = first;
         }
-        true
+        helped > Lsn::ZERO
     }
 
     /// Waits until `written` reaches `lsn`, writing the direct writes in
