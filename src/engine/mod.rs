@@ -761,6 +761,16 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     ) -> Result<CommitTicket<S, V>> {
         let ticket = self.wal.append_chained(payloads, node)?;
         let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
+        if S::READS_RECENT {
+            // Commits whose tickets are dropped never fold: whoever appends
+            // does, once many records wait (the chain holds them till then).
+            let base_lsn = self.published.load().lsn;
+            if self.wal.acknowledged_lsn().0.saturating_sub(base_lsn.0) >= READER_FOLDS_AT {
+                if let Some(mut folder) = self.folder.try_lock() {
+                    self.fold(&mut folder);
+                }
+            }
+        }
         Ok(CommitTicket { core: self.clone(), ticket, bytes })
     }
 
