@@ -54,6 +54,10 @@ thread_local! {
 /// An encode buffer grown past this is released after use.
 const ENCODE_BUFFER_KEPT_BYTES: usize = 1 << 20;
 
+/// Tries at the state's lock on the direct path before its slow path (a
+/// try and a pause each, a few microseconds in all).
+const DIRECT_SPINS: usize = 200;
+
 /// A thread or a task waiting until `written` (or, if `durable`, `synced`)
 /// reaches `lsn`.
 struct Waiter {
@@ -306,6 +310,20 @@ impl<F> State<F> {
 }
 
 impl<V: Vfs> Shared<V> {
+    /// `state` for the direct path, whose holds are short: spins (without
+    /// yielding the CPU) for a moment before the mutex's own slow path,
+    /// whose yields, with many appenders on few cores, can line them up
+    /// behind a holder that lost its CPU.
+    fn lock_state(&self) -> MutexGuard<'_, State<V::File>> {
+        for _ in 0..DIRECT_SPINS {
+            if let Some(st) = self.state.try_lock() {
+                return st;
+            }
+            std::hint::spin_loop();
+        }
+        self.state.lock()
+    }
+
     /// Assigns LSNs to `payloads` and encodes them as one atomic batch into
     /// the staging buffer. Returns the LSN of the last record. Waits while
     /// staging is full (back-pressure), leading a write if nobody is.
@@ -522,7 +540,7 @@ impl<V: Vfs> Shared<V> {
         // Allocated here, not under `state`: a malloc that waits (for an
         // allocator's arena another thread holds) would hold every appender.
         Arc::get_mut(&mut buffer).expect("the buffer is this thread's alone").reserve(frame_bytes);
-        let mut st = self.state.lock();
+        let mut st = self.lock_state();
         st.check_open()?;
         let must_roll =
             st.tail_end + frame_bytes as u64 > self.options.segment_bytes && st.tail_end > SEGMENT_HEADER_BYTES as u64;
@@ -560,7 +578,7 @@ impl<V: Vfs> Shared<V> {
     pub fn write_reserved(&self, reserved: Reserved<V::File>) -> Result<Lsn> {
         let DirectWrite { first, last, offset, bytes: buffer, file } = reserved.0;
         let result = file.write_all_at(&buffer, offset);
-        let mut st = self.state.lock();
+        let mut st = self.lock_state();
         st.inflight -= 1;
         self.finish_direct(&mut st, first, result);
         let outcome = self.help_until_written(st, last);
