@@ -67,6 +67,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An operation that needs a sound log found damage that only a
+    /// repair can clear (a torn tail to cut, a segment an open would
+    /// refuse): nothing was changed.
+    #[error("{file}: {what}; run `walden repair` first")]
+    NeedsRepair {
+        /// The damaged file.
+        file: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
     /// A record is larger than `max_record_bytes`.
     #[error("record of {len} bytes exceeds max_record_bytes = {max}")]
     RecordTooLarge {
@@ -215,6 +225,7 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::BadSnapshot { .. }
             | Error::BadBackup { .. }
+            | Error::NeedsRepair { .. }
             | Error::Apply { .. } => ErrorClass::Damage,
             Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) | Error::Compacted { .. } => {
                 ErrorClass::Usage
@@ -229,7 +240,8 @@ impl Error {
             Error::Corrupt { file, .. }
             | Error::Unsupported { file, .. }
             | Error::BadSnapshot { file, .. }
-            | Error::BadBackup { file, .. } => Some(file),
+            | Error::BadBackup { file, .. }
+            | Error::NeedsRepair { file, .. } => Some(file),
             Error::Poisoned(first) => first.file(),
             Error::RecordTooLarge { .. }
             | Error::Closed

@@ -301,11 +301,13 @@ pub fn create_snapshot<S: StateMachine, V: Vfs>(
     };
     let _lock = fs.lock_dir(&dir.log_dir).map_err(Error::io("lock", &dir.log_dir))?;
     let exam = examine(fs, dir, progress)?;
+    // Damage found (exit 1), not a usage error: the files are named.
     if let Some(r) = &exam.open_plan.refused {
-        return Err(Error::InvalidArgument(format!("the log needs repair first: {}: {}", r.file.display(), r.what)));
+        return Err(Error::NeedsRepair { file: r.file.clone(), what: r.what.to_string() });
     }
-    if !exam.open_plan.cuts.is_empty() {
-        return Err(Error::InvalidArgument("the log has a torn tail: run `walden repair` first".into()));
+    if let Some(cut) = exam.open_plan.cuts.first() {
+        let what = format!("a torn tail from offset {} (LSN {} on)", cut.offset, cut.lsn);
+        return Err(Error::NeedsRepair { file: cut.file.clone(), what });
     }
     let last = exam.open_plan.last_lsn;
     if last == Lsn::ZERO {

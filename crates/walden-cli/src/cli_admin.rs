@@ -612,13 +612,22 @@ fn snapshots_of(c: &Common) -> Result<admin::Examination, Failure> {
 
 fn export(e: ExportArgs, out: &mut dyn Write) -> Outcome {
     let exam = snapshots_of(&Common { dir: e.dir, json: true })?;
+    // A snapshot of this store's log only: one from another store (or
+    // history) is damage found, as `walden verify` reports it.
     let chosen = match e.lsn {
         Some(lsn) => exam.snapshots.snapshots.iter().rev().find(|s| s.lsn == Lsn(lsn)),
-        None => exam.snapshots.snapshots.iter().rev().find(|s| s.is_good()),
+        None => exam.snapshots.snapshots.iter().rev().find(|s| s.is_good() && s.refused.is_none()),
     };
     let Some(chosen) = chosen else {
         return Err(Failure::Usage("no such snapshot (see `walden snapshot list`)".into()));
     };
+    let bad = |reason: &str| walden::Error::BadSnapshot { file: chosen.path.clone(), reason: reason.to_owned() };
+    if let admin::SnapshotState::Bad { reason } = &chosen.state {
+        return Err(bad(reason).into());
+    }
+    if let Some(refused) = &chosen.refused {
+        return Err(bad(refused).into());
+    }
     let state: KvState = admin::read_snapshot_state(&RealFs, chosen)?;
     render::export(out, chosen, &state)?;
     Ok(ExitCode::SUCCESS)

@@ -144,7 +144,18 @@ const READERS: &[Reader] = &[
     Reader { args: |d, _| v(&["repair", d]), reads: LOG },
     Reader { args: |d, _| v(&["snapshot", "list", d]), reads: &[Part::Snapshots] },
     Reader { args: |d, _| v(&["snapshot", "verify", d]), reads: &[Part::Snapshots] },
+    // The damaged snapshot is the newest: asked for by its LSN.
+    Reader { args: |d, _| v(&["snapshot", "export", d, "--lsn", &newest_snapshot_lsn(d)]), reads: &[Part::Snapshots] },
+    // A snapshot of a damaged log is refused, and none is written.
+    Reader { args: |d, _| v(&["snapshot", "create", d]), reads: LOG },
 ];
+
+/// The LSN of the newest snapshot in the data directory `d`, from its name.
+fn newest_snapshot_lsn(d: &str) -> String {
+    let newest = fx::snapshots(Path::new(d)).pop().expect("the fixture has snapshots");
+    let name = newest.file_name().unwrap().to_str().unwrap();
+    walden::snapshot::parse_snapshot_file_name(name).expect("a snapshot named by its LSN").0.to_string()
+}
 
 /// Runs `args`, expecting a problem found: exit 1, `file` named, and no
 /// byte of `watched` changed. Returns what was wrong, if anything.
@@ -191,7 +202,7 @@ fn every_data_reading_command_exits_1_and_names_the_file_for_every_damage() {
         }
     }
     assert!(failed.is_empty(), "{} of {cases} cases fail:\n\n{}", failed.len(), failed.join("\n\n"));
-    assert_eq!(cases, 7 + 4 * 8 + 3 * 8, "every reader ran on every damage it reads");
+    assert_eq!(cases, 8 + 4 * 9 + 3 * 9, "every reader ran on every damage it reads");
 }
 
 /// One kind of damage to a backup: it returns the file restore must name.
