@@ -293,10 +293,8 @@ struct Core<S: StateMachine, V: Vfs> {
     /// Payload bytes committed since open (the snapshot trigger by bytes).
     committed_bytes: AtomicU64,
     since: Mutex<Since>,
-    /// The newest commit seen (LSN, bytes applied), kept without a lock:
-    /// every commit notes it.
+    /// The newest commit seen, kept without a lock: every commit notes it.
     latest_lsn: AtomicU64,
-    latest_bytes: AtomicU64,
     /// The LSN and bytes at which a snapshot is due by count (`u64::MAX`
     /// if never): a commit below both takes no lock.
     due_lsn: AtomicU64,
@@ -416,17 +414,11 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// fold are stalled), the reader folds them if the folder is free, and
     /// reads them as they are if it is not.
     pub fn read_recent<R>(&self, f: impl FnOnce(&S, &Recent<'_>) -> R) -> R {
-        let mut base = self.core.published.load();
-        let mut acknowledged = self.core.wal.acknowledged_lsn();
-        if acknowledged.0 - base.lsn.0.min(acknowledged.0) >= READER_FOLDS_AT {
-            // The committers who fold are stalled: fold, if nobody is.
-            if let Some(mut folder) = self.core.folder.try_lock() {
-                self.core.fold(&mut folder);
-                drop(folder);
-                base = self.core.published.load();
-                acknowledged = self.core.wal.acknowledged_lsn();
-            }
-        }
+        // The committers who fold are stalled if this many wait.
+        self.core.fold_if_behind(self.core.wal.acknowledged_lsn(), READER_FOLDS_AT);
+        // The base first: the acknowledged LSN read after it is at or past it.
+        let base = self.core.published.load();
+        let acknowledged = self.core.wal.acknowledged_lsn();
         f(&base.machine, &Recent::new(&base.anchor, base.lsn, acknowledged))
     }
 
@@ -588,7 +580,6 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
                 stop: false,
             }),
             latest_lsn: AtomicU64::new(applied_lsn.0),
-            latest_bytes: AtomicU64::new(0),
             due_lsn: AtomicU64::new(due_lsn),
             due_bytes: AtomicU64::new(due_bytes),
             snapshot_due: Condvar::new(),
@@ -764,12 +755,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         if S::READS_RECENT {
             // Commits whose tickets are dropped never fold: whoever appends
             // does, once many records wait (the chain holds them till then).
-            let base_lsn = self.published.load().lsn;
-            if self.wal.acknowledged_lsn().0.saturating_sub(base_lsn.0) >= READER_FOLDS_AT {
-                if let Some(mut folder) = self.folder.try_lock() {
-                    self.fold(&mut folder);
-                }
-            }
+            self.fold_if_behind(self.wal.acknowledged_lsn(), READER_FOLDS_AT);
         }
         Ok(CommitTicket { core: self.clone(), ticket, bytes })
     }
@@ -813,14 +799,9 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// is free. Any other state has them applied before this returns (an
     /// apply error is then this committer's).
     fn publish(&self, lsn: Lsn, bytes: u64) -> Result<()> {
-        let base_lsn = self.published.load().lsn;
         if S::READS_RECENT {
-            if lsn.0.saturating_sub(base_lsn.0) >= FOLD_AT {
-                if let Some(mut folder) = self.folder.try_lock() {
-                    self.fold(&mut folder);
-                }
-            }
-        } else if base_lsn < lsn {
+            self.fold_if_behind(lsn, FOLD_AT);
+        } else if self.published.load().lsn < lsn {
             self.fold(&mut self.folder.lock());
         }
         if self.visible_lsn() < lsn {
@@ -832,6 +813,16 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let total = self.committed_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.committed(lsn, total);
         Ok(())
+    }
+
+    /// Folds if `upto` is `behind` records or more past the published base
+    /// and the folder is free: a caller that finds it held does not wait.
+    fn fold_if_behind(&self, upto: Lsn, behind: u64) {
+        if upto.0.saturating_sub(self.published.load().lsn.0) >= behind {
+            if let Some(mut folder) = self.folder.try_lock() {
+                self.fold(&mut folder);
+            }
+        }
     }
 
     /// Applies every acknowledged record not yet applied to the folder's
@@ -927,7 +918,6 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// time is the snapshot thread's to notice: it waits with a timeout).
     fn committed(&self, lsn: Lsn, bytes: u64) {
         self.latest_lsn.fetch_max(lsn.0, Ordering::Relaxed);
-        self.latest_bytes.fetch_max(bytes, Ordering::Relaxed);
         if lsn.0 >= self.due_lsn.load(Ordering::Relaxed) || bytes >= self.due_bytes.load(Ordering::Relaxed) {
             // Under the lock: the snapshot thread checks and waits under it.
             let _since = self.since.lock();
@@ -938,7 +928,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     fn due(&self, since: &Since) -> bool {
         let s = &self.options.snapshots;
         let commits = self.latest_lsn.load(Ordering::Relaxed).saturating_sub(since.snapshot_lsn.0);
-        let bytes = self.latest_bytes.load(Ordering::Relaxed).saturating_sub(since.snapshot_bytes);
+        let bytes = self.committed_bytes.load(Ordering::Relaxed).saturating_sub(since.snapshot_bytes);
         s.every_commits.is_some_and(|n| commits >= n)
             || s.every_bytes.is_some_and(|n| bytes >= n)
             || s.every.is_some_and(|t| commits > 0 && since.at.elapsed() >= t)

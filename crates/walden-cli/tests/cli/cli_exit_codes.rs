@@ -23,19 +23,6 @@ fn said(o: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 fn cut_to_half(path: &Path) {
     let len = fs::metadata(path).unwrap().len();
     fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len / 2).unwrap();
@@ -188,7 +175,7 @@ fn every_data_reading_command_exits_1_and_names_the_file_for_every_damage() {
     let (mut cases, mut failed) = (0, Vec::new());
     for (i, damage) in DAMAGES.iter().enumerate() {
         let dir = tmp.path().join(format!("case-{i}"));
-        copy_dir(&healthy, &dir);
+        fx::copy_dir(&healthy, &dir);
         let file = (damage.apply)(&dir, &other);
         for (j, reader) in READERS.iter().filter(|r| r.reads.contains(&damage.part)).enumerate() {
             let scratch = tmp.path().join(format!("scratch-{i}-{j}"));

@@ -11,19 +11,6 @@ use walden::io::RealFs;
 use walden::store::KvState;
 use walden::{Lsn, RecoveryMode, Store, Wal, WalOptions};
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 fn locate(dir: &Path) -> DataDir {
     DataDir::locate(&RealFs, dir).unwrap()
 }
@@ -35,7 +22,7 @@ fn assert_dry_run_matches_open(dir: &Path, copy: &Path) {
             .unwrap();
     assert!(dry.refused.is_none(), "{:?}", dry.refused);
     let predicted = dry.report.unwrap();
-    copy_dir(dir, copy);
+    fx::copy_dir(dir, copy);
     let store = Store::open(copy, fx::options()).unwrap();
     let real = store.recovery_report();
     let rebase = |p: &Path| p.strip_prefix(dir).unwrap().to_owned();

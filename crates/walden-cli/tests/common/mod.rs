@@ -11,6 +11,20 @@ use walden::format::{decode_record, SegmentHeader, SEGMENT_HEADER_BYTES};
 use walden::{EngineOptions, FsyncMode, Lsn, SnapshotOptions, Store, StoreOptions, Wal, WalOptions};
 
 /// Small segments so the log has several; no automatic snapshots.
+/// Copies the directory `from` into `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 pub fn options() -> StoreOptions {
     StoreOptions {
         engine: EngineOptions {
