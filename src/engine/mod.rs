@@ -111,6 +111,14 @@ pub trait StateMachine: Clone + Send + Sync + Sized + 'static {
     fn write_snapshot(frozen: &Self::Frozen, out: &mut dyn Write) -> io::Result<u64>;
     /// Rebuilds a state from what `write_snapshot` wrote.
     fn read_snapshot(input: &mut dyn Read) -> io::Result<Self>;
+    /// Whether [`StateMachine::read_snapshot`] fails cleanly on any bytes
+    /// at all: an error, never a panic, and no allocation larger than what
+    /// it has read justifies. Then a snapshot's checksum is checked while
+    /// its content streams in, in one pass over the file, and a state built
+    /// from content that fails it is dropped, never used. Default false:
+    /// the file is read twice, and damaged content never reaches
+    /// `read_snapshot`.
+    const READS_ANY_BYTES: bool = false;
     /// The oldest LSN this state still needs the log to hold, besides what
     /// recovery from the kept snapshots needs: a journal serves its history
     /// from the log. After a snapshot the log is truncated below the
@@ -515,6 +523,15 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     }
 }
 
+/// The state in the snapshot `info`, its checksum checked first or, if
+/// the state reads any bytes safely, on the way.
+fn read_state<S: StateMachine, V: Vfs>(fs: &V, info: &SnapshotInfo) -> Result<S> {
+    match S::READS_ANY_BYTES {
+        true => snapshot::read_snapshot_checking_on_the_way(fs, info, |r| S::read_snapshot(r)),
+        false => snapshot::read_snapshot(fs, info, |r| S::read_snapshot(r)),
+    }
+}
+
 impl<S: StateMachine, V: Vfs> Drop for Engine<S, V> {
     fn drop(&mut self) {
         self.stop_snapshotter();
@@ -666,7 +683,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
                 continue;
             }
             log::info!("walden: loading snapshot {}", info.path.display());
-            match snapshot::read_snapshot(fs, info, |r| S::read_snapshot(r)) {
+            match read_state::<S, V>(fs, info) {
                 Ok(machine) => {
                     if let OriginCheck::Unchecked(why) = origin {
                         log::warn!(
@@ -898,7 +915,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             {
                 continue; // not a state of this log (open moves such files aside)
             }
-            if let Ok(state) = snapshot::read_snapshot(&self.fs, info, |r| S::read_snapshot(r)) {
+            if let Ok(state) = read_state::<S, V>(&self.fs, info) {
                 base = Some((state, info.header.lsn));
                 break;
             }

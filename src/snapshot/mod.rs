@@ -172,10 +172,15 @@ pub fn verify_snapshot<V: Vfs>(fs: &V, info: &SnapshotInfo) -> Result<()> {
     let file = fs.open(path, false).map_err(Error::io("open", path))?;
     let mut source = FileSource::new(&file, info.header.header_bytes() as u64, info.header.content_bytes);
     io::copy(&mut source, &mut io::sink()).map_err(Error::io("read", path))?;
-    let crc = source.finish();
+    check_content_crc(info, source.finish())?;
+    Ok(())
+}
+
+/// An error naming the file unless `crc` is the content's stored checksum.
+fn check_content_crc(info: &SnapshotInfo, crc: u32) -> Result<()> {
     if crc != info.header.content_crc {
         return Err(Error::BadSnapshot {
-            file: path.clone(),
+            file: info.path.clone(),
             reason: format!(
                 "content checksum mismatch: stored {:#010x}, computed {crc:#010x}",
                 info.header.content_crc
@@ -202,6 +207,40 @@ pub fn read_snapshot<V: Vfs, T>(
     let mut decoder = zstd::stream::Decoder::with_buffer(source).map_err(Error::io("decompress", path))?;
     read_state(&mut decoder).map_err(|e| match e.raw_os_error() {
         // The device failed, not the bytes: an I/O error, not a bad snapshot.
+        Some(_) => Error::io("read", path)(e),
+        None => Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") },
+    })
+}
+
+/// [`read_snapshot`] in one pass over the file instead of two: the
+/// checksum is computed as the content streams into `read_state`, and
+/// checked once it and the rest of the content are read. A state built
+/// from content that fails the checksum is dropped, never returned. Only
+/// for a `read_state` that fails cleanly on any bytes (an error, never a
+/// panic or an allocation its input does not justify): it sees damaged
+/// content before the checksum can refuse it.
+pub fn read_snapshot_checking_on_the_way<V: Vfs, T>(
+    fs: &V,
+    info: &SnapshotInfo,
+    read_state: impl FnOnce(&mut dyn Read) -> io::Result<T>,
+) -> Result<T> {
+    let path = &info.path;
+    let file = fs.open(path, false).map_err(Error::io("open", path))?;
+    let source = FileSource::new(&file, info.header.header_bytes() as u64, info.header.content_bytes);
+    let mut decoder = zstd::stream::Decoder::with_buffer(source).map_err(Error::io("decompress", path))?;
+    let state = read_state(&mut decoder);
+    // What read_state left unread still counts: the checksum covers every
+    // byte of the content.
+    let drained = io::copy(&mut decoder, &mut io::sink());
+    let mut source = decoder.finish();
+    let rest = io::copy(&mut source, &mut io::sink()).map_err(Error::io("read", path))?;
+    check_content_crc(info, source.finish())?;
+    let state = state.and_then(|state| match (drained, rest) {
+        (Ok(0), 0) => Ok(state),
+        (Ok(_), _) => Err(io::Error::new(io::ErrorKind::InvalidData, "bytes after the end of the state's content")),
+        (Err(e), _) => Err(e),
+    });
+    state.map_err(|e| match e.raw_os_error() {
         Some(_) => Error::io("read", path)(e),
         None => Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") },
     })

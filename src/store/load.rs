@@ -6,21 +6,21 @@
 //! a version-2 chunk is read whole, by its length, without looking at its
 //! entries; version-1 content (no chunks) is cut into entries and each is
 //! rewritten as a version-2 entry on the way. A second thread,
-//! `walden-load`, checks each entry, copies it into its record (one
-//! allocation) and builds the tree bottom-up, leaf by leaf, from the
-//! records in key order: no search, no node ever split. When the builder
-//! falls behind (its queue is full), the calling thread makes the records
-//! of the next chunk itself and hands them over made, so the two share the
-//! work whichever half is slower on the machine; memory stays a few chunks
-//! above the map's.
+//! `walden-load`, checks each entry, encodes it into the leaf being filled
+//! and builds the tree bottom-up, leaf by leaf, in key order: no search,
+//! no node ever split, each leaf copied once into exact allocations when
+//! full. The content is never whole in memory: at most `CHUNKS_IN_FLIGHT`
+//! chunks (64 KiB of entries each) wait between the two threads, so memory
+//! stays a few megabytes above the map's.
 //!
 //! **Invariant:** a loaded map holds exactly the entries of the content,
 //! each checked (`codec::entry_len`) and in strictly ascending key order;
 //! anything else (a cut, garbage, keys out of order, a wrong count) is an
 //! `InvalidData` or `UnexpectedEof` error, never a partial map.
 
-use super::codec::{self, CHUNK_HEADER_BYTES, CHUNK_TARGET_BYTES, MAX_CHUNK_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
-use super::record::Record;
+use super::codec::{
+    self, EntryFields, CHUNK_HEADER_BYTES, CHUNK_TARGET_BYTES, MAX_CHUNK_BYTES, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
 use super::tree::{KvMap, KvMapBuilder};
 use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc;
@@ -38,7 +38,8 @@ pub(crate) fn write_snapshot(map: &KvMap, out: &mut dyn Write) -> io::Result<u64
     chunk.resize(CHUNK_HEADER_BYTES, 0);
     let (mut entries, mut total) = (0u32, 0u64);
     for record in map.iter() {
-        chunk.extend_from_slice(record.as_bytes());
+        let (key, value, writer) = (record.key(), record.value(), record.writer());
+        codec::encode_entry(&mut chunk, key, value, record.revision(), writer, record.timestamp_us());
         entries += 1;
         if chunk.len() - CHUNK_HEADER_BYTES >= CHUNK_TARGET_BYTES {
             write_chunk(out, &mut chunk, entries)?;
@@ -74,22 +75,14 @@ struct Chunk {
     entries: u32,
 }
 
-/// What the builder is handed: a chunk, or the records the reading thread
-/// made of one itself.
-enum Batch {
-    Chunk(Chunk),
-    Records(Vec<Record>),
-}
-
-/// Checks each of the chunk's entries and copies it into its record, for
-/// `take` (false: stop, the reason is the builder's). `first` numbers the
-/// chunk's first entry in an error.
-fn make_records(chunk: &Chunk, first: usize, mut take: impl FnMut(Record) -> io::Result<()>) -> io::Result<()> {
+/// Checks each of the chunk's entries and hands its fields to `take`.
+/// `first` numbers the chunk's first entry in an error.
+fn each_entry(chunk: &Chunk, first: usize, mut take: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
     let mut at = 0;
     for n in 0..chunk.entries as usize {
         let entry = &chunk.bytes[at..];
         let len = codec::entry_len(entry).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
-        take(Record::from_checked_entry(&entry[..len]))?;
+        take(&entry[..len])?;
         at += len;
     }
     if at != chunk.bytes.len() {
@@ -122,34 +115,14 @@ fn read_with_queue(input: &mut dyn Read, in_flight: usize) -> io::Result<KvMap> 
     if got == 0 {
         return Ok(KvMap::new()); // version 1, no entries
     }
-    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(in_flight);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(in_flight);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    let recycle = empty_tx.clone();
     std::thread::scope(|scope| {
         let builder = std::thread::Builder::new()
             .name("walden-load".into())
             .spawn_scoped(scope, move || build(full_rx, empty_tx))?;
-        let mut sent = 0usize;
         // Owns the sender: dropping it (below) ends the builder's input.
-        let mut send = move |chunk: Chunk| -> io::Result<bool> {
-            let entries = chunk.entries as usize;
-            let batch = match full_tx.try_send(Batch::Chunk(chunk)) {
-                Ok(()) => None,
-                Err(mpsc::TrySendError::Full(Batch::Chunk(chunk))) => {
-                    // The builder is behind: make this chunk's records here.
-                    let mut records = Vec::with_capacity(entries);
-                    make_records(&chunk, sent, |record| {
-                        records.push(record);
-                        Ok(())
-                    })?;
-                    let _ = recycle.send(chunk.bytes); // never fails: the receiver is right here
-                    Some(Batch::Records(records))
-                }
-                Err(_) => return Ok(false),
-            };
-            sent += entries;
-            Ok(batch.is_none_or(|batch| full_tx.send(batch).is_ok()))
-        };
+        let mut send = move |chunk: Chunk| -> io::Result<bool> { Ok(full_tx.send(chunk).is_ok()) };
         let mut fresh = || empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * CHUNK_TARGET_BYTES));
         let read = if got == 4 && head == SNAPSHOT_MAGIC {
             read_v2(&mut reader, &mut send, &mut fresh)
@@ -261,30 +234,22 @@ fn read_v1(
     }
 }
 
-/// The building thread: checks and copies each entry of each chunk into a
-/// record (or takes the records made already), in order, and builds the
-/// map.
-fn build(batches: mpsc::Receiver<Batch>, recycle: mpsc::Sender<Vec<u8>>) -> io::Result<KvMap> {
+/// The building thread: checks each entry of each chunk and adds it to
+/// the map being built, in order.
+fn build(chunks: mpsc::Receiver<Chunk>, recycle: mpsc::Sender<Vec<u8>>) -> io::Result<KvMap> {
     let mut builder = KvMapBuilder::default();
-    let out_of_order = |n: usize| invalid(format!("entry {n}: its key is not above the one before"));
-    for batch in batches {
-        match batch {
-            Batch::Chunk(chunk) => {
-                make_records(&chunk, builder.len(), |record| match builder.push(record) {
-                    true => Ok(()),
-                    false => Err(out_of_order(builder.len())),
-                })?;
-                // The reader may be gone already; then the buffer is dropped.
-                let _ = recycle.send(chunk.bytes);
+    for chunk in chunks {
+        each_entry(&chunk, builder.len(), |entry| {
+            let writer = std::str::from_utf8(EntryFields::writer(entry)).expect("entry_len checked the writer id");
+            let (key, value) = (EntryFields::key(entry), EntryFields::value(entry));
+            let (revision, timestamp_us) = (EntryFields::revision(entry), EntryFields::timestamp_us(entry));
+            match builder.push(key, value, revision, writer, timestamp_us) {
+                true => Ok(()),
+                false => Err(invalid(format!("entry {}: its key is not above the one before", builder.len()))),
             }
-            Batch::Records(records) => {
-                for record in records {
-                    if !builder.push(record) {
-                        return Err(out_of_order(builder.len()));
-                    }
-                }
-            }
-        }
+        })?;
+        // The reader may be gone already; then the buffer is dropped.
+        let _ = recycle.send(chunk.bytes);
     }
     Ok(builder.finish())
 }
@@ -300,12 +265,11 @@ mod tests {
     /// (revision 1), both by "w" at 1,700,000,000,000,000 µs.
     #[test]
     fn golden_bytes_of_a_snapshot_content() {
-        let mut scratch = Vec::new();
         let mut map = KvMap::new();
-        for (key, value, revision) in [(&b"k2"[..], &b""[..], 1), (b"k1", b"on", 3)] {
-            map.upsert(KeyRef::new(key), |_| {
-                Record::new(&mut scratch, key, value, revision, "w", 1_700_000_000_000_000)
-            });
+        for (key, value, puts) in [(&b"k2"[..], &b""[..], 1), (b"k1", b"on", 3)] {
+            for _ in 0..puts {
+                map.upsert(KeyRef::new(key), value, "w", 1_700_000_000_000_000);
+            }
         }
         let mut content = Vec::new();
         assert_eq!(write_snapshot(&map, &mut content).unwrap(), 2);
@@ -344,13 +308,12 @@ mod tests {
     }
 
     /// The same content loads the same, and the same damage is the same
-    /// error, whichever thread makes the records.
+    /// error, however many chunks wait for the builder.
     #[test]
-    fn records_made_by_either_thread_load_the_same_and_fail_the_same() {
-        let mut scratch = Vec::new();
+    fn content_loads_the_same_and_fails_the_same_whatever_the_queue() {
         let mut builder = KvMapBuilder::default();
         for i in 0u32..50_000 {
-            assert!(builder.push(Record::new(&mut scratch, &i.to_be_bytes(), &[7; 20], 1, "w", 2)));
+            assert!(builder.push(&i.to_be_bytes(), &[7; 20], 1, "w", 2));
         }
         let map = builder.finish();
         let mut content = Vec::new();
