@@ -20,6 +20,7 @@ mod snapshot_files;
 mod snapshot_origin;
 mod store_basics;
 mod store_load;
+mod store_watch;
 mod wal_async;
 mod wal_basics;
 mod wal_concurrency;
