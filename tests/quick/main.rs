@@ -15,6 +15,7 @@ mod engine_stalls;
 mod fuzz_corpus;
 mod journal_conformance;
 mod journal_durable;
+mod journal_subscribe;
 mod lock_first;
 mod snapshot_files;
 mod snapshot_origin;
