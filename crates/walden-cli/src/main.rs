@@ -76,7 +76,9 @@ enum Command {
     /// or hex: for bytes that are not UTF-8), or with --json one object a
     /// line. If the writer restarts after a crash and an LSN already printed
     /// comes back with other bytes, that is said on stderr. Stops on Ctrl-C
-    /// (SIGINT) or SIGTERM with exit code 0.
+    /// (SIGINT) or SIGTERM with exit code 0. --store prints a store's puts
+    /// and deletes (--prefix), --journal a journal's entries (--pattern,
+    /// --type), decoded.
     Follow(cli_follow::FollowArgs),
     /// Benchmarks `walden backup` of a data directory against `cp -r`, and an incremental backup.
     BenchBackup(backup_bench::BackupBenchArgs),
