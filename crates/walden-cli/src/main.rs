@@ -17,6 +17,7 @@ mod cli_follow;
 mod cli_progress;
 mod cli_render;
 mod engines;
+mod follow_bench;
 mod journal_bench;
 mod latency;
 mod puts_bench;
@@ -84,6 +85,8 @@ enum Command {
     BenchBackup(backup_bench::BackupBenchArgs),
     /// Benchmarks store puts with 1, 16 and 64 writers in each fsync mode, next to the log's own appends.
     BenchPuts(puts_bench::PutsArgs),
+    /// Benchmarks appends with 0, 1 and 8 followers, and delivery latency to a follower in-process and to `walden follow`.
+    BenchFollow(follow_bench::FollowBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Follow(args) => return cli_follow::run(&args),
         Command::BenchBackup(args) => backup_bench::run(&args),
         Command::BenchPuts(args) => puts_bench::run(&args),
+        Command::BenchFollow(args) => follow_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
