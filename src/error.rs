@@ -101,6 +101,17 @@ pub enum Error {
         /// The oldest LSN the log still holds.
         oldest: Lsn,
     },
+    /// Journal entries asked for are no longer held (compaction by sequence
+    /// or age, or evicted from a memory journal's ring): a subscription
+    /// from `sequence` cannot be served without a gap. Start again from
+    /// `oldest`, after reading the parameter state.
+    #[error("journal entry {sequence} is no longer held (compacted): the oldest held is {oldest}")]
+    EntriesCompacted {
+        /// The sequence number asked for.
+        sequence: u64,
+        /// The oldest sequence number still held.
+        oldest: u64,
+    },
     /// The state machine cannot apply a record the log holds (written by
     /// another program, or by a state machine whose rules have changed).
     /// The log itself is intact; `walden recover` says what can be done.
@@ -227,9 +238,11 @@ impl Error {
             | Error::BadBackup { .. }
             | Error::NeedsRepair { .. }
             | Error::Apply { .. } => ErrorClass::Damage,
-            Error::RecordTooLarge { .. } | Error::Closed | Error::InvalidArgument(_) | Error::Compacted { .. } => {
-                ErrorClass::Usage
-            }
+            Error::RecordTooLarge { .. }
+            | Error::Closed
+            | Error::InvalidArgument(_)
+            | Error::Compacted { .. }
+            | Error::EntriesCompacted { .. } => ErrorClass::Usage,
         }
     }
 
@@ -247,7 +260,8 @@ impl Error {
             | Error::Closed
             | Error::InvalidArgument(_)
             | Error::Apply { .. }
-            | Error::Compacted { .. } => None,
+            | Error::Compacted { .. }
+            | Error::EntriesCompacted { .. } => None,
         }
     }
 

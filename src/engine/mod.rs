@@ -430,6 +430,13 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         f(&base.machine, &Recent::new(&base.anchor, base.lsn, acknowledged))
     }
 
+    /// Follows the log from `from`: every acknowledged record, in order,
+    /// history first, then live ([`crate::Wal::follow`]). Read-only: the
+    /// records are the state machine's, decoded by the caller.
+    pub fn follow(&self, from: Lsn) -> Result<crate::wal::Follower<V>> {
+        self.core.wal.follow(from)
+    }
+
     /// The LSN of the last record a reader of the state can see.
     pub fn applied_lsn(&self) -> Lsn {
         self.core.visible_lsn()

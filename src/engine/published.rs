@@ -46,6 +46,16 @@ impl<'a> Recent<'a> {
         self.upto == self.after
     }
 
+    /// The LSN of the base state these records follow.
+    pub fn after(&self) -> Lsn {
+        self.after
+    }
+
+    /// The LSN of the last record (the base's, if there is none).
+    pub fn upto(&self) -> Lsn {
+        self.upto
+    }
+
     /// The records, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = (Lsn, &'a [u8])> + 'a {
         self.anchor.walk(self.after.next(), self.upto)

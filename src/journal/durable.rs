@@ -34,7 +34,7 @@ use super::codec::{self, JournalRecordView};
 use super::entry::{JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
-use super::{now_us, resolve, validate_entry, Journal, SignalType};
+use super::{now_us, resolve, validate_entry, Journal, SignalType, SignalTypes, Subscription};
 use crate::engine::{CommitTicket, Engine, EngineOptions, Pending, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
@@ -129,7 +129,7 @@ impl JournalState {
 
     /// Where a read for entries from `sequence` on, at or after `from_us`,
     /// can start: the latest index point that no answer precedes.
-    fn seek(&self, sequence: u64, from_us: Option<u64>) -> Lsn {
+    pub(super) fn seek(&self, sequence: u64, from_us: Option<u64>) -> Lsn {
         let by_sequence = self.points_before(|p| p.sequence <= sequence);
         let by_time = from_us.map_or(0, |from| self.points_before(|p| p.timestamp_us < from));
         match by_sequence.max(by_time) {
@@ -624,6 +624,10 @@ impl<V: Vfs> Journal for DurableJournal<V> {
         }
         self.remember(seen);
         Ok(page)
+    }
+
+    fn subscribe(&self, pattern: &Pattern, types: SignalTypes, from: u64) -> Result<Subscription<'_>> {
+        super::subscribe::durable(self, pattern, types, from)
     }
 
     fn latest_sequence(&self) -> u64 {

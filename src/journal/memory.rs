@@ -3,14 +3,17 @@
 //! oldest; nothing survives the process. Same rules as the durable journal
 //! (one conformance suite runs against both).
 
+use super::entry::SignalTypes;
 use super::entry::{JournalEntry, JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
+use super::subscribe::Subscription;
 use super::{resolve, validate_entry, Journal};
 use crate::{Error, Result};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::RangeInclusive;
+use std::time::Instant;
 
 /// The capacity of [`MemoryJournal::default`].
 pub const DEFAULT_CAPACITY_ENTRIES: usize = 10_000;
@@ -28,6 +31,8 @@ struct Inner {
 /// A ring-buffer journal with a capacity.
 pub struct MemoryJournal {
     inner: Mutex<Inner>,
+    /// Notified after every append, for subscribers (`subscribe.rs`).
+    appended: Condvar,
 }
 
 impl Default for MemoryJournal {
@@ -51,12 +56,46 @@ impl MemoryJournal {
                 params: BTreeMap::new(),
                 snapshot: None,
             }),
+            appended: Condvar::new(),
         })
     }
 
     /// How many entries the ring holds before it evicts the oldest.
     pub fn capacity(&self) -> usize {
         self.inner.lock().capacity
+    }
+
+    /// The oldest sequence number held.
+    pub(super) fn first_held(&self) -> u64 {
+        self.inner.lock().first_sequence()
+    }
+
+    /// `f` of the entry with `sequence`, waiting for it until `deadline`
+    /// (`None`: for ever); `None` if it was not appended by then.
+    pub(super) fn entry_at<T>(
+        &self,
+        sequence: u64,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&JournalEntry) -> T,
+    ) -> Option<Result<T>> {
+        let mut inner = self.inner.lock();
+        loop {
+            let first = inner.first_sequence();
+            if sequence < first {
+                return Some(Err(Error::EntriesCompacted { sequence, oldest: first }));
+            }
+            if sequence <= inner.latest_sequence {
+                return Some(Ok(f(&inner.entries[(sequence - first) as usize])));
+            }
+            match deadline {
+                None => self.appended.wait(&mut inner),
+                Some(deadline) => {
+                    if self.appended.wait_until(&mut inner, deadline).timed_out() && inner.latest_sequence < sequence {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -105,7 +144,9 @@ impl Inner {
 impl Journal for MemoryJournal {
     fn append(&self, entry: NewEntry) -> Result<u64> {
         validate_entry(&entry)?;
-        Ok(self.inner.lock().push(entry))
+        let sequence = self.inner.lock().push(entry);
+        self.appended.notify_all();
+        Ok(sequence)
     }
 
     fn append_batch(&self, entries: Vec<NewEntry>) -> Result<RangeInclusive<u64>> {
@@ -119,6 +160,8 @@ impl Journal for MemoryJournal {
         for entry in entries {
             last = inner.push(entry);
         }
+        drop(inner);
+        self.appended.notify_all();
         Ok(first..=last)
     }
 
@@ -146,6 +189,10 @@ impl Journal for MemoryJournal {
             }
         }
         Ok(page)
+    }
+
+    fn subscribe(&self, pattern: &Pattern, types: SignalTypes, from: u64) -> Result<Subscription<'_>> {
+        super::subscribe::memory(self, pattern, types, from)
     }
 
     fn latest_sequence(&self) -> u64 {

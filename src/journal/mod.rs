@@ -12,7 +12,8 @@
 //!   entries, for development and tests.
 //!
 //! Files: `entry.rs` the types, `codec.rs` the bytes, `pattern.rs` address
-//! patterns, `query.rs` queries and cursors, `age.rs` durations like `7d`.
+//! patterns, `query.rs` queries and cursors, `age.rs` durations like `7d`,
+//! `subscribe.rs` subscriptions (REPLAY, then follow).
 
 mod age;
 pub mod codec;
@@ -21,6 +22,7 @@ mod entry;
 mod memory;
 mod pattern;
 mod query;
+mod subscribe;
 
 pub use age::parse_age;
 pub use durable::{DurableJournal, JournalOptions, JournalState, INDEX_EVERY_ENTRIES};
@@ -28,6 +30,7 @@ pub use entry::{JournalEntry, JournalOp, NewEntry, Param, ParamSnapshot, SignalT
 pub use memory::{MemoryJournal, DEFAULT_CAPACITY_ENTRIES};
 pub use pattern::{validate_address, Pattern, MAX_ADDRESS_BYTES};
 pub use query::{Cursor, Page, Query, DEFAULT_LIMIT_ENTRIES};
+pub use subscribe::Subscription;
 
 use crate::{Error, Result};
 use std::ops::RangeInclusive;
@@ -51,6 +54,13 @@ pub trait Journal: Send + Sync {
     fn since(&self, sequence: u64, limit: usize) -> Result<Vec<JournalEntry>> {
         Ok(self.query(&Query::all().after(Cursor(sequence)).limit(limit))?.entries)
     }
+
+    /// The entries whose address matches `pattern` and whose signal type
+    /// is in `types`, from sequence `from` on: those held (REPLAY), then
+    /// each new one as it is stored, in order, no gap, no duplicate. From
+    /// now: `latest_sequence() + 1`. Below the oldest held:
+    /// [`Error::EntriesCompacted`]. See [`Subscription`].
+    fn subscribe(&self, pattern: &Pattern, types: SignalTypes, from: u64) -> Result<Subscription<'_>>;
 
     /// The sequence number of the last entry appended (0 before the first).
     /// Compaction does not change it.

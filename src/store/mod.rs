@@ -19,9 +19,11 @@ mod key;
 mod load;
 mod record;
 mod tree;
+mod watch;
 
 pub use key::{KeyRef, StoreKey};
 pub use tree::KvMap;
+pub use watch::{ChangeBatch, ChangeKind, KeyChange, Watch, WatchFrom, WatchKeys, REANCHOR_EVERY_LSNS};
 
 use crate::engine::{CommitTicket, Engine, EngineOptions, Recent, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
@@ -547,6 +549,14 @@ impl<V: Vfs> Store<V> {
             |info| info.header.created_unix_us <= timestamp_us,
             |_, payload| codec::decode_op(payload).is_ok_and(|op| op.timestamp_us() <= timestamp_us),
         )
+    }
+
+    /// The puts and deletes of the keys `keys` selects, from `from` on:
+    /// history from the log, then live, one [`ChangeBatch`] per log batch,
+    /// in LSN order, no gap and no duplicate, with exact revisions. See
+    /// [`Watch`] and [`Store::current_state`] for "read, then watch".
+    pub fn watch(&self, keys: WatchKeys, from: WatchFrom) -> Result<Watch<'_, V>> {
+        watch::start(self, keys, from)
     }
 
     /// Takes a snapshot now; returns it once it is durable. See

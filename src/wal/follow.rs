@@ -53,6 +53,8 @@ pub struct Follower<V: Vfs = RealFs> {
     reader: Option<WalReader<V>>,
     /// This follower's task registration with the log, while it has one.
     registration: Option<u64>,
+    /// Whether the record last delivered has more of its batch after it.
+    batch_continues: bool,
     /// Set once an error or the end was returned.
     done: bool,
 }
@@ -60,12 +62,27 @@ pub struct Follower<V: Vfs = RealFs> {
 impl<V: Vfs> Follower<V> {
     pub(crate) fn new(shared: Arc<Shared<V>>, from: Lsn) -> Follower<V> {
         debug_assert!(from > Lsn::ZERO);
-        Follower { shared, next: from, position: None, reader: None, registration: None, done: false }
+        Follower {
+            shared,
+            next: from,
+            position: None,
+            reader: None,
+            registration: None,
+            batch_continues: false,
+            done: false,
+        }
     }
 
     /// The LSN of the next record this follower delivers.
     pub fn next_lsn(&self) -> Lsn {
         self.next
+    }
+
+    /// Whether the record last delivered is followed by more records of
+    /// the same atomic batch (false after a single append or a batch's last
+    /// record): what a consumer that hands out whole batches groups by.
+    pub fn batch_continues(&self) -> bool {
+        self.batch_continues
     }
 
     fn acknowledged(&self) -> Lsn {
@@ -192,6 +209,7 @@ impl<V: Vfs> Follower<V> {
             return Err(Error::Compacted { lsn: next, oldest: oldest.max(lsn) });
         }
         let record = Record { lsn, payload: payload.to_vec() };
+        self.batch_continues = reader.last_batch_continues();
         let at = reader.last_position().expect("a record was just returned");
         assert_eq!(at.lsn, lsn, "the reader reports the record it returned");
         self.position = Some(ReadPosition {

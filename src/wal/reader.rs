@@ -49,6 +49,8 @@ pub struct WalReader<V: Vfs> {
     failed: bool,
     /// The position of the record last returned.
     returned: Option<ReadPosition>,
+    /// Whether the record last returned is followed by more of its batch.
+    returned_continues: bool,
 }
 
 impl<V: Vfs> WalReader<V> {
@@ -66,6 +68,7 @@ impl<V: Vfs> WalReader<V> {
             upto,
             failed: false,
             returned: None,
+            returned_continues: false,
         }
     }
 
@@ -83,6 +86,7 @@ impl<V: Vfs> WalReader<V> {
                 upto,
                 failed: false,
                 returned: None,
+                returned_continues: false,
             },
             None => WalReader::new(segments, at.lsn, upto),
         }
@@ -93,6 +97,12 @@ impl<V: Vfs> WalReader<V> {
     /// without scanning its segment from the start.
     pub fn last_position(&self) -> Option<ReadPosition> {
         self.returned
+    }
+
+    /// Whether the record last returned has a later record of the same
+    /// batch after it (the frame's batch-continues flag).
+    pub fn last_batch_continues(&self) -> bool {
+        self.returned_continues
     }
 
     /// The LSN of the last record this reader will return, if any.
@@ -160,6 +170,7 @@ impl<V: Vfs> WalReader<V> {
             if expected >= self.from {
                 let segment_first_lsn = segment.header.first_lsn;
                 self.returned = Some(ReadPosition { lsn: expected, segment_first_lsn, offset: offset as u64 });
+                self.returned_continues = record.header.batch_continues();
                 // Re-borrow for the caller's lifetime.
                 let bytes: &[u8] = self.map.as_deref().expect("mapped above");
                 let start = offset + crate::format::RECORD_HEADER_BYTES;

@@ -1,5 +1,7 @@
 //! `walden follow`: prints a log's records as they become readable, like
-//! `tail -f`, from a directory another process may hold. A shell over
+//! `tail -f`, from a directory another process may hold; with `--store`,
+//! a store's key changes (`--prefix`), with `--journal` a journal's
+//! entries (`--pattern`, `--type`), decoded by the library's own codecs. A shell over
 //! [`walden::admin::follow_dir`]: read-only, no lock, pread only; the files
 //! are polled (every `--poll-ms`, 5 ms by default) since the writer's
 //! in-memory progress is not visible from another process. Stops cleanly
@@ -14,8 +16,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use walden::admin::{self, DataDir, FollowEvent, FollowOptions};
+use walden::admin::{self, DataDir, FollowEvent, FollowOptions, JournalFilter, JournalRecord};
 use walden::io::RealFs;
+use walden::journal::{Pattern, SignalType, SignalTypes};
 use walden::Lsn;
 
 /// What `walden follow` takes.
@@ -34,6 +37,102 @@ pub struct FollowArgs {
     /// How long to sleep when nothing new is in the files, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 5)]
     pub poll_ms: u64,
+    /// A store's directory: print each put and delete as
+    /// "LSN<TAB>put|delete<TAB>key<TAB>value<TAB>writer<TAB>timestamp_us"
+    /// (no revision: that needs the state, which `Store::watch` derives in
+    /// the writing process).
+    #[arg(long, conflicts_with = "journal")]
+    pub store: bool,
+    /// With --store: only keys (UTF-8) that start with this.
+    #[arg(long, value_name = "PREFIX", requires = "store")]
+    pub prefix: Option<String>,
+    /// A journal's directory: print each entry as
+    /// "SEQUENCE<TAB>OP<TAB>TYPE<TAB>ADDRESS<TAB>VALUE<TAB>REVISION" (compaction records are skipped).
+    #[arg(long)]
+    pub journal: bool,
+    /// With --journal: only entries whose address matches this pattern (as `walden dump --pattern`).
+    #[arg(long, value_name = "PATTERN", requires = "journal")]
+    pub pattern: Option<String>,
+    /// With --journal: only these signal types (param, event, stream, gesture, timeline; comma-separated).
+    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',', requires = "journal")]
+    pub types: Vec<String>,
+}
+
+/// How records are decoded and filtered.
+enum Decode {
+    Raw,
+    Store { prefix: String },
+    Journal(JournalFilter),
+}
+
+impl Decode {
+    fn of(args: &FollowArgs) -> walden::Result<Decode> {
+        if args.store {
+            return Ok(Decode::Store { prefix: args.prefix.clone().unwrap_or_default() });
+        }
+        if args.journal {
+            let pattern = args.pattern.as_deref().map(Pattern::parse).transpose()?;
+            let types = args.types.iter().map(|t| t.parse::<SignalType>()).collect::<walden::Result<Vec<_>>>()?;
+            return Ok(Decode::Journal(JournalFilter { pattern, types: SignalTypes::of(&types) }));
+        }
+        Ok(Decode::Raw)
+    }
+}
+
+/// A store operation printed with `--store --json`.
+#[derive(Serialize)]
+struct JsonStoreOp {
+    lsn: u64,
+    #[serde(flatten)]
+    op: admin::StoreOpView,
+}
+
+/// A journal entry printed with `--journal --json`.
+#[derive(Serialize)]
+struct JsonJournalEntry<'a> {
+    lsn: u64,
+    #[serde(flatten)]
+    entry: &'a admin::JournalEntryView,
+}
+
+/// Prints one record as `decode` says; `Ok(false)`: it is not what was
+/// asked for (not a store operation, not a journal record).
+fn print_decoded(out: &mut impl Write, lsn: Lsn, payload: &[u8], decode: &Decode, json: bool) -> io::Result<bool> {
+    match decode {
+        Decode::Raw => print_record(out, lsn, payload, json).map(|()| true),
+        Decode::Store { prefix } => {
+            let Some(op) = admin::store_op(payload) else { return Ok(false) };
+            if !op.key.as_deref().map_or(prefix.is_empty(), |k| k.starts_with(prefix.as_str())) {
+                return Ok(true);
+            }
+            if json {
+                serde_json::to_writer(&mut *out, &JsonStoreOp { lsn: lsn.0, op }).map_err(io::Error::from)?;
+                return writeln!(out).map(|()| true);
+            }
+            let key = op.key.map_or_else(|| format!("hex:{}", op.key_hex.unwrap_or_default()), |k| format!("{k:?}"));
+            let value = match (op.value, op.value_hex) {
+                (Some(v), _) => format!("{v:?}"),
+                (None, Some(h)) => format!("hex:{h}"),
+                (None, None) => "-".into(),
+            };
+            writeln!(out, "{lsn}\t{}\t{key}\t{value}\t{}\t{}", op.op, op.writer, op.timestamp_us).map(|()| true)
+        }
+        Decode::Journal(filter) => {
+            let Some(record) = admin::journal_record(payload) else { return Ok(false) };
+            let JournalRecord::Entry(entry) = &record else { return Ok(true) };
+            if !filter.admits(Some(&record)) {
+                return Ok(true);
+            }
+            if json {
+                serde_json::to_writer(&mut *out, &JsonJournalEntry { lsn: lsn.0, entry }).map_err(io::Error::from)?;
+                return writeln!(out).map(|()| true);
+            }
+            let revision = entry.revision.map_or_else(|| "-".into(), |r| r.to_string());
+            let e = entry;
+            writeln!(out, "{}\t{}\t{}\t{}\t{}\t{revision}", e.sequence, e.op, e.signal_type, e.address, e.value_text)
+                .map(|()| true)
+        }
+    }
 }
 
 /// Set by the signal handler; read by the follow loop between polls.
@@ -91,17 +190,29 @@ pub fn run(args: &FollowArgs) -> ExitCode {
         Ok(dir) => dir,
         Err(e) => return cli_exit::fail(&e, args.json),
     };
+    let decode = match Decode::of(args) {
+        Ok(decode) => decode,
+        Err(e) => return cli_exit::fail(&e, args.json),
+    };
     stop_on_signals();
     let options = FollowOptions { from: args.from.map(Lsn), poll: Duration::from_millis(args.poll_ms) };
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut write_failed = None;
+    let mut not_decoded = None;
     let result = admin::follow_dir(&RealFs, &dir.log_dir, &options, &STOP, |event| {
         match event {
             FollowEvent::Record(record) => {
-                if let Err(e) = print_record(&mut out, record.lsn, record.payload, args.json) {
-                    write_failed = Some(e);
-                    return ControlFlow::Break(());
+                match print_decoded(&mut out, record.lsn, record.payload, &decode, args.json) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        not_decoded = Some(record.lsn);
+                        return ControlFlow::Break(());
+                    }
+                    Err(e) => {
+                        write_failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
                 }
             }
             FollowEvent::Replaced { lsn, file, offset } => eprintln!(
@@ -116,6 +227,16 @@ pub fn run(args: &FollowArgs) -> ExitCode {
         }
         ControlFlow::Continue(())
     });
+    if let (Ok(_), Some(lsn)) = (&result, not_decoded) {
+        let what = if args.store { "a store operation" } else { "a journal record" };
+        let e = walden::Error::InvalidArgument(format!(
+            "the record at LSN {lsn} of {} is not {what}: is it a {} directory?",
+            args.dir.display(),
+            if args.store { "store's" } else { "journal's" }
+        ));
+        let _ = out.flush();
+        return cli_exit::fail(&e, args.json);
+    }
     match (result, write_failed) {
         // A closed pipe (`walden follow | head`) is a reader that is done.
         (Ok(_), Some(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

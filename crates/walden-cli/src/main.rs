@@ -17,6 +17,7 @@ mod cli_follow;
 mod cli_progress;
 mod cli_render;
 mod engines;
+mod follow_bench;
 mod journal_bench;
 mod latency;
 mod puts_bench;
@@ -76,12 +77,16 @@ enum Command {
     /// or hex: for bytes that are not UTF-8), or with --json one object a
     /// line. If the writer restarts after a crash and an LSN already printed
     /// comes back with other bytes, that is said on stderr. Stops on Ctrl-C
-    /// (SIGINT) or SIGTERM with exit code 0.
+    /// (SIGINT) or SIGTERM with exit code 0. --store prints a store's puts
+    /// and deletes (--prefix), --journal a journal's entries (--pattern,
+    /// --type), decoded.
     Follow(cli_follow::FollowArgs),
     /// Benchmarks `walden backup` of a data directory against `cp -r`, and an incremental backup.
     BenchBackup(backup_bench::BackupBenchArgs),
     /// Benchmarks store puts with 1, 16 and 64 writers in each fsync mode, next to the log's own appends.
     BenchPuts(puts_bench::PutsArgs),
+    /// Benchmarks appends with 0, 1 and 8 followers, and delivery latency to a follower in-process and to `walden follow`.
+    BenchFollow(follow_bench::FollowBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Follow(args) => return cli_follow::run(&args),
         Command::BenchBackup(args) => backup_bench::run(&args),
         Command::BenchPuts(args) => puts_bench::run(&args),
+        Command::BenchFollow(args) => follow_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

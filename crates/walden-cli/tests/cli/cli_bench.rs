@@ -219,3 +219,35 @@ fn bench_puts_shows_batches_journal_appends_and_reads_beside_the_log_and_another
         }
     }
 }
+
+#[test]
+fn bench_follow_reports_every_cell_and_both_latencies_on_a_tiny_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "bench-follow",
+        "--records",
+        "400",
+        "--always-records",
+        "16",
+        "--samples",
+        "50",
+        "--process-samples",
+        "10",
+        "--runs",
+        "1",
+    ];
+    let out = bench(tmp.path(), &args);
+    assert_no_project_internals(&out);
+    for mode in ["Periodic", "Always"] {
+        for (writers, followers) in [(1, 0), (1, 1), (1, 8), (16, 0), (16, 1), (16, 8)] {
+            let row = format!("| {mode} | {writers} | {followers} | ");
+            assert!(out.contains(&row), "a row {row:?}:\n{out}");
+        }
+    }
+    for place in ["| Wal::follow, in-process | Periodic | median |", "| Wal::follow, in-process | Never | median |"] {
+        assert!(out.contains(place), "{place}:\n{out}");
+    }
+    assert!(out.contains("| walden follow --poll-ms 5, another process | Periodic | median |"), "{out}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(leftovers.is_empty(), "the bench removes its directories");
+}

@@ -11,5 +11,6 @@ mod cli_bench;
 mod cli_binary;
 mod cli_exit_codes;
 mod cli_follow;
+mod cli_follow_changes;
 mod cli_journal;
 mod cli_library;

@@ -1,0 +1,360 @@
+//! `walden bench-follow`: what followers cost the appenders, and how soon
+//! they see a record.
+//!
+//! 1. Append throughput with 0, 1 and 8 in-process followers
+//!    (`Wal::follow`, each reading every record), 1 and 16 writers,
+//!    `Periodic` and `Always`: every cell run `--runs` times, the cells
+//!    interleaved run by run, the median quoted, every run printed.
+//! 2. Delivery latency in-process: one writer appends one record every
+//!    `--interval-us`, one follower blocks in `next()`; the time from the
+//!    writer's `append` returning to the follower holding the record
+//!    (0 if the follower had it first), `Periodic` and `Never`.
+//! 3. Delivery latency to `walden follow` in another process (this binary,
+//!    `--json`, polling every `--poll-ms`): from `append` returning to its
+//!    line arriving on the pipe.
+
+use crate::engines::Result;
+use crate::latency::{median, nanos, Percentiles};
+use clap::Args;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use walden::{FsyncMode, Lsn, Wal, WalOptions};
+
+/// What `walden bench-follow` takes.
+#[derive(Args)]
+pub struct FollowBenchArgs {
+    /// Records appended per throughput run in `Periodic`.
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// Records appended per throughput run in `Always` (each group waits for an fdatasync).
+    #[arg(long, default_value_t = 2_000)]
+    always_records: u64,
+    /// Runs of every cell; the median is quoted.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Records whose delivery is timed in-process, per run.
+    #[arg(long, default_value_t = 20_000)]
+    samples: usize,
+    /// Records whose delivery to `walden follow` is timed, per run.
+    #[arg(long, default_value_t = 2_000)]
+    process_samples: usize,
+    /// The pause between two timed appends, in microseconds.
+    #[arg(long, default_value_t = 100)]
+    interval_us: u64,
+    /// `walden follow --poll-ms` for the cross-process latency.
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
+    /// Bytes per record.
+    #[arg(long, default_value_t = 128)]
+    record_bytes: usize,
+    /// Lower the throughput followers' CPU priority by this nice increment
+    /// (`walden::io::lower_current_thread_priority`; 0: as the writers).
+    #[arg(long, default_value_t = 0)]
+    follower_nice: i32,
+    /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    dir: PathBuf,
+}
+
+/// Removes the directory when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        drop(std::fs::remove_dir_all(&self.0));
+    }
+}
+
+fn fresh_dir(root: &Path, name: &str) -> TempDir {
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    TempDir(root.join(format!(".walden-bench-follow-{}-{name}-{nonce}", std::process::id())))
+}
+
+fn periodic() -> FsyncMode {
+    FsyncMode::Periodic { interval: Duration::from_millis(10) }
+}
+
+fn mode_name(mode: FsyncMode) -> &'static str {
+    match mode {
+        FsyncMode::Always => "Always",
+        FsyncMode::Periodic { .. } => "Periodic",
+        _ => "Never",
+    }
+}
+
+/// Appends `records` from `writers` threads with `followers` following
+/// every record; returns appends per second (until the last append
+/// returned) and checks that every follower read every record.
+fn throughput(
+    root: &Path,
+    mode: FsyncMode,
+    writers: u64,
+    followers: usize,
+    records: u64,
+    args: &FollowBenchArgs,
+) -> Result<f64> {
+    let (bytes, nice) = (args.record_bytes, args.follower_nice);
+    let dir = fresh_dir(root, "tput");
+    let wal = Wal::open(&dir.0, WalOptions { fsync: mode, ..Default::default() })?;
+    let per_writer = records / writers;
+    let total = per_writer * writers;
+    let start = Barrier::new(writers as usize + followers + 1);
+    let elapsed = std::thread::scope(|scope| -> Result<Duration> {
+        let readers: Vec<_> = (0..followers)
+            .map(|_| {
+                let mut follower = wal.follow(Lsn::FIRST)?;
+                let start = &start;
+                Ok(scope.spawn(move || {
+                    if nice > 0 {
+                        drop(walden::io::lower_current_thread_priority(nice));
+                    }
+                    start.wait();
+                    let mut read = 0u64;
+                    while read < total {
+                        match follower.next() {
+                            Some(Ok(_)) => read += 1,
+                            _ => break,
+                        }
+                    }
+                    read
+                }))
+            })
+            .collect::<Result<_>>()?;
+        let base = Instant::now();
+        let appenders: Vec<_> = (0..writers)
+            .map(|_| {
+                let (wal, start) = (&wal, &start);
+                scope.spawn(move || -> walden::Result<(Duration, Duration)> {
+                    let payload = vec![0x5a; bytes];
+                    start.wait();
+                    let began = base.elapsed();
+                    for _ in 0..per_writer {
+                        wal.append(&payload)?;
+                    }
+                    Ok((began, base.elapsed()))
+                })
+            })
+            .collect();
+        start.wait();
+        // From the first writer's start to the last one's end.
+        let (mut first, mut last) = (Duration::MAX, Duration::ZERO);
+        for appender in appenders {
+            let (began, ended) = appender.join().expect("an appender panicked")?;
+            (first, last) = (first.min(began), last.max(ended));
+        }
+        let elapsed = last.saturating_sub(first);
+        for reader in readers {
+            let read = reader.join().expect("a follower panicked");
+            if read != total {
+                return Err(format!("a follower read {read} of {total} records").into());
+            }
+        }
+        Ok(elapsed)
+    })?;
+    wal.close()?;
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+/// Microseconds since `base`, as a u64 (for the atomics both sides read).
+fn since_ns(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+fn pace(from: Instant, interval: Duration) {
+    while from.elapsed() < interval {
+        std::hint::spin_loop();
+    }
+}
+
+/// Latencies of the records delivered at the times given, from the times
+/// their appends returned (0 where the follower was first).
+fn delivered(times: &[(Lsn, u64)], acked: &[AtomicU64]) -> Vec<u32> {
+    times
+        .iter()
+        .map(|&(lsn, at)| nanos(Duration::from_nanos(at.saturating_sub(acked[lsn.0 as usize].load(Ordering::Acquire)))))
+        .collect()
+}
+
+/// One writer, one blocked follower: latencies from `append` returning to
+/// the follower holding the record.
+fn latency_in_process(
+    root: &Path,
+    mode: FsyncMode,
+    samples: usize,
+    interval: Duration,
+    bytes: usize,
+) -> Result<Percentiles> {
+    let dir = fresh_dir(root, "lat");
+    let wal = Wal::open(&dir.0, WalOptions { fsync: mode, ..Default::default() })?;
+    let base = Instant::now();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..=samples).map(|_| AtomicU64::new(u64::MAX)).collect());
+    let mut follower = wal.follow(Lsn::FIRST)?;
+    let mut latencies = std::thread::scope(|scope| -> Result<Vec<u32>> {
+        let reader = scope.spawn(move || {
+            let mut out = Vec::with_capacity(samples);
+            for _ in 0..samples {
+                let Some(Ok(record)) = follower.next() else { break };
+                out.push((record.lsn, since_ns(base)));
+            }
+            out
+        });
+        let payload = vec![0x5a; bytes];
+        for _ in 0..samples {
+            let started = Instant::now();
+            let lsn = wal.append(&payload)?;
+            acked[lsn.0 as usize].store(since_ns(base), Ordering::Release);
+            pace(started, interval);
+        }
+        Ok(delivered(&reader.join().expect("the follower panicked"), &acked))
+    })?;
+    wal.close()?;
+    if latencies.len() != samples {
+        return Err(format!("the follower read {} of {samples} records", latencies.len()).into());
+    }
+    Ok(Percentiles::of(&mut latencies))
+}
+
+/// `walden follow --json` in another process: latencies from `append`
+/// returning to the record's line arriving here.
+fn latency_to_process(
+    root: &Path,
+    samples: usize,
+    interval: Duration,
+    poll_ms: u64,
+    bytes: usize,
+) -> Result<Percentiles> {
+    let dir = fresh_dir(root, "proc");
+    let wal = Wal::open(&dir.0, WalOptions { fsync: periodic(), ..Default::default() })?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("follow")
+        .arg(&dir.0)
+        .args(["--json", "--poll-ms", &poll_ms.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let base = Instant::now();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..=samples + 1).map(|_| AtomicU64::new(u64::MAX)).collect());
+    let result = std::thread::scope(|scope| -> Result<Vec<u32>> {
+        let reader = scope.spawn(move || {
+            let mut out = Vec::with_capacity(samples);
+            for line in BufReader::new(stdout).lines().map_while(std::io::Result::ok) {
+                let now = since_ns(base);
+                let Some(lsn) = line.split("\"lsn\":").nth(1).and_then(|r| r.split(',').next()?.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                if lsn == 1 {
+                    continue; // the warm-up record
+                }
+                out.push((Lsn(lsn), now));
+                if out.len() == samples {
+                    break;
+                }
+            }
+            out
+        });
+        let payload = vec![b'x'; bytes];
+        // A warm-up record: the follower is running once it printed it.
+        wal.append(&payload)?;
+        acked[1].store(since_ns(base), Ordering::Release);
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..samples {
+            let started = Instant::now();
+            let lsn = wal.append(&payload)?;
+            acked[lsn.0 as usize].store(since_ns(base), Ordering::Release);
+            pace(started, interval);
+        }
+        Ok(delivered(&reader.join().expect("the reader panicked"), &acked))
+    });
+    drop(child.kill());
+    drop(child.wait());
+    wal.close()?;
+    let mut latencies = result?;
+    if latencies.len() != samples {
+        return Err(format!("walden follow printed {} of {samples} records", latencies.len()).into());
+    }
+    Ok(Percentiles::of(&mut latencies))
+}
+
+/// Runs `walden bench-follow`.
+pub fn run(args: &FollowBenchArgs) -> Result<()> {
+    if args.runs == 0 || args.records == 0 || args.always_records == 0 || args.samples == 0 {
+        return Err("--runs, --records, --always-records and --samples must be at least 1".into());
+    }
+    std::fs::create_dir_all(&args.dir)?;
+    println!("## Append throughput with in-process followers (records/s; every run, then the median)");
+    println!(
+        "{} B records; each follower reads every record (follower nice increment {}); cells interleaved run by run",
+        args.record_bytes, args.follower_nice
+    );
+    let mut cells = Vec::new();
+    for mode in [periodic(), FsyncMode::Always] {
+        for writers in [1u64, 16] {
+            for followers in [0usize, 1, 8] {
+                cells.push((mode, writers, followers, Vec::new()));
+            }
+        }
+    }
+    for _ in 0..args.runs {
+        for (mode, writers, followers, runs) in cells.iter_mut() {
+            let records = if *mode == FsyncMode::Always { args.always_records } else { args.records };
+            runs.push(throughput(&args.dir, *mode, *writers, *followers, records, args)?);
+        }
+    }
+    println!("| mode | writers | followers | runs | median | vs no follower |");
+    println!("|---|--:|--:|---|--:|--:|");
+    for (mode, writers, followers, runs) in &cells {
+        let none = cells
+            .iter()
+            .find(|(m, w, f, _)| m == mode && w == writers && *f == 0)
+            .map_or(f64::NAN, |(.., r)| median(r.iter().copied()));
+        let m = median(runs.iter().copied());
+        let all: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+        println!("| {} | {writers} | {followers} | {} | {m:.0} | {:.2} |", mode_name(*mode), all.join(", "), m / none);
+    }
+    println!();
+    let interval = Duration::from_micros(args.interval_us);
+    println!(
+        "## Delivery latency, acknowledgement to follower (1 writer, one record every {} us, {} records a run)",
+        args.interval_us, args.samples
+    );
+    println!("| where | mode | run | p50 us | p99 us | p99.9 us |");
+    println!("|---|---|--:|--:|--:|--:|");
+    let mut in_process: Vec<(FsyncMode, Vec<Percentiles>)> =
+        vec![(periodic(), Vec::new()), (FsyncMode::Never, Vec::new())];
+    let mut to_process = Vec::new();
+    for _ in 0..args.runs {
+        for (mode, runs) in in_process.iter_mut() {
+            runs.push(latency_in_process(&args.dir, *mode, args.samples, interval, args.record_bytes)?);
+        }
+        let process_interval = interval.max(Duration::from_millis(1));
+        to_process.push(latency_to_process(
+            &args.dir,
+            args.process_samples,
+            process_interval,
+            args.poll_ms,
+            args.record_bytes,
+        )?);
+    }
+    let mut rows: Vec<(String, &str, &Vec<Percentiles>)> =
+        in_process.iter().map(|(mode, runs)| ("Wal::follow, in-process".to_string(), mode_name(*mode), runs)).collect();
+    let process_where = format!("walden follow --poll-ms {}, another process", args.poll_ms);
+    rows.push((process_where, "Periodic", &to_process));
+    for (place, mode, runs) in rows {
+        for (i, p) in runs.iter().enumerate() {
+            println!("| {place} | {mode} | {} | {:.1} | {:.1} | {:.1} |", i + 1, p.p50_us, p.p99_us, p.p999_us);
+        }
+        let (p50, p99, p999) = (
+            median(runs.iter().map(|p| p.p50_us)),
+            median(runs.iter().map(|p| p.p99_us)),
+            median(runs.iter().map(|p| p.p999_us)),
+        );
+        println!("| {place} | {mode} | median | {p50:.1} | {p99:.1} | {p999:.1} |");
+    }
+    Ok(())
+}
