@@ -826,7 +826,7 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
     };
     std::fs::remove_file(&raw_file)?;
 
-    // 2. From the snapshot alone: all but the last warm open take a snapshot
+    // 2. From the snapshot alone: all but the first warm open take a snapshot
     // again (so there are --opens snapshots in all, each in a process of its own).
     phase("opens from the snapshot");
     let (from_snapshot, more) = opens_then_snapshots(
