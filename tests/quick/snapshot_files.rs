@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use walden::io::{CrashMode, Fault, FaultKind, SimFs, Vfs};
 use walden::snapshot::{
-    list_snapshots, prune_snapshots, read_snapshot, temporary_files, verify_snapshot, write_snapshot, SnapshotInfo,
-    SnapshotOrigin,
+    list_snapshots, prune_snapshots, read_snapshot, snapshot_file_name, temporary_files, verify_snapshot,
+    write_snapshot, SnapshotHeader, SnapshotInfo, SnapshotOrigin,
 };
 use walden::{Error, Lsn};
 
@@ -74,6 +74,67 @@ fn real_files_round_trip() {
     let info = write_snapshot(&fs, tmp.path(), Lsn(9), 0, ORIGIN, write_state(&state(50_000))).unwrap();
     assert_eq!(std::fs::metadata(&info.path).unwrap().len(), info.file_bytes);
     assert_eq!(read_snapshot(&fs, &info, read_state).unwrap(), state(50_000));
+}
+
+/// A state far larger than one of zstd's multithreaded jobs (a few MiB of
+/// input each): the frame its workers write is a standard one and reads
+/// back entry for entry, on a real file large enough that writeback is
+/// started early (every 16 MiB) several times.
+#[test]
+fn a_snapshot_of_many_compression_jobs_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = walden::io::RealFs;
+    // Incompressible entries: 60 MiB of content, 60 MiB of file.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let entries: Vec<Vec<u8>> = (0..500_000)
+        .map(|_| {
+            (0..16)
+                .flat_map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()
+                })
+                .collect()
+        })
+        .collect();
+    let info = write_snapshot(&fs, tmp.path(), Lsn(11), 0, ORIGIN, write_state(&entries)).unwrap();
+    assert!(info.file_bytes > 60 << 20, "incompressible: {} bytes", info.file_bytes);
+    assert_eq!(std::fs::metadata(&info.path).unwrap().len(), info.file_bytes);
+    verify_snapshot(&fs, &info).unwrap();
+    assert!(read_snapshot(&fs, &info, read_state).unwrap() == entries);
+    // And a compressible one of many jobs, through the simulated file system.
+    let sim = SimFs::new();
+    let info = take(&sim, 12, 400_000);
+    assert!(info.header.content_bytes < 4 << 20, "compressed: {} bytes", info.header.content_bytes);
+    assert_eq!(read_snapshot(&sim, &info, read_state).unwrap(), state(400_000));
+}
+
+/// A snapshot as the builds before zstd's workers wrote it: one frame from
+/// the single-threaded encoder at level 3. It still lists, verifies and
+/// loads entry for entry.
+#[test]
+fn a_snapshot_compressed_as_earlier_builds_did_still_loads() {
+    let fs = SimFs::new();
+    let entries = state(20_000);
+    let mut raw = Vec::new();
+    write_state(&entries)(&mut raw).unwrap();
+    let content = zstd::stream::encode_all(&raw[..], 3).unwrap();
+    let header = SnapshotHeader {
+        lsn: Lsn(42),
+        created_unix_us: 1_700_000_000_000_000,
+        entries: 20_000,
+        content_bytes: content.len() as u64,
+        content_crc: crc32fast::hash(&content),
+        origin: Some(ORIGIN),
+    };
+    fs.write_file(&dir().join(snapshot_file_name(Lsn(42))), &[header.encode(), content].concat());
+    let listed = list_snapshots(&fs, &dir()).unwrap();
+    assert!(listed.unreadable.is_empty());
+    let [info] = &listed.snapshots[..] else { panic!("one snapshot: {:?}", listed.snapshots) };
+    assert_eq!(info.header, header);
+    verify_snapshot(&fs, info).unwrap();
+    assert_eq!(read_snapshot(&fs, info, read_state).unwrap(), entries);
 }
 
 #[test]

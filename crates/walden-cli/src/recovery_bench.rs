@@ -15,10 +15,10 @@
 use crate::engines::Result;
 use crate::latency::{median, nanos, Percentiles};
 use imbl::OrdMap;
+use mem::{decide, mem_available_bytes, release_free_heap, status, Comparison, Fit};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,6 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use walden::store::StoreKey;
 use walden::{EngineOptions, Entry, FsyncMode, SnapshotOptions, Store, StoreOptions, WalOptions, WriteBatch};
+
+mod mem;
+mod report;
+
+use report::{mib, report};
 
 #[derive(clap::Args)]
 pub struct RecoveryArgs {
@@ -35,12 +40,15 @@ pub struct RecoveryArgs {
     /// Puts appended to the log after the snapshot for the "snapshot + log" open.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     log_records: u64,
-    /// Opens (and SQLite loads) per configuration and cache state; medians are reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    opens: u32,
-    /// Snapshot-while-writing rounds of the latency test (each: one snapshot, then as long without).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    rounds: u32,
+    /// Opens (and SQLite loads) per configuration and cache state; medians
+    /// are reported. Default: 3, or 1 from 50,000,000 keys (so that 100M keys
+    /// run in minutes, not hours).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    opens: Option<u32>,
+    /// Snapshot-while-writing rounds of the latency test (each: one
+    /// snapshot, then as long without). Default: 3, or 1 from 50,000,000 keys.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
     /// Do not drop the page cache (`echo 3 > /proc/sys/vm/drop_caches`, needs root) before cold opens.
     #[arg(long)]
     no_drop_caches: bool,
@@ -87,6 +95,23 @@ const KEY_BYTES: usize = 16;
 const VALUE_BYTES: usize = 100;
 const BATCH: u64 = 1000;
 const WRITER: &str = "walden";
+/// From this many keys, --opens and --rounds default to 1.
+const LARGE_KEYS: u64 = 50_000_000;
+
+impl RecoveryArgs {
+    fn opens(&self, n: u64) -> u32 {
+        self.opens.unwrap_or(if n >= LARGE_KEYS { 1 } else { 3 })
+    }
+
+    fn rounds(&self, n: u64) -> u32 {
+        self.rounds.unwrap_or(if n >= LARGE_KEYS { 1 } else { 3 })
+    }
+}
+
+/// Raw key and value bytes of `n` keys.
+fn raw_bytes(n: u64) -> u64 {
+    n * (KEY_BYTES + VALUE_BYTES) as u64
+}
 
 /// Key `i`: 8 bytes of a hash of i (so keys arrive in random order), then i.
 fn key(i: u64) -> [u8; KEY_BYTES] {
@@ -126,17 +151,6 @@ fn store_options() -> StoreOptions {
     let snapshots = SnapshotOptions::manual();
     let wal = WalOptions { fsync: FsyncMode::Never, ..Default::default() };
     StoreOptions { engine: EngineOptions { wal, snapshots }, writer: WRITER.into() }
-}
-
-/// Fields of /proc/self/status given in kB, in bytes (0 if absent).
-fn status<const N: usize>(names: &[&str; N]) -> [u64; N] {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    names.map(|name| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    })
 }
 
 /// User plus system CPU seconds in a /proc `stat` file (of the process or
@@ -236,9 +250,22 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
     if let Some(file) = &args.child_sqlite_ordmap {
         return child_sqlite(file, true);
     }
-    let cold = !args.no_drop_caches && drop_caches().is_ok();
-    if !cold {
-        eprintln!("bench-recovery: the page cache cannot be dropped: warm opens only");
+    let cold_note = if args.no_drop_caches {
+        Some("cold opens not measured: --no-drop-caches".to_owned())
+    } else {
+        drop_caches().err().map(|e| {
+            format!(
+                "cold opens not measured: the page cache cannot be dropped (echo 3 > /proc/sys/vm/drop_caches: {e})"
+            )
+        })
+    };
+    let cold = cold_note.is_none();
+    if let Some(note) = &cold_note {
+        eprintln!("bench-recovery: {note}");
+    }
+    match mem_available_bytes() {
+        Some(b) => eprintln!("bench-recovery: {} available (MemAvailable)", mem::gib(b)),
+        None => eprintln!("bench-recovery: MemAvailable unreadable: no comparison can be skipped for memory"),
     }
     let root = tempfile::Builder::new().prefix(".walden-bench-").tempdir_in(&args.dir)?;
     eprintln!("bench-recovery: data in {}", root.path().display());
@@ -251,7 +278,10 @@ pub fn run(args: &RecoveryArgs) -> Result<()> {
         std::fs::remove_dir_all(&dir)?;
     }
     eprintln!("bench-recovery: done in {:.0} s", started.elapsed().as_secs_f64());
-    print!("{}", report(args, &results, cold));
+    print!("{}", report(&results, cold));
+    if let Some(note) = &cold_note {
+        println!("\n{note}");
+    }
     if let Some(path) = &args.json {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         for r in &results {
@@ -270,25 +300,45 @@ struct Child {
     secs: f64,
     peak_rss: u64,
     rss_after: u64,
-    rss_before: u64,
     peak_anon: u64,
     anon_after: u64,
-    anon_before: u64,
     records_replayed: u64,
     entries: u64,
     cpu_secs: f64,
     main_cpu_secs: f64,
+    /// With --child-snapshot: the snapshot taken after the open.
+    snapshot: Option<ChildSnapshot>,
 }
 
-fn child_report(secs: f64, (rss_before, anon_before): (u64, u64), records_replayed: u64, entries: u64, s: Sampled) {
+/// A snapshot a child took after its open, with its memory: RSS before it,
+/// the peak (VmHWM, reset after the open) and the sampled anon peak.
+#[derive(Clone, Copy, Debug, Default)]
+struct ChildSnapshot {
+    secs: f64,
+    file_bytes: u64,
+    rss_before: u64,
+    peak_rss: u64,
+    anon_before: u64,
+    peak_anon: u64,
+}
+
+/// What a child measured, as JSON, with /proc/self/status read now.
+fn child_json(
+    secs: f64,
+    (rss_before, anon_before): (u64, u64),
+    records_replayed: u64,
+    entries: u64,
+    s: Sampled,
+) -> Value {
     let [peak_rss, rss_after, anon_after] = status(&["VmHWM:", "VmRSS:", "RssAnon:"]);
-    println!(
-        "{}",
-        json!({"secs": secs, "peak_rss": peak_rss, "rss_after": rss_after, "rss_before": rss_before,
-               "peak_anon": s.peak_anon, "anon_after": anon_after, "anon_before": anon_before,
-               "records_replayed": records_replayed, "entries": entries,
-               "cpu_secs": s.cpu_secs, "main_cpu_secs": s.main_cpu_secs})
-    );
+    json!({"secs": secs, "peak_rss": peak_rss, "rss_after": rss_after, "rss_before": rss_before,
+           "peak_anon": s.peak_anon, "anon_after": anon_after, "anon_before": anon_before,
+           "records_replayed": records_replayed, "entries": entries,
+           "cpu_secs": s.cpu_secs, "main_cpu_secs": s.main_cpu_secs})
+}
+
+fn child_report(secs: f64, before: (u64, u64), records_replayed: u64, entries: u64, s: Sampled) {
+    println!("{}", child_json(secs, before, records_replayed, entries, s));
 }
 
 fn child_open(dir: &Path) -> Result<()> {
@@ -386,16 +436,30 @@ fn child_raw_replay(file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens the store in `dir`, measured as `child_open` measures it, then
+/// takes a snapshot (no writer running): prints the open's figures with
+/// the snapshot's under "snapshot".
 fn child_snapshot(dir: &Path) -> Result<()> {
+    let before_open = status(&["VmRSS:", "RssAnon:"]).into();
+    let sampler = AnonPeak::start();
+    let t = Instant::now();
     let store = Store::open(dir, store_options())?;
-    let rss_before = status(&["VmRSS:", "RssAnon:"]).into();
+    let open_secs = t.elapsed().as_secs_f64();
+    let opened = sampler.finish();
+    let mut out =
+        child_json(open_secs, before_open, store.recovery_report().records_replayed, store.len() as u64, opened);
+    let [rss_before, anon_before] = status(&["VmRSS:", "RssAnon:"]);
     reset_peak()?;
     let sampler = AnonPeak::start();
     let t = Instant::now();
     let info = store.snapshot_now()?;
     let secs = t.elapsed().as_secs_f64();
     let sampled = sampler.finish();
-    child_report(secs, rss_before, info.file_bytes, info.header.entries, sampled);
+    let [peak_rss] = status(&["VmHWM:"]);
+    out["snapshot"] = json!({"secs": secs, "file_bytes": info.file_bytes, "rss_before": rss_before,
+                             "peak_rss": peak_rss, "anon_before": anon_before, "peak_anon": sampled.peak_anon,
+                             "cpu_secs": sampled.cpu_secs});
+    println!("{out}");
     store.close()?;
     Ok(())
 }
@@ -458,18 +522,28 @@ fn spawn(flag: &str, path: &Path, cold: bool) -> Result<Child> {
     }
     let v: Value = serde_json::from_slice(&out.stdout)?;
     let u = |k: &str| v[k].as_u64().unwrap_or(0);
+    let snapshot = v.get("snapshot").map(|s| {
+        let u = |k: &str| s[k].as_u64().unwrap_or(0);
+        ChildSnapshot {
+            secs: s["secs"].as_f64().unwrap_or(f64::NAN),
+            file_bytes: u("file_bytes"),
+            rss_before: u("rss_before"),
+            peak_rss: u("peak_rss"),
+            anon_before: u("anon_before"),
+            peak_anon: u("peak_anon"),
+        }
+    });
     Ok(Child {
         secs: v["secs"].as_f64().unwrap_or(f64::NAN),
         peak_rss: u("peak_rss"),
         rss_after: u("rss_after"),
-        rss_before: u("rss_before"),
         peak_anon: u("peak_anon"),
         anon_after: u("anon_after"),
-        anon_before: u("anon_before"),
         records_replayed: u("records_replayed"),
         entries: u("entries"),
         cpu_secs: v["cpu_secs"].as_f64().unwrap_or(f64::NAN),
         main_cpu_secs: v["main_cpu_secs"].as_f64().unwrap_or(f64::NAN),
+        snapshot,
     })
 }
 
@@ -491,6 +565,19 @@ struct Opens {
 }
 
 fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Opens> {
+    Ok(opens_then_snapshots(label, flag, path, n, cold, 0)?.0)
+}
+
+/// [`opens`], the last `snapshots` warm opens of which (at most `n`) also
+/// take a snapshot once open (`--child-snapshot`); returns those too.
+fn opens_then_snapshots(
+    label: &str,
+    flag: &str,
+    path: &Path,
+    n: u32,
+    cold: bool,
+    snapshots: u32,
+) -> Result<(Opens, Vec<ChildSnapshot>)> {
     let mut cold_runs = Vec::new();
     if cold {
         for _ in 0..n {
@@ -498,9 +585,11 @@ fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Ope
         }
     }
     let mut warm_runs = Vec::new();
-    for _ in 0..n {
+    for i in 0..n {
+        let flag = if i + snapshots >= n { "--child-snapshot" } else { flag };
         warm_runs.push(spawn(flag, path, false)?);
     }
+    let taken: Vec<ChildSnapshot> = warm_runs.iter().filter_map(|c| c.snapshot).collect();
     let all: Vec<Child> = cold_runs.iter().chain(&warm_runs).copied().collect();
     let o = Opens {
         cold_secs: cold.then(|| median(cold_runs.iter().map(|c| c.secs))),
@@ -527,7 +616,7 @@ fn opens(label: &str, flag: &str, path: &Path, n: u32, cold: bool) -> Result<Ope
         o.entries,
         o.records_replayed
     );
-    Ok(o)
+    Ok((o, taken))
 }
 
 fn round3(x: f64) -> f64 {
@@ -568,6 +657,12 @@ struct LatencyResult {
     snap_puts: u64,
     snap_secs: f64,
     snapshot_secs: f64,
+    /// The largest, over the rounds, of: RSS just before a snapshot, the
+    /// growth of RSS (VmHWM, reset just before, less that) and of the
+    /// sampled anon RSS while it ran with the writer putting.
+    snap_rss_before: u64,
+    snap_rss_growth: u64,
+    snap_anon_growth: u64,
 }
 
 const PHASE_WARMUP: usize = 0;
@@ -579,9 +674,18 @@ fn latency_test(store: &Store, n: u64, rounds: u32) -> Result<LatencyResult> {
     let stop = AtomicBool::new(false);
     let mut secs = [0.0f64; 3];
     let mut snapshot_secs = Vec::new();
+    let (mut rss_before_max, mut rss_growth_max, mut anon_growth_max) = (0u64, 0u64, 0u64);
+    // Written once before the test, so that recording a latency never
+    // faults a page in: the memory measured during a snapshot is the store's.
+    let prefaulted: [Vec<u32>; 3] = std::array::from_fn(|_| {
+        let mut v = Vec::with_capacity(16 << 20);
+        v.resize(16 << 20, u32::MAX);
+        v.clear();
+        v
+    });
     let lat = std::thread::scope(|s| -> Result<[Vec<u32>; 3]> {
         let writer = s.spawn(|| -> Result<[Vec<u32>; 3]> {
-            let mut lat: [Vec<u32>; 3] = std::array::from_fn(|_| Vec::with_capacity(16 << 20));
+            let mut lat = prefaulted;
             let mut rng = Rng(0x5eed_1234_5678_9abc);
             let mut value = [0u8; VALUE_BYTES];
             while !stop.load(Ordering::Relaxed) {
@@ -596,16 +700,27 @@ fn latency_test(store: &Store, n: u64, rounds: u32) -> Result<LatencyResult> {
         });
         std::thread::sleep(Duration::from_millis(500));
         for _ in 0..rounds {
+            let [rss_before, anon_before] = status(&["VmRSS:", "RssAnon:"]);
+            reset_peak()?;
+            let sampler = AnonPeak::start();
             phase.store(PHASE_SNAPSHOT, Ordering::Relaxed);
             let t = Instant::now();
             store.snapshot_now()?;
             let d = t.elapsed();
+            phase.store(PHASE_IDLE, Ordering::Relaxed);
+            let sampled = sampler.finish();
+            let [peak_rss] = status(&["VmHWM:"]);
+            rss_before_max = rss_before_max.max(rss_before);
+            rss_growth_max = rss_growth_max.max(peak_rss.saturating_sub(rss_before));
+            anon_growth_max = anon_growth_max.max(sampled.peak_anon.saturating_sub(anon_before));
             secs[PHASE_SNAPSHOT] += d.as_secs_f64();
             snapshot_secs.push(d.as_secs_f64());
-            phase.store(PHASE_IDLE, Ordering::Relaxed);
+            // The sampler runs in this phase too, so both phases share the machine with it.
+            let sampler = AnonPeak::start();
             let t = Instant::now();
             std::thread::sleep(d);
             secs[PHASE_IDLE] += t.elapsed().as_secs_f64();
+            sampler.finish();
         }
         stop.store(true, Ordering::Relaxed);
         writer.join().map_err(|_| "writer thread panicked")?
@@ -622,16 +737,22 @@ fn latency_test(store: &Store, n: u64, rounds: u32) -> Result<LatencyResult> {
         idle_secs: secs[PHASE_IDLE],
         snap_secs: secs[PHASE_SNAPSHOT],
         snapshot_secs: median(snapshot_secs),
+        snap_rss_before: rss_before_max,
+        snap_rss_growth: rss_growth_max,
+        snap_anon_growth: anon_growth_max,
     })
 }
 
 /// Everything measured for one key count.
 struct Measured {
     n: u64,
+    opens: u32,
+    rounds: u32,
     load_secs: f64,
     from_log: Opens,
     raw_write_secs: f64,
-    raw_replay: Opens,
+    /// None: skipped, it would not fit in memory (the reason is in `skipped`).
+    raw_replay: Option<Opens>,
     snapshot_secs: Vec<f64>,
     snapshot_file_bytes: u64,
     snapshot_rss_before: u64,
@@ -644,73 +765,106 @@ struct Measured {
     sqlite_hashmap: Option<Opens>,
     sqlite_ordmap: Option<Opens>,
     latency: LatencyResult,
+    /// A line for each comparison skipped because it would not fit in memory.
+    skipped: Vec<String>,
     json: Value,
+}
+
+/// Whether `what` fits in the memory available now; if not, the line that
+/// says so is printed and kept for the report.
+fn fits(what: &str, estimate_bytes: u64, skipped: &mut Vec<String>) -> bool {
+    match decide(what, estimate_bytes, mem_available_bytes()) {
+        Fit::Run => true,
+        Fit::Skip(line) => {
+            eprintln!("  {line}");
+            skipped.push(line);
+            false
+        }
+    }
+}
+
+/// Closes a store this process opened and gives its memory back to the
+/// kernel, so that the children that open it next have the machine's.
+fn close(store: Store) -> Result<()> {
+    store.close()?;
+    release_free_heap();
+    let [rss, anon] = status(&["VmRSS:", "RssAnon:"]);
+    eprintln!("  (this process after closing the store: RSS {} MiB, anon {} MiB)", rss >> 20, anon >> 20);
+    Ok(())
 }
 
 fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measured> {
     let store_dir = dir.join("store");
     let mut rng = Rng(0x0123_4567_89ab_cdef ^ n);
-    eprintln!("bench-recovery: {n} keys");
+    let (opens_n, rounds) = (args.opens(n), args.rounds(n));
+    let raw = raw_bytes(n);
+    let mut skipped = Vec::new();
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("  [{:.0} s] {what}", started.elapsed().as_secs_f64());
+    eprintln!("bench-recovery: {n} keys ({} of keys and values), {opens_n} opens, {rounds} rounds", mib(raw));
 
-    // 1. Load, close (syncs the log), reopen from the log alone, snapshot.
+    // 1. Load, close (syncs the log).
     let t = Instant::now();
     let store = Store::open(&store_dir, store_options())?;
     load(&store, 0, n, None, &mut rng)?;
-    store.close()?;
+    close(store)?;
     let load_secs = t.elapsed().as_secs_f64();
     eprintln!("  loaded in {load_secs:.2} s (with the closing sync)");
-    let from_log = opens("open, log only", "--open-only", &store_dir, args.opens, cold)?;
+    // The log alone; the last warm open also takes the first snapshot (the
+    // log before it is then truncated, so it must come last).
+    phase("opens from the log alone");
+    let (from_log, mut taken) = opens_then_snapshots("open, log only", "--open-only", &store_dir, opens_n, cold, 1)?;
     // The same puts, appended with write() to a plain file and replayed
-    // into a HashMap by a naive program.
+    // into a HashMap by a naive program, if that fits in memory.
+    phase("the raw write() log");
     let raw_file = dir.join("raw.log");
     let raw_write_secs = write_raw_log(&raw_file, n)?;
     eprintln!("  the same puts written with write() in {raw_write_secs:.2} s");
-    let raw_replay = opens("raw write() log -> HashMap", "--child-raw-replay", &raw_file, args.opens, cold)?;
+    let raw_replay = match fits("raw write() log -> HashMap", Comparison::RawReplay.estimate_bytes(raw), &mut skipped) {
+        true => Some(opens("raw write() log -> HashMap", "--child-raw-replay", &raw_file, opens_n, cold)?),
+        false => None,
+    };
     std::fs::remove_file(&raw_file)?;
-    let store = Store::open(&store_dir, store_options())?;
-    let t = Instant::now();
-    let info = store.snapshot_now()?;
-    let mut snapshot_secs = vec![t.elapsed().as_secs_f64()];
-    store.close()?;
-    let snapshot_file_bytes = info.file_bytes;
 
-    // 4. Snapshot time and memory, in children that open and snapshot again.
-    let mut growth = Vec::new();
-    let mut anon_growth = Vec::new();
-    let mut before = Vec::new();
-    for _ in 0..2 {
-        let c = spawn("--child-snapshot", &store_dir, false)?;
-        snapshot_secs.push(c.secs);
-        growth.push(c.peak_rss.saturating_sub(c.rss_before) as f64);
-        anon_growth.push(c.peak_anon.saturating_sub(c.anon_before) as f64);
-        before.push(c.rss_before as f64);
-    }
+    // 2. From the snapshot alone: all but the first warm open take a snapshot
+    // again (so there are --opens snapshots in all, each in a process of its own).
+    phase("opens from the snapshot");
+    let (from_snapshot, more) = opens_then_snapshots(
+        "open, snapshot only",
+        "--open-only",
+        &store_dir,
+        opens_n,
+        cold,
+        opens_n.saturating_sub(1),
+    )?;
+    taken.extend(more);
+    let snapshot_secs: Vec<f64> = taken.iter().map(|s| s.secs).collect();
+    let snapshot_file_bytes = taken.last().map_or(0, |s| s.file_bytes);
+    let growth: Vec<f64> = taken.iter().map(|s| s.peak_rss.saturating_sub(s.rss_before) as f64).collect();
+    let anon_growth: Vec<f64> = taken.iter().map(|s| s.peak_anon.saturating_sub(s.anon_before) as f64).collect();
+    let before: Vec<f64> = taken.iter().map(|s| s.rss_before as f64).collect();
     eprintln!(
-        "  snapshot: {:?} s, {} bytes; RSS growth while writing {:?} MiB",
+        "  snapshots: {:?} s, {} bytes; RSS growth while writing {:?} MiB, anon {:?} MiB",
         snapshot_secs.iter().map(|&s| round3(s)).collect::<Vec<_>>(),
         snapshot_file_bytes,
-        growth.iter().map(|&g| round3(g / 1048576.0)).collect::<Vec<_>>()
-    );
-    eprintln!(
-        "  anon RSS growth while writing {:?} MiB",
+        growth.iter().map(|&g| round3(g / 1048576.0)).collect::<Vec<_>>(),
         anon_growth.iter().map(|&g| round3(g / 1048576.0)).collect::<Vec<_>>()
     );
 
-    // 1. Recovery from the snapshot alone.
-    let from_snapshot = opens("open, snapshot only", "--open-only", &store_dir, args.opens, cold)?;
-
-    // 2. A log of more puts (overwrites of existing keys) after the snapshot.
+    // 3. A log of more puts (overwrites of existing keys) after the snapshot.
+    phase("the log after the snapshot");
     let store = Store::open(&store_dir, store_options())?;
     load(&store, 0, args.log_records, Some(n), &mut rng)?;
-    store.close()?;
-    let from_snapshot_and_log = opens("open, snapshot + log", "--open-only", &store_dir, args.opens, cold)?;
+    close(store)?;
+    let from_snapshot_and_log = opens("open, snapshot + log", "--open-only", &store_dir, opens_n, cold)?;
 
-    // 5. A writer's put latency with and without a snapshot running.
+    // 4. A writer's put latency with and without a snapshot running.
+    phase("put latency with and without a snapshot");
     let store = Store::open(&store_dir, store_options())?;
-    let latency = latency_test(&store, n, args.rounds)?;
-    store.close()?;
+    let latency = latency_test(&store, n, rounds)?;
+    close(store)?;
     eprintln!(
-        "  latency: idle p50/p99/p99.9 {:.1}/{:.1}/{:.1} us ({} puts), during snapshot {:.1}/{:.1}/{:.1} us ({} puts)",
+        "  latency: idle p50/p99/p99.9 {:.1}/{:.1}/{:.1} us ({} puts), during snapshot {:.1}/{:.1}/{:.1} us ({} puts); RSS growth during a snapshot {} MiB, anon {} MiB",
         latency.idle.p50_us,
         latency.idle.p99_us,
         latency.idle.p999_us,
@@ -718,36 +872,51 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
         latency.snap.p50_us,
         latency.snap.p99_us,
         latency.snap.p999_us,
-        latency.snap_puts
+        latency.snap_puts,
+        latency.snap_rss_growth >> 20,
+        latency.snap_anon_growth >> 20
     );
     std::fs::remove_dir_all(&store_dir)?;
 
-    // 3. SQLite.
+    // 5. SQLite, if either of its loads fits in memory (else it is not built).
     let (mut sqlite_build, mut sqlite_hashmap, mut sqlite_ordmap) = (None, None, None);
     if !args.no_sqlite {
-        let file = dir.join("kv.sqlite");
-        let t = Instant::now();
-        build_sqlite(&file, n)?;
-        let (secs, bytes) = (t.elapsed().as_secs_f64(), std::fs::metadata(&file)?.len());
-        eprintln!("  SQLite built in {secs:.2} s, {bytes} bytes");
-        sqlite_build = Some((secs, bytes));
-        sqlite_hashmap = Some(opens("SQLite -> HashMap", "--child-sqlite-hashmap", &file, args.opens, cold)?);
-        sqlite_ordmap = Some(opens("SQLite -> imbl OrdMap", "--child-sqlite-ordmap", &file, args.opens, cold)?);
+        let hashmap = fits("SQLite -> HashMap", Comparison::SqliteHashMap.estimate_bytes(raw), &mut skipped);
+        let ordmap = fits("SQLite -> imbl OrdMap", Comparison::SqliteOrdMap.estimate_bytes(raw), &mut skipped);
+        if hashmap || ordmap {
+            phase("SQLite");
+            let file = dir.join("kv.sqlite");
+            let t = Instant::now();
+            build_sqlite(&file, n)?;
+            let (secs, bytes) = (t.elapsed().as_secs_f64(), std::fs::metadata(&file)?.len());
+            eprintln!("  SQLite built in {secs:.2} s, {bytes} bytes");
+            sqlite_build = Some((secs, bytes));
+            if hashmap {
+                sqlite_hashmap = Some(opens("SQLite -> HashMap", "--child-sqlite-hashmap", &file, opens_n, cold)?);
+            }
+            if ordmap {
+                sqlite_ordmap = Some(opens("SQLite -> imbl OrdMap", "--child-sqlite-ordmap", &file, opens_n, cold)?);
+            }
+        }
     }
+    phase("done");
 
     let opens_json = |o: &Opens| {
         json!({"cold_secs": o.cold_secs, "warm_secs": o.warm_secs, "peak_rss": o.peak_rss,
+               "cold_secs_per_million_keys": o.cold_secs.map(|s| s * 1e6 / n as f64),
+               "warm_secs_per_million_keys": o.warm_secs * 1e6 / n as f64,
                "warm_cpu_secs": o.warm_cpu_secs, "warm_main_cpu_secs": o.warm_main_cpu_secs,
                "rss_after": o.rss_after, "peak_anon": o.peak_anon, "anon_after": o.anon_after, "records_replayed": o.records_replayed, "entries": o.entries})
     };
     let pct = |p: &Percentiles| json!({"p50_us": p.p50_us, "p99_us": p.p99_us, "p999_us": p.p999_us});
     let json = json!({
         "keys": n, "key_bytes": KEY_BYTES, "value_bytes": VALUE_BYTES, "log_records": args.log_records,
+        "opens": opens_n, "rounds": rounds,
         "load_secs": load_secs, "log_only_open_secs": from_log.warm_secs,
         "open_from_log": opens_json(&from_log), "raw_write_secs": raw_write_secs,
-        "raw_replay_to_hashmap": opens_json(&raw_replay),
+        "raw_replay_to_hashmap": raw_replay.as_ref().map(opens_json),
         "snapshot_secs": snapshot_secs, "snapshot_file_bytes": snapshot_file_bytes,
-        "raw_key_value_bytes": n * (KEY_BYTES + VALUE_BYTES) as u64,
+        "raw_key_value_bytes": raw,
         "snapshot_rss_before": median(before.iter().copied()), "snapshot_rss_growth": median(growth.iter().copied()),
         "snapshot_anon_growth": median(anon_growth.iter().copied()),
         "open_from_snapshot": opens_json(&from_snapshot),
@@ -761,9 +930,16 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
         "latency_snapshot": pct(&latency.snap), "latency_snapshot_max_us": latency.snap_max_us,
         "latency_snapshot_puts": latency.snap_puts, "latency_snapshot_secs": latency.snap_secs,
         "latency_test_snapshot_secs": latency.snapshot_secs,
+        "latency_test_rss_before_snapshot": latency.snap_rss_before,
+        "latency_test_rss_growth_during_snapshot": latency.snap_rss_growth,
+        "latency_test_anon_growth_during_snapshot": latency.snap_anon_growth,
+        "skipped": skipped,
+        "total_secs": started.elapsed().as_secs_f64(),
     });
     Ok(Measured {
         n,
+        opens: opens_n,
+        rounds,
         load_secs,
         from_log,
         raw_write_secs,
@@ -772,13 +948,14 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
         snapshot_file_bytes,
         snapshot_rss_before: median(before) as u64,
         snapshot_rss_growth: median(growth) as u64,
-        snapshot_anon_growth: median(anon_growth.iter().copied()) as u64,
+        snapshot_anon_growth: median(anon_growth) as u64,
         from_snapshot,
         from_snapshot_and_log,
         sqlite_build,
         sqlite_hashmap,
         sqlite_ordmap,
         latency,
+        skipped,
         json,
     })
 }
@@ -807,186 +984,4 @@ fn build_sqlite(file: &Path, n: u64) -> Result<()> {
     }
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
-}
-
-/// Every recovery measured for one key count, labelled, in table order.
-fn recovered(r: &Measured) -> Vec<(String, &Opens)> {
-    let mut rows = vec![
-        ("walden, snapshot only".to_owned(), &r.from_snapshot),
-        (
-            format!("walden, snapshot + {} log records", r.from_snapshot_and_log.records_replayed),
-            &r.from_snapshot_and_log,
-        ),
-        (format!("walden, log only ({} records)", r.from_log.records_replayed), &r.from_log),
-        ("raw write() log -> HashMap<Vec<u8>, Vec<u8>> (the same puts)".to_owned(), &r.raw_replay),
-    ];
-    if let Some(x) = &r.sqlite_hashmap {
-        rows.push(("SQLite -> HashMap<Vec<u8>, (Vec<u8>, u64, String, u64)>".to_owned(), x));
-    }
-    if let Some(x) = &r.sqlite_ordmap {
-        rows.push(("SQLite -> imbl::OrdMap<StoreKey, Entry> (the store's map before its own B+tree)".to_owned(), x));
-    }
-    rows
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.0} MiB", b as f64 / 1048576.0)
-}
-
-/// How many times faster walden was than the other, "-" if either is missing.
-fn times_faster(walden: Option<f64>, other: Option<f64>) -> String {
-    match (walden, other) {
-        (Some(w), Some(o)) => format!("{:.2}x", o / w),
-        _ => "-".to_owned(),
-    }
-}
-
-fn secs(s: Option<f64>) -> String {
-    s.map_or("-".into(), |s| format!("{s:.3} s"))
-}
-
-fn report(args: &RecoveryArgs, results: &[Measured], cold: bool) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "## walden vs SQLite and a raw write() log: store recovery\n\nMedians of {} opens each{}; every open in a child process; {KEY_BYTES} B keys, {VALUE_BYTES} B random values\n",
-        args.opens,
-        if cold { ", cold (page cache dropped before each) and warm" } else { ", warm only" }
-    );
-    let _ = writeln!(o, "| keys | what | cold | warm | warm CPU, all / opening thread | peak RSS | RSS after | peak / after | peak anon | anon after | peak / after (anon) |");
-    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for r in results {
-        let mut row = |what: &str, x: &Opens| {
-            let _ = writeln!(
-                o,
-                "| {} | {what} | {} | {} | {:.3} / {:.3} s | {} | {} | {:.2}x | {} | {} | {:.2}x |",
-                r.n,
-                secs(x.cold_secs),
-                secs(Some(x.warm_secs)),
-                x.warm_cpu_secs,
-                x.warm_main_cpu_secs,
-                mib(x.peak_rss),
-                mib(x.rss_after),
-                x.peak_rss as f64 / x.rss_after as f64,
-                mib(x.peak_anon),
-                mib(x.anon_after),
-                x.peak_anon as f64 / x.anon_after as f64
-            );
-        };
-        for (what, x) in recovered(r) {
-            row(&what, x);
-        }
-    }
-    let _ = writeln!(
-        o,
-        "\nMemory once recovered (medians; RSS counts mapped log pages too, anon is the heap); raw = {} B of key and value per key\n",
-        KEY_BYTES + VALUE_BYTES
-    );
-    let _ = writeln!(o, "| keys | what | RSS after | RSS / key | RSS / raw | anon after | anon / key | anon / raw |");
-    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|");
-    for r in results {
-        let raw = (r.n * (KEY_BYTES + VALUE_BYTES) as u64) as f64;
-        for (what, x) in recovered(r) {
-            let _ = writeln!(
-                o,
-                "| {} | {what} | {} | {:.0} B | {:.2}x | {} | {:.0} B | {:.2}x |",
-                r.n,
-                mib(x.rss_after),
-                x.rss_after as f64 / r.n as f64,
-                x.rss_after as f64 / raw,
-                mib(x.anon_after),
-                x.anon_after as f64 / r.n as f64,
-                x.anon_after as f64 / raw
-            );
-        }
-    }
-    let _ = writeln!(o, "\nSnapshots (zstd level 3), written by `snapshot_now()` with no writer running\n");
-    let _ = writeln!(o, "| keys | write time (median of {}) | file | raw key+value bytes | raw / file | RSS before | RSS growth while writing | anon growth |", results.first().map_or(0, |r| r.snapshot_secs.len()));
-    let _ = writeln!(o, "|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for r in results {
-        let raw = r.n * (KEY_BYTES + VALUE_BYTES) as u64;
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {:.3}x | {} | {} | {} |",
-            r.n,
-            secs(Some(median(r.snapshot_secs.iter().copied()))),
-            mib(r.snapshot_file_bytes),
-            mib(raw),
-            raw as f64 / r.snapshot_file_bytes as f64,
-            mib(r.snapshot_rss_before),
-            mib(r.snapshot_rss_growth),
-            mib(r.snapshot_anon_growth)
-        );
-    }
-    let _ = writeln!(
-        o,
-        "\nOne writer's `put` latency (FsyncMode::Never), {} rounds of: a snapshot, then as long without\n",
-        args.rounds
-    );
-    let _ = writeln!(o, "| keys | phase | puts | puts/s | p50 | p99 | p99.9 | max |");
-    let _ = writeln!(o, "|--:|---|--:|--:|--:|--:|--:|--:|");
-    for r in results {
-        let l = &r.latency;
-        for (what, p, max, puts, s) in [
-            ("no snapshot", &l.idle, l.idle_max_us, l.idle_puts, l.idle_secs),
-            ("snapshot running", &l.snap, l.snap_max_us, l.snap_puts, l.snap_secs),
-        ] {
-            let _ = writeln!(
-                o,
-                "| {} | {what} | {puts} | {:.0} | {:.1} us | {:.1} us | {:.1} us | {:.0} us |",
-                r.n,
-                puts as f64 / s,
-                p.p50_us,
-                p.p99_us,
-                p.p999_us,
-                max
-            );
-        }
-    }
-    let _ = writeln!(
-        o,
-        "\nwalden vs SQLite: opening the store from its snapshot against loading SQLite's rows into a map\n"
-    );
-    let _ = writeln!(o, "| keys | SQLite rows loaded into | SQLite / walden, warm | SQLite / walden, cold |");
-    let _ = writeln!(o, "|--:|---|--:|--:|");
-    for r in results {
-        for (label, sq) in [("a HashMap", &r.sqlite_hashmap), ("an imbl::OrdMap", &r.sqlite_ordmap)] {
-            let Some(sq) = sq else { continue };
-            let warm = times_faster(Some(r.from_snapshot.warm_secs), Some(sq.warm_secs));
-            let cold = times_faster(r.from_snapshot.cold_secs, sq.cold_secs);
-            let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
-        }
-    }
-    let _ = writeln!(
-        o,
-        "\nwalden vs a raw write() log of the same puts, replayed into a HashMap<Vec<u8>, Vec<u8>> by a naive program\n"
-    );
-    let _ = writeln!(o, "| keys | walden | raw / walden, warm | raw / walden, cold |");
-    let _ = writeln!(o, "|--:|---|--:|--:|");
-    for r in results {
-        for (label, x) in [("open from the snapshot", &r.from_snapshot), ("open from the log alone", &r.from_log)] {
-            let warm = times_faster(Some(x.warm_secs), Some(r.raw_replay.warm_secs));
-            let cold = times_faster(x.cold_secs, r.raw_replay.cold_secs);
-            let _ = writeln!(o, "| {} | {label} | {warm} | {cold} |", r.n);
-        }
-    }
-    for r in results {
-        let ratio = r.latency.snap.p99_us / r.latency.idle.p99_us;
-        let _ = writeln!(o, "\n{} keys: p99 `put` latency while a snapshot is written / without: {ratio:.2}x", r.n);
-    }
-    let _ = writeln!(o, "\nSetup (not measured against anything)\n");
-    let _ = writeln!(o, "| keys | walden load, batches of {BATCH} + closing sync | raw log, a write() per put + closing fdatasync | SQLite build, WAL, 10,000-row transactions | SQLite file |");
-    let _ = writeln!(o, "|--:|--:|--:|--:|--:|");
-    for r in results {
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | {} | {} |",
-            r.n,
-            secs(Some(r.load_secs)),
-            secs(Some(r.raw_write_secs)),
-            secs(r.sqlite_build.map(|(secs, _)| secs)),
-            r.sqlite_build.map_or("-".to_owned(), |(_, bytes)| mib(bytes))
-        );
-    }
-    o
 }

@@ -111,6 +111,43 @@ fn bench_recovery_compares_with_sqlite_and_shows_no_goals() {
     assert_no_project_internals(&out);
 }
 
+/// What the recovery tables report beside the times: the time per million
+/// keys, memory per key and against the raw key and value bytes (printed
+/// beside them) after and at the peak of each open, the snapshot's MiB/s,
+/// the memory a snapshot takes while a writer puts; and that with the page
+/// cache left alone it says cold opens were not measured.
+#[test]
+fn bench_recovery_reports_memory_per_key_and_snapshot_throughput() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("recovery.jsonl");
+    let args = ["bench-recovery", "--keys", "3000", "--log-records", "100", "--opens", "1", "--rounds", "1"];
+    let mut args = args.to_vec();
+    args.extend(["--no-drop-caches", "--no-sqlite", "--json", json.to_str().unwrap()]);
+    let out = bench(tmp.path(), &args);
+    assert!(out.starts_with("## walden vs SQLite and a raw write() log: store recovery\n"), "{out}");
+    assert!(out.ends_with("\ncold opens not measured: --no-drop-caches\n"), "{out}");
+    assert!(out.contains("| cold, s / 1M keys | warm, s / 1M keys |"), "{out}");
+    assert!(out.contains("| keys | what | raw key+value bytes | RSS after | RSS / key | RSS / raw | anon after | anon / key | anon / raw | peak RSS | peak / key | peak / raw |"), "{out}");
+    assert!(out.contains("| 3000 | walden, snapshot only | 0 MiB | "), "{out}");
+    assert!(out.contains("| file MiB/s | raw key+value MiB/s |"), "{out}");
+    assert!(
+        out.contains("3000 keys: memory a snapshot took while the writer put (the largest of 1 rounds): RSS "),
+        "{out}"
+    );
+    assert!(!out.contains("skipped"), "3,000 keys fit: {out}");
+    assert_no_project_internals(&out);
+    let rows = json_lines(&json);
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["raw_key_value_bytes"], 3000 * 116);
+    assert_eq!(r["snapshot_secs"].as_array().map(Vec::len), Some(1), "--opens 1: one snapshot");
+    assert!(r["open_from_snapshot"]["warm_secs_per_million_keys"].as_f64().unwrap() > 0.0);
+    assert!(r["open_from_snapshot"]["cold_secs"].is_null(), "no cold opens");
+    assert!(r["latency_test_rss_before_snapshot"].as_u64().unwrap() > 0);
+    assert!(r["raw_replay_to_hashmap"]["warm_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["skipped"], serde_json::json!([]));
+}
+
 #[test]
 fn bench_journal_compares_with_sqlite() {
     let tmp = tempfile::tempdir().unwrap();
