@@ -153,3 +153,49 @@ fn a_view_at_a_time_holds_every_write_made_by_then_and_none_after() {
     assert!(before_all.is_empty());
     assert_eq!(lsn, walden::Lsn(0));
 }
+
+/// What readers hold stays exact while writers change everything under it:
+/// entries got before, and a state taken at an LSN (an O(1) clone sharing
+/// the store's leaves), against puts that grow, shrink and replace every
+/// value (some past a leaf's byte limit on their own) and deletes of half
+/// the keys, through folds and a snapshot.
+#[test]
+fn entries_and_views_held_by_readers_outlive_later_writes_and_deletes() {
+    let store = Store::open_with(SimFs::new(), dir(), options(FsyncMode::Never)).unwrap();
+    let key = |i: u32| format!("/k/{:05}", i * 7919 % 4000).into_bytes();
+    let value = |i: u32, round: u32| vec![(i + round) as u8; [3, 100, 900, 9_000][((i + round) % 4) as usize]];
+    for i in 0..4000 {
+        store.put(&key(i), &value(i, 0)).unwrap();
+    }
+    let held: Vec<_> = (0..4000).map(|i| store.get(&key(i)).unwrap()).collect();
+    let (view, at) = store.current_state().unwrap();
+    let before: Vec<(Vec<u8>, walden::Entry)> = view.iter().map(|(k, e)| (k.to_vec(), e)).collect();
+    assert_eq!(before.len(), 4000);
+    for round in 1..4 {
+        let mut batch = WriteBatch::default();
+        for i in 0..4000 {
+            if (i + round) % 2 == 0 {
+                batch.delete(&key(i));
+            } else {
+                batch.put(&key(i), &value(i, round));
+            }
+            if batch.len() == 500 {
+                store.write(&batch).unwrap();
+                batch = WriteBatch::default();
+            }
+        }
+        if round == 2 {
+            store.snapshot_now().unwrap();
+        }
+    }
+    for (i, entry) in held.iter().enumerate() {
+        assert_eq!((&*entry.value, entry.revision), (&value(i as u32, 0)[..], 1), "entry {i}, held since before");
+    }
+    let after: Vec<(Vec<u8>, walden::Entry)> = view.iter().map(|(k, e)| (k.to_vec(), e)).collect();
+    assert_eq!(after, before, "the state at LSN {at} is what it was");
+    assert_eq!(store.len(), 2000, "the live store moved on");
+    // Key 0: put in round 1 (revision 2), deleted in round 2, put again.
+    let live = store.get(&key(0)).unwrap();
+    assert_eq!((&*live.value, live.revision), (&value(0, 3)[..], 1));
+    assert_eq!(store.get(&key(1)), None);
+}
