@@ -1,50 +1,97 @@
 //! A node: openraft on walden (or on memory, for the benchmark's upper
-//! bound) serving the replicated key-value map over the framed TCP
-//! transport (network.rs), and a [`Client`] that finds the leader.
+//! bound) serving an application ([`Service`]: the key-value map, the
+//! tests' bank) over the framed TCP transport (network.rs), and a
+//! [`Client`] that finds the leader.
 //!
 //! A write sent to a follower is answered "not the leader, try N at ADDR"
-//! ([`Reply::NotLeader`]); the client follows the hint. A read is served by
-//! the node asked, from its applied state.
+//! ([`Reply::NotLeader`]); the client follows the hint. A read is
+//! linearizable unless the client asks for a stale one: the node asked
+//! calls openraft's `ensure_linearizable` (the leader confirms its
+//! leadership with a quorum and returns its committed index, the read
+//! index; the node waits until its state machine has applied up to it),
+//! and a follower forwards the read to the leader, whose answer it relays.
+//! A stale read (`stale: true`) reads the asked node's applied state as it
+//! is, and the reply says so.
 //!
 //! Writes are batched: openraft 0.9's core waits for each append's flush
 //! before it takes the next, and appends one client write per entry, so a
-//! proposer task groups the puts that arrive while earlier proposals are in
-//! flight ([`PROPOSALS_IN_FLIGHT`] at most) into one [`Request::Batch`]
-//! entry of up to [`BATCH_PUTS_MAX`] puts: one fsync then carries many
-//! clients' writes. Each client still gets its own answer, once its entry
-//! is applied. The in-memory cluster batches the same way.
+//! proposer task groups the writes that arrive while earlier proposals are
+//! in flight ([`PROPOSALS_IN_FLIGHT`] at most) into one entry
+//! ([`Service::batch`]) of up to [`BATCH_WRITES_MAX`] writes: one fsync
+//! then carries many clients' writes. Each client still gets its own
+//! answer, once its entry is applied. The in-memory cluster batches the
+//! same way.
 //!
 //! A proposal answers its clients all at once, and those that write again
 //! come back over the next few hundred microseconds. Proposing at the first
 //! arrival would split them into two batches that alternate, each waiting
 //! for the other's round (measured: 32 puts a round at 64 clients, half the
 //! clients). So the proposer waits, at most [`LINGER_MAX`], until as many
-//! puts have queued as the last proposal carried.
+//! writes have queued as the last proposal carried.
 
-use crate::kv::KvState;
-use crate::memory::{MemLogStore, MemStateMachine};
-use crate::network::{read_frame, write_frame, Connection, Message, NetworkFactory, Reply, Status};
-use crate::state_machine::StateMachine;
-use crate::types::{NodeId, Raft, Request, Response};
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use super::network::{read_frame, write_frame, Connection, Message, NetworkFactory, NodeId, Reply, Status};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, RaftTypeConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::io;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use walden_raft::memory::{MemLogStore, MemStateMachine};
+use walden_raft::{AppState, SnapshotData, StateMachine};
+
+/// An application the node serves: its openraft types, its state, what one
+/// client writes and reads, and how writes are grouped into one entry.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// The request data of an entry (`Clone`: the log store keeps recent
+    /// entries in memory for replication).
+    type D: openraft::AppData + Clone;
+    /// The openraft configuration (the node's transport fixes node ids,
+    /// nodes, entries, snapshot data and runtime).
+    type C: RaftTypeConfig<
+        D = Self::D,
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<Self::C>,
+        SnapshotData = SnapshotData,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<Self::C>,
+    >;
+    /// The replicated state.
+    type State: AppState<Self::C>;
+    /// One client's write.
+    type Write: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// Its answer.
+    type WriteReply: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// One client's read.
+    type Read: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// Its answer.
+    type ReadReply: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The request of one entry carrying these writes, in order.
+    fn batch(writes: Vec<Self::Write>) -> <Self::C as RaftTypeConfig>::D;
+    /// The answers to each write of a batch, in order.
+    fn split(response: <Self::C as RaftTypeConfig>::R) -> Vec<Self::WriteReply>;
+    /// Answers a read from the applied state.
+    fn read(state: &Self::State, read: &Self::Read) -> Self::ReadReply;
+    /// The number of items in the state and a hash of all of them.
+    fn digest(state: &Self::State) -> (u64, u64);
+}
+
+type Raft<A> = openraft::Raft<<A as Service>::C>;
 
 /// Proposals (log entries of client writes) a node has in flight at once.
 /// One: the next batch grows while the current one commits. (On the bench
 /// at 64 clients, 2 in flight made walden's batches smaller and its
 /// throughput lower: docs/BENCHMARKS.md.)
 pub const PROPOSALS_IN_FLIGHT: usize = 1;
-/// The most puts one proposal carries.
-pub const BATCH_PUTS_MAX: usize = 1024;
+/// The most writes one proposal carries.
+pub const BATCH_WRITES_MAX: usize = 1024;
 /// The longest a proposer waits for the clients its last proposal answered
 /// (tokio's timer has millisecond resolution).
 pub const LINGER_MAX: Duration = Duration::from_millis(1);
@@ -57,7 +104,7 @@ enum Failed {
 }
 
 impl Failed {
-    fn reply(self) -> Reply {
+    fn reply<A: Service>(self) -> Reply<A> {
         match self {
             Failed::NotLeader(leader) => Reply::NotLeader { leader },
             Failed::Error(e) => Reply::Error(e),
@@ -65,15 +112,14 @@ impl Failed {
     }
 }
 
-struct Proposal {
-    key: String,
-    value: String,
-    done: oneshot::Sender<Result<Option<String>, Failed>>,
+struct Proposal<A: Service> {
+    write: A::Write,
+    done: oneshot::Sender<Result<A::WriteReply, Failed>>,
 }
 
-/// Moves the puts already queued into `batch`, up to [`BATCH_PUTS_MAX`].
-fn take_queued(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>) {
-    while batch.len() < BATCH_PUTS_MAX {
+/// Moves the writes already queued into `batch`, up to [`BATCH_WRITES_MAX`].
+fn take_queued<A: Service>(rx: &mut mpsc::UnboundedReceiver<Proposal<A>>, batch: &mut Vec<Proposal<A>>) {
+    while batch.len() < BATCH_WRITES_MAX {
         match rx.try_recv() {
             Ok(put) => batch.push(put),
             Err(_) => break,
@@ -82,8 +128,8 @@ fn take_queued(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Propo
 }
 
 /// Starts the proposer task; returns where to send puts.
-fn spawn_proposer(raft: Raft) -> mpsc::UnboundedSender<Proposal> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Proposal>();
+fn spawn_proposer<A: Service>(raft: Raft<A>) -> mpsc::UnboundedSender<Proposal<A>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Proposal<A>>();
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT));
         // How many puts the last proposal to finish carried.
@@ -94,7 +140,7 @@ fn spawn_proposer(raft: Raft) -> mpsc::UnboundedSender<Proposal> {
             let mut batch = vec![first];
             take_queued(&mut rx, &mut batch);
             // and the clients the last proposal answered, if they come back soon.
-            let expected = answered.load(Ordering::Relaxed).min(BATCH_PUTS_MAX);
+            let expected = answered.load(Ordering::Relaxed).min(BATCH_WRITES_MAX);
             if batch.len() < expected {
                 let linger = tokio::time::sleep(LINGER_MAX);
                 tokio::pin!(linger);
@@ -111,27 +157,24 @@ fn spawn_proposer(raft: Raft) -> mpsc::UnboundedSender<Proposal> {
             }
             let (raft, answered) = (raft.clone(), answered.clone());
             tokio::spawn(async move {
-                let request = if batch.len() == 1 {
-                    Request::Put { key: batch[0].key.clone(), value: batch[0].value.clone() }
-                } else {
-                    Request::Batch(batch.iter().map(|p| (p.key.clone(), p.value.clone())).collect())
-                };
-                let result = raft.client_write(request).await;
-                answered.store(batch.len(), Ordering::Relaxed);
+                let n = batch.len();
+                let (writes, dones): (Vec<A::Write>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.done)).unzip();
+                let result = raft.client_write(A::batch(writes)).await;
+                answered.store(n, Ordering::Relaxed);
                 match result {
                     Ok(response) => {
-                        for (p, previous) in batch.into_iter().zip(response.data.previous) {
-                            let _ = p.done.send(Ok(previous));
+                        for (done, reply) in dones.into_iter().zip(A::split(response.data)) {
+                            let _ = done.send(Ok(reply));
                         }
                     }
                     Err(e) => {
-                        let failed = match write_error(e, "put") {
+                        let failed = match write_error::<A, _>(e, "write") {
                             Reply::NotLeader { leader } => Failed::NotLeader(leader),
                             Reply::Error(e) => Failed::Error(e),
                             other => Failed::Error(format!("{other:?}")),
                         };
-                        for p in batch {
-                            let _ = p.done.send(Err(failed.clone()));
+                        for done in dones {
+                            let _ = done.send(Err(failed.clone()));
                         }
                     }
                 }
@@ -181,63 +224,61 @@ impl NodeConfig {
     }
 }
 
-/// What the server reads of the state machine, whichever it is.
-trait View: Send + Sync + 'static {
-    fn state(&self) -> KvState;
-    fn installs(&self) -> u64;
+/// The state machine the server reads, whichever it is.
+enum View<A: Service> {
+    Walden(StateMachine<A::C, A::State>),
+    Memory(MemStateMachine<A::C, A::State>),
 }
 
-impl View for StateMachine {
-    fn state(&self) -> KvState {
-        StateMachine::state(self)
+impl<A: Service> View<A> {
+    fn read<R>(&self, f: impl FnOnce(&A::State) -> R) -> R {
+        match self {
+            View::Walden(sm) => sm.read(f),
+            View::Memory(sm) => sm.read(f),
+        }
     }
 
     fn installs(&self) -> u64 {
-        StateMachine::installs(self)
-    }
-}
-
-impl View for MemStateMachine {
-    fn state(&self) -> KvState {
-        MemStateMachine::state(self)
-    }
-
-    fn installs(&self) -> u64 {
-        MemStateMachine::installs(self)
+        match self {
+            View::Walden(sm) => sm.installs(),
+            View::Memory(sm) => sm.installs(),
+        }
     }
 }
 
 /// A running node.
-pub struct Node {
-    pub raft: Raft,
-    view: Arc<dyn View>,
+pub struct Node<A: Service> {
+    pub raft: Raft<A>,
+    view: Arc<View<A>>,
     id: NodeId,
     accept: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the node's storage, starts Raft and listens. Runs on the caller's
 /// tokio runtime.
-pub async fn start(config: NodeConfig) -> crate::Result<Node> {
-    let raft_config = Arc::new(config.raft.validate().map_err(|e| crate::Error::Refused(e.to_string()))?);
-    let fatal = |e: openraft::error::Fatal<NodeId>| crate::Error::Refused(format!("raft did not start: {e}"));
-    let (raft, view): (Raft, Arc<dyn View>) = match config.storage {
+pub async fn start<A: Service>(config: NodeConfig) -> walden_raft::Result<Node<A>> {
+    let raft_config = Arc::new(config.raft.validate().map_err(|e| walden_raft::Error::Refused(e.to_string()))?);
+    let fatal = |e: openraft::error::Fatal<NodeId>| walden_raft::Error::Refused(format!("raft did not start: {e}"));
+    let network = NetworkFactory::<A>(PhantomData);
+    let (raft, view) = match config.storage {
         StorageKind::Walden => {
-            let (log, sm, report) = crate::store::open(&config.dir, crate::store::default_wal_options())?;
+            let (log, sm, report) =
+                walden_raft::open::<A::C, A::State>(&config.dir, walden_raft::default_wal_options())?;
             if let Some(path) = &report.loaded {
                 log::info!("walden-raft node {}: loaded {}", config.id, path.display());
             }
-            let raft = Raft::new(config.id, raft_config, NetworkFactory, log, sm.clone()).await.map_err(fatal)?;
-            (raft, Arc::new(sm))
+            let raft = Raft::<A>::new(config.id, raft_config, network, log, sm.clone()).await.map_err(fatal)?;
+            (raft, Arc::new(View::Walden(sm)))
         }
         StorageKind::Memory => {
             let sm = MemStateMachine::default();
-            let raft = Raft::new(config.id, raft_config, NetworkFactory, MemLogStore::default(), sm.clone())
+            let raft = Raft::<A>::new(config.id, raft_config, network, MemLogStore::default(), sm.clone())
                 .await
                 .map_err(fatal)?;
-            (raft, Arc::new(sm))
+            (raft, Arc::new(View::Memory(sm)))
         }
     };
-    let listener = TcpListener::bind(&config.addr).await.map_err(|source| crate::Error::Io {
+    let listener = TcpListener::bind(&config.addr).await.map_err(|source| walden_raft::Error::Io {
         op: "listen on",
         path: PathBuf::from(&config.addr),
         source,
@@ -260,9 +301,9 @@ pub async fn start(config: NodeConfig) -> crate::Result<Node> {
     Ok(Node { raft, view, id: config.id, accept })
 }
 
-impl Node {
+impl<A: Service> Node<A> {
     pub fn status(&self) -> Status {
-        status(&self.raft, &*self.view, self.id)
+        status(&self.raft, &self.view, self.id)
     }
 
     /// Stops Raft and the listener.
@@ -275,27 +316,23 @@ impl Node {
 }
 
 /// Runs a node until the process is killed: the body of the `node` example.
-pub fn run(config: NodeConfig) -> crate::Result<()> {
+pub fn run<A: Service>(config: NodeConfig) -> walden_raft::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|source| crate::Error::Io { op: "start a runtime for", path: config.dir.clone(), source })?;
+        .map_err(|source| walden_raft::Error::Io { op: "start a runtime for", path: config.dir.clone(), source })?;
     runtime.block_on(async {
-        let node = start(config).await?;
+        let node = start::<A>(config).await?;
         println!("walden-raft node {} listening", node.id);
         std::future::pending::<()>().await;
         Ok(())
     })
 }
 
-fn status(raft: &Raft, view: &dyn View, id: NodeId) -> Status {
+fn status<A: Service>(raft: &Raft<A>, view: &View<A>, id: NodeId) -> Status {
     let metrics = raft.metrics().borrow().clone();
-    let state = view.state();
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for (key, value) in state.data.iter() {
-        (key, value).hash(&mut hasher);
-    }
+    let (keys, digest) = view.read(A::digest);
     Status {
         id,
         leader: metrics.current_leader,
@@ -306,13 +343,16 @@ fn status(raft: &Raft, view: &dyn View, id: NodeId) -> Status {
         purged_index: metrics.purged.map(|l| l.index),
         voters: metrics.membership_config.membership().voter_ids().collect(),
         snapshots_installed: view.installs(),
-        keys: state.data.len() as u64,
-        digest: hasher.finish(),
+        keys,
+        digest,
     }
 }
 
 /// The reply to a write-like call that failed: a hint to the leader, or why.
-fn write_error<E: std::fmt::Display>(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, or: E) -> Reply {
+fn write_error<A: Service, E: std::fmt::Display>(
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    or: E,
+) -> Reply<A> {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             Reply::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)) }
@@ -322,38 +362,60 @@ fn write_error<E: std::fmt::Display>(e: RaftError<NodeId, ClientWriteError<NodeI
 }
 
 /// What a connection's handler needs.
-struct Server {
-    raft: Raft,
-    view: Arc<dyn View>,
+struct Server<A: Service> {
+    raft: Raft<A>,
+    view: Arc<View<A>>,
     id: NodeId,
-    proposer: mpsc::UnboundedSender<Proposal>,
+    proposer: mpsc::UnboundedSender<Proposal<A>>,
 }
 
-async fn handle(message: Message, server: &Server) -> Reply {
-    let (raft, view, id) = (&server.raft, &*server.view, server.id);
+/// A linearizable read: confirmed by the leader's read index, or forwarded
+/// to the leader once.
+async fn read_linearizable<A: Service>(server: &Server<A>, read: A::Read, forwarded: bool) -> Reply<A> {
+    match server.raft.ensure_linearizable().await {
+        Ok(_) => {
+            let value = server.view.read(|state| A::read(state, &read));
+            Reply::Read { value, served_by: server.id, stale: false }
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) if !forwarded => {
+            let Some(addr) = f.leader_node.map(|n| n.addr) else {
+                return Reply::NotLeader { leader: None };
+            };
+            let message = Message::<A>::Read { read, stale: false, forwarded: true };
+            match Connection::new(addr.clone()).call(&message).await {
+                Ok(reply) => reply,
+                Err(e) => Reply::Error(format!("forwarding a read to the leader at {addr}: {e}")),
+            }
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Reply::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)) }
+        }
+        Err(e) => Reply::Error(format!("read: {e}")),
+    }
+}
+
+async fn handle<A: Service>(message: Message<A>, server: &Server<A>) -> Reply<A> {
+    let (raft, view, id) = (&server.raft, &server.view, server.id);
     match message {
         Message::AppendEntries(rpc) => Reply::AppendEntries(raft.append_entries(rpc).await),
         Message::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
         Message::InstallSnapshot(rpc) => Reply::InstallSnapshot(raft.install_snapshot(rpc).await),
-        Message::Put(Request::Put { key, value }) => {
+        Message::Write(write) => {
             let (done, answer) = oneshot::channel();
-            if server.proposer.send(Proposal { key, value, done }).is_err() {
+            if server.proposer.send(Proposal { write, done }).is_err() {
                 return Reply::Error("the proposer stopped".into());
             }
             match answer.await {
-                Ok(Ok(previous)) => Reply::Put(Response { previous: vec![previous] }),
+                Ok(Ok(reply)) => Reply::Write(reply),
                 Ok(Err(failed)) => failed.reply(),
-                Err(_) => Reply::Error("the proposer dropped a put".into()),
+                Err(_) => Reply::Error("the proposer dropped a write".into()),
             }
         }
-        Message::Put(request) => match raft.client_write(request).await {
-            Ok(response) => Reply::Put(response.data),
-            Err(e) => write_error(e, "put"),
-        },
-        Message::Get(keys) => {
-            let state = view.state();
-            Reply::Get(keys.iter().map(|k| state.data.get(k).cloned()).collect())
+        Message::Read { read, stale: true, .. } => {
+            let value = view.read(|state| A::read(state, &read));
+            Reply::Read { value, served_by: id, stale: true }
         }
+        Message::Read { read, stale: false, forwarded } => read_linearizable(server, read, forwarded).await,
         Message::Status => Reply::Status(status(raft, view, id)),
         Message::Init(members) => {
             let members: BTreeMap<NodeId, BasicNode> =
@@ -365,21 +427,21 @@ async fn handle(message: Message, server: &Server) -> Reply {
         }
         Message::AddLearner(learner, addr) => match raft.add_learner(learner, BasicNode::new(addr), true).await {
             Ok(_) => Reply::Done,
-            Err(e) => write_error(e, "add learner"),
+            Err(e) => write_error::<A, _>(e, "add learner"),
         },
         Message::ChangeMembership(voters) => {
             match raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), false).await {
                 Ok(_) => Reply::Done,
-                Err(e) => write_error(e, "change membership"),
+                Err(e) => write_error::<A, _>(e, "change membership"),
             }
         }
     }
 }
 
-async fn serve(mut stream: TcpStream, server: Arc<Server>) {
+async fn serve<A: Service>(mut stream: TcpStream, server: Arc<Server<A>>) {
     let id = server.id;
     loop {
-        let message = match read_frame::<Message>(&mut stream).await {
+        let message = match read_frame::<Message<A>>(&mut stream).await {
             Ok(Some(message)) => message,
             Ok(None) => return,
             Err(e) => {
@@ -396,7 +458,8 @@ async fn serve(mut stream: TcpStream, server: Arc<Server>) {
 
 /// A client of the cluster: sends writes to the leader, following
 /// "not the leader" hints, and retries across nodes until a deadline.
-pub struct Client {
+pub struct Client<A> {
+    _app: PhantomData<A>,
     addrs: Vec<String>,
     next: usize,
     conn: Connection,
@@ -405,12 +468,12 @@ pub struct Client {
     pub patience: Duration,
 }
 
-impl Client {
+impl<A: Service> Client<A> {
     /// A client that knows these node addresses (at least one).
-    pub fn new(addrs: Vec<String>) -> Client {
+    pub fn new(addrs: Vec<String>) -> Client<A> {
         assert!(!addrs.is_empty(), "a client needs a node address");
         let conn = Connection::new(addrs[0].clone());
-        Client { addrs, next: 1, conn, patience: Duration::from_secs(30) }
+        Client { _app: PhantomData, addrs, next: 1, conn, patience: Duration::from_secs(30) }
     }
 
     fn try_next(&mut self) {
@@ -420,7 +483,7 @@ impl Client {
     }
 
     /// Sends a write-like message to the leader; returns its reply.
-    pub async fn call_leader(&mut self, message: &Message) -> io::Result<Reply> {
+    pub async fn call_leader(&mut self, message: &Message<A>) -> io::Result<Reply<A>> {
         let deadline = Instant::now() + self.patience;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -448,24 +511,47 @@ impl Client {
         ))
     }
 
-    /// Sets `key` to `value`; returns once the leader applied it.
-    pub async fn put(&mut self, key: &str, value: &str) -> io::Result<Response> {
-        let message = Message::Put(Request::Put { key: key.into(), value: value.into() });
-        match self.call_leader(&message).await? {
-            Reply::Put(response) => Ok(response),
+    /// Writes; returns the answer once the leader applied it.
+    pub async fn write(&mut self, write: A::Write) -> io::Result<A::WriteReply> {
+        match self.call_leader(&Message::Write(write)).await? {
+            Reply::Write(reply) => Ok(reply),
             other => Err(io::Error::other(format!("unexpected reply {other:?}"))),
         }
+    }
+
+    /// Reads through the node this client is connected to (linearizable
+    /// unless `stale`), moving on to the next node after an I/O error.
+    /// Returns the answer and the node that served it.
+    pub async fn read(&mut self, read: A::Read, stale: bool) -> io::Result<(A::ReadReply, NodeId)> {
+        let message = Message::<A>::Read { read, stale, forwarded: false };
+        let deadline = Instant::now() + self.patience;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.conn.call(&message).await {
+                Ok(Reply::Read { value, served_by, .. }) => return Ok((value, served_by)),
+                Ok(other) => last = format!("{}: {other:?}", self.conn.addr()),
+                Err(e) => {
+                    last = format!("{}: {e}", self.conn.addr());
+                    self.try_next();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no read answered within {:?}; last: {last}", self.patience),
+        ))
     }
 }
 
 /// Sends one message to one node, without redirection.
-pub async fn call(addr: &str, message: &Message) -> io::Result<Reply> {
+pub async fn call<A: Service>(addr: &str, message: &Message<A>) -> io::Result<Reply<A>> {
     Connection::new(addr).call(message).await
 }
 
 /// The status of the node at `addr`.
-pub async fn node_status(addr: &str) -> io::Result<Status> {
-    match call(addr, &Message::Status).await? {
+pub async fn node_status<A: Service>(addr: &str) -> io::Result<Status> {
+    match call::<A>(addr, &Message::Status).await? {
         Reply::Status(status) => Ok(status),
         other => Err(io::Error::other(format!("unexpected reply {other:?}"))),
     }
