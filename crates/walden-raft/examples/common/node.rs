@@ -185,6 +185,9 @@ fn spawn_proposer<A: Service>(raft: Raft<A>) -> mpsc::UnboundedSender<Proposal<A
     tx
 }
 
+/// Idle connections a node keeps for reads it forwards to the leader.
+pub const FORWARD_CONNECTIONS_MAX: usize = 64;
+
 /// Where a node keeps its log and state machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageKind {
@@ -289,6 +292,8 @@ pub async fn start<A: Service>(config: NodeConfig) -> walden_raft::Result<Node<A
             view: view.clone(),
             id: config.id,
             proposer: spawn_proposer(raft.clone()),
+            reads: ReadGate::default(),
+            forward_pool: parking_lot::Mutex::new(Vec::new()),
         });
         tokio::spawn(async move {
             loop {
@@ -367,30 +372,99 @@ struct Server<A: Service> {
     view: Arc<View<A>>,
     id: NodeId,
     proposer: mpsc::UnboundedSender<Proposal<A>>,
+    reads: ReadGate,
+    /// Idle connections for reads forwarded to the leader.
+    forward_pool: parking_lot::Mutex<Vec<Connection>>,
+}
+
+type ReadCheck = Result<(), Box<RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>>>;
+
+/// Groups concurrent linearizable reads behind one `ensure_linearizable`
+/// (one read index, one quorum round), as etcd batches ReadIndex requests.
+/// A read waits for a check that starts after it arrived: a check already
+/// in flight may have taken its read index before a write the reader saw
+/// acknowledged, so it only serves the reads queued before it started.
+#[derive(Default)]
+struct ReadGate {
+    state: Arc<parking_lot::Mutex<GateState>>,
+}
+
+#[derive(Default)]
+struct GateState {
+    running: bool,
+    next: Vec<oneshot::Sender<ReadCheck>>,
+}
+
+impl ReadGate {
+    /// Waits for a check that started after this call; its result.
+    async fn check<A: Service>(&self, raft: &Raft<A>) -> ReadCheck {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut st = self.state.lock();
+            st.next.push(tx);
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            // A task runs the checks, one after another, until no read is queued.
+            let (state, raft) = (self.state.clone(), raft.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut st = state.lock();
+                        if st.next.is_empty() {
+                            st.running = false;
+                            break;
+                        }
+                        std::mem::take(&mut st.next)
+                    };
+                    let result = raft.ensure_linearizable().await.map(|_| ()).map_err(Box::new);
+                    for waiter in batch {
+                        let _ = waiter.send(result.clone());
+                    }
+                }
+            });
+        }
+        rx.await.unwrap_or(Err(Box::new(RaftError::Fatal(openraft::error::Fatal::Stopped))))
+    }
 }
 
 /// A linearizable read: confirmed by the leader's read index, or forwarded
 /// to the leader once.
 async fn read_linearizable<A: Service>(server: &Server<A>, read: A::Read, forwarded: bool) -> Reply<A> {
-    match server.raft.ensure_linearizable().await {
-        Ok(_) => {
+    match server.reads.check::<A>(&server.raft).await {
+        Ok(()) => {
             let value = server.view.read(|state| A::read(state, &read));
             Reply::Read { value, served_by: server.id, stale: false }
         }
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) if !forwarded => {
+        Err(e) if !forwarded && matches!(*e, RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+            let RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) = *e else { unreachable!("matched above") };
             let Some(addr) = f.leader_node.map(|n| n.addr) else {
                 return Reply::NotLeader { leader: None };
             };
             let message = Message::<A>::Read { read, stale: false, forwarded: true };
-            match Connection::new(addr.clone()).call(&message).await {
-                Ok(reply) => reply,
+            let pooled = {
+                let mut pool = server.forward_pool.lock();
+                let at = pool.iter().position(|c| c.addr() == addr);
+                at.map(|i| pool.swap_remove(i))
+            };
+            let mut conn = pooled.unwrap_or_else(|| Connection::new(addr.clone()));
+            match conn.call(&message).await {
+                Ok(reply) => {
+                    let mut pool = server.forward_pool.lock();
+                    if pool.len() < FORWARD_CONNECTIONS_MAX {
+                        pool.push(conn);
+                    }
+                    reply
+                }
                 Err(e) => Reply::Error(format!("forwarding a read to the leader at {addr}: {e}")),
             }
         }
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            Reply::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)) }
-        }
-        Err(e) => Reply::Error(format!("read: {e}")),
+        Err(e) => match *e {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                Reply::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)) }
+            }
+            e => Reply::Error(format!("read: {e}")),
+        },
     }
 }
 
