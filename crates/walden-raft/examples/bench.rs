@@ -12,6 +12,12 @@
 //! writes for S seconds (default 3) from that many concurrent clients, each
 //! a loop of `put` (a new key, a 100-byte value) waiting for its answer.
 //! Reported: writes/s, p50 and p99 latency, medians over rounds (default 3).
+//! Then, at 64 clients, linearizable reads (each client asks one node, in
+//! turn over the three; a follower forwards to the leader, which confirms
+//! its read index with a quorum): reads/s and p99. All of it twice: for the
+//! key-value map (`put` of a new key, a 100-byte value; `get` of a key
+//! written) and for the tests' bank of counters (a deposit into one of
+//! 1,000 accounts; a balance).
 //! The walden nodes keep their files under DIR (default
 //! target/walden-raft-bench), removed at the end. Last, the same run
 //! measures the disk under them: one fdatasync loop alone, then three at
@@ -19,11 +25,48 @@
 //! walden commit round waits for three fdatasyncs in sequence (the leader's
 //! append, a follower's, the leader's `save_committed`) on one shared disk.
 
+#[path = "../tests/common/bank.rs"]
+mod bank;
+#[path = "common/mod.rs"]
+mod common;
+
+use bank::{Bank, BankConfig, BankOp, BankRequest, BankResponse};
+use common::kv::Kv;
+use common::network::{Message, Reply};
+use common::node::{self, Client, Node, NodeConfig, Service, StorageKind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use walden_raft::network::{Message, Reply};
-use walden_raft::node::{self, Client, Node, NodeConfig, StorageKind};
+
+/// The bank of the tests, served by the node: a write is one deposit, a
+/// read one account's balance.
+struct BankService;
+
+impl Service for BankService {
+    type D = BankRequest;
+    type C = BankConfig;
+    type State = Bank;
+    type Write = BankOp;
+    type WriteReply = Result<u64, String>;
+    type Read = u32;
+    type ReadReply = u64;
+
+    fn batch(writes: Vec<BankOp>) -> BankRequest {
+        BankRequest(writes)
+    }
+
+    fn split(response: BankResponse) -> Vec<Result<u64, String>> {
+        response.0
+    }
+
+    fn read(state: &Bank, account: &u32) -> u64 {
+        state.balance(*account)
+    }
+
+    fn digest(state: &Bank) -> (u64, u64) {
+        (state.balances.len() as u64, state.total())
+    }
+}
 
 struct Args {
     secs: f64,
@@ -51,45 +94,69 @@ fn free_port() -> u16 {
 }
 
 /// Starts a 3-node cluster and waits for its leader.
-async fn cluster(storage: StorageKind, dir: &std::path::Path) -> (Vec<Node>, Vec<String>) {
+async fn cluster<A: Service>(
+    storage: StorageKind,
+    dir: &std::path::Path,
+    warm_up: A::Write,
+) -> (Vec<Node<A>>, Vec<String>) {
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let mut nodes = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = i as u64 + 1;
         let mut config = NodeConfig::new(id, addr.clone(), dir.join(format!("node-{id}")));
         config.storage = storage;
-        nodes.push(node::start(config).await.expect("start a node"));
+        nodes.push(node::start::<A>(config).await.expect("start a node"));
     }
     let members = addrs.iter().enumerate().map(|(i, a)| (i as u64 + 1, a.clone())).collect();
-    let reply = node::call(&addrs[0], &Message::Init(members)).await.expect("init");
+    let reply = node::call::<A>(&addrs[0], &Message::Init(members)).await.expect("init");
     assert!(matches!(reply, Reply::Done), "init: {reply:?}");
-    let mut client = Client::new(addrs.clone());
-    client.put("warm-up", "x").await.expect("the cluster takes a write");
+    let mut client = Client::<A>::new(addrs.clone());
+    client.write(warm_up).await.expect("the cluster takes a write");
     (nodes, addrs)
 }
 
 struct Run {
-    writes_per_s: f64,
+    ops_per_s: f64,
     p50_us: u64,
     p99_us: u64,
 }
 
-/// `clients` concurrent writers for `secs` seconds.
-async fn run(addrs: &[String], clients: usize, secs: f64, tag: &str) -> Run {
+/// The write or read client `c` makes at its `i`-th call.
+type MakeOp<A> = Arc<dyn Fn(usize, u64) -> (Option<<A as Service>::Write>, Option<<A as Service>::Read>) + Send + Sync>;
+
+/// What one client does at its `i`-th call: a write or a read.
+#[derive(Clone, Copy)]
+enum Op {
+    Write,
+    Read,
+}
+
+/// `clients` concurrent clients for `secs` seconds, each a loop of the
+/// write or read `make` gives for (client, i), waiting for each answer.
+/// Readers start at node `c % 3`; writers at the first node, following the
+/// leader hint.
+async fn run<A: Service>(addrs: &[String], clients: usize, secs: f64, op: Op, make: MakeOp<A>) -> Run {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let value = Arc::new("v".repeat(100));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (addrs, value, tag) = (addrs.to_vec(), value.clone(), tag.to_owned());
+        let mut addrs = addrs.to_vec();
+        if matches!(op, Op::Read) {
+            let n = addrs.len();
+            addrs.rotate_left(c % n);
+        }
+        let make = make.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = Client::new(addrs);
+            let mut client = Client::<A>::new(addrs);
             let mut latencies_us = Vec::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
-                let key = format!("{tag}-{c}-{i}");
+                let (write, read) = make(c, i);
                 let t = Instant::now();
-                client.put(&key, &value).await.expect("put");
+                match op {
+                    Op::Write => drop(client.write(write.expect("a write")).await.expect("write")),
+                    Op::Read => drop(client.read(read.expect("a read"), false).await.expect("read")),
+                }
                 latencies_us.push(t.elapsed().as_micros() as u64);
                 i += 1;
             }
@@ -103,7 +170,7 @@ async fn run(addrs: &[String], clients: usize, secs: f64, tag: &str) -> Run {
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Run { writes_per_s: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99) }
+    Run { ops_per_s: all.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99) }
 }
 
 /// The disk under the walden cluster, measured in the same run: the p50
@@ -147,41 +214,99 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The medians over rounds of (ops/s, p50, p99), memory and walden
+/// interleaved round by round.
+async fn compare<A: Service>(
+    memory: &[String],
+    walden: &[String],
+    clients: usize,
+    args: &Args,
+    op: Op,
+    make: MakeOp<A>,
+) -> [(f64, f64, f64); 2] {
+    let mut out = [(Vec::new(), Vec::new(), Vec::new()), (Vec::new(), Vec::new(), Vec::new())];
+    for _ in 0..args.rounds {
+        for (addrs, o) in [(memory, 0), (walden, 1)] {
+            let r = run::<A>(addrs, clients, args.secs, op, make.clone()).await;
+            out[o].0.push(r.ops_per_s);
+            out[o].1.push(r.p50_us as f64);
+            out[o].2.push(r.p99_us as f64);
+        }
+    }
+    out.map(|(a, b, c)| (median(a), median(b), median(c)))
+}
+
+fn header(what: &str) {
+    println!(
+        "{:>7} | {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9} | {:>13}",
+        "clients",
+        format!("memory {what}"),
+        "p50 us",
+        "p99 us",
+        format!("walden {what}"),
+        "p50 us",
+        "p99 us",
+        "walden/memory"
+    );
+}
+
+fn line(clients: usize, [(mw, mp50, mp99), (ww, wp50, wp99)]: [(f64, f64, f64); 2]) {
+    println!(
+        "{clients:>7} | {mw:>12.0} {mp50:>9.0} {mp99:>9.0} | {ww:>12.0} {wp50:>9.0} {wp99:>9.0} | {:>13.2}",
+        ww / mw
+    );
+}
+
+/// Writes at 1, 16 and 64 clients, then linearizable reads at 64, for the
+/// application `A` on both clusters.
+async fn bench_app<A: Service>(
+    name: &str,
+    args: &Args,
+    warm_up: impl Fn() -> A::Write,
+    writes: MakeOp<A>,
+    reads: MakeOp<A>,
+) {
+    let dir = args.dir.join(name);
+    let (memory_nodes, memory) = cluster::<A>(StorageKind::Memory, &dir.join("memory"), warm_up()).await;
+    let (walden_nodes, walden) = cluster::<A>(StorageKind::Walden, &dir.join("walden"), warm_up()).await;
+    println!("{name}: writes");
+    header("w/s");
+    for clients in [1usize, 16, 64] {
+        line(clients, compare::<A>(&memory, &walden, clients, args, Op::Write, writes.clone()).await);
+    }
+    println!("{name}: linearizable reads (each client asks one node in turn; followers forward to the leader)");
+    header("r/s");
+    line(64, compare::<A>(&memory, &walden, 64, args, Op::Read, reads.clone()).await);
+    for node in memory_nodes.into_iter().chain(walden_nodes) {
+        node.shutdown().await;
+    }
+}
+
 fn main() {
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _ = std::fs::remove_dir_all(&args.dir);
     runtime.block_on(async {
-        let (memory_nodes, memory) = cluster(StorageKind::Memory, &args.dir.join("memory")).await;
-        let (walden_nodes, walden) = cluster(StorageKind::Walden, &args.dir.join("walden")).await;
         println!(
-            "3-node cluster, loopback TCP, {} s per run, median of {} rounds (walden in {})",
+            "3-node clusters, loopback TCP, {} s per run, median of {} rounds (walden in {})",
             args.secs,
             args.rounds,
             args.dir.display()
         );
-        println!(
-            "{:>7} | {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9} | {:>13}",
-            "clients", "memory w/s", "p50 us", "p99 us", "walden w/s", "p50 us", "p99 us", "walden/memory"
-        );
-        for clients in [1usize, 16, 64] {
-            let mut m = (Vec::new(), Vec::new(), Vec::new());
-            let mut w = (Vec::new(), Vec::new(), Vec::new());
-            for round in 0..args.rounds {
-                for (addrs, out, tag) in [(&memory, &mut m, "m"), (&walden, &mut w, "w")] {
-                    let r = run(addrs, clients, args.secs, &format!("{tag}{clients}-{round}")).await;
-                    out.0.push(r.writes_per_s);
-                    out.1.push(r.p50_us as f64);
-                    out.2.push(r.p99_us as f64);
-                }
-            }
-            let (mw, mp50, mp99) = (median(m.0), median(m.1), median(m.2));
-            let (ww, wp50, wp99) = (median(w.0), median(w.1), median(w.2));
-            println!(
-                "{clients:>7} | {mw:>12.0} {mp50:>9.0} {mp99:>9.0} | {ww:>12.0} {wp50:>9.0} {wp99:>9.0} | {:>13.2}",
-                ww / mw
-            );
-        }
+        let value = Arc::new("v".repeat(100));
+        let kv_writes = {
+            let value = value.clone();
+            Arc::new(move |c: usize, i: u64| (Some((format!("k-{c}-{i}"), (*value).clone())), None))
+        };
+        // The reads ask for keys the write phase wrote (client c's first ones).
+        let kv_reads = Arc::new(|c: usize, i: u64| (None, Some(vec![format!("k-{c}-{}", i % 16)])));
+        bench_app::<Kv>("kv", &args, || ("warm-up".to_owned(), "x".to_owned()), kv_writes, kv_reads).await;
+        let bank_writes = Arc::new(|c: usize, i: u64| {
+            (Some(BankOp::Deposit { account: ((c as u64 * 7919 + i) % 1000) as u32, amount: 1 }), None)
+        });
+        let bank_reads = Arc::new(|c: usize, i: u64| (None, Some(((c as u64 * 31 + i) % 1000) as u32)));
+        bench_app::<BankService>("bank", &args, || BankOp::Deposit { account: 0, amount: 1 }, bank_writes, bank_reads)
+            .await;
         let probe = args.dir.join("probe");
         let (one_p50, one_p99) = disk_probe(&probe, 1, 1.0);
         let (three_p50, three_p99) = disk_probe(&probe, 3, 1.0);
@@ -189,9 +314,6 @@ fn main() {
             "this disk, pwrite + fdatasync of 256 B: one file alone p50 {one_p50} us, p99 {one_p99} us; \
              three files at once (one per node) p50 {three_p50} us, p99 {three_p99} us"
         );
-        for node in memory_nodes.into_iter().chain(walden_nodes) {
-            node.shutdown().await;
-        }
     });
     let _ = std::fs::remove_dir_all(&args.dir);
 }

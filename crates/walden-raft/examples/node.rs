@@ -4,25 +4,35 @@
 //! node serve --id 1 --addr 127.0.0.1:7001 --dir /tmp/walden-raft/1 [--memory]
 //! node init ADDR 1=127.0.0.1:7001 2=127.0.0.1:7002 3=127.0.0.1:7003
 //! node put ADDR KEY VALUE        (any node: the client follows the leader hint)
-//! node get ADDR KEY              (that node's applied state)
+//! node get ADDR KEY [--stale]    (linearizable; --stale: that node's applied state as it is)
 //! node status ADDR
 //! node add-learner ADDR ID NODE_ADDR
 //! node change-membership ADDR ID,ID,...
 //! ```
 //!
-//! The logic is in the library (`walden_raft::node`); this is argument
-//! parsing only.
+//! A `get` is linearizable by default: the node asked confirms through
+//! the leader (openraft's read index) that its answer holds every write
+//! acknowledged before the read began, forwarding the read to the leader
+//! if it is a follower. `--stale` reads the asked node's applied state
+//! with no such check, and the reply says so.
+//!
+//! The node and the key-value application are in examples/common/ (shared
+//! with the bench and the tests); this is argument parsing only.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::kv::Kv;
+use common::network::{Message, Reply};
+use common::node::{self, Client, NodeConfig, StorageKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
-use walden_raft::network::{Message, Reply};
-use walden_raft::node::{self, Client, NodeConfig, StorageKind};
 
 const USAGE: &str = "usage:
   node serve --id ID --addr HOST:PORT --dir DIR [--memory]
   node init ADDR ID=HOST:PORT...
   node put ADDR KEY VALUE
-  node get ADDR KEY
+  node get ADDR KEY [--stale]
   node status ADDR
   node add-learner ADDR ID HOST:PORT
   node change-membership ADDR ID,ID,...";
@@ -47,7 +57,7 @@ fn serve(args: &[String]) -> ExitCode {
     let (Some(id), Some(addr), Some(dir)) = (id, addr, dir) else { return usage("serve needs --id, --addr and --dir") };
     let mut config = NodeConfig::new(id, addr, dir);
     config.storage = storage;
-    match node::run(config) {
+    match node::run::<Kv>(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("node {id}: {e}");
@@ -64,25 +74,39 @@ async fn admin(command: &str, addr: &str, rest: &[String]) -> Result<String, Str
                 let (id, at) = member.split_once('=').ok_or(format!("{member}: expected ID=HOST:PORT"))?;
                 map.insert(id.parse::<u64>().map_err(|e| format!("{id}: {e}"))?, at.to_owned());
             }
-            node::call(addr, &Message::Init(map)).await
+            node::call::<Kv>(addr, &Message::Init(map)).await
         }
-        ("put", [key, value]) => Client::new(vec![addr.to_owned()]).put(key, value).await.map(Reply::Put),
-        ("get", [key]) => node::call(addr, &Message::Get(vec![key.clone()])).await,
-        ("status", []) => node::call(addr, &Message::Status).await,
+        ("put", [key, value]) => {
+            Client::<Kv>::new(vec![addr.to_owned()]).write((key.clone(), value.clone())).await.map(Reply::Write)
+        }
+        ("get", [key]) => {
+            node::call(addr, &Message::Read { read: vec![key.clone()], stale: false, forwarded: false }).await
+        }
+        ("get", [key, flag]) if flag == "--stale" => {
+            node::call(addr, &Message::Read { read: vec![key.clone()], stale: true, forwarded: false }).await
+        }
+        ("status", []) => node::call::<Kv>(addr, &Message::Status).await,
         ("add-learner", [id, at]) => {
             let id = id.parse::<u64>().map_err(|e| format!("{id}: {e}"))?;
-            Client::new(vec![addr.to_owned()]).call_leader(&Message::AddLearner(id, at.clone())).await
+            Client::<Kv>::new(vec![addr.to_owned()]).call_leader(&Message::AddLearner(id, at.clone())).await
         }
         ("change-membership", [ids]) => {
             let ids: BTreeSet<u64> =
                 ids.split(',').map(|s| s.parse::<u64>().map_err(|e| format!("{s}: {e}"))).collect::<Result<_, _>>()?;
-            Client::new(vec![addr.to_owned()]).call_leader(&Message::ChangeMembership(ids)).await
+            Client::<Kv>::new(vec![addr.to_owned()]).call_leader(&Message::ChangeMembership(ids)).await
         }
         _ => return Err(format!("bad arguments for {command}")),
     };
     match reply.map_err(|e| format!("{addr}: {e}"))? {
-        Reply::Put(r) => Ok(format!("ok (previous: {:?})", r.previous)),
-        Reply::Get(values) => Ok(values.into_iter().next().flatten().unwrap_or_else(|| "(not found)".into())),
+        Reply::Write(previous) => Ok(format!("ok (previous: {previous:?})")),
+        Reply::Read { value, served_by, stale } => {
+            let value = value.into_iter().next().flatten().unwrap_or_else(|| "(not found)".into());
+            Ok(if stale {
+                format!("{value}\n(stale read: node {served_by}'s applied state, which may miss writes acknowledged elsewhere)")
+            } else {
+                format!("{value}\n(linearizable: confirmed by the leader's read index, served by node {served_by})")
+            })
+        }
         Reply::Status(s) => serde_json::to_string_pretty(&s).map_err(|e| e.to_string()),
         Reply::Done => Ok("ok".into()),
         Reply::NotLeader { leader } => Err(format!("not the leader; try {leader:?}")),

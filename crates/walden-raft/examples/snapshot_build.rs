@@ -9,13 +9,17 @@
 //! median and every build's time. The files go to a temporary directory
 //! under target/, removed at the end.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::kv::{log_id, Entry, KvConfig, KvState, Request};
 use std::time::Instant;
-use walden_raft::{log_id, Entry, Request, StateMachine};
+use walden_raft::StateMachine;
 
 fn main() {
     let pairs: u64 = std::env::args().nth(1).map_or(500_000, |a| a.parse().expect("PAIRS: a number"));
     let dir = std::path::PathBuf::from(format!("target/walden-raft-snapshot-build-{}", std::process::id()));
-    let (sm, _) = StateMachine::open(&dir).expect("open the state machine");
+    let (sm, _) = StateMachine::<KvConfig, KvState>::open(&dir).expect("open the state machine");
     let value = "v".repeat(100);
     const PER_ENTRY: u64 = 1_000;
     for entry in 0..pairs.div_ceil(PER_ENTRY) {

@@ -18,8 +18,11 @@ use walden::io::VfsFile;
 
 /// A file read and written at offsets.
 pub trait ByteFile: Send + Sync + 'static {
+    /// Fills `buf` from `offset`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// The file's length.
     fn size_bytes(&self) -> io::Result<u64>;
 }
 
@@ -42,10 +45,12 @@ impl<F: VfsFile> ByteFile for F {
 pub struct MemoryFile(Mutex<Vec<u8>>);
 
 impl MemoryFile {
+    /// A buffer holding `bytes`.
     pub fn new(bytes: Vec<u8>) -> MemoryFile {
         MemoryFile(Mutex::new(bytes))
     }
 
+    /// A copy of the bytes.
     pub fn bytes(&self) -> Vec<u8> {
         self.0.lock().clone()
     }
@@ -94,18 +99,22 @@ impl std::fmt::Debug for SnapshotData {
 }
 
 impl SnapshotData {
+    /// `file` at position 0; `path` when it is one of a store's files.
     pub fn new(file: Arc<dyn ByteFile>, path: Option<PathBuf>) -> SnapshotData {
         SnapshotData { file, pos: 0, path }
     }
 
+    /// The file's path, when it is one of a store's files.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
+    /// The file.
     pub fn file(&self) -> &Arc<dyn ByteFile> {
         &self.file
     }
 
+    /// The file's length.
     pub fn size_bytes(&self) -> io::Result<u64> {
         self.file.size_bytes()
     }

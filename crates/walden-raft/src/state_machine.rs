@@ -1,11 +1,14 @@
 //! [`StateMachine`]: openraft's state machine (`RaftStateMachine`,
-//! `RaftSnapshotBuilder`) for the key-value map, persisted by walden
-//! snapshot files.
+//! `RaftSnapshotBuilder`) for any application's [`AppState`], persisted by
+//! walden snapshot files.
 //!
-//! The state ([`KvState`]) lives in memory; it is made durable only by
+//! The state (the application's, with the last applied log id and the
+//! membership: content.rs) lives in memory; it is made durable only by
 //! snapshots, which are walden snapshot files (zstd, checksummed, written
 //! under a temporary name, fdatasync'd, renamed, directory fsync'd) whose
-//! content starts with openraft's `SnapshotMeta`. A file is named after the
+//! content starts with openraft's `SnapshotMeta`. A snapshot is built from
+//! a frozen view ([`AppState::freeze`]) taken under the read lock and
+//! written with no lock held, so applies go on meanwhile. A file is named after the
 //! raft index it covers plus one (walden's name field is an LSN, and LSN 0
 //! names nothing), so names sort by index. Opening loads the newest snapshot
 //! that verifies; the log replays the rest (openraft re-applies committed
@@ -23,12 +26,14 @@
 //! **Invariant:** the two newest snapshots are kept; an older one is removed
 //! only after a newer one is durable.
 
+use crate::app::AppState;
+use crate::content::{self, Applied, Membership, Meta};
 use crate::error::{Error, Result};
-use crate::kv::KvState;
 use crate::snapshot_data::SnapshotData;
-use crate::types::{Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
+use openraft::{
+    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig, StorageError,
+};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
@@ -48,10 +53,15 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 const STAGING_DIR: &str = "incoming";
 
 /// A snapshot of this store: its metadata and its file.
-#[derive(Clone, Debug)]
-struct Current {
-    meta: SnapshotMeta,
+struct Current<C: RaftTypeConfig> {
+    meta: Meta<C>,
     path: PathBuf,
+}
+
+impl<C: RaftTypeConfig> Clone for Current<C> {
+    fn clone(&self) -> Self {
+        Current { meta: self.meta.clone(), path: self.path.clone() }
+    }
 }
 
 /// What opening the state machine found.
@@ -65,11 +75,11 @@ pub struct SmOpenReport {
     pub temporaries_removed: usize,
 }
 
-struct Inner<V: Vfs> {
+struct Inner<C: RaftTypeConfig, S, V: Vfs> {
     fs: V,
     dir: PathBuf,
-    state: RwLock<KvState>,
-    current: Mutex<Option<Current>>,
+    state: RwLock<Applied<C, S>>,
+    current: Mutex<Option<Current<C>>>,
     /// Temporary files handed out by `begin_receiving_snapshot`.
     incoming: Mutex<BTreeSet<PathBuf>>,
     counter: AtomicU64,
@@ -77,12 +87,13 @@ struct Inner<V: Vfs> {
     installs: AtomicU64,
 }
 
-/// openraft's state machine for the key-value map. Cloning shares it.
-pub struct StateMachine<V: Vfs = RealFs> {
-    inner: Arc<Inner<V>>,
+/// openraft's state machine for the application state `S` of the type
+/// configuration `C`, on walden snapshot files. Cloning shares it.
+pub struct StateMachine<C: RaftTypeConfig, S, V: Vfs = RealFs> {
+    inner: Arc<Inner<C, S, V>>,
 }
 
-impl<V: Vfs> Clone for StateMachine<V> {
+impl<C: RaftTypeConfig, S, V: Vfs> Clone for StateMachine<C, S, V> {
     fn clone(&self) -> Self {
         StateMachine { inner: self.inner.clone() }
     }
@@ -99,7 +110,7 @@ fn now_unix_us() -> u64 {
 }
 
 /// The walden name field of a snapshot covering `last`: its index plus one.
-fn name_lsn(last: Option<LogId>) -> Lsn {
+fn name_lsn<NID: openraft::NodeId>(last: Option<&LogId<NID>>) -> Lsn {
     Lsn(last.map_or(0, |l| l.index + 1))
 }
 
@@ -107,16 +118,26 @@ fn snapshot_error(file: &Path, what: impl Into<String>) -> Error {
     Error::Snapshot { file: file.to_owned(), what: what.into() }
 }
 
-impl StateMachine<RealFs> {
-    pub fn open(dir: impl AsRef<Path>) -> Result<(StateMachine<RealFs>, SmOpenReport)> {
+impl<C, S> StateMachine<C, S, RealFs>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SnapshotData>,
+    S: AppState<C>,
+{
+    /// Opens the snapshot directory `dir` (creating it) and loads the newest
+    /// snapshot that verifies.
+    pub fn open(dir: impl AsRef<Path>) -> Result<(StateMachine<C, S, RealFs>, SmOpenReport)> {
         StateMachine::open_with(RealFs, dir)
     }
 }
 
-impl<V: Vfs> StateMachine<V> {
-    /// Opens the snapshot directory `dir` (creating it) and loads the newest
-    /// snapshot that verifies.
-    pub fn open_with(fs: V, dir: impl AsRef<Path>) -> Result<(StateMachine<V>, SmOpenReport)> {
+impl<C, S, V> StateMachine<C, S, V>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SnapshotData>,
+    S: AppState<C>,
+    V: Vfs,
+{
+    /// [`StateMachine::open`] on another file system.
+    pub fn open_with(fs: V, dir: impl AsRef<Path>) -> Result<(StateMachine<C, S, V>, SmOpenReport)> {
         let dir = dir.as_ref().to_owned();
         let io = |op: &'static str, path: &Path| {
             let path = path.to_owned();
@@ -149,8 +170,8 @@ impl<V: Vfs> StateMachine<V> {
         }
         let mut loaded = None;
         for info in listing.snapshots.iter().rev() {
-            match files::read_snapshot(&fs, info, |r| KvState::read_content(r)) {
-                Ok((meta, state)) if name_lsn(meta.last_log_id) == info.header.lsn => {
+            match files::read_snapshot(&fs, info, |r| content::read_content::<C, S>(r)) {
+                Ok((meta, state)) if name_lsn(meta.last_log_id.as_ref()) == info.header.lsn => {
                     loaded = Some((Current { meta, path: info.path.clone() }, state));
                     break;
                 }
@@ -169,7 +190,7 @@ impl<V: Vfs> StateMachine<V> {
                 report.loaded = Some(current.path.clone());
                 (Some(current), state)
             }
-            None => (None, KvState::default()),
+            None => (None, Applied::empty()),
         };
         let inner = Inner {
             fs,
@@ -183,14 +204,9 @@ impl<V: Vfs> StateMachine<V> {
         Ok((StateMachine { inner: Arc::new(inner) }, report))
     }
 
-    /// The value of `key` in the applied state.
-    pub fn get(&self, key: &str) -> Option<String> {
-        self.inner.state.read().data.get(key).cloned()
-    }
-
-    /// A copy of the applied state (O(1): the map is persistent).
-    pub fn state(&self) -> KvState {
-        self.inner.state.read().clone()
+    /// Calls `f` on the applied state, under the read lock (applies wait).
+    pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.inner.state.read().app)
     }
 
     /// How many snapshots were installed from a leader since open.
@@ -199,32 +215,35 @@ impl<V: Vfs> StateMachine<V> {
     }
 
     /// The metadata of the current snapshot, if any.
-    pub fn current_snapshot_meta(&self) -> Option<SnapshotMeta> {
+    pub fn current_snapshot_meta(&self) -> Option<Meta<C>> {
         self.inner.current.lock().as_ref().map(|c| c.meta.clone())
     }
 
-    pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Vec<Response> {
+    /// Applies committed entries in order; returns their responses.
+    pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry<C>>) -> Vec<C::R> {
         let mut state = self.inner.state.write();
         entries.into_iter().map(|e| state.apply(e)).collect()
     }
 
     /// Writes a snapshot of the applied state; returns its metadata once
     /// it is durable under its final name.
-    pub fn build(&self) -> Result<SnapshotMeta> {
-        let state = self.state();
+    pub fn build(&self) -> Result<Meta<C>> {
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        let id = match state.last_applied {
-            Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.index, now_unix_us()),
-            None => format!("none-{}-{n}", now_unix_us()),
+        let (meta, frozen) = {
+            let state = self.inner.state.read();
+            let id = match &state.last_applied {
+                Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.index, now_unix_us()),
+                None => format!("none-{}-{n}", now_unix_us()),
+            };
+            state.freeze(id)
         };
-        let meta = state.meta(id);
-        let lsn = name_lsn(meta.last_log_id);
+        let lsn = name_lsn(meta.last_log_id.as_ref());
         // A raft snapshot is named by raft index and travels between nodes:
         // openraft's SnapshotMeta (in the content) binds it to the raft log,
         // not a walden log's id and record seal, so its origin is left empty.
         let origin = files::SnapshotOrigin { log_id: 0, seal: None };
         let info = files::write_snapshot(&self.inner.fs, &self.inner.dir, lsn, now_unix_us(), origin, |w| {
-            state.write_content(&meta, w)
+            content::write_content::<C, S>(&meta, &frozen, w)
         })?;
         self.make_current(Current { meta: meta.clone(), path: info.path })?;
         Ok(meta)
@@ -232,8 +251,8 @@ impl<V: Vfs> StateMachine<V> {
 
     /// Records `current` and removes older snapshots beyond the kept count
     /// (and any named above it: they cannot be newer than what is current).
-    fn make_current(&self, current: Current) -> Result<()> {
-        let at = name_lsn(current.meta.last_log_id);
+    fn make_current(&self, current: Current<C>) -> Result<()> {
+        let at = name_lsn(current.meta.last_log_id.as_ref());
         *self.inner.current.lock() = Some(current);
         let (fs, dir) = (&self.inner.fs, &self.inner.dir);
         let mut keep = Vec::new();
@@ -271,7 +290,7 @@ impl<V: Vfs> StateMachine<V> {
 
     /// Installs a received snapshot: verify, rename into place, swap the
     /// state. Durable when it returns.
-    pub fn install(&self, meta: &SnapshotMeta, data: SnapshotData) -> Result<()> {
+    pub fn install(&self, meta: &Meta<C>, data: SnapshotData) -> Result<()> {
         let fs = &self.inner.fs;
         let io = |op: &'static str, path: &Path| {
             let path = path.to_owned();
@@ -307,7 +326,7 @@ impl<V: Vfs> StateMachine<V> {
         result
     }
 
-    fn install_file(&self, meta: &SnapshotMeta, temp: &Path) -> Result<()> {
+    fn install_file(&self, meta: &Meta<C>, temp: &Path) -> Result<()> {
         let fs = &self.inner.fs;
         let io = |op: &'static str, path: &Path| {
             let path = path.to_owned();
@@ -329,7 +348,7 @@ impl<V: Vfs> StateMachine<V> {
                 format!("{file_bytes} bytes, but the header announces {} content bytes", header.content_bytes),
             ));
         }
-        let lsn = name_lsn(meta.last_log_id);
+        let lsn = name_lsn(meta.last_log_id.as_ref());
         if header.lsn != lsn {
             return Err(snapshot_error(temp, format!("covers {}, but the leader announced {meta}", header.lsn)));
         }
@@ -350,7 +369,7 @@ impl<V: Vfs> StateMachine<V> {
                 .iter()
                 .find(|s| s.path == staged)
                 .ok_or_else(|| snapshot_error(&staged, "not listed after staging"))?;
-            let (read_meta, state) = files::read_snapshot(fs, info, |r| KvState::read_content(r))?;
+            let (read_meta, state) = files::read_snapshot(fs, info, |r| content::read_content::<C, S>(r))?;
             if &read_meta != meta {
                 return Err(snapshot_error(&staged, format!("holds {read_meta}, but the leader announced {meta}")));
             }
@@ -375,7 +394,7 @@ impl<V: Vfs> StateMachine<V> {
     }
 
     /// The current snapshot, opened for reading.
-    pub fn current(&self) -> Result<Option<Snapshot<TypeConfig>>> {
+    pub fn current(&self) -> Result<Option<Snapshot<C>>> {
         let Some(current) = self.inner.current.lock().clone() else { return Ok(None) };
         let file =
             self.inner.fs.open(&current.path, false).map_err(|source| {
@@ -385,22 +404,28 @@ impl<V: Vfs> StateMachine<V> {
         Ok(Some(Snapshot { meta: current.meta, snapshot: Box::new(data) }))
     }
 
-    pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
+    /// The last applied log id and the last applied membership.
+    pub fn applied(&self) -> (Option<LogId<C::NodeId>>, Membership<C>) {
         let state = self.inner.state.read();
-        (state.last_applied, state.membership.clone())
+        (state.last_applied.clone(), state.membership.clone())
     }
 }
 
-fn sm_error(e: Error, verb: ErrorVerb) -> StorageError {
+fn sm_error<NID: openraft::NodeId>(e: Error, verb: ErrorVerb) -> StorageError<NID> {
     e.storage(ErrorSubject::StateMachine, verb)
 }
 
-fn snap_error(e: Error, verb: ErrorVerb) -> StorageError {
+fn snap_error<NID: openraft::NodeId>(e: Error, verb: ErrorVerb) -> StorageError<NID> {
     e.storage(ErrorSubject::Snapshot(None), verb)
 }
 
-impl<V: Vfs> RaftSnapshotBuilder<TypeConfig> for StateMachine<V> {
-    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StorageError> {
+impl<C, S, V> RaftSnapshotBuilder<C> for StateMachine<C, S, V>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SnapshotData>,
+    S: AppState<C>,
+    V: Vfs,
+{
+    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<C>, StorageError<C::NodeId>> {
         self.build().map_err(|e| snap_error(e, ErrorVerb::Write))?;
         self.current()
             .map_err(|e| snap_error(e, ErrorVerb::Read))?
@@ -408,16 +433,23 @@ impl<V: Vfs> RaftSnapshotBuilder<TypeConfig> for StateMachine<V> {
     }
 }
 
-impl<V: Vfs> RaftStateMachine<TypeConfig> for StateMachine<V> {
-    type SnapshotBuilder = StateMachine<V>;
+impl<C, S, V> RaftStateMachine<C> for StateMachine<C, S, V>
+where
+    C: RaftTypeConfig<Entry = Entry<C>, SnapshotData = SnapshotData>,
+    S: AppState<C>,
+    V: Vfs,
+{
+    type SnapshotBuilder = StateMachine<C, S, V>;
 
-    async fn applied_state(&mut self) -> std::result::Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(
+        &mut self,
+    ) -> std::result::Result<(Option<LogId<C::NodeId>>, Membership<C>), StorageError<C::NodeId>> {
         Ok(self.applied())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<C::R>, StorageError<C::NodeId>>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         Ok(self.apply_entries(entries))
@@ -427,19 +459,19 @@ impl<V: Vfs> RaftStateMachine<TypeConfig> for StateMachine<V> {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> std::result::Result<Box<SnapshotData>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> std::result::Result<Box<SnapshotData>, StorageError<C::NodeId>> {
         self.begin_receiving().map(Box::new).map_err(|e| snap_error(e, ErrorVerb::Write))
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta,
+        meta: &Meta<C>,
         snapshot: Box<SnapshotData>,
-    ) -> std::result::Result<(), StorageError> {
+    ) -> std::result::Result<(), StorageError<C::NodeId>> {
         self.install(meta, *snapshot).map_err(|e| sm_error(e, ErrorVerb::Write))
     }
 
-    async fn get_current_snapshot(&mut self) -> std::result::Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> std::result::Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
         self.current().map_err(|e| snap_error(e, ErrorVerb::Read))
     }
 }

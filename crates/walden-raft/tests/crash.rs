@@ -1,8 +1,11 @@
 //! Power loss at every I/O boundary of a raft storage script, on walden's
 //! simulated file system (`walden::io::SimFs`).
 //!
-//! The script saves votes, appends entries (some acknowledged, some left in
-//! flight), saves the committed log id, truncates, applies entries and
+//! The store is the generic one (`LogStore<C>`, `StateMachine<C, S>`) with
+//! the key-value example's types. The script saves votes, appends entries
+//! (some acknowledged, some left in flight), saves the committed log id
+//! (which returns before its record is durable: the next durable operation
+//! or the flusher's own sync makes it so), truncates, applies entries and
 //! builds snapshots, purges (which frees log segments), installs a snapshot
 //! received from a "leader", and reopens the store midway. For each I/O
 //! call N (and once past the last) the script runs on a fresh disk whose
@@ -14,20 +17,29 @@
 //! from the last acknowledged operation on (the log is a prefix of what was
 //! submitted, holding everything acknowledged): so the vote is never older
 //! than an acknowledged one, no acknowledged entry is missing, no truncated
-//! entry comes back and `get_log_state` matches. The state machine must
+//! entry comes back, the committed log id is never older than one made
+//! durable, and `get_log_state` matches. The state machine must
 //! load a snapshot at least as new as the last one acknowledged, with
 //! exactly the state it was built from.
 //!
 //! `WALDEN_CRASH_SEEDS=n` tries n torn crashes per point (default 1).
 
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use common::kv::{log_id, Entry, KvConfig, KvState, Request};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use walden::io::{CrashMode, Fault, FaultKind, SimFs};
 use walden::{FsyncMode, WalOptions};
+use walden_raft::content::Meta;
 use walden_raft::snapshot_data::SnapshotData;
-use walden_raft::store::open_with;
-use walden_raft::types::SnapshotMeta;
-use walden_raft::{log_id, Entry, KvState, LogId, LogStore, Request, StateMachine, Vote};
+use walden_raft::{open_with, LogStore, StateMachine};
+
+type LogId = openraft::LogId<u64>;
+type Vote = openraft::Vote<u64>;
+type SnapshotMeta = Meta<KvConfig>;
+type Sm = StateMachine<KvConfig, KvState, SimFs>;
 
 const DIR: &str = "/node";
 
@@ -102,17 +114,17 @@ fn purge(m: &mut Model, upto: LogId) {
 /// Builds, on a disk of its own, the snapshot a leader would send: the
 /// state after applying `entries`.
 fn leader_snapshot(entries: Vec<Entry>) -> (SnapshotMeta, SnapshotData, KvState) {
-    let (sm, _) = StateMachine::open_with(SimFs::new(), "/leader").expect("leader state machine");
+    let (sm, _) = Sm::open_with(SimFs::new(), "/leader").expect("leader state machine");
     sm.apply_entries(entries);
     let meta = sm.build().expect("leader snapshot");
     let snapshot = sm.current().expect("leader snapshot").expect("just built");
-    (meta, *snapshot.snapshot, sm.state())
+    (meta, *snapshot.snapshot, sm.read(KvState::clone))
 }
 
 /// The script. Stops at the first error (the disk has failed).
 fn script(fs: &SimFs, o: &mut Oracle) {
     o.models.push(Model::default());
-    let Ok((mut log, mut sm, _)) = open_with(fs.clone(), DIR, options()) else { return };
+    let Ok((mut log, mut sm, _)) = open_with::<KvConfig, KvState, _>(fs.clone(), DIR, options()) else { return };
     macro_rules! step {
         ($change:expr, $op:expr, acked) => {{
             o.submit($change);
@@ -136,7 +148,7 @@ fn script(fs: &SimFs, o: &mut Oracle) {
         log.append_entries(batch.clone()).and_then(|lsn| log.wait_durable(lsn.expect("entries"))),
         acked
     );
-    step!(|m| m.committed = Some(log_id(1, 1, 3)), log.save_committed_blocking(Some(log_id(1, 1, 3))), acked);
+    step!(|m| m.committed = Some(log_id(1, 1, 3)), log.save_committed(Some(log_id(1, 1, 3))), in_flight);
     step!(|m| truncate(m, 4), log.truncate_blocking(4), acked);
     let vote = Vote::new_committed(2, 1);
     step!(|m| m.vote = Some(vote), log.save_vote_blocking(&vote), acked);
@@ -149,11 +161,11 @@ fn script(fs: &SimFs, o: &mut Oracle) {
             in_flight
         );
     }
-    step!(|m| m.committed = Some(log_id(2, 1, 9)), log.save_committed_blocking(Some(log_id(2, 1, 9))), acked);
+    step!(|m| m.committed = Some(log_id(2, 1, 9)), log.save_committed(Some(log_id(2, 1, 9))), in_flight);
     // Apply up to 9 and snapshot, then purge what the snapshot covers.
     let Ok(applied) = log.entries(0, 10) else { return };
     sm.apply_entries(applied);
-    o.snapshots.insert(9, sm.state());
+    o.snapshots.insert(9, sm.read(KvState::clone));
     if sm.build().is_err() {
         return;
     }
@@ -161,7 +173,7 @@ fn script(fs: &SimFs, o: &mut Oracle) {
     step!(|m| purge(m, log_id(2, 1, 6)), log.purge_blocking(log_id(2, 1, 6)), acked);
     // Reopen: replay from the purge record's checkpoint.
     drop((log, sm));
-    let Ok((l, s, _)) = open_with(fs.clone(), DIR, options()) else { return };
+    let Ok((l, s, _)) = open_with::<KvConfig, KvState, _>(fs.clone(), DIR, options()) else { return };
     (log, sm) = (l, s);
     let vote = Vote::new_committed(3, 1);
     step!(|m| m.vote = Some(vote), log.save_vote_blocking(&vote), acked);
@@ -185,10 +197,10 @@ fn script(fs: &SimFs, o: &mut Oracle) {
             acked
         );
     }
-    step!(|m| m.committed = Some(log_id(3, 1, 70)), log.save_committed_blocking(Some(log_id(3, 1, 70))), acked);
+    step!(|m| m.committed = Some(log_id(3, 1, 70)), log.save_committed(Some(log_id(3, 1, 70))), in_flight);
     let Ok(applied) = log.entries(21, 71) else { return };
     sm.apply_entries(applied);
-    o.snapshots.insert(70, sm.state());
+    o.snapshots.insert(70, sm.read(KvState::clone));
     if sm.build().is_err() {
         return;
     }
@@ -206,7 +218,7 @@ fn script(fs: &SimFs, o: &mut Oracle) {
 }
 
 /// What the recovered store holds.
-fn recovered(log: &LogStore<SimFs>) -> Model {
+fn recovered(log: &LogStore<KvConfig, SimFs>) -> Model {
     let entries = log.entries(0, u64::MAX).expect("read the recovered entries");
     Model {
         entries: entries.into_iter().map(|e| (e.log_id.index, e)).collect(),
@@ -217,10 +229,20 @@ fn recovered(log: &LogStore<SimFs>) -> Model {
 }
 
 fn check(disk: &SimFs, o: &Oracle, context: &str) {
-    let (log, sm, _) = open_with(disk.clone(), DIR, options()).unwrap_or_else(|e| panic!("{context}: open: {e}"));
+    let (log, sm, _) = open_with::<KvConfig, KvState, _>(disk.clone(), DIR, options())
+        .unwrap_or_else(|e| panic!("{context}: open: {e}"));
     let got = recovered(&log);
     let acked = &o.models[o.acked];
     assert!(got.vote >= acked.vote, "{context}: vote {:?} is older than the acknowledged {:?}", got.vote, acked.vote);
+    // A committed record is durable once a later operation was acknowledged
+    // durable (the log is written in LSN order): the model acknowledged last
+    // holds the newest committed log id made durable.
+    assert!(
+        got.committed >= acked.committed,
+        "{context}: committed {:?} is older than {:?}, made durable",
+        got.committed,
+        acked.committed
+    );
     let candidates = &o.models[o.acked..];
     // An entry every possible outcome holds (acknowledged, and no later
     // submitted truncation or purge could have removed it) must be there.
@@ -262,7 +284,7 @@ fn check(disk: &SimFs, o: &Oracle, context: &str) {
     );
     if let Some(index) = applied {
         assert_eq!(
-            Some(&sm.state()),
+            Some(&sm.read(KvState::clone)),
             o.snapshots.get(&index),
             "{context}: the snapshot at {index} holds another state"
         );
@@ -281,7 +303,7 @@ fn power_loss_at_every_io_boundary_of_a_raft_storage_script() {
     assert!(total > 100, "the script does real I/O ({total} calls)");
     let end = probe.crash(CrashMode::KeepUnsynced);
     check(&end, &full, "no fault");
-    let (log, _, _) = open_with(end, DIR, options()).expect("reopen");
+    let (log, _, _) = open_with::<KvConfig, KvState, _>(end, DIR, options()).expect("reopen");
     assert!(log.wal().first_lsn() > walden::Lsn::FIRST, "the purges freed the oldest segments");
     let mut explored = 0;
     for at_call in 1..=total + 1 {
@@ -301,4 +323,20 @@ fn power_loss_at_every_io_boundary_of_a_raft_storage_script() {
         }
     }
     assert!(explored as u64 > total, "explored {explored} crash points");
+}
+
+/// `save_committed` returns before its record is durable, and the store
+/// makes it durable itself within its stated bound when no append comes.
+#[test]
+fn a_committed_record_becomes_durable_within_the_bound_without_an_append() {
+    let fs = SimFs::new();
+    let (log, _sm, _) = open_with::<KvConfig, KvState, _>(fs.clone(), DIR, options()).unwrap();
+    let lsn = log.append_entries((1..=3).map(|i| put(1, i)).collect()).unwrap().unwrap();
+    log.wait_durable(lsn).unwrap();
+    let committed_lsn = log.save_committed(Some(log_id(1, 1, 3))).unwrap();
+    std::thread::sleep(walden_raft::log_store::LAZY_SYNC_DELAY_MAX + Duration::from_millis(500));
+    assert!(log.wal().durable_lsn() >= committed_lsn, "the flusher synced the committed record on its own");
+    let disk = fs.crash(CrashMode::DropUnsynced);
+    let (log, _, _) = open_with::<KvConfig, KvState, _>(disk, DIR, options()).unwrap();
+    assert_eq!(log.committed(), Some(log_id(1, 1, 3)));
 }

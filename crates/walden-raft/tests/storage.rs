@@ -2,14 +2,22 @@
 //! reason, the state survives a reopen exactly, and opening never rolls the
 //! state machine back past what the log can replay.
 
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+use common::kv::{log_id, put_entry, Entry, KvConfig, KvState};
 use std::time::Duration;
 use walden::{FsyncMode, RecoveryMode, WalOptions};
-use walden_raft::store::{default_wal_options, open};
-use walden_raft::{log_id, Entry, Error, Request, Vote};
+use walden_raft::{default_wal_options, Error, Storage};
+
+type Vote = openraft::Vote<u64>;
+
+fn open(dir: impl AsRef<std::path::Path>, options: WalOptions) -> walden_raft::Result<Storage<KvConfig, KvState>> {
+    walden_raft::open::<KvConfig, KvState>(dir, options)
+}
 
 fn put(index: u64) -> Entry {
-    let request = Request::Put { key: format!("k{index}"), value: format!("v{index}") };
-    Entry { log_id: log_id(1, 1, index), payload: openraft::EntryPayload::Normal(request) }
+    put_entry(1, index, &format!("k{index}"), &format!("v{index}"))
 }
 
 #[test]
@@ -44,21 +52,23 @@ fn reopening_recovers_vote_committed_purge_and_entries_exactly() {
         log.save_vote_blocking(&Vote::new(3, 2)).unwrap();
         let lsn = log.append_entries((0..300).map(put).collect()).unwrap().unwrap();
         log.wait_durable(lsn).unwrap();
-        log.save_committed_blocking(Some(log_id(1, 1, 250))).unwrap();
+        let lsn = log.save_committed(Some(log_id(1, 1, 250))).unwrap();
+        log.wait_durable(lsn).unwrap();
         sm.apply_entries(log.entries(0, 251).unwrap());
         sm.build().unwrap();
         log.purge_blocking(log_id(1, 1, 200)).unwrap();
         log.truncate_blocking(280).unwrap();
         assert!(log.wal().first_lsn().0 > 1, "the purge freed segments");
-        (log.log_state(), log.vote(), log.committed(), log.entries(0, u64::MAX).unwrap(), sm.state())
+        (log.log_state(), log.vote(), log.committed(), log.entries(0, u64::MAX).unwrap(), sm.read(KvState::clone))
     };
     let (log, sm, report) = open(dir.path(), options).unwrap();
     assert!(report.loaded.is_some());
-    let after = (log.log_state(), log.vote(), log.committed(), log.entries(0, u64::MAX).unwrap(), sm.state());
+    let after =
+        (log.log_state(), log.vote(), log.committed(), log.entries(0, u64::MAX).unwrap(), sm.read(KvState::clone));
     assert_eq!(after, before);
     assert_eq!(after.0.last_log_id, Some(log_id(1, 1, 279)));
     assert_eq!(after.3.len(), 79, "entries 201..=279");
-    assert_eq!(sm.get("k250").as_deref(), Some("v250"));
+    assert_eq!(sm.read(|s| s.data.get("k250").cloned()).as_deref(), Some("v250"));
 }
 
 /// Flips a byte in the content of the snapshot file covering `index`.

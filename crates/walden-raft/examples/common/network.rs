@@ -6,7 +6,7 @@
 //! turn on one connection. JSON keeps the protocol readable with any tool;
 //! it is the same for the walden and the in-memory cluster of the bench.
 
-use crate::types::{NodeId, Request, Response, TypeConfig};
+use super::node::Service;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -17,23 +17,37 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::marker::PhantomData;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A node id.
+pub type NodeId = u64;
 
 /// The largest frame body accepted; a larger length is refused before any
 /// allocation.
 pub const FRAME_BYTES_MAX: u32 = 64 << 20;
 
-/// What a connection carries to a node.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Message {
-    AppendEntries(AppendEntriesRequest<TypeConfig>),
+/// What a connection carries to a node of the application `A`.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Message<A: Service> {
+    AppendEntries(AppendEntriesRequest<A::C>),
     Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A write; answered by the leader, or with `NotLeader`.
-    Put(Request),
-    /// Reads from this node's applied state (a follower's may lag).
-    Get(Vec<String>),
+    InstallSnapshot(InstallSnapshotRequest<A::C>),
+    /// One client's write; answered by the leader, or with `NotLeader`.
+    Write(A::Write),
+    /// A read. Linearizable unless `stale`: the node confirms through the
+    /// leader that its applied state holds every write committed before the
+    /// read began (openraft's read index), forwarding to the leader if it
+    /// is not the leader itself (`forwarded` marks a forwarded read, which
+    /// is not forwarded again). `stale` reads this node's applied state as
+    /// it is.
+    Read {
+        read: A::Read,
+        stale: bool,
+        forwarded: bool,
+    },
     Status,
     /// Makes this node the first leader of a cluster of `members`.
     Init(BTreeMap<NodeId, String>),
@@ -42,13 +56,21 @@ pub enum Message {
 }
 
 /// What a node answers.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Reply {
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Reply<A: Service> {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    Put(Response),
-    Get(Vec<Option<String>>),
+    Write(A::WriteReply),
+    /// A read's answer, the node whose applied state served it, and
+    /// whether it is stale (this node's state, which may be behind writes
+    /// acknowledged elsewhere) or linearizable.
+    Read {
+        value: A::ReadReply,
+        served_by: NodeId,
+        stale: bool,
+    },
     Status(Status),
     Done,
     /// "Not the leader, try this one" (if this node knows it).
@@ -56,6 +78,15 @@ pub enum Reply {
         leader: Option<(NodeId, String)>,
     },
     Error(String),
+}
+
+impl<A: Service> std::fmt::Debug for Reply<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self) {
+            Ok(json) => f.write_str(&json),
+            Err(e) => write!(f, "(a reply that does not serialize: {e})"),
+        }
+    }
 }
 
 /// A node's view of itself and the cluster.
@@ -124,7 +155,7 @@ impl Connection {
 
     /// Sends `message` and waits for the reply, connecting first if needed.
     /// After an error the connection is dropped; the next call reconnects.
-    pub async fn call(&mut self, message: &Message) -> io::Result<Reply> {
+    pub async fn call<A: Service>(&mut self, message: &Message<A>) -> io::Result<Reply<A>> {
         let result = async {
             if self.stream.is_none() {
                 let stream = TcpStream::connect(&self.addr).await?;
@@ -144,26 +175,31 @@ impl Connection {
 }
 
 /// Makes the RPC clients openraft asks for.
-pub struct NetworkFactory;
+pub struct NetworkFactory<A>(pub PhantomData<A>);
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = PeerClient;
+impl<A: Service> RaftNetworkFactory<A::C> for NetworkFactory<A> {
+    type Network = PeerClient<A>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient { target, conn: Connection::new(node.addr.clone()) }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient<A> {
+        PeerClient { target, conn: Connection::new(node.addr.clone()), _app: PhantomData }
     }
 }
 
 /// openraft's RPC client to one peer.
-pub struct PeerClient {
+pub struct PeerClient<A> {
     target: NodeId,
     conn: Connection,
+    _app: PhantomData<A>,
 }
 
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
-impl PeerClient {
-    async fn call<E: std::error::Error>(&mut self, message: Message, option: &RPCOption) -> Result<Reply, RpcError<E>> {
+impl<A: Service> PeerClient<A> {
+    async fn call<E: std::error::Error>(
+        &mut self,
+        message: Message<A>,
+        option: &RPCOption,
+    ) -> Result<Reply<A>, RpcError<E>> {
         match tokio::time::timeout(option.hard_ttl(), self.conn.call(&message)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -177,15 +213,15 @@ impl PeerClient {
         }
     }
 
-    fn unexpected<E: std::error::Error>(reply: Reply) -> RpcError<E> {
+    fn unexpected<E: std::error::Error>(reply: Reply<A>) -> RpcError<E> {
         RPCError::Network(NetworkError::new(&io::Error::other(format!("unexpected reply {reply:?}"))))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl<A: Service> RaftNetwork<A::C> for PeerClient<A> {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<A::C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
         match self.call(Message::AppendEntries(rpc), &option).await? {
@@ -196,7 +232,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<A::C>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
         match self.call(Message::InstallSnapshot(rpc), &option).await? {
