@@ -164,6 +164,22 @@ impl Leaf {
         }
     }
 
+    /// Makes this leaf hold `other`'s records, in its own buffers (grown if
+    /// they must be, shrunk if they would be more than twice too large).
+    fn assign(&mut self, other: &Leaf) {
+        fn copy<T: Copy>(to: &mut Vec<T>, from: &[T]) {
+            to.clear();
+            grow(to, from.len());
+            to.extend_from_slice(from);
+            if to.capacity() > 2 * to.len() + 64 {
+                to.shrink_to_fit();
+            }
+        }
+        copy(&mut self.prefixes, &other.prefixes);
+        copy(&mut self.ends, &other.ends);
+        copy(&mut self.data, &other.data);
+    }
+
     /// Puts `n` bytes for a record of prefix `prefix` at `i`, in place of
     /// record `i` if `replace`, else before it; returns them, to encode
     /// the record into. The records after it move.
@@ -996,7 +1012,11 @@ fn merge_leaf(node: &mut Arc<Leaf>, changes: &[Resolved<'_>], merge: &mut Merge)
         }
     } else {
         merge_into(node, changes, merge);
-        *node = Arc::new(merge.out.part(0..merge.out.len()));
+        match Arc::get_mut(node) {
+            // Replay's leaves are the map's alone: their buffers are reused.
+            Some(own) => own.assign(&merge.out),
+            None => *node = Arc::new(merge.out.part(0..merge.out.len())),
+        }
     }
     let leaf: &Leaf = node;
     if leaf.len() == 0 {
