@@ -9,7 +9,7 @@
 //! keys' 8-byte prefixes (as in [`StoreKey`]) and where each record ends.
 //! A search compares integers in one or two cache lines and reaches into
 //! the arena only on a prefix tie or to confirm the key it found. A leaf
-//! is three exact allocations (copied whole when a clone shares it), at
+//! is its node plus three exact buffers (copied whole when a clone shares it), at
 //! most [`LEAF_CAP`] records and [`LEAF_BYTES`] bytes. A branch keeps the
 //! first key of each child but the first as its separators.
 //!
