@@ -235,11 +235,16 @@ pub fn read_snapshot<V: Vfs, T>(
     // from the source's 1 MiB buffer, not through a buffer of its own.
     source.hasher = None;
     let mut decoder = zstd::stream::Decoder::with_buffer(source).map_err(Error::io("decompress", path))?;
-    read_state(&mut decoder).map_err(|e| match e.raw_os_error() {
-        // The device failed, not the bytes: an I/O error, not a bad snapshot.
+    read_state(&mut decoder).map_err(|e| content_error(path, e))
+}
+
+/// What a failed read of a snapshot's content is: an I/O error if the
+/// device failed, not the bytes; else a bad snapshot.
+fn content_error(path: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
         Some(_) => Error::io("read", path)(e),
-        None => Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") },
-    })
+        None => Error::BadSnapshot { file: path.to_path_buf(), reason: format!("content: {e}") },
+    }
 }
 
 /// [`read_snapshot`] in one pass over the file instead of two: the
@@ -270,10 +275,7 @@ pub fn read_snapshot_checking_on_the_way<V: Vfs, T>(
         (Ok(_), _) => Err(io::Error::new(io::ErrorKind::InvalidData, "bytes after the end of the state's content")),
         (Err(e), _) => Err(e),
     });
-    state.map_err(|e| match e.raw_os_error() {
-        Some(_) => Error::io("read", path)(e),
-        None => Error::BadSnapshot { file: path.clone(), reason: format!("content: {e}") },
-    })
+    state.map_err(|e| content_error(path, e))
 }
 
 /// Deletes all but the newest `keep_count` snapshots of `snapshots` (oldest

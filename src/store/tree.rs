@@ -105,6 +105,14 @@ fn grow<T>(v: &mut Vec<T>, additional: usize) {
     }
 }
 
+/// Gives back a buffer's room once it is more than twice what it holds
+/// plus `spare` items.
+fn shrink_if_loose<T>(v: &mut Vec<T>, spare: usize) {
+    if v.capacity() > 2 * v.len() + spare {
+        v.shrink_to_fit();
+    }
+}
+
 impl Leaf {
     fn len(&self) -> usize {
         self.ends.len()
@@ -171,9 +179,7 @@ impl Leaf {
             to.clear();
             grow(to, from.len());
             to.extend_from_slice(from);
-            if to.capacity() > 2 * to.len() + 64 {
-                to.shrink_to_fit();
-            }
+            shrink_if_loose(to, 64);
         }
         copy(&mut self.prefixes, &other.prefixes);
         copy(&mut self.ends, &other.ends);
@@ -296,9 +302,7 @@ impl Leaf {
         for e in &mut self.ends[i..] {
             *e -= (end - at) as u32;
         }
-        if self.data.capacity() > 2 * self.data.len() + 1024 {
-            self.data.shrink_to_fit();
-        }
+        shrink_if_loose(&mut self.data, 1024);
         revision
     }
 

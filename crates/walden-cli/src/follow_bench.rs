@@ -170,6 +170,25 @@ fn pace(from: Instant, interval: Duration) {
     }
 }
 
+/// Appends `samples` records of `payload`, one every `interval`, noting in
+/// `acked` when each append returned.
+fn append_paced<V: walden::io::Vfs>(
+    wal: &Wal<V>,
+    payload: &[u8],
+    samples: usize,
+    interval: Duration,
+    base: Instant,
+    acked: &[AtomicU64],
+) -> Result<()> {
+    for _ in 0..samples {
+        let started = Instant::now();
+        let lsn = wal.append(payload)?;
+        acked[lsn.0 as usize].store(since_ns(base), Ordering::Release);
+        pace(started, interval);
+    }
+    Ok(())
+}
+
 /// Latencies of the records delivered at the times given, from the times
 /// their appends returned (0 where the follower was first).
 fn delivered(times: &[(Lsn, u64)], acked: &[AtomicU64]) -> Vec<u32> {
@@ -203,12 +222,7 @@ fn latency_in_process(
             out
         });
         let payload = vec![0x5a; bytes];
-        for _ in 0..samples {
-            let started = Instant::now();
-            let lsn = wal.append(&payload)?;
-            acked[lsn.0 as usize].store(since_ns(base), Ordering::Release);
-            pace(started, interval);
-        }
+        append_paced(&wal, &payload, samples, interval, base, &acked)?;
         Ok(delivered(&reader.join().expect("the follower panicked"), &acked))
     })?;
     wal.close()?;
@@ -263,12 +277,7 @@ fn latency_to_process(
         wal.append(&payload)?;
         acked[1].store(since_ns(base), Ordering::Release);
         std::thread::sleep(Duration::from_millis(300));
-        for _ in 0..samples {
-            let started = Instant::now();
-            let lsn = wal.append(&payload)?;
-            acked[lsn.0 as usize].store(since_ns(base), Ordering::Release);
-            pace(started, interval);
-        }
+        append_paced(&wal, &payload, samples, interval, base, &acked)?;
         Ok(delivered(&reader.join().expect("the reader panicked"), &acked))
     });
     drop(child.kill());
