@@ -52,6 +52,10 @@ impl<'a> Op<'a> {
     }
 }
 
+/// An operation's bytes beside its key, value and writer id (a put's;
+/// a delete has 4 fewer).
+pub(crate) const OP_FIXED_BYTES: usize = 1 + 8 + 2 + 4 + 4;
+
 pub(crate) fn encode_op(out: &mut Vec<u8>, op: &Op<'_>) {
     let (tag, key, value, writer, timestamp_us) = match *op {
         Op::Put { key, value, writer, timestamp_us } => (TAG_PUT, key, Some(value), writer, timestamp_us),

@@ -373,22 +373,34 @@ impl Default for StoreOptions {
 }
 
 /// Writes applied together: one log batch, all or nothing after a crash.
+///
+/// Its keys and values are kept back to back in one buffer, so adding an
+/// operation allocates nothing once the buffer has grown; [`WriteBatch::clear`]
+/// keeps the buffer for the next batch.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
-    /// (key, Some(value)) for a put, (key, None) for a delete.
-    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Every operation's key, then its value for a put, back to back.
+    bytes: Vec<u8>,
+    /// Per operation: where its key ends in `bytes`, and where its value
+    /// ends for a put (`None` for a delete). It starts where the one
+    /// before it ends.
+    ops: Vec<(usize, Option<usize>)>,
 }
 
 impl WriteBatch {
     /// Adds a put of `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> &mut Self {
-        self.ops.push((key.to_vec(), Some(value.to_vec())));
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.ops.push((key_end, Some(self.bytes.len())));
         self
     }
 
     /// Adds a delete of `key`.
     pub fn delete(&mut self, key: &[u8]) -> &mut Self {
-        self.ops.push((key.to_vec(), None));
+        self.bytes.extend_from_slice(key);
+        self.ops.push((self.bytes.len(), None));
         self
     }
 
@@ -400,6 +412,36 @@ impl WriteBatch {
     /// Whether the batch holds no operation (writing it is refused).
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Removes every operation, keeping the room they took for the next.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ops.clear();
+    }
+
+    /// Each operation's key, and its value for a put, in the order added.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+        let mut start = 0;
+        self.ops.iter().map(move |&(key_end, value_end)| {
+            let key = &self.bytes[start..key_end];
+            start = value_end.unwrap_or(key_end);
+            (key, value_end.map(|end| &self.bytes[key_end..end]))
+        })
+    }
+}
+
+/// A batch's log records, encoded back to back.
+struct EncodedBatch {
+    bytes: Vec<u8>,
+    /// Where each record ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl EncodedBatch {
+    fn records(&self) -> Vec<&[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end]).collect()
     }
 }
 
@@ -468,31 +510,33 @@ impl<V: Vfs> Store<V> {
     /// [`Store::put`] does (in `Periodic` and `Never` the writer writes its
     /// own batch).
     pub fn write(&self, batch: &WriteBatch) -> Result<Lsn> {
-        self.engine.commit_batch(&self.encode_batch(batch)?)
+        self.engine.commit_batch(&self.encode_batch(batch)?.records())
     }
 
     /// [`Store::write`] without waiting, as [`Store::put_pipelined`].
     pub fn write_pipelined(&self, batch: &WriteBatch) -> Result<CommitTicket<KvState, V>> {
-        self.engine.commit_batch_pipelined(&self.encode_batch(batch)?)
+        self.engine.commit_batch_pipelined(&self.encode_batch(batch)?.records())
     }
 
-    /// The log records of a batch's operations, all with one timestamp.
-    fn encode_batch(&self, batch: &WriteBatch) -> Result<Vec<Vec<u8>>> {
+    /// The log records of a batch's operations, all with one timestamp,
+    /// encoded one after another into one buffer.
+    fn encode_batch(&self, batch: &WriteBatch) -> Result<EncodedBatch> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
         let timestamp_us = now_unix_us();
         let writer = self.writer.as_str();
-        let records = batch.ops.iter().map(|(key, value)| {
+        let bytes = batch.bytes.len() + batch.len() * (codec::OP_FIXED_BYTES + writer.len());
+        let mut out = EncodedBatch { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(batch.len()) };
+        for (key, value) in batch.iter() {
             let op = match value {
                 Some(value) => Op::Put { key, value, writer, timestamp_us },
                 None => Op::Delete { key, writer, timestamp_us },
             };
-            let mut record = Vec::new();
-            codec::encode_op(&mut record, &op);
-            record
-        });
-        Ok(records.collect())
+            codec::encode_op(&mut out.bytes, &op);
+            out.ends.push(out.bytes.len());
+        }
+        Ok(out)
     }
 
     /// The entry of `key` now (a clone: values are shared, not copied).

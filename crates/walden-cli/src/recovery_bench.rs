@@ -636,7 +636,7 @@ fn load(store: &Store, first: u64, count: u64, overwrite_below: Option<u64>, rng
         batch.put(&k, &value);
         if batch.len() as u64 == BATCH {
             store.write(&batch)?;
-            batch = WriteBatch::default();
+            batch.clear();
         }
     }
     if !batch.is_empty() {
