@@ -58,10 +58,20 @@ struct Leaf {
 }
 
 struct Branch {
-    /// Separator `i` (prefix and bytes) divides child `i` from child `i + 1`.
-    prefixes: Vec<u64>,
-    keys: Vec<Arc<[u8]>>,
+    /// Separator `i` divides child `i` from child `i + 1`.
+    separators: Separators,
     children: Vec<Node>,
+}
+
+/// A branch's separator keys: their prefixes, and their bytes back to
+/// back in one buffer (a branch's copy is three buffer copies, not a
+/// reference count touched per key).
+#[derive(Clone, Default)]
+struct Separators {
+    prefixes: Vec<u64>,
+    /// Where separator `i` ends in `bytes`.
+    ends: Vec<u32>,
+    bytes: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -385,18 +395,116 @@ impl Leaf {
     }
 }
 
+impl Separators {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] as usize
+        }
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.bytes[self.start(i)..self.ends[i] as usize]
+    }
+
+    /// Separator `i`'s prefix and bytes, if there is one.
+    fn get(&self, i: usize) -> Option<(u64, &[u8])> {
+        (i < self.len()).then(|| (self.prefixes[i], self.key(i)))
+    }
+
+    /// Separator `i` as a key of its own.
+    fn store_key(&self, i: usize) -> StoreKey {
+        StoreKey::from_parts(self.prefixes[i], self.key(i).into())
+    }
+
+    fn search(&self, key: KeyRef<'_>) -> Result<usize, usize> {
+        search(&self.prefixes, |i| self.key(i), key)
+    }
+
+    fn push(&mut self, key: &StoreKey) {
+        let n = self.len();
+        self.insert(n, key.prefix(), key.bytes());
+    }
+
+    /// Puts a separator of `prefix` and `bytes` before separator `i`.
+    fn insert(&mut self, i: usize, prefix: u64, bytes: &[u8]) {
+        let at = self.start(i);
+        self.bytes.splice(at..at, bytes.iter().copied());
+        self.prefixes.insert(i, prefix);
+        self.ends.insert(i, at as u32);
+        self.shift_ends(i, bytes.len() as u32, true);
+    }
+
+    /// Adds `delta` to where separators `i..` end (subtracts it if not `up`).
+    fn shift_ends(&mut self, i: usize, delta: u32, up: bool) {
+        for end in &mut self.ends[i..] {
+            *end = if up { *end + delta } else { *end - delta };
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        let (at, end) = (self.start(i), self.ends[i] as usize);
+        self.bytes.drain(at..end);
+        self.prefixes.remove(i);
+        self.ends.remove(i);
+        self.shift_ends(i, (end - at) as u32, false);
+    }
+
+    /// Replaces separator `i`.
+    fn set(&mut self, i: usize, prefix: u64, bytes: &[u8]) {
+        self.remove(i);
+        self.insert(i, prefix, bytes);
+    }
+
+    /// Separators `range`, as a list of their own.
+    fn part(&self, range: Range<usize>) -> Separators {
+        let (from, to) = (self.start(range.start), self.start(range.end));
+        Separators {
+            prefixes: self.prefixes[range.clone()].to_vec(),
+            ends: self.ends[range].iter().map(|&end| end - from as u32).collect(),
+            bytes: self.bytes[from..to].to_vec(),
+        }
+    }
+
+    /// Removes separators `at..` and returns them.
+    fn split_off(&mut self, at: usize) -> Separators {
+        let tail = self.part(at..self.len());
+        self.bytes.truncate(self.start(at));
+        self.prefixes.truncate(at);
+        self.ends.truncate(at);
+        tail
+    }
+
+    /// Appends every separator of `other`.
+    fn append(&mut self, other: &Separators) {
+        let base = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(&other.bytes);
+        self.prefixes.extend_from_slice(&other.prefixes);
+        self.ends.extend(other.ends.iter().map(|&end| base + end));
+    }
+
+    /// Removes the last separator and returns it.
+    fn pop(&mut self) -> Option<StoreKey> {
+        let last = self.len().checked_sub(1)?;
+        let key = self.store_key(last);
+        self.split_off(last);
+        Some(key)
+    }
+}
+
 impl Branch {
     fn with_capacity() -> Branch {
-        Branch {
-            prefixes: Vec::with_capacity(BRANCH_CAP),
-            keys: Vec::with_capacity(BRANCH_CAP),
-            children: Vec::with_capacity(BRANCH_CAP + 1),
-        }
+        Branch { separators: Separators::default(), children: Vec::with_capacity(BRANCH_CAP + 1) }
     }
 
     /// The child whose keys `key` falls among.
     fn child_index(&self, key: KeyRef<'_>) -> usize {
-        match search(&self.prefixes, |i| &self.keys[i][..], key) {
+        match self.separators.search(key) {
             Ok(i) => i + 1,
             Err(i) => i,
         }
@@ -404,8 +512,7 @@ impl Branch {
 
     fn push(&mut self, separator: Option<StoreKey>, child: Node) {
         if let Some(key) = separator {
-            self.prefixes.push(key.prefix());
-            self.keys.push(key.bytes().clone());
+            self.separators.push(&key);
         }
         self.children.push(child);
     }
@@ -416,8 +523,7 @@ impl Branch {
     fn insert(&mut self, i: usize, right: Vec<(StoreKey, Node)>) -> Option<(StoreKey, Node)> {
         let added = right.len();
         for (at, (separator, node)) in (i..).zip(right) {
-            self.prefixes.insert(at, separator.prefix());
-            self.keys.insert(at, separator.bytes().clone());
+            self.separators.insert(at, separator.prefix(), separator.bytes());
             self.children.insert(at + 1, node);
         }
         if self.children.len() <= BRANCH_CAP {
@@ -429,12 +535,8 @@ impl Branch {
         let at = if i + added + 1 == self.children.len() { i } else { self.children.len() / 2 };
         let mut half = Branch::with_capacity();
         half.children.extend(self.children.drain(at..));
-        half.prefixes.extend(self.prefixes.drain(at..));
-        half.keys.extend(self.keys.drain(at..));
-        let up = StoreKey::from_parts(
-            self.prefixes.pop().expect("a separator left of the split"),
-            self.keys.pop().expect("a separator left of the split"),
-        );
+        half.separators = self.separators.split_off(at);
+        let up = self.separators.pop().expect("a separator left of the split");
         Some((up, Node::Branch(Arc::new(half))))
     }
 
@@ -459,8 +561,7 @@ impl Branch {
                     let both = std::mem::take(a);
                     let at = both.balanced_cut().unwrap_or(seam);
                     (*a, *b) = (both.part(0..at), both.part(at..both.len()));
-                    self.prefixes[left] = b.prefixes[0];
-                    self.keys[left] = b.key(0).into();
+                    self.separators.set(left, b.prefixes[0], b.key(0));
                     false
                 }
             }
@@ -468,10 +569,8 @@ impl Branch {
                 let (a, b) = (Arc::make_mut(a), Arc::make_mut(b));
                 // All the children of both, with all the separators between
                 // them: the one in this branch between the two included.
-                a.prefixes.push(self.prefixes[left]);
-                a.keys.push(self.keys[left].clone());
-                a.prefixes.append(&mut b.prefixes);
-                a.keys.append(&mut b.keys);
+                a.separators.push(&self.separators.store_key(left));
+                a.separators.append(&std::mem::take(&mut b.separators));
                 a.children.append(&mut b.children);
                 // A child of either may be under its minimum, if a merge
                 // of sorted changes left its parent with it alone.
@@ -481,10 +580,9 @@ impl Branch {
                 } else {
                     let keep = a.children.len() / 2;
                     b.children.extend(a.children.drain(keep..));
-                    b.prefixes.extend(a.prefixes.drain(keep..));
-                    b.keys.extend(a.keys.drain(keep..));
-                    self.prefixes[left] = a.prefixes.pop().expect("a separator between the halves");
-                    self.keys[left] = a.keys.pop().expect("a separator between the halves");
+                    b.separators = a.separators.split_off(keep);
+                    let between = a.separators.pop().expect("a separator between the halves");
+                    self.separators.set(left, between.prefix(), between.bytes());
                     a.fix_underfull_children();
                     b.fix_underfull_children();
                     false
@@ -517,16 +615,13 @@ impl Branch {
     /// Removes child `i` (`i` > 0) and the separator before it.
     fn remove_child(&mut self, i: usize) {
         self.children.remove(i);
-        self.prefixes.remove(i - 1);
-        self.keys.remove(i - 1);
+        self.separators.remove(i - 1);
     }
 }
 
 impl Clone for Branch {
     fn clone(&self) -> Branch {
-        let mut branch = Branch::with_capacity();
-        branch.prefixes.extend_from_slice(&self.prefixes);
-        branch.keys.extend(self.keys.iter().cloned());
+        let mut branch = Branch { separators: self.separators.clone(), children: Vec::with_capacity(BRANCH_CAP + 1) };
         branch.children.extend(self.children.iter().cloned());
         branch
     }
@@ -677,20 +772,24 @@ impl KvMap {
                 }
                 Node::Branch(branch) => {
                     assert!(branch.children.len() >= 2 && branch.children.len() <= BRANCH_CAP);
-                    assert_eq!(branch.keys.len() + 1, branch.children.len());
-                    assert_eq!(branch.prefixes.len(), branch.keys.len());
+                    let separators = &branch.separators;
+                    assert_eq!(separators.len() + 1, branch.children.len());
+                    assert_eq!(
+                        (separators.prefixes.len(), separators.start(separators.len())),
+                        (separators.len(), separators.bytes.len())
+                    );
                     for (i, child) in branch.children.iter().enumerate() {
                         let start = out.len();
                         walk(child, depth + 1, leaf_depth, writers, out);
                         let below = &out[start..];
                         assert!(!below.is_empty(), "no empty subtree");
                         if i > 0 {
-                            let separator = &branch.keys[i - 1][..];
-                            assert_eq!(branch.prefixes[i - 1], KeyRef::new(separator).prefix());
+                            let separator = separators.key(i - 1);
+                            assert_eq!(separators.prefixes[i - 1], KeyRef::new(separator).prefix());
                             assert!(&below[0][..] >= separator, "child {i} starts at or above its separator");
                         }
-                        if i < branch.keys.len() {
-                            assert!(below[below.len() - 1][..] < branch.keys[i][..], "child {i} ends below the next");
+                        if i < separators.len() {
+                            assert!(below[below.len() - 1][..] < *separators.key(i), "child {i} ends below the next");
                         }
                     }
                 }
@@ -1083,11 +1182,11 @@ fn merge_branch(branch: &mut Branch, changes: &[Resolved<'_>], merge: &mut Merge
     let mut start = 0;
     while start < changes.len() {
         let i = branch.child_index(changes[start].key);
-        let end = match (branch.prefixes.get(i), branch.keys.get(i)) {
-            (Some(&prefix), Some(separator)) => {
+        let end = match branch.separators.get(i) {
+            Some((prefix, separator)) => {
                 start + changes[start..].partition_point(|c| compare(prefix, || separator, c.key).is_gt())
             }
-            _ => changes.len(),
+            None => changes.len(),
         };
         if let Merged::Replaced(nodes) = merge_node(&mut branch.children[i], &changes[start..end], merge) {
             replaced.push((i, nodes));
@@ -1101,17 +1200,15 @@ fn merge_branch(branch: &mut Branch, changes: &[Resolved<'_>], merge: &mut Merge
             None => {
                 branch.children.remove(i);
                 let separator = if i > 0 { i - 1 } else { 0 };
-                if separator < branch.keys.len() {
-                    branch.prefixes.remove(separator);
-                    branch.keys.remove(separator);
+                if separator < branch.separators.len() {
+                    branch.separators.remove(separator);
                 }
             }
             Some((_, first)) => {
                 branch.children[i] = first;
                 for (at, (key, node)) in (i + 1..).zip(nodes) {
                     let key = key.expect("a node after the first has its first key");
-                    branch.prefixes.insert(at - 1, key.prefix());
-                    branch.keys.insert(at - 1, key.bytes().clone());
+                    branch.separators.insert(at - 1, key.prefix(), key.bytes());
                     branch.children.insert(at, node);
                 }
             }
@@ -1127,18 +1224,18 @@ fn merge_branch(branch: &mut Branch, changes: &[Resolved<'_>], merge: &mut Merge
     // Too many children: as few branches as hold them, evenly.
     let sizes: Vec<usize> = spread(branch.children.len(), BRANCH_CAP).collect();
     let mut children = std::mem::take(&mut branch.children).into_iter();
-    let mut prefixes = std::mem::take(&mut branch.prefixes).into_iter();
-    let mut keys = std::mem::take(&mut branch.keys).into_iter();
+    let separators = std::mem::take(&mut branch.separators);
     let mut nodes = Vec::with_capacity(sizes.len());
-    for (g, size) in sizes.into_iter().enumerate() {
-        // The separator before this group goes up as its first key.
-        let first = (g > 0)
-            .then(|| StoreKey::from_parts(prefixes.next().expect("a separator"), keys.next().expect("a separator")));
+    // Child `from` is the group's first; the separator before it goes up
+    // as the group's first key.
+    let mut from: usize = 0;
+    for size in sizes {
+        let first = from.checked_sub(1).map(|before| separators.store_key(before));
         let mut part = Branch::with_capacity();
         part.children.extend(children.by_ref().take(size));
-        part.prefixes.extend(prefixes.by_ref().take(size - 1));
-        part.keys.extend(keys.by_ref().take(size - 1));
+        part.separators = separators.part(from..from + size - 1);
         nodes.push((first, Node::Branch(Arc::new(part))));
+        from += size;
     }
     Merged::Replaced(nodes)
 }
