@@ -9,9 +9,14 @@
 //! `walden-load`, checks each entry, encodes it into the leaf being filled
 //! and builds the tree bottom-up, leaf by leaf, in key order: no search,
 //! no node ever split, each leaf copied once into exact allocations when
-//! full. The content is never whole in memory: at most `CHUNKS_IN_FLIGHT`
-//! chunks (64 KiB of entries each) wait between the two threads, so memory
-//! stays a few megabytes above the map's.
+//! full. Making the leaves is most of the work (the entries' encoding, and
+//! the page faults of the map's memory): when the builder falls behind
+//! (its queue is full), the reading thread makes the next chunk's leaves
+//! itself and hands them over made (`KvMapBuilder::append`), so the two
+//! share the work whichever half is slower. The content is never whole in
+//! memory: at most `CHUNKS_IN_FLIGHT` chunks (64 KiB of entries each, or
+//! their leaves) wait between the two threads, so memory stays a few
+//! megabytes above the map's.
 //!
 //! **Invariant:** a loaded map holds exactly the entries of the content,
 //! each checked (`codec::entry_len`) and in strictly ascending key order;
@@ -75,14 +80,39 @@ struct Chunk {
     entries: u32,
 }
 
-/// Checks each of the chunk's entries and hands its fields to `take`.
-/// `first` numbers the chunk's first entry in an error.
-fn each_entry(chunk: &Chunk, first: usize, mut take: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+/// What the builder is handed: a chunk, or the leaves the reading thread
+/// made of one itself.
+enum Batch {
+    Chunk(Chunk),
+    Made(Box<KvMapBuilder>),
+}
+
+/// Checks each of the chunk's entries and adds it to `builder`, whose
+/// first entry is the content's entry `first` (for errors).
+fn add_entries(builder: &mut KvMapBuilder, chunk: &Chunk, first: usize) -> io::Result<()> {
+    each_entry(chunk, first, |n, entry| {
+        let writer = std::str::from_utf8(EntryFields::writer(entry)).expect("entry_len checked the writer id");
+        let (key, value) = (EntryFields::key(entry), EntryFields::value(entry));
+        let (revision, timestamp_us) = (EntryFields::revision(entry), EntryFields::timestamp_us(entry));
+        match builder.push(key, value, revision, writer, timestamp_us) {
+            true => Ok(()),
+            false => Err(out_of_order(n)),
+        }
+    })
+}
+
+fn out_of_order(entry: usize) -> io::Error {
+    invalid(format!("entry {entry}: its key is not above the one before"))
+}
+
+/// Checks each of the chunk's entries and hands it to `take` with its
+/// number in the content. `first` numbers the chunk's first entry.
+fn each_entry(chunk: &Chunk, first: usize, mut take: impl FnMut(usize, &[u8]) -> io::Result<()>) -> io::Result<()> {
     let mut at = 0;
     for n in 0..chunk.entries as usize {
         let entry = &chunk.bytes[at..];
         let len = codec::entry_len(entry).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
-        take(&entry[..len])?;
+        take(first + n, &entry[..len])?;
         at += len;
     }
     if at != chunk.bytes.len() {
@@ -107,7 +137,7 @@ pub(crate) fn read_snapshot(input: &mut dyn Read) -> io::Result<KvMap> {
 
 /// [`read_snapshot`] with `in_flight` chunks queued for the builder at
 /// most (0: each is handed over only if the builder is waiting for it,
-/// so the reading thread makes most records itself).
+/// so the reading thread makes most leaves itself).
 fn read_with_queue(input: &mut dyn Read, in_flight: usize) -> io::Result<KvMap> {
     let mut reader = io::BufReader::with_capacity(1 << 20, input);
     let mut head = [0u8; 4];
@@ -115,14 +145,31 @@ fn read_with_queue(input: &mut dyn Read, in_flight: usize) -> io::Result<KvMap> 
     if got == 0 {
         return Ok(KvMap::new()); // version 1, no entries
     }
-    let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(in_flight);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(in_flight);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let recycle = empty_tx.clone();
     std::thread::scope(|scope| {
         let builder = std::thread::Builder::new()
             .name("walden-load".into())
             .spawn_scoped(scope, move || build(full_rx, empty_tx))?;
         // Owns the sender: dropping it (below) ends the builder's input.
-        let mut send = move |chunk: Chunk| -> io::Result<bool> { Ok(full_tx.send(chunk).is_ok()) };
+        let mut sent = 0usize;
+        let mut send = move |chunk: Chunk| -> io::Result<bool> {
+            let entries = chunk.entries as usize;
+            let made = match full_tx.try_send(Batch::Chunk(chunk)) {
+                Ok(()) => None,
+                Err(mpsc::TrySendError::Full(Batch::Chunk(chunk))) => {
+                    // The builder is behind: make this chunk's leaves here.
+                    let mut made = KvMapBuilder::default();
+                    add_entries(&mut made, &chunk, sent)?;
+                    let _ = recycle.send(chunk.bytes); // never fails: the receiver is right here
+                    Some(Batch::Made(Box::new(made)))
+                }
+                Err(_) => return Ok(false),
+            };
+            sent += entries;
+            Ok(made.is_none_or(|made| full_tx.send(made).is_ok()))
+        };
         let mut fresh = || empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(2 * CHUNK_TARGET_BYTES));
         let read = if got == 4 && head == SNAPSHOT_MAGIC {
             read_v2(&mut reader, &mut send, &mut fresh)
@@ -235,21 +282,24 @@ fn read_v1(
 }
 
 /// The building thread: checks each entry of each chunk and adds it to
-/// the map being built, in order.
-fn build(chunks: mpsc::Receiver<Chunk>, recycle: mpsc::Sender<Vec<u8>>) -> io::Result<KvMap> {
+/// the map being built (or adds the leaves made already), in order.
+fn build(batches: mpsc::Receiver<Batch>, recycle: mpsc::Sender<Vec<u8>>) -> io::Result<KvMap> {
     let mut builder = KvMapBuilder::default();
-    for chunk in chunks {
-        each_entry(&chunk, builder.len(), |entry| {
-            let writer = std::str::from_utf8(EntryFields::writer(entry)).expect("entry_len checked the writer id");
-            let (key, value) = (EntryFields::key(entry), EntryFields::value(entry));
-            let (revision, timestamp_us) = (EntryFields::revision(entry), EntryFields::timestamp_us(entry));
-            match builder.push(key, value, revision, writer, timestamp_us) {
-                true => Ok(()),
-                false => Err(invalid(format!("entry {}: its key is not above the one before", builder.len()))),
+    for batch in batches {
+        match batch {
+            Batch::Chunk(chunk) => {
+                let first = builder.len();
+                add_entries(&mut builder, &chunk, first)?;
+                // The reader may be gone already; then the buffer is dropped.
+                let _ = recycle.send(chunk.bytes);
             }
-        })?;
-        // The reader may be gone already; then the buffer is dropped.
-        let _ = recycle.send(chunk.bytes);
+            Batch::Made(made) => {
+                let first = builder.len();
+                if !builder.append(*made) {
+                    return Err(out_of_order(first));
+                }
+            }
+        }
     }
     Ok(builder.finish())
 }

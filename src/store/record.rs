@@ -98,6 +98,11 @@ pub(crate) fn writer_id(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"))
 }
 
+/// Sets the writer id of the record `bytes`.
+pub(crate) fn set_writer_id(bytes: &mut [u8], id: u32) {
+    bytes[16..20].copy_from_slice(&id.to_le_bytes());
+}
+
 /// The names of the writers the map's records were written by, each once:
 /// a record holds its writer's index here. Persistent (an O(1) clone, as
 /// the map's), and never shrinks while the map lives: a name no record
@@ -127,7 +132,6 @@ impl Writers {
     }
 
     /// How many names there are.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.names.len()
     }

@@ -928,19 +928,26 @@ pub(crate) struct KvMapBuilder {
 }
 
 impl KvMapBuilder {
+    /// The prefix and bytes of the last key pushed, if any.
+    fn last_key(&self) -> Option<(u64, &[u8])> {
+        match (self.leaf.len(), self.leaves.last()) {
+            (n, _) if n > 0 => Some((self.leaf.prefixes[n - 1], self.leaf.key(n - 1))),
+            (_, Some((_, Node::Leaf(leaf)))) => Some((leaf.prefixes[leaf.len() - 1], leaf.key(leaf.len() - 1))),
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is above every key pushed so far.
+    fn is_above_last(&self, key: KeyRef<'_>) -> bool {
+        self.last_key().is_none_or(|(prefix, last)| compare(prefix, || last, key).is_lt())
+    }
+
     /// Adds the next record; false (and nothing added) if its key is not
     /// above the last one's.
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8], revision: u64, writer: &str, timestamp_us: u64) -> bool {
         let key = KeyRef::new(key);
-        let last = match (self.leaf.len(), self.leaves.last()) {
-            (n, _) if n > 0 => Some((self.leaf.prefixes[n - 1], self.leaf.key(n - 1))),
-            (_, Some((_, Node::Leaf(leaf)))) => Some((leaf.prefixes[leaf.len() - 1], leaf.key(leaf.len() - 1))),
-            _ => None,
-        };
-        if let Some((last_prefix, last)) = last {
-            if last_prefix.cmp(&key.prefix()).then_with(|| last.cmp(key.bytes())) != Ordering::Less {
-                return false;
-            }
+        if !self.is_above_last(key) {
+            return false;
         }
         let n = record::encoded_len(key.bytes(), value);
         if self.leaf.len() == LEAF_CAP || (self.leaf.len() > 0 && self.leaf.bytes() + n > LEAF_BYTES) {
@@ -963,6 +970,46 @@ impl KvMapBuilder {
     /// Keys pushed so far.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Adds every record of `run`, a builder filled apart (on another
+    /// thread) with the records that come next; false (and nothing added)
+    /// if its first key is not above the last one's. The leaf being filled
+    /// is closed first (it may stay short), and `run`'s writer ids are
+    /// renumbered into this map's table where they differ.
+    pub(crate) fn append(&mut self, mut run: KvMapBuilder) -> bool {
+        let first = match (run.leaves.first(), run.leaf.len()) {
+            (Some((key, _)), _) => KeyRef::new(key.bytes()),
+            (None, n) if n > 0 => KeyRef::new(run.leaf.key(0)),
+            _ => return true,
+        };
+        if !self.is_above_last(first) {
+            return false;
+        }
+        let ids: Vec<u32> =
+            (0..run.map.writers.len() as u32).map(|id| self.map.writer_id(run.map.writers.name(id))).collect();
+        if ids.iter().enumerate().any(|(from, &to)| from as u32 != to) {
+            let renumber = |leaf: &mut Leaf| {
+                for i in 0..leaf.len() {
+                    let (at, end) = (leaf.start(i), leaf.ends[i] as usize);
+                    let raw = &mut leaf.data[at..end];
+                    record::set_writer_id(raw, ids[record::writer_id(raw) as usize]);
+                }
+            };
+            for (_, node) in &mut run.leaves {
+                if let Node::Leaf(leaf) = node {
+                    renumber(Arc::get_mut(leaf).expect("a leaf being built is not shared"));
+                }
+            }
+            renumber(&mut run.leaf);
+        }
+        if self.leaf.len() > 0 {
+            self.finish_leaf();
+        }
+        self.leaves.append(&mut run.leaves);
+        self.leaf = std::mem::take(&mut run.leaf);
+        self.len += run.len;
+        true
     }
 
     pub(crate) fn finish(mut self) -> KvMap {
@@ -1436,6 +1483,46 @@ mod tests {
         assert!(!builder.push(b"a\0\0\0\0\0\0\0\0", b"2", 2, "w", 1), "a lower key, same prefix as none");
         assert!(builder.push(b"b\0", b"2", 2, "w", 1));
         assert_eq!(builder.finish().len(), 2);
+    }
+
+    /// Runs built apart and appended make the map one builder would, their
+    /// writers renumbered into the map's table; a run that does not start
+    /// above the keys before it is refused whole.
+    #[test]
+    fn runs_built_apart_append_into_one_map_with_their_writers_renamed() {
+        let writer = |i: u32| if i == 0 { "w" } else { ["y", "x", "w"][(i / 7 % 3) as usize] };
+        let mut whole = KvMapBuilder::default();
+        for i in 0..3000u32 {
+            assert!(whole.push(&i.to_be_bytes(), &value(u64::from(i), 20), 1, writer(i), 5));
+        }
+        let whole = whole.finish();
+        // Runs of every size, each with a table of its own: the first run
+        // appended after key 0 starts with "y", id 0 in its table and not
+        // in the map's, where "w" is id 0.
+        let mut builder = KvMapBuilder::default();
+        let mut from = 0u32;
+        for (k, size) in [0u32, 1, 40, 7, 500, 33, 2419].into_iter().enumerate() {
+            let mut run = KvMapBuilder::default();
+            for i in from..from + size {
+                assert!(run.push(&i.to_be_bytes(), &value(u64::from(i), 20), 1, writer(i), 5));
+            }
+            if k % 2 == 0 {
+                assert!(builder.append(run));
+            } else {
+                // Every other run through the builder itself: both paths mix.
+                for i in from..from + size {
+                    assert!(builder.push(&i.to_be_bytes(), &value(u64::from(i), 20), 1, writer(i), 5));
+                }
+            }
+            from += size;
+        }
+        assert_eq!(from, 3000);
+        let mut late = KvMapBuilder::default();
+        assert!(late.push(&2999u32.to_be_bytes(), b"again", 1, "w", 5));
+        assert!(!builder.append(late), "a run starting at the last key");
+        let map = builder.finish();
+        map.check();
+        assert!(map.iter().eq(whole.iter()), "the same records, writers by name");
     }
 
     #[test]
