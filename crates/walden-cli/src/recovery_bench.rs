@@ -819,7 +819,8 @@ fn measure(args: &RecoveryArgs, n: u64, dir: &Path, cold: bool) -> Result<Measur
     if cold && !log_cold {
         eprintln!("  the open from the log alone is measured warm only from {LARGE_KEYS} keys");
     }
-    let (from_log, mut taken) = opens_then_snapshots("open, log only", "--open-only", &store_dir, opens_n, log_cold, 1)?;
+    let (from_log, mut taken) =
+        opens_then_snapshots("open, log only", "--open-only", &store_dir, opens_n, log_cold, 1)?;
     // The same puts, appended with write() to a plain file and replayed
     // into a HashMap by a naive program, if that fits in memory.
     phase("the raw write() log");
