@@ -32,7 +32,7 @@ use published::Base;
 pub use published::Recent;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -262,6 +262,9 @@ pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
     core: Arc<Core<S, V>>,
     /// The thread that takes automatic snapshots, if any trigger is set.
     snapshotter: Option<JoinHandle<()>>,
+    /// The thread that folds records for a state that reads its recent
+    /// records ([`StateMachine::READS_RECENT`]), woken by committers.
+    folder: Option<JoinHandle<()>>,
 }
 
 /// `S::check` of every payload: a commit with one it refuses is refused
@@ -271,13 +274,19 @@ fn check_all<S: StateMachine, P: AsRef<[u8]>>(payloads: &[P]) -> Result<()> {
 }
 
 /// Acknowledged records not yet applied at which a committer of a state
-/// that reads them ([`StateMachine::READS_RECENT`]) folds them, if the
-/// folder is free: enough that a fold's copies of the nodes it shares with
+/// that reads them ([`StateMachine::READS_RECENT`]) wakes the fold thread
+/// to fold them: enough that a fold's copies of the nodes it shares with
 /// the last base are spread over many records, few enough that a reader
 /// walks them quickly.
 const FOLD_AT: u64 = 128;
 /// ... and at which a reader folds them too (the committers are stalled).
 const READER_FOLDS_AT: u64 = 4 * FOLD_AT;
+/// ... and at which a committer folds them itself, if the folder is free
+/// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine).
+const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
+/// How long the fold thread sleeps with nothing asked of it before it
+/// folds what is left.
+const FOLD_THREAD_IDLE: Duration = Duration::from_millis(50);
 
 /// Everything the engine and its snapshot thread share.
 pub(crate) struct Core<S: StateMachine, V: Vfs> {
@@ -298,6 +307,14 @@ pub(crate) struct Core<S: StateMachine, V: Vfs> {
     gate: RwLock<()>,
     /// Set when a record could not be applied: nothing later can be.
     broken: OnceLock<Arc<Error>>,
+    /// The fold thread (`walden-fold`, [`StateMachine::READS_RECENT`]
+    /// states only), which committers wake (`wake_folder`).
+    fold_thread: OnceLock<std::thread::Thread>,
+    /// Set by the committer that wakes the fold thread, cleared by the
+    /// thread as it starts a fold: one wake-up per fold, not per commit.
+    fold_wanted: AtomicBool,
+    /// Set when the engine closes: the fold thread stops.
+    fold_stop: AtomicBool,
     /// Payload bytes committed since open (the snapshot trigger by bytes).
     committed_bytes: AtomicU64,
     since: Mutex<Since>,
@@ -326,18 +343,27 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// [`Engine::open`] on another file system.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
         let core = Arc::new(Core::open(fs, dir.as_ref(), options)?);
+        // Built first, so that its `Drop` stops whichever thread started.
+        let mut engine = Engine { core: core.clone(), snapshotter: None, folder: None };
+        if S::READS_RECENT {
+            let worker = core.clone();
+            let handle = std::thread::Builder::new()
+                .name("walden-fold".into())
+                .spawn(move || worker.fold_when_asked())
+                .map_err(Error::io("spawn the fold thread", dir.as_ref()))?;
+            let _ = core.fold_thread.set(handle.thread().clone());
+            engine.folder = Some(handle);
+        }
         let s = &core.options.snapshots;
-        let snapshotter = if s.every_commits.is_some() || s.every_bytes.is_some() || s.every.is_some() {
+        if s.every_commits.is_some() || s.every_bytes.is_some() || s.every.is_some() {
             let worker = core.clone();
             let handle = std::thread::Builder::new()
                 .name("walden-snap".into())
                 .spawn(move || worker.take_snapshots_when_due())
                 .map_err(Error::io("spawn the snapshot thread", dir.as_ref()))?;
-            Some(handle)
-        } else {
-            None
-        };
-        Ok(Engine { core, snapshotter })
+            engine.snapshotter = Some(handle);
+        }
+        Ok(engine)
     }
 
     /// Checks `payload`, appends it to the log, and returns its LSN once
@@ -560,6 +586,16 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok((replayed.machine, replayed.lsn))
     }
 
+    fn stop_folder(&mut self) {
+        if let Some(handle) = self.folder.take() {
+            self.core.fold_stop.store(true, Ordering::Release);
+            handle.thread().unpark();
+            if handle.join().is_err() {
+                log::error!("walden: the fold thread panicked");
+            }
+        }
+    }
+
     fn stop_snapshotter(&mut self) {
         if let Some(handle) = self.snapshotter.take() {
             self.core.since.lock().stop = true;
@@ -573,6 +609,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// Syncs the log (taking a final snapshot first if configured) and closes.
     pub fn close(mut self) -> Result<()> {
         self.stop_snapshotter();
+        self.stop_folder();
         if self.core.options.snapshots.on_close {
             self.snapshot_now()?;
         }
@@ -593,6 +630,7 @@ fn read_state<S: StateMachine, V: Vfs>(fs: &V, info: &SnapshotInfo) -> Result<S>
 impl<S: StateMachine, V: Vfs> Drop for Engine<S, V> {
     fn drop(&mut self) {
         self.stop_snapshotter();
+        self.stop_folder();
     }
 }
 
@@ -647,6 +685,9 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             folder: Mutex::new(folder),
             gate: RwLock::new(()),
             broken: OnceLock::new(),
+            fold_thread: OnceLock::new(),
+            fold_wanted: AtomicBool::new(false),
+            fold_stop: AtomicBool::new(false),
             committed_bytes: AtomicU64::new(0),
             since: Mutex::new(Since {
                 snapshot_lsn: report.snapshot_lsn,
@@ -889,7 +930,13 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// apply error is then this committer's).
     fn publish(&self, lsn: Lsn, bytes: u64) -> Result<()> {
         if S::READS_RECENT {
-            self.fold_if_behind(lsn, FOLD_AT);
+            let behind = lsn.0.saturating_sub(self.published.load().lsn.0);
+            if behind >= COMMITTER_FOLDS_AT {
+                // The fold thread is stalled: fold here, if the folder is free.
+                self.fold_if_behind(lsn, COMMITTER_FOLDS_AT);
+            } else if behind >= FOLD_AT {
+                self.wake_folder();
+            }
         } else if self.published.load().lsn < lsn {
             self.fold(&mut self.folder.lock());
         }
@@ -902,6 +949,32 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let total = self.committed_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.committed(lsn, total);
         Ok(())
+    }
+
+    /// Wakes the fold thread, unless a committer already did since its
+    /// last fold began.
+    fn wake_folder(&self) {
+        if !self.fold_wanted.load(Ordering::Relaxed) && !self.fold_wanted.swap(true, Ordering::AcqRel) {
+            if let Some(thread) = self.fold_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// The fold thread: folds whenever a committer wakes it, and, when
+    /// nothing wakes it for a while, folds what is left (so an idle
+    /// engine's chain is let go), until the engine closes.
+    fn fold_when_asked(&self) {
+        while !self.fold_stop.load(Ordering::Acquire) {
+            if self.fold_wanted.swap(false, Ordering::AcqRel) {
+                self.fold(&mut self.folder.lock());
+                continue;
+            }
+            std::thread::park_timeout(FOLD_THREAD_IDLE);
+            if !self.fold_wanted.load(Ordering::Acquire) {
+                self.fold_if_behind(self.wal.acknowledged_lsn(), 1);
+            }
+        }
     }
 
     /// Folds if `upto` is `behind` records or more past the published base
