@@ -32,7 +32,7 @@ use published::Base;
 pub use published::Recent;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -262,6 +262,9 @@ pub struct Engine<S: StateMachine, V: Vfs = RealFs> {
     core: Arc<Core<S, V>>,
     /// The thread that takes automatic snapshots, if any trigger is set.
     snapshotter: Option<JoinHandle<()>>,
+    /// The thread that folds records for a state that reads its recent
+    /// records ([`StateMachine::READS_RECENT`]), woken by committers.
+    folder: Option<JoinHandle<()>>,
 }
 
 /// `S::check` of every payload: a commit with one it refuses is refused
@@ -271,16 +274,22 @@ fn check_all<S: StateMachine, P: AsRef<[u8]>>(payloads: &[P]) -> Result<()> {
 }
 
 /// Acknowledged records not yet applied at which a committer of a state
-/// that reads them ([`StateMachine::READS_RECENT`]) folds them, if the
-/// folder is free: enough that a fold's copies of the nodes it shares with
+/// that reads them ([`StateMachine::READS_RECENT`]) wakes the fold thread
+/// to fold them: enough that a fold's copies of the nodes it shares with
 /// the last base are spread over many records, few enough that a reader
 /// walks them quickly.
 const FOLD_AT: u64 = 128;
 /// ... and at which a reader folds them too (the committers are stalled).
 const READER_FOLDS_AT: u64 = 4 * FOLD_AT;
+/// ... and at which a committer folds them itself, if the folder is free
+/// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine).
+const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
+/// How long the fold thread sleeps with nothing asked of it before it
+/// folds what is left.
+const FOLD_THREAD_IDLE: Duration = Duration::from_millis(50);
 
 /// Everything the engine and its snapshot thread share.
-struct Core<S: StateMachine, V: Vfs> {
+pub(crate) struct Core<S: StateMachine, V: Vfs> {
     fs: V,
     wal: Wal<V>,
     snapshot_dir: PathBuf,
@@ -298,6 +307,14 @@ struct Core<S: StateMachine, V: Vfs> {
     gate: RwLock<()>,
     /// Set when a record could not be applied: nothing later can be.
     broken: OnceLock<Arc<Error>>,
+    /// The fold thread (`walden-fold`, [`StateMachine::READS_RECENT`]
+    /// states only), which committers wake (`wake_folder`).
+    fold_thread: OnceLock<std::thread::Thread>,
+    /// Set by the committer that wakes the fold thread, cleared by the
+    /// thread as it starts a fold: one wake-up per fold, not per commit.
+    fold_wanted: AtomicBool,
+    /// Set when the engine closes: the fold thread stops.
+    fold_stop: AtomicBool,
     /// Payload bytes committed since open (the snapshot trigger by bytes).
     committed_bytes: AtomicU64,
     since: Mutex<Since>,
@@ -326,18 +343,27 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// [`Engine::open`] on another file system.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
         let core = Arc::new(Core::open(fs, dir.as_ref(), options)?);
+        // Built first, so that its `Drop` stops whichever thread started.
+        let mut engine = Engine { core: core.clone(), snapshotter: None, folder: None };
+        if S::READS_RECENT {
+            let worker = core.clone();
+            let handle = std::thread::Builder::new()
+                .name("walden-fold".into())
+                .spawn(move || worker.fold_when_asked())
+                .map_err(Error::io("spawn the fold thread", dir.as_ref()))?;
+            let _ = core.fold_thread.set(handle.thread().clone());
+            engine.folder = Some(handle);
+        }
         let s = &core.options.snapshots;
-        let snapshotter = if s.every_commits.is_some() || s.every_bytes.is_some() || s.every.is_some() {
+        if s.every_commits.is_some() || s.every_bytes.is_some() || s.every.is_some() {
             let worker = core.clone();
             let handle = std::thread::Builder::new()
                 .name("walden-snap".into())
                 .spawn(move || worker.take_snapshots_when_due())
                 .map_err(Error::io("spawn the snapshot thread", dir.as_ref()))?;
-            Some(handle)
-        } else {
-            None
-        };
-        Ok(Engine { core, snapshotter })
+            engine.snapshotter = Some(handle);
+        }
+        Ok(engine)
     }
 
     /// Checks `payload`, appends it to the log, and returns its LSN once
@@ -364,6 +390,57 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// [`Engine::commit_batch`] without waiting, as [`Engine::commit_pipelined`].
     pub fn commit_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<CommitTicket<S, V>> {
         self.core.stage(payloads)
+    }
+
+    /// The first half of [`Engine::commit_batch`]: the payloads checked,
+    /// given their LSNs and linked into the log's chain, nothing written
+    /// yet. A caller that numbers its records (the journal) begins each
+    /// commit under its own lock, so its numbers and LSNs are in one
+    /// order, and finishes it ([`Begun::finish`]) after releasing it.
+    pub(crate) fn begin_commit_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Begun<'_, S, V>> {
+        self.core.begin_blocking(payloads)
+    }
+
+    /// A record checked ([`StateMachine::check`]) and copied into the node
+    /// the log will link, before any lock: [`Prepared::payload_mut`] may
+    /// still patch it, then [`Engine::begin_prepared`] begins its commit.
+    pub(crate) fn prepare(&self, payload: &[u8]) -> Result<Prepared<S>> {
+        S::check(payload)?;
+        Ok(Prepared { node: Chained::new(std::slice::from_ref(&payload)), state: std::marker::PhantomData })
+    }
+
+    /// [`Engine::begin_commit_batch`] of a prepared record: no check and
+    /// no copy left to do, so a caller that begins it under a lock of its
+    /// own holds that lock for the log's critical section and little else.
+    pub(crate) fn begin_prepared(&self, prepared: Prepared<S>) -> Result<Begun<'_, S, V>> {
+        let node = prepared.node;
+        let payload = node.payload().expect("a prepared node holds one record");
+        debug_assert!(S::check(payload).is_ok(), "a patch keeps a prepared record valid");
+        let core = &self.core;
+        core.check_open()?;
+        let payloads = std::slice::from_ref(&payload);
+        let _gate = core.gate.read();
+        Ok(match core.wal.reserve(payloads, &node)? {
+            Some(reserved) => Begun::Reserved { core, reserved, bytes: payload.len() as u64 },
+            None => Begun::Staged(core.append_chained(payloads, &node)?),
+        })
+    }
+
+    /// [`Engine::begin_commit_batch_pipelined`] of a prepared record.
+    pub(crate) fn begin_prepared_pipelined(&self, prepared: Prepared<S>) -> Result<Staged<S, V>> {
+        let node = prepared.node;
+        let payload = node.payload().expect("a prepared node holds one record");
+        debug_assert!(S::check(payload).is_ok(), "a patch keeps a prepared record valid");
+        self.core.check_open()?;
+        let _gate = self.core.gate.read();
+        Ok(Staged(self.core.append_chained(std::slice::from_ref(&payload), &node)?))
+    }
+
+    /// Reads the base state the last fold published, with no lock and no
+    /// fold: acknowledged records after it are not in it (see
+    /// [`Engine::read_recent`]), nor are records not yet acknowledged.
+    pub(crate) fn read_base<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.core.published.load().machine)
     }
 
     /// Builds records from the state and commits them as one batch. `build`
@@ -509,6 +586,16 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok((replayed.machine, replayed.lsn))
     }
 
+    fn stop_folder(&mut self) {
+        if let Some(handle) = self.folder.take() {
+            self.core.fold_stop.store(true, Ordering::Release);
+            handle.thread().unpark();
+            if handle.join().is_err() {
+                log::error!("walden: the fold thread panicked");
+            }
+        }
+    }
+
     fn stop_snapshotter(&mut self) {
         if let Some(handle) = self.snapshotter.take() {
             self.core.since.lock().stop = true;
@@ -522,6 +609,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// Syncs the log (taking a final snapshot first if configured) and closes.
     pub fn close(mut self) -> Result<()> {
         self.stop_snapshotter();
+        self.stop_folder();
         if self.core.options.snapshots.on_close {
             self.snapshot_now()?;
         }
@@ -542,6 +630,7 @@ fn read_state<S: StateMachine, V: Vfs>(fs: &V, info: &SnapshotInfo) -> Result<S>
 impl<S: StateMachine, V: Vfs> Drop for Engine<S, V> {
     fn drop(&mut self) {
         self.stop_snapshotter();
+        self.stop_folder();
     }
 }
 
@@ -596,6 +685,9 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             folder: Mutex::new(folder),
             gate: RwLock::new(()),
             broken: OnceLock::new(),
+            fold_thread: OnceLock::new(),
+            fold_wanted: AtomicBool::new(false),
+            fold_stop: AtomicBool::new(false),
             committed_bytes: AtomicU64::new(0),
             since: Mutex::new(Since {
                 snapshot_lsn: report.snapshot_lsn,
@@ -731,24 +823,26 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// are staged ahead, it is a pipelined commit waited on. Once the log
     /// acknowledges it, the commit is visible (`publish`).
     fn commit_blocking<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<Lsn> {
+        self.begin_blocking(payloads)?.finish()
+    }
+
+    /// The first half of a blocking commit: checked, given its LSNs and
+    /// linked into the log's chain (reserved on the direct path, else
+    /// staged). Nothing is written or waited for yet; [`Begun::finish`]
+    /// does that, and must be called (a reserved range the log waits for).
+    fn begin_blocking<P: AsRef<[u8]>>(self: &Arc<Self>, payloads: &[P]) -> Result<Begun<'_, S, V>> {
         check_all::<S, P>(payloads)?;
         self.check_open()?;
         // Copied before any lock; the log links it into its chain.
         let node = Chained::new(payloads);
-        let reserved = {
-            let _gate = self.gate.read();
-            match self.wal.reserve(payloads, &node)? {
-                Some(reserved) => reserved,
-                None => {
-                    let ticket = self.append_chained(payloads, &node)?;
-                    drop(_gate);
-                    return ticket.wait();
-                }
+        let _gate = self.gate.read();
+        Ok(match self.wal.reserve(payloads, &node)? {
+            Some(reserved) => {
+                let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
+                Begun::Reserved { core: self, reserved, bytes }
             }
-        };
-        let lsn = self.wal.write_reserved(reserved)?;
-        self.publish(lsn, payloads.iter().map(|p| p.as_ref().len() as u64).sum())?;
-        Ok(lsn)
+            None => Begun::Staged(self.append_chained(payloads, &node)?),
+        })
     }
 
     fn check_open(&self) -> Result<()> {
@@ -763,8 +857,12 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         check_all::<S, P>(payloads)?;
         self.check_open()?;
         let node = Chained::new(payloads);
-        let _gate = self.gate.read();
-        self.append_chained(payloads, &node)
+        let ticket = {
+            let _gate = self.gate.read();
+            self.append_chained(payloads, &node)?
+        };
+        self.after_pipelined_append();
+        Ok(ticket)
     }
 
     /// Appends checked `payloads` as one batch, `node` linked into the
@@ -776,12 +874,17 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     ) -> Result<CommitTicket<S, V>> {
         let ticket = self.wal.append_chained(payloads, node)?;
         let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
+        Ok(CommitTicket { core: self.clone(), ticket, bytes })
+    }
+
+    /// What a pipelined append does once its records are in the log (its
+    /// locks, `gate` included, released): commits whose tickets are
+    /// dropped never fold, so whoever appends does, once many records
+    /// wait (the chain holds them till then).
+    fn after_pipelined_append(&self) {
         if S::READS_RECENT {
-            // Commits whose tickets are dropped never fold: whoever appends
-            // does, once many records wait (the chain holds them till then).
             self.fold_if_behind(self.wal.acknowledged_lsn(), READER_FOLDS_AT);
         }
-        Ok(CommitTicket { core: self.clone(), ticket, bytes })
     }
 
     /// Runs `build` on the state with every acknowledged record applied,
@@ -805,7 +908,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
         check_all::<S, Vec<u8>>(&records)?;
         let node = Chained::new(&records);
-        Ok((self.append_chained(&records, &node)?, out))
+        let ticket = self.append_chained(&records, &node)?;
+        drop((folder, _gate));
+        self.after_pipelined_append();
+        Ok((ticket, out))
     }
 
     /// The newest LSN a reader can see: the log's acknowledged LSN for a
@@ -824,7 +930,13 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// apply error is then this committer's).
     fn publish(&self, lsn: Lsn, bytes: u64) -> Result<()> {
         if S::READS_RECENT {
-            self.fold_if_behind(lsn, FOLD_AT);
+            let behind = lsn.0.saturating_sub(self.published.load().lsn.0);
+            if behind >= COMMITTER_FOLDS_AT {
+                // The fold thread is stalled: fold here, if the folder is free.
+                self.fold_if_behind(lsn, COMMITTER_FOLDS_AT);
+            } else if behind >= FOLD_AT {
+                self.wake_folder();
+            }
         } else if self.published.load().lsn < lsn {
             self.fold(&mut self.folder.lock());
         }
@@ -837,6 +949,32 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let total = self.committed_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.committed(lsn, total);
         Ok(())
+    }
+
+    /// Wakes the fold thread, unless a committer already did since its
+    /// last fold began.
+    fn wake_folder(&self) {
+        if !self.fold_wanted.load(Ordering::Relaxed) && !self.fold_wanted.swap(true, Ordering::AcqRel) {
+            if let Some(thread) = self.fold_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// The fold thread: folds whenever a committer wakes it, and, when
+    /// nothing wakes it for a while, folds what is left (so an idle
+    /// engine's chain is let go), until the engine closes.
+    fn fold_when_asked(&self) {
+        while !self.fold_stop.load(Ordering::Acquire) {
+            if self.fold_wanted.swap(false, Ordering::AcqRel) {
+                self.fold(&mut self.folder.lock());
+                continue;
+            }
+            std::thread::park_timeout(FOLD_THREAD_IDLE);
+            if !self.fold_wanted.load(Ordering::Acquire) {
+                self.fold_if_behind(self.wal.acknowledged_lsn(), 1);
+            }
+        }
     }
 
     /// Folds if `upto` is `behind` records or more past the published base
@@ -1028,6 +1166,63 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let retain = retain_from.map_or(oldest_kept.next(), |l| l.min(oldest_kept.next()));
         self.wal.truncate_before(retain)?;
         Ok(info)
+    }
+}
+
+/// A blocking commit between its reservation in the log and its write
+/// ([`Engine::begin_commit_batch`]): its records have their LSNs and their
+/// place in the log's chain, so a commit begun after it comes after it.
+#[must_use = "a begun commit must be finished: the log waits for its reserved bytes"]
+pub(crate) enum Begun<'a, S: StateMachine, V: Vfs> {
+    /// Reserved on the log's direct path: the committer writes it.
+    Reserved { core: &'a Arc<Core<S, V>>, reserved: crate::wal::Reserved<V::File>, bytes: u64 },
+    /// Staged: written (and synced) by a leader, waited on.
+    Staged(CommitTicket<S, V>),
+}
+
+impl<S: StateMachine, V: Vfs> Begun<'_, S, V> {
+    /// Writes the records (or waits for them to be written), and returns
+    /// the LSN of the last once the log acknowledges them: from then on
+    /// every reader sees them.
+    pub(crate) fn finish(self) -> Result<Lsn> {
+        match self {
+            Begun::Reserved { core, reserved, bytes } => {
+                let lsn = core.wal.write_reserved(reserved)?;
+                core.publish(lsn, bytes)?;
+                Ok(lsn)
+            }
+            Begun::Staged(ticket) => ticket.wait(),
+        }
+    }
+}
+
+/// A record checked and copied for the log, not yet in it
+/// ([`Engine::prepare`]).
+pub(crate) struct Prepared<S> {
+    node: Arc<Chained>,
+    state: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: StateMachine> Prepared<S> {
+    /// The record's bytes, to patch in place. A patch must keep the record
+    /// one that [`StateMachine::check`] accepts (the journal writes its
+    /// sequence, time and revision into fixed-width fields).
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
+        self.node.payload_mut().expect("a prepared node is one record, held by no one else")
+    }
+}
+
+/// A pipelined commit staged in the log and linked into its chain
+/// ([`Engine::begin_prepared_pipelined`]), its ticket not yet handed out.
+#[must_use = "a staged commit's ticket is how it is waited on"]
+pub(crate) struct Staged<S: StateMachine, V: Vfs>(CommitTicket<S, V>);
+
+impl<S: StateMachine, V: Vfs> Staged<S, V> {
+    /// The ticket, once the caller's own locks are released: folds first
+    /// if many records wait (see `after_pipelined_append`).
+    pub(crate) fn into_ticket(self) -> CommitTicket<S, V> {
+        self.0.core.after_pipelined_append();
+        self.0
     }
 }
 

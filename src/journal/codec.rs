@@ -144,6 +144,20 @@ pub(crate) fn encode_entry(out: &mut Vec<u8>, entry: &JournalEntry) {
     encode_value(out, &entry.value);
 }
 
+/// Writes an encoded entry's sequence, time and (for an entry encoded
+/// with one) revision into their fixed-offset fields, as the journal's
+/// sequencer numbers an entry encoded before it: the record stays one
+/// that decodes.
+pub(crate) fn patch_entry(record: &mut [u8], sequence: u64, timestamp_us: u64, revision: Option<u64>) {
+    assert!(record.len() >= 20 && record[0] == KIND_ENTRY, "an encoded entry");
+    record[4..12].copy_from_slice(&sequence.to_le_bytes());
+    record[12..20].copy_from_slice(&timestamp_us.to_le_bytes());
+    assert_eq!(record[3] & FLAG_REVISION != 0, revision.is_some(), "the revision field is there exactly when given");
+    if let Some(revision) = revision {
+        record[20..28].copy_from_slice(&revision.to_le_bytes());
+    }
+}
+
 pub(crate) fn encode_floor(out: &mut Vec<u8>, first_kept: u64, timestamp_us: u64) {
     out.push(KIND_FLOOR);
     out.extend_from_slice(&first_kept.to_le_bytes());

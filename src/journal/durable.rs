@@ -35,7 +35,7 @@ use super::entry::{JournalOp, NewEntry, Param, ParamSnapshot};
 use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
 use super::{now_us, resolve, validate_entry, Journal, SignalType, SignalTypes, Subscription};
-use crate::engine::{CommitTicket, Engine, EngineOptions, Pending, RecoveryReport, StateMachine};
+use crate::engine::{CommitTicket, Engine, EngineOptions, Prepared, Recent, RecoveryReport, StateMachine};
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
 use crate::wal::ReadPosition;
@@ -156,59 +156,88 @@ fn bad(lsn: Lsn, what: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("log record {lsn} is not a valid journal record: {what}"))
 }
 
-/// Where the journal stands for a new entry: the visible state plus the
-/// records committed ahead of it and not yet applied (see
-/// [`crate::engine::Pending`]). Commits are numbered from this, so
-/// sequences stay gap-free while earlier ones wait for their fdatasync.
-struct Head {
+/// Where the journal stands for its next entry, kept apart from the state
+/// and under its own lock (`DurableJournal::sequencer`), so an append
+/// numbers its entry with no fold and no walk of the records not yet
+/// applied. Each append takes the lock, numbers and encodes its records,
+/// and begins its commit in the log (its LSNs and its place in the log's
+/// chain) before it lets go: so sequences and LSNs are one order.
+///
+/// **Invariant:** `next_sequence`, `last_timestamp_us` and
+/// `first_sequence` are what the state will hold once every record begun
+/// so far is applied; `revisions` holds the revision of every address set
+/// or deleted (`None`) by an entry the published base may not hold yet
+/// (an entry is dropped from it only once a base's `latest_sequence` is at
+/// or past it), so an address not in it has its revision in the base.
+struct Sequencer {
     next_sequence: u64,
     last_timestamp_us: u64,
     first_sequence: u64,
+    /// Address -> (the sequence of the newest entry that set or deleted
+    /// it, the revision it left: `None` if deleted).
+    revisions: HashMap<String, (u64, Option<u64>)>,
+    /// `revisions` is pruned when it grows to this many addresses.
+    prune_at: usize,
+    /// The base's latest sequence at the last pruning: a base at or past
+    /// it holds the revision of every address `revisions` does not.
+    pruned_through: u64,
 }
 
-impl JournalState {
-    fn head(&self, pending: &Pending) -> Head {
-        let mut head = Head {
-            next_sequence: self.latest_sequence + 1,
-            last_timestamp_us: self.last_timestamp_us,
-            first_sequence: self.first_sequence,
-        };
-        // Every pending record passed `check`: it decodes.
-        for (_, payload) in pending.records() {
-            match codec::decode_record(payload) {
-                Ok(JournalRecordView::Entry(entry)) => {
-                    head.next_sequence = entry.sequence + 1;
-                    head.last_timestamp_us = entry.timestamp_us;
-                }
-                Ok(JournalRecordView::Floor { first_kept }) => {
-                    head.first_sequence = head.first_sequence.max(first_kept.min(head.next_sequence));
-                }
-                Err(_) => debug_assert!(false, "a pending record passed check"),
-            }
+/// Addresses `Sequencer::revisions` holds before its first pruning.
+const REVISIONS_PRUNE_AT: usize = 1024;
+
+/// Tries at the sequencer's lock (a try and a pause each, a few
+/// microseconds in all) before the mutex's slow path, as the log's own
+/// lock does: parked appenders, on few cores, line up behind a holder
+/// that lost its CPU.
+const SEQUENCER_SPINS: usize = 200;
+
+fn lock_sequencer(sequencer: &Mutex<Sequencer>) -> parking_lot::MutexGuard<'_, Sequencer> {
+    for _ in 0..SEQUENCER_SPINS {
+        if let Some(guard) = sequencer.try_lock() {
+            return guard;
         }
-        head
+        std::hint::spin_loop();
+    }
+    sequencer.lock()
+}
+
+impl Sequencer {
+    fn new(state: &JournalState) -> Sequencer {
+        Sequencer {
+            next_sequence: state.latest_sequence + 1,
+            last_timestamp_us: state.last_timestamp_us,
+            first_sequence: state.first_sequence,
+            revisions: HashMap::new(),
+            prune_at: REVISIONS_PRUNE_AT,
+            pruned_through: 0,
+        }
     }
 
-    /// The revision `address` has once the pending records are applied:
-    /// the newest pending SET or DELETE of it, else the state's.
-    fn previous_revision(&self, pending: &Pending, address: &str) -> Option<u64> {
-        for (_, payload) in pending.records().rev() {
-            if let Ok(JournalRecordView::Entry(entry)) = codec::decode_record(payload) {
-                if entry.address == address {
-                    match entry.op {
-                        JournalOp::Set => return entry.revision,
-                        JournalOp::Delete => return None,
-                        JournalOp::Publish => {}
-                    }
-                }
-            }
+    /// The revision `address` has once every record begun is applied.
+    fn previous_revision(&self, base: &JournalState, address: &str) -> Option<u64> {
+        match self.revisions.get(address) {
+            Some(&(_, revision)) => revision,
+            None => base.params.get(address).map(|p| p.revision),
         }
-        self.params.get(address).map(|p| p.revision)
+    }
+
+    /// Forgets the revisions the published base holds, once enough pile up.
+    fn prune(&mut self, base_latest_sequence: u64) {
+        self.revisions.retain(|_, (sequence, _)| *sequence > base_latest_sequence);
+        self.pruned_through = self.pruned_through.max(base_latest_sequence);
+        self.prune_at = (2 * self.revisions.len()).max(REVISIONS_PRUNE_AT);
     }
 }
 
 impl StateMachine for JournalState {
     type Frozen = JournalState;
+    /// Readers add the acknowledged records after the base themselves
+    /// (`DurableJournal::current`), so an append is visible once the log
+    /// acknowledges it and is folded off its path. `apply` does not fail
+    /// for the records the journal logs: the sequencer numbers them in LSN
+    /// order, with time never going back.
+    const READS_RECENT: bool = true;
 
     fn empty() -> Self {
         JournalState {
@@ -346,6 +375,64 @@ impl StateMachine for JournalState {
     }
 }
 
+/// Entries numbered and encoded under the sequencer, not yet committed.
+struct Numbered {
+    records: Vec<Vec<u8>>,
+    last_timestamp_us: u64,
+    /// (address, sequence, revision left) of each SET and DELETE.
+    touched: Vec<(String, u64, Option<u64>)>,
+}
+
+/// Numbers `entries` after what `sequencer` says is begun, their times
+/// never before the last, their revisions after the newest of their
+/// address (in the batch, then begun, then in `base`), and encodes them.
+fn number(sequencer: &Sequencer, base: &JournalState, entries: Vec<NewEntry>) -> Numbered {
+    let mut numbered = Numbered {
+        records: Vec::with_capacity(entries.len()),
+        last_timestamp_us: sequencer.last_timestamp_us,
+        touched: Vec::new(),
+    };
+    // Revisions set or deleted earlier in a batch of more than one entry.
+    let mut batch: HashMap<String, Option<u64>> = HashMap::new();
+    let many = entries.len() > 1;
+    for (i, new) in entries.into_iter().enumerate() {
+        let previous = match batch.get(&new.address) {
+            Some(revision) => *revision,
+            None => sequencer.previous_revision(base, &new.address),
+        };
+        let entry = resolve(new, sequencer.next_sequence + i as u64, numbered.last_timestamp_us, previous);
+        numbered.last_timestamp_us = entry.timestamp_us;
+        let mut record = Vec::with_capacity(40 + entry.author.len() + entry.address.len());
+        codec::encode_entry(&mut record, &entry);
+        numbered.records.push(record);
+        if matches!(entry.op, JournalOp::Set | JournalOp::Delete) {
+            if many {
+                batch.insert(entry.address.clone(), entry.revision);
+            }
+            numbered.touched.push((entry.address, entry.sequence, entry.revision));
+        }
+    }
+    numbered
+}
+
+/// The latest sequence and the compaction floor of `base` with `recent`
+/// applied, from the records' fixed-offset fields (and a floor record's
+/// decoding), as `apply` would leave them.
+fn head_of(base: &JournalState, recent: &Recent<'_>) -> (u64, u64) {
+    let (mut latest, mut first) = (base.latest_sequence, base.first_sequence);
+    for (_, payload) in recent.iter() {
+        match codec::peek_entry(payload) {
+            Some((sequence, _, _)) => latest = sequence,
+            None => {
+                if let Ok(JournalRecordView::Floor { first_kept }) = codec::decode_record(payload) {
+                    first = first.max(first_kept.min(latest + 1));
+                }
+            }
+        }
+    }
+    (latest, first)
+}
+
 /// Options of a [`DurableJournal`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -370,6 +457,12 @@ impl Default for JournalOptions {
     }
 }
 
+/// A lone append runs the tail indexer once every this many entries (4
+/// index points): its reader maps and unmaps a segment, tens of
+/// microseconds, which 1 append in 64 paying would put in the p99. Queries
+/// for the points between start at the nearest cached one before them.
+const TAIL_INDEX_EVERY_ENTRIES: u64 = 4 * INDEX_EVERY_ENTRIES;
+
 /// Index points further than this many LSNs behind the newest are not
 /// walked to by the tail indexer: it starts afresh at the newest instead.
 const TAIL_INDEX_MAX_LSNS: u64 = 16 * INDEX_EVERY_ENTRIES;
@@ -383,6 +476,10 @@ pub struct DurableJournal<V: Vfs = RealFs> {
     /// appends (the tail indexer) and by every read that passes an index
     /// point; a missing entry costs one scan from the segment's start.
     positions: Mutex<BTreeMap<Lsn, ReadPosition>>,
+    /// Numbers entries and begins their commits, one append at a time
+    /// (`DurableJournal::begin`); held for no I/O, no fold and no wait but
+    /// the log's own lock (and, in `Always`, staging's back-pressure).
+    sequencer: Mutex<Sequencer>,
 }
 
 impl DurableJournal<RealFs> {
@@ -396,15 +493,67 @@ impl<V: Vfs> DurableJournal<V> {
     /// Opens (or creates) the journal in `dir` on the file system `fs`
     /// (`SimFs` in crash tests) and recovers it.
     pub fn open_with(fs: V, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Self> {
-        Ok(DurableJournal {
-            engine: Engine::open_with(fs, dir, options.engine)?,
-            positions: Mutex::new(BTreeMap::new()),
+        let engine = Engine::open_with(fs, dir, options.engine)?;
+        let sequencer = Mutex::new(engine.read(Sequencer::new));
+        Ok(DurableJournal { engine, positions: Mutex::new(BTreeMap::new()), sequencer })
+    }
+
+    /// Reads the journal's state (parameters and counters): every
+    /// acknowledged entry and no other. Takes no lock a writer holds: the
+    /// acknowledged records the last fold left out are applied to a copy
+    /// of its state (cheap to take: its maps are persistent), so this
+    /// costs more the more records wait to be folded (a few hundred at
+    /// most while appenders run).
+    pub fn read<R>(&self, f: impl FnOnce(&JournalState) -> R) -> R {
+        self.engine.read_recent(|base, recent| {
+            if recent.is_empty() {
+                return f(base);
+            }
+            let mut state = base.clone();
+            for (lsn, payload) in recent.iter() {
+                if let Err(e) = state.apply(lsn, payload) {
+                    // The engine stops taking commits at such a record.
+                    debug_assert!(false, "an acknowledged journal record does not apply: {e}");
+                    break;
+                }
+            }
+            f(&state)
         })
     }
 
-    /// Reads the journal's state (parameters and counters).
-    pub fn read<R>(&self, f: impl FnOnce(&JournalState) -> R) -> R {
-        self.engine.read(f)
+    /// The latest sequence and the compaction floor with every
+    /// acknowledged entry, read from the base and the records after it
+    /// (their fixed-offset fields) with no copy of the state.
+    fn head(&self) -> (u64, u64) {
+        self.engine.read_recent(head_of)
+    }
+
+    /// Numbers `entries` after every entry begun before them and begins
+    /// their commit in the log, under the sequencer: an entry's sequence,
+    /// time and revision follow those of every entry before it in LSN
+    /// order. A commit refused before it reaches the log (a check, a
+    /// poisoned log) leaves the sequencer as it was. Returns the sequences
+    /// and what `begin` returned (the commit, still to be finished once
+    /// the sequencer is released).
+    fn begin<B>(
+        &self,
+        entries: Vec<NewEntry>,
+        begin: impl FnOnce(&[Vec<u8>]) -> Result<B>,
+    ) -> Result<(RangeInclusive<u64>, B)> {
+        let mut sequencer = lock_sequencer(&self.sequencer);
+        let numbered = self.engine.read_base(|base| number(&sequencer, base, entries));
+        let begun = begin(&numbered.records)?;
+        let first = sequencer.next_sequence;
+        sequencer.next_sequence += numbered.records.len() as u64;
+        sequencer.last_timestamp_us = numbered.last_timestamp_us;
+        for (address, sequence, revision) in numbered.touched {
+            sequencer.revisions.insert(address, (sequence, revision));
+        }
+        if sequencer.revisions.len() >= sequencer.prune_at {
+            let folded = self.engine.read_base(|base| base.latest_sequence);
+            sequencer.prune(folded);
+        }
+        Ok((first..=sequencer.next_sequence - 1, begun))
     }
 
     /// The engine underneath (for backups, which copy its files).
@@ -427,26 +576,63 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.log_first_lsn()
     }
 
-    /// Syncs the log and closes.
+    /// [`DurableJournal::begin`] of one entry, with as little as can be
+    /// done under the sequencer: the entry is encoded, checked and copied
+    /// for the log before, with a placeholder sequence, time and revision
+    /// that the sequencer then writes into their fixed-width fields.
+    fn begin_one<B>(&self, new: NewEntry, begin: impl FnOnce(Prepared<JournalState>) -> Result<B>) -> Result<(u64, B)> {
+        validate_entry(&new)?;
+        let given_revision = new.revision;
+        let entry = resolve(new, 0, 0, None);
+        let mut record = Vec::with_capacity(40 + entry.author.len() + entry.address.len());
+        codec::encode_entry(&mut record, &entry);
+        let mut prepared = self.engine.prepare(&record)?;
+        let wants_revision = entry.op == JournalOp::Set && given_revision.is_none();
+        // The base's revision, before the lock; used if still good under it.
+        let seen = wants_revision
+            .then(|| self.engine.read_base(|b| (b.latest_sequence, b.params.get(&*entry.address).map(|p| p.revision))));
+        let mut sequencer = lock_sequencer(&self.sequencer);
+        let sequence = sequencer.next_sequence;
+        let timestamp_us = entry.timestamp_us.max(sequencer.last_timestamp_us);
+        let revision = match entry.op {
+            JournalOp::Set if wants_revision => {
+                let previous = match (sequencer.revisions.get(&*entry.address), seen) {
+                    (Some(&(_, revision)), _) => revision,
+                    (None, Some((latest, revision))) if latest >= sequencer.pruned_through => revision,
+                    (None, _) => self.engine.read_base(|b| b.params.get(&*entry.address).map(|p| p.revision)),
+                };
+                Some(previous.unwrap_or(0) + 1)
+            }
+            _ => entry.revision,
+        };
+        codec::patch_entry(prepared.payload_mut(), sequence, timestamp_us, revision);
+        let begun = begin(prepared)?;
+        sequencer.next_sequence += 1;
+        sequencer.last_timestamp_us = timestamp_us;
+        if matches!(entry.op, JournalOp::Set | JournalOp::Delete) {
+            // An address already held is updated in place: its string is
+            // dropped after the lock, not freed under it.
+            match sequencer.revisions.get_mut(&*entry.address) {
+                Some(slot) => *slot = (sequence, revision),
+                None => drop(sequencer.revisions.insert(entry.address, (sequence, revision))),
+            }
+            if sequencer.revisions.len() >= sequencer.prune_at {
+                let folded = self.engine.read_base(|base| base.latest_sequence);
+                sequencer.prune(folded);
+            }
+        }
+        Ok((sequence, begun))
+    }
+
     /// [`Journal::append`] without waiting: returns the entry's sequence
-    /// number and a ticket at once. Queries see the entry once the ticket's
-    /// [`wait`](CommitTicket::wait) (or `.await`) returns, or once a later
-    /// append or query finds it acknowledged; never before the log
-    /// acknowledges it. Sequences stay gap-free: an entry is numbered
-    /// after every one appended before it, acknowledged or not.
+    /// number and a ticket at once. Queries see the entry once the log
+    /// acknowledges it (the ticket's [`wait`](CommitTicket::wait), or
+    /// `.await`, returns then), never before. Sequences stay gap-free: an
+    /// entry is numbered after every one appended before it, acknowledged
+    /// or not.
     pub fn append_pipelined(&self, entry: NewEntry) -> Result<(u64, CommitTicket<JournalState, V>)> {
-        validate_entry(&entry)?;
-        let (ticket, sequence) = self.engine.commit_with_pipelined(|state, pending, records| {
-            let head = state.head(pending);
-            let sequence = head.next_sequence;
-            let previous = state.previous_revision(pending, &entry.address);
-            let entry = resolve(entry, sequence, head.last_timestamp_us, previous);
-            let mut record = Vec::with_capacity(40 + entry.author.len() + entry.address.len());
-            codec::encode_entry(&mut record, &entry);
-            records.push(record);
-            Ok(sequence)
-        })?;
-        Ok((sequence, ticket))
+        let (sequence, staged) = self.begin_one(entry, |prepared| self.engine.begin_prepared_pipelined(prepared))?;
+        Ok((sequence, staged.into_ticket()))
     }
 
     /// Syncs the log (taking a final snapshot first if the options say so)
@@ -455,12 +641,18 @@ impl<V: Vfs> DurableJournal<V> {
         self.engine.close()
     }
 
-    /// A reader from the index point at `lsn`, at its cached position if known.
+    /// A reader from the index point at `lsn`: at its cached position if
+    /// known, else at the nearest cached position before it if that is
+    /// close (the reader skips the records before the answer), else from
+    /// the start of its segment.
     fn reader_at(&self, lsn: Lsn) -> Result<WalReader<V>> {
-        let cached = self.positions.lock().get(&lsn).copied();
+        let cached = self.positions.lock().range(..=lsn).next_back().map(|(_, at)| *at);
         match cached {
-            Some(at) => self.engine.read_log_at(at),
-            None => self.engine.read_log(lsn),
+            Some(at) if at.lsn == lsn => self.engine.read_log_at(at),
+            Some(at) if at.lsn.0 + TAIL_INDEX_MAX_LSNS >= lsn.0 && at.lsn >= self.engine.log_first_lsn() => {
+                self.engine.read_log_at(at)
+            }
+            _ => self.engine.read_log(lsn),
         }
     }
 
@@ -479,7 +671,13 @@ impl<V: Vfs> DurableJournal<V> {
         let Some(mut positions) = self.positions.try_lock() else {
             return;
         };
-        let Some(newest) = self.engine.read(|s| s.index.last().map(|p| p.lsn)) else {
+        let newest = self.engine.read_recent(|base, recent| {
+            let recent_points = recent.iter().filter(|(_, payload)| {
+                codec::peek_entry(payload).is_some_and(|(sequence, _, _)| is_index_point(sequence))
+            });
+            recent_points.last().map(|(lsn, _)| lsn).or_else(|| base.index.last().map(|p| p.lsn))
+        });
+        let Some(newest) = newest else {
             return;
         };
         if positions.contains_key(&newest) {
@@ -512,8 +710,10 @@ impl<V: Vfs> DurableJournal<V> {
     /// The first sequence number of an entry at or after `timestamp_us`
     /// (the latest plus one if there is none).
     fn first_sequence_at(&self, timestamp_us: u64) -> Result<u64> {
-        let (start, first, latest) =
-            self.engine.read(|s| (s.seek(s.first_sequence, Some(timestamp_us)), s.first_sequence, s.latest_sequence));
+        let (latest, first) = self.head();
+        // The base's index: a point the last fold left out is only a
+        // shorter read (the same holds in `query`).
+        let start = self.engine.read_base(|s| s.seek(first, Some(timestamp_us)));
         let mut reader = self.engine.read_log(start)?;
         while let Some(record) = reader.next_ref() {
             let (_, payload) = record?;
@@ -529,9 +729,9 @@ impl<V: Vfs> DurableJournal<V> {
 
 impl<V: Vfs> Journal for DurableJournal<V> {
     fn append(&self, entry: NewEntry) -> Result<u64> {
-        let (sequence, ticket) = self.append_pipelined(entry)?;
-        ticket.wait()?;
-        if is_index_point(sequence) {
+        let (sequence, begun) = self.begin_one(entry, |prepared| self.engine.begin_prepared(prepared))?;
+        begun.finish()?;
+        if (sequence - 1).is_multiple_of(TAIL_INDEX_EVERY_ENTRIES) {
             self.index_tail();
         }
         Ok(sequence)
@@ -542,31 +742,8 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
         entries.iter().try_for_each(validate_entry)?;
-        let (_, range) = self.engine.commit_with(|state, pending, records| {
-            let head = state.head(pending);
-            let first = head.next_sequence;
-            let mut last_timestamp_us = head.last_timestamp_us;
-            // Revisions set (Some) or deleted (None) earlier in this batch.
-            let mut batch: HashMap<String, Option<u64>> = HashMap::new();
-            for (i, new) in entries.into_iter().enumerate() {
-                let previous = match batch.get(&new.address) {
-                    Some(revision) => *revision,
-                    None => state.previous_revision(pending, &new.address),
-                };
-                let entry = resolve(new, first + i as u64, last_timestamp_us, previous);
-                last_timestamp_us = entry.timestamp_us;
-                match entry.op {
-                    JournalOp::Set | JournalOp::Delete => {
-                        batch.insert(entry.address.clone(), entry.revision);
-                    }
-                    JournalOp::Publish => {}
-                }
-                let mut record = Vec::with_capacity(40 + entry.author.len() + entry.address.len());
-                codec::encode_entry(&mut record, &entry);
-                records.push(record);
-            }
-            Ok(first..=first + records.len() as u64 - 1)
-        })?;
+        let (range, begun) = self.begin(entries, |records| self.engine.begin_commit_batch(records))?;
+        begun.finish()?;
         // Did the batch make an index point? (Sequence s is one if s - 1 is a multiple.)
         if (range.end() - 1) / INDEX_EVERY_ENTRIES != (range.start() - 1).saturating_sub(1) / INDEX_EVERY_ENTRIES
             || *range.start() == 1
@@ -578,10 +755,8 @@ impl<V: Vfs> Journal for DurableJournal<V> {
 
     fn query(&self, query: &Query) -> Result<Page> {
         query.validate()?;
-        let (start, first) = self.engine.read(|s| {
-            let first = query.first_sequence(s.first_sequence);
-            (s.seek(first, query.from_us), first)
-        });
+        let first = query.first_sequence(self.head().1);
+        let start = self.engine.read_base(|s| s.seek(first, query.from_us));
         let mut page = Page { entries: Vec::new(), next: None };
         let mut reader = self.reader_at(start)?;
         let mut seen = Vec::new();
@@ -631,19 +806,39 @@ impl<V: Vfs> Journal for DurableJournal<V> {
     }
 
     fn latest_sequence(&self) -> u64 {
-        self.engine.read(|s| s.latest_sequence)
+        self.head().0
     }
 
     fn first_sequence(&self) -> u64 {
-        self.engine.read(|s| s.first_sequence)
+        self.head().1
     }
 
     fn param(&self, address: &str) -> Option<Param> {
-        self.engine.read(|s| s.param(address).cloned())
+        self.engine.read_recent(|base, recent| {
+            // The newest acknowledged SET or DELETE of it, else the base's.
+            let mut newest = None;
+            for (_, payload) in recent.iter() {
+                if let Ok(JournalRecordView::Entry(entry)) = codec::decode_record(payload) {
+                    if entry.address == address && !matches!(entry.op, JournalOp::Publish) {
+                        newest = Some(entry);
+                    }
+                }
+            }
+            match newest {
+                None => base.param(address).cloned(),
+                Some(entry) => (entry.op == JournalOp::Set).then(|| Param {
+                    address: entry.address.to_owned(),
+                    value: entry.value(),
+                    revision: entry.revision.unwrap_or(0),
+                    writer: entry.author.to_owned(),
+                    timestamp_us: entry.timestamp_us,
+                }),
+            }
+        })
     }
 
     fn params(&self, pattern: &Pattern) -> Vec<Param> {
-        self.engine.read(|s| s.params().filter(|p| pattern.matches(&p.address)).cloned().collect())
+        self.read(|s| s.params().filter(|p| pattern.matches(&p.address)).cloned().collect())
     }
 
     fn snapshot(&self) -> Result<u64> {
@@ -666,18 +861,21 @@ impl<V: Vfs> Journal for DurableJournal<V> {
     }
 
     fn compact_before(&self, sequence: u64) -> Result<u64> {
-        let would_remove = self.engine.read(|s| sequence.min(s.latest_sequence + 1).saturating_sub(s.first_sequence));
-        if would_remove == 0 {
+        let (latest, first) = self.head();
+        if sequence.min(latest + 1).saturating_sub(first) == 0 {
             return Ok(0);
         }
-        let (_, removed) = self.engine.commit_with(|s, pending, records| {
-            let head = s.head(pending);
-            let cut = sequence.min(head.next_sequence);
+        let (removed, begun) = {
+            let mut sequencer = lock_sequencer(&self.sequencer);
+            let cut = sequence.min(sequencer.next_sequence);
+            let removed = cut.saturating_sub(sequencer.first_sequence);
             let mut record = Vec::with_capacity(17);
             codec::encode_floor(&mut record, cut, now_us());
-            records.push(record);
-            Ok(cut.saturating_sub(head.first_sequence))
-        })?;
+            let begun = self.engine.begin_commit_batch(&[record])?;
+            sequencer.first_sequence = sequencer.first_sequence.max(cut);
+            (removed, begun)
+        };
+        begun.finish()?;
         // The floor is logged and applied; the snapshot carries it and lets
         // the engine free the segments no kept snapshot needs any more.
         self.engine.snapshot_now()?;

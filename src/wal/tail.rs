@@ -78,6 +78,25 @@ impl Chained {
         })
     }
 
+    /// The payload of a one-record node that no other thread holds yet
+    /// (not linked, not shared), to patch in place before it is appended;
+    /// `None` for a node of several records or one already shared.
+    pub fn payload_mut(self: &mut Arc<Self>) -> Option<&mut [u8]> {
+        let node = Arc::get_mut(self)?;
+        match node.ends {
+            None => Some(&mut node.bytes[..]),
+            Some(_) => None,
+        }
+    }
+
+    /// The payload of a one-record node (`None` for several records).
+    pub fn payload(&self) -> Option<&[u8]> {
+        match self.ends {
+            None => Some(&self.bytes[..]),
+            Some(_) => None,
+        }
+    }
+
     /// Under the log's lock: gives `node` its first LSN and links it after
     /// `self` (the chain's last node).
     pub(crate) fn link(&self, node: &Arc<Chained>, first: Lsn) {

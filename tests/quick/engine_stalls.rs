@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use walden::io::SimFs;
+use walden::io::{Fault, FaultKind, SimFs, SimOp};
 use walden::{
     Engine, EngineOptions, FsyncMode, Lsn, Recent, Result, SnapshotOptions, StateMachine, Store, StoreOptions,
     WalOptions,
@@ -156,8 +156,9 @@ fn total(engine: &Engine<Tally, SimFs>) -> (i64, usize) {
     })
 }
 
-/// A committer frozen in the middle of a fold (applying records, holding
-/// the folder): every other commit is acknowledged and visible, and read
+/// A fold frozen in the middle of applying records, holding the folder
+/// (the fold thread's, or a committer's that found the fold thread
+/// behind): every other commit is acknowledged and visible, and read
 /// with no wait, while the records not yet applied pile up behind it.
 #[test]
 fn a_committer_frozen_mid_apply_holds_up_no_other_commit_and_no_reader() {
@@ -172,7 +173,8 @@ fn a_committer_frozen_mid_apply_holds_up_no_other_commit_and_no_reader() {
             let folding = {
                 let engine = engine.clone();
                 std::thread::spawn(move || {
-                    // Enough commits that one of them folds, and freezes.
+                    // Enough commits that a fold (the fold thread's, woken
+                    // by them, or one of theirs) starts, and freezes.
                     for _ in 0..1000 {
                         engine.commit(b"+1").unwrap();
                         if FROZEN.load(Ordering::SeqCst) {
@@ -190,7 +192,7 @@ fn a_committer_frozen_mid_apply_holds_up_no_other_commit_and_no_reader() {
             }
             let (seen, unapplied) = total(&engine);
             assert!(unapplied >= 500, "{fsync:?}: the records wait behind the frozen fold ({unapplied})");
-            assert!(!folding.is_finished(), "{fsync:?}: the fold is still frozen");
+            // The fold that froze is the fold thread's, or a committer's.
             FREEZE.store(false, Ordering::SeqCst);
             folding.join().unwrap();
             assert_eq!(engine.read(|t| t.0), seen, "{fsync:?}: once applied, the state is what readers saw");
@@ -241,4 +243,173 @@ fn concurrent_batches_and_journal_appends_are_visible_when_they_return() {
             assert_eq!(journal.latest_sequence(), 4 * 300, "{fsync:?}");
         });
     }
+}
+
+fn journal_options(fsync: FsyncMode) -> walden::JournalOptions {
+    walden::JournalOptions { engine: engine_options(fsync) }
+}
+
+/// A journal append frozen in its write() (numbered, its LSN reserved and
+/// linked, its bytes not yet in the file): 300 later appends from two
+/// threads are acknowledged, numbered after it and visible (to
+/// `latest_sequence`, `param` and queries) meanwhile, and so is the
+/// frozen entry, whose record the appenders behind it wrote. The journal
+/// numbers entries under a lock of its own, held only until the log has
+/// the record's place in its chain, never across the write.
+#[test]
+fn a_journal_append_frozen_in_its_write_holds_up_no_other_append_and_no_reader() {
+    use walden::journal::{NewEntry, Query, Value};
+    use walden::{DurableJournal, Journal};
+    for fsync in [FsyncMode::Never, FsyncMode::Periodic { interval: Duration::from_secs(3600) }] {
+        within(Duration::from_secs(120), move || {
+            let fs = SimFs::new();
+            let journal = Arc::new(DurableJournal::open_with(fs.clone(), dir(), journal_options(fsync)).unwrap());
+            assert_eq!(journal.append(NewEntry::set("w", "/before", Value::Int(0))).unwrap(), 1);
+            fs.hold_next_writes(1);
+            let frozen = {
+                let journal = journal.clone();
+                std::thread::spawn(move || journal.append(NewEntry::set("w", "/frozen", Value::Int(1))))
+            };
+            until("the frozen write", || fs.writes_held() == 1);
+            let others: Vec<_> = (0..2u32)
+                .map(|t| {
+                    let journal = journal.clone();
+                    std::thread::spawn(move || {
+                        let address = format!("/t{t}");
+                        for i in 1..=150i64 {
+                            let sequence = journal.append(NewEntry::set("w", &address, Value::Int(i))).unwrap();
+                            assert!(sequence > 2, "numbered after the frozen entry");
+                            assert!(journal.latest_sequence() >= sequence, "visible once it returns");
+                            let param = journal.param(&address).expect("a SET is visible once it returns");
+                            assert_eq!((param.value, param.revision), (Value::Int(i), i as u64));
+                        }
+                    })
+                })
+                .collect();
+            for other in others {
+                other.join().unwrap();
+            }
+            assert_eq!(fs.writes_held(), 1, "{fsync:?}: the frozen write is still frozen");
+            assert!(!frozen.is_finished(), "{fsync:?}: the frozen append has not returned");
+            assert_eq!(journal.latest_sequence(), 302, "{fsync:?}");
+            let entry = journal.param("/frozen").expect("written and acknowledged by the appends behind it");
+            assert_eq!(entry.value, Value::Int(1));
+            let all = journal.query(&Query::all().limit(1000)).unwrap().entries;
+            assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=302).collect::<Vec<_>>());
+            fs.release_writes();
+            assert_eq!(frozen.join().unwrap().unwrap(), 2, "{fsync:?}");
+        });
+    }
+}
+
+/// No reader sees a journal entry the log has not acknowledged: in
+/// `Always`, entries whose fdatasync is held are invisible to
+/// `latest_sequence`, `param`, `read` and queries (though numbered, and
+/// in the file) until their fdatasync returns, and visible then; in
+/// `Never`, an entry whose write failed is never visible.
+#[test]
+fn a_reader_never_sees_an_unacknowledged_journal_entry() {
+    use walden::journal::{NewEntry, Query, Value};
+    use walden::{DurableJournal, Journal};
+    within(Duration::from_secs(120), || {
+        let fs = SimFs::new();
+        let journal =
+            Arc::new(DurableJournal::open_with(fs.clone(), dir(), journal_options(FsyncMode::Always)).unwrap());
+        journal.append(NewEntry::set("w", "/x", Value::Int(1))).unwrap();
+        fs.hold_syncs();
+        let (sequence, ticket) = journal.append_pipelined(NewEntry::set("w", "/x", Value::Int(2))).unwrap();
+        assert_eq!(sequence, 2);
+        let blocked = {
+            let journal = journal.clone();
+            std::thread::spawn(move || journal.append(NewEntry::delete("w", "/x")))
+        };
+        until("the held fdatasync", || fs.syncs_held() >= 1);
+        for _ in 0..50 {
+            assert_eq!(journal.latest_sequence(), 1);
+            assert_eq!(journal.param("/x").map(|p| (p.value, p.revision)), Some((Value::Int(1), 1)));
+            assert_eq!(journal.read(|s| s.latest_sequence()), 1);
+            assert_eq!(journal.query(&Query::all()).unwrap().entries.len(), 1);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        fs.release_syncs();
+        assert_eq!(ticket.wait().unwrap(), Lsn(2));
+        assert_eq!(blocked.join().unwrap().unwrap(), 3);
+        assert_eq!(journal.latest_sequence(), 3);
+        assert_eq!(journal.param("/x"), None, "the DELETE, once acknowledged");
+        let revisions: Vec<_> = journal.query(&Query::all()).unwrap().entries.iter().map(|e| e.revision).collect();
+        assert_eq!(revisions, [Some(1), Some(2), None]);
+
+        // In `Never` a write that fails: its entry was numbered and linked
+        // into the log's chain, and is never acknowledged, so never seen.
+        let fs = SimFs::new();
+        let journal = DurableJournal::open_with(fs.clone(), dir(), journal_options(FsyncMode::Never)).unwrap();
+        journal.append(NewEntry::set("w", "/x", Value::Int(1))).unwrap();
+        fs.inject(Fault { at_call: 1, kind: FaultKind::Eio, persistent: true, only: Some(SimOp::Write) });
+        assert!(journal.append(NewEntry::set("w", "/x", Value::Int(2))).is_err());
+        assert!(journal.append(NewEntry::set("w", "/x", Value::Int(3))).is_err(), "the log is poisoned");
+        assert_eq!(journal.latest_sequence(), 1);
+        assert_eq!(journal.param("/x").map(|p| (p.value, p.revision)), Some((Value::Int(1), 1)));
+        assert_eq!(journal.read(|s| s.latest_sequence()), 1);
+        assert_eq!(journal.query(&Query::all()).unwrap().entries.len(), 1);
+    });
+}
+
+/// Appenders on four threads SET and DELETE addresses they share, more
+/// addresses than the sequencer keeps revisions for before it prunes:
+/// every address's revisions run 1, 2, 3, ... in sequence order (a DELETE
+/// starting it over), and the state, live and reopened, agrees with the
+/// entries.
+#[test]
+fn concurrent_journal_appends_number_revisions_in_sequence_order() {
+    use std::collections::HashMap;
+    use walden::journal::{JournalOp, NewEntry, Query, Value};
+    use walden::{DurableJournal, Journal};
+    within(Duration::from_secs(120), || {
+        let fs = SimFs::new();
+        let journal =
+            Arc::new(DurableJournal::open_with(fs.clone(), dir(), journal_options(FsyncMode::Never)).unwrap());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let journal = journal.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1500u64 {
+                        let address = format!("/a{}", (i * 7 + t * 3) % 1500);
+                        let entry = match i % 13 {
+                            0 => NewEntry::delete("w", &address),
+                            _ => NewEntry::set("w", &address, Value::Int(i as i64)),
+                        };
+                        journal.append(entry).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let entries = journal.query(&Query::all().limit(10_000)).unwrap().entries;
+        assert_eq!(entries.len(), 6000);
+        let mut revisions: HashMap<String, u64> = HashMap::new();
+        for entry in &entries {
+            match entry.op {
+                JournalOp::Set => {
+                    let revision = revisions.entry(entry.address.clone()).or_default();
+                    *revision += 1;
+                    assert_eq!(entry.revision, Some(*revision), "sequence {}", entry.sequence);
+                }
+                JournalOp::Delete => drop(revisions.remove(&entry.address)),
+                _ => {}
+            }
+        }
+        let check = |journal: &DurableJournal<SimFs>| {
+            for a in 0..1500 {
+                let address = format!("/a{a}");
+                assert_eq!(journal.param(&address).map(|p| p.revision), revisions.get(&address).copied());
+            }
+        };
+        check(&journal);
+        Arc::into_inner(journal).unwrap().close().unwrap();
+        let journal = DurableJournal::open_with(fs, dir(), journal_options(FsyncMode::Never)).unwrap();
+        check(&journal);
+        assert_eq!(journal.append(NewEntry::set("w", "/a0", Value::Null)).unwrap(), 6001);
+    });
 }
