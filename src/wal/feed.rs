@@ -23,7 +23,9 @@
 //! `notify_all`, made with the log's `state` released. While a follower
 //! spins, it wakes the sleepers itself when it sees the LSN move, so the
 //! appenders pay no wake-up; a follower that wakes takes every record
-//! acknowledged by then.
+//! acknowledged by then. The price: a spinner preempted on a busy machine
+//! delays the sleepers' wake-up (and its own delivery) until it runs
+//! again, a scheduler's time slice; it then stops spinning for a while.
 //!
 //! **Invariant:** a batch holds only records at or below the acknowledged
 //! LSN its reader saw, contiguous from `Batch::first`, each CRC-checked
