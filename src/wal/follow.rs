@@ -1,23 +1,25 @@
 //! [`Follower`]: every acknowledged record from an LSN on, in LSN order,
 //! first those the log holds, then each new one as it is acknowledged.
 //!
-//! A follower reads the segment files (a [`WalReader`] bounded by the
-//! acknowledged LSN, resumed at a [`ReadPosition`] so no segment is scanned
-//! twice), never an in-memory buffer the appenders fill: a slow or idle
-//! follower costs the appenders nothing and holds no records. It waits for
-//! the log's `acknowledged_lsn` to reach its next LSN, woken by the log's
-//! own wake-up (`Shared::wake`, which already holds `state`: a thread sleeps
-//! on `Shared::followed`, a task leaves its waker in `State::follow_tasks`).
-//! A follower never leads a write or a sync: it causes no I/O of the log's.
+//! A follower delivers from batches of records read from the segment files
+//! (never from a buffer the appenders fill): the log's followers share one
+//! window of batches, each record read and CRC-checked once by whichever
+//! follower needed it first, on its own thread (`feed.rs`); a follower
+//! behind the window reads the files on its own, with a private cursor,
+//! until it reaches the window. It waits for the log's `acknowledged_lsn`
+//! to reach its next LSN: a thread spins briefly, then parks on the feed
+//! (`Feed::wait`), a task leaves its waker in `State::follow_tasks`. A
+//! follower never leads a write or a sync: it causes no I/O of the log's.
 //!
 //! **Invariant:** a follower delivers LSN `n` only once `acknowledged_lsn`
 //! is at least `n` (so never a record a failed write or fdatasync left in
 //! a file), each LSN once, in order, with no gap: a record it cannot read
 //! because its segment was removed is [`Error::Compacted`], never skipped.
+//! It checks the log's oldest LSN before each record it delivers.
 
-use super::reader::{ReadPosition, Record, WalReader};
+use super::feed::{Batch, Cursor, Found};
+use super::reader::Record;
 use super::writer::{Followed, Shared};
-use crate::format::padded_len;
 use crate::io::{RealFs, Vfs};
 use crate::{Error, Lsn, Result};
 use std::sync::atomic::Ordering;
@@ -40,17 +42,17 @@ use std::time::{Duration, Instant};
 ///
 /// `Send`, and `'static`: it holds the log's shared state, not a borrow,
 /// so it can outlive the [`crate::Wal`] handle (it then ends where the log
-/// did). It holds no records: between calls, at most the map of the segment
-/// it reads.
+/// did). Between calls it holds at most the batch its next record is in
+/// (bounded: see `feed.rs`), and none once it delivered everything
+/// acknowledged; behind the window, at most the map of the segment it reads.
 pub struct Follower<V: Vfs = RealFs> {
     shared: Arc<Shared<V>>,
     /// The LSN of the next record to deliver.
     next: Lsn,
-    /// Where the record at `next` starts, once a record was read: the next
-    /// reader starts there instead of scanning its segment.
-    position: Option<ReadPosition>,
-    /// The reader in use, bounded by the acknowledged LSN when it was made.
-    reader: Option<WalReader<V>>,
+    /// The batch holding `next`, while it holds more to deliver.
+    batch: Option<Arc<Batch>>,
+    /// Reads the files for this follower alone while it is behind the window.
+    own: Cursor<V>,
     /// This follower's task registration with the log, while it has one.
     registration: Option<u64>,
     /// Whether the record last delivered has more of its batch after it.
@@ -65,8 +67,8 @@ impl<V: Vfs> Follower<V> {
         Follower {
             shared,
             next: from,
-            position: None,
-            reader: None,
+            batch: None,
+            own: Cursor::new(),
             registration: None,
             batch_continues: false,
             done: false,
@@ -114,7 +116,8 @@ impl<V: Vfs> Follower<V> {
     /// `Pending` with the task's waker registered with the log. `Ready(None)`
     /// once the log has ended and everything it acknowledged was delivered.
     /// Reading a record maps and reads its segment on the calling thread
-    /// (a page-cache read, as a record just written is).
+    /// (a page-cache read, as a record just written is), or waits the
+    /// moment another follower takes to read the batch it needs.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Record>>> {
         if self.done {
             return Poll::Ready(None);
@@ -137,7 +140,7 @@ impl<V: Vfs> Follower<V> {
             return if ends_quietly { None } else { Some(Err(Error::Closed)) };
         }
         if self.acknowledged() < self.next {
-            let outcome = self.shared.wait_followed(self.next, deadline);
+            let outcome = self.shared.feed.wait(&self.shared, self.next, deadline);
             if !matches!(outcome, Followed::Ready) {
                 return self.after_wait(outcome, ends_quietly);
             }
@@ -177,56 +180,47 @@ impl<V: Vfs> Follower<V> {
     fn read_next(&mut self) -> Result<Record> {
         let next = self.next;
         // Removed under a lagging follower: say so, never skip.
-        let oldest = self.shared.segments.lock()[0].header.first_lsn;
+        let oldest = self.shared.feed.oldest();
         if next < oldest {
             return Err(Error::Compacted { lsn: next, oldest });
         }
-        if self.reader.as_ref().is_none_or(|r| r.upto() < next) {
-            let acknowledged = self.acknowledged();
-            let (segments, written) = super::readable_segments(&self.shared);
-            // The acknowledged LSN was loaded first, so `written` covers it.
-            debug_assert!(written >= acknowledged);
-            let upto = written.min(acknowledged);
-            self.reader = Some(match self.position {
-                Some(at) => WalReader::at(segments, at, upto),
-                None => WalReader::new(segments, next, upto),
-            });
-        }
-        let reader = self.reader.as_mut().expect("made above");
-        let (lsn, payload) = match reader.next_ref() {
-            Some(Ok(found)) => found,
-            Some(Err(e)) => return Err(e),
-            None => {
-                // Only a segment removed between the check above and the
-                // reader's listing can leave an acknowledged LSN unread.
-                let oldest = self.shared.segments.lock()[0].header.first_lsn;
-                return Err(Error::Compacted { lsn: next, oldest: oldest.max(next.next()) });
-            }
+        let batch = match self.batch.take() {
+            Some(batch) if batch.holds(next) => batch,
+            _ => self.fetch(next)?,
         };
-        if lsn != next {
-            // The reader started past `next`: its segment was removed meanwhile.
-            let oldest = self.shared.segments.lock()[0].header.first_lsn;
-            return Err(Error::Compacted { lsn: next, oldest: oldest.max(lsn) });
-        }
-        let record = Record { lsn, payload: payload.to_vec() };
-        self.batch_continues = reader.last_batch_continues();
-        let at = reader.last_position().expect("a record was just returned");
-        assert_eq!(at.lsn, lsn, "the reader reports the record it returned");
-        self.position = Some(ReadPosition {
-            lsn: lsn.next(),
-            segment_first_lsn: at.segment_first_lsn,
-            offset: at.offset + padded_len(record.payload.len()) as u64,
-        });
-        self.next = lsn.next();
-        if reader.upto() < self.next {
-            self.reader = None; // hold no map while waiting
+        let (payload, continues) = batch.get(next);
+        let record = Record { lsn: next, payload: payload.to_vec() };
+        self.batch_continues = continues;
+        self.next = next.next();
+        if batch.holds(self.next) {
+            self.batch = Some(batch); // else hold nothing while waiting
         }
         Ok(record)
     }
 
+    /// The batch holding `next`, which the caller saw acknowledged: the
+    /// window's, or one read on its own while it is behind the window.
+    fn fetch(&mut self, next: Lsn) -> Result<Arc<Batch>> {
+        let acknowledged = self.acknowledged();
+        debug_assert!(acknowledged >= next);
+        match self.shared.feed.batch_for(&self.shared, next, acknowledged)? {
+            Found::Batch(batch) => {
+                self.own.release();
+                Ok(batch)
+            }
+            Found::Behind(window_first) => {
+                let last = acknowledged.min(Lsn(window_first.0 - 1));
+                let batch = self.own.read(&self.shared, next, last)?;
+                self.shared.feed.records_alone.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(Arc::new(batch))
+            }
+        }
+    }
+
     fn finish(&mut self) {
         self.done = true;
-        self.reader = None;
+        self.batch = None;
+        self.own.release();
         self.forget_registration();
     }
 

@@ -6,7 +6,9 @@
 //! - `recovery.rs`: what opening an existing log does with what it finds.
 //! - `reader.rs`: reading records back.
 //! - `follow.rs`: following the log as it is acknowledged ([`Follower`]).
+//! - `feed.rs`: what a log's followers share: records read once, the wake-up.
 
+mod feed;
 mod follow;
 mod options;
 mod reader;
@@ -105,6 +107,11 @@ pub struct WalStats {
     pub helped_writes: u64,
     /// Segment files the log holds now, the active one included.
     pub segments: usize,
+    /// Records the log's followers read from the files into the window
+    /// they share (each read and checked once for all of them).
+    pub follower_records_shared: u64,
+    /// Records followers behind that window read from the files on their own.
+    pub follower_records_alone: u64,
 }
 
 impl Wal<RealFs> {
@@ -155,7 +162,7 @@ impl<V: Vfs> Wal<V> {
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
             group_filled: Condvar::new(),
-            followed: Condvar::new(),
+            feed: feed::Feed::new(segments[0].header.first_lsn),
             segments: Mutex::new(segments),
             spare: Mutex::new(None),
             acknowledged_lsn: AtomicU64::new(last_lsn.0),
@@ -468,6 +475,7 @@ impl<V: Vfs> Wal<V> {
             let path = segments[0].path.clone();
             self.shared.fs.remove_file(&path).map_err(Error::io("remove", &path))?;
             segments.remove(0);
+            self.shared.feed.set_oldest(segments[0].header.first_lsn);
             self.shared.fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
         }
         Ok(removable)
@@ -484,7 +492,15 @@ impl<V: Vfs> Wal<V> {
             let st = self.shared.state.lock();
             (st.writes, st.syncs, st.helped_writes)
         };
-        WalStats { writes, syncs, helped_writes, segments: self.shared.segments.lock().len() }
+        let feed = &self.shared.feed;
+        WalStats {
+            writes,
+            syncs,
+            helped_writes,
+            segments: self.shared.segments.lock().len(),
+            follower_records_shared: feed.records_shared.load(Ordering::Relaxed),
+            follower_records_alone: feed.records_alone.load(Ordering::Relaxed),
+        }
     }
 
     /// The options the log was opened with.

@@ -19,6 +19,7 @@
 //! **Invariant:** after a failed write or fdatasync the log is poisoned:
 //! nothing later is acknowledged, and the failed sync is never retried.
 
+use super::feed::Feed;
 use super::segment::{create_spare, now_unix_us, publish_segment, random_u64, Segment, Spare};
 use super::tail::Chained;
 use super::{FsyncMode, WalOptions};
@@ -121,15 +122,11 @@ pub(crate) struct State<F> {
     demand: Lsn,
     /// Ids for waiting futures (`Wake::Task`), and for waiting followers' tasks.
     next_task_id: u64,
-    /// Followers (`follow.rs`) waiting for the acknowledged LSN to reach
-    /// their next record: how many threads sleep on `Shared::followed`, and
-    /// the tasks' wakers with the LSN each waits for. Apart from `waiters`
-    /// because a follower never leads a round and may wait for an LSN not
-    /// yet assigned.
-    follow_threads: usize,
+    /// Followers' tasks (`follow.rs`) waiting for the acknowledged LSN to
+    /// reach their next record, with the LSN each waits for (follower
+    /// threads park on `Shared::feed`). Apart from `waiters` because a
+    /// follower never leads a round and may wait for an LSN not yet assigned.
     follow_tasks: Vec<(u64, Lsn, Waker)>,
-    /// The acknowledged LSN the sleeping follower threads were last woken for.
-    follow_notified: Lsn,
     /// How many records the next fdatasync should carry: as many as were
     /// waiting when the last one returned (those it synced plus those that
     /// arrived meanwhile), so every writer that keeps appending rides in
@@ -163,7 +160,7 @@ pub(crate) struct State<F> {
     chain_tail: Option<Arc<Chained>>,
 }
 
-/// What a follower waiting for an LSN found (see [`Shared::wait_followed`]).
+/// What a follower waiting for an LSN found (see `Feed::wait`).
 pub(crate) enum Followed {
     /// The LSN is acknowledged: read it.
     Ready,
@@ -218,9 +215,10 @@ pub(crate) struct Shared<V: Vfs> {
     pub leader_wake: Condvar,
     /// A sync leader waiting for its group to fill sleeps here.
     pub group_filled: Condvar,
-    /// Follower threads (`follow.rs`) sleep here: signalled by `wake` when
-    /// the acknowledged LSN advanced and one sleeps, and at shutdown.
-    pub followed: Condvar,
+    /// What the log's followers share (`feed.rs`): the window of records
+    /// read once for all of them, and where follower threads park
+    /// (woken by `wake` when the acknowledged LSN advanced and one sleeps).
+    pub feed: Feed<V>,
     /// Segments in LSN order; the last is the active one.
     pub segments: Mutex<Vec<Segment<V::File>>>,
     /// The next segment file, zero-filled ahead of time.
@@ -262,9 +260,7 @@ impl<F> State<F> {
             waiters: Vec::new(),
             demand: last_lsn,
             next_task_id: 0,
-            follow_threads: 0,
             follow_tasks: Vec::new(),
-            follow_notified: last_lsn,
             group_target: 0,
             filling: false,
             fsync_average_us: 0,
@@ -666,7 +662,7 @@ impl<V: Vfs> Shared<V> {
             }
         }
         let mut woken = Vec::new(); // allocates only if someone is woken
-        self.wake_followers(st, &mut woken);
+        let followers_sleep = self.wake_followers(st, &mut woken);
         let mut at = 0;
         while at < st.waiters.len() {
             if covered(&st.waiters[at]) {
@@ -675,23 +671,28 @@ impl<V: Vfs> Shared<V> {
                 at += 1;
             }
         }
-        if !woken.is_empty() {
-            MutexGuard::unlocked(st, || woken.into_iter().for_each(Wake::wake));
+        if !woken.is_empty() || followers_sleep {
+            MutexGuard::unlocked(st, || {
+                woken.into_iter().for_each(Wake::wake);
+                if followers_sleep {
+                    self.feed.wake_sleepers();
+                }
+            });
         }
     }
 
-    /// The followers' part of `wake`: signals the sleeping follower threads
-    /// if the acknowledged LSN advanced since they were last signalled, and
-    /// moves the waker of each task whose LSN is now acknowledged into
-    /// `woken` (woken with `state` released). With no follower this is two
-    /// comparisons.
-    fn wake_followers(&self, st: &mut State<V::File>, woken: &mut Vec<Wake>) {
+    /// The followers' part of `wake`, after `store_progress`: whether a
+    /// follower thread may sleep on the feed (then `wake` wakes them with
+    /// `state` released), and moves the waker of each task whose LSN is now
+    /// acknowledged into `woken`. With no follower thread asleep this is a
+    /// fence, two loads and a comparison.
+    fn wake_followers(&self, st: &mut State<V::File>, woken: &mut Vec<Wake>) -> bool {
         let acknowledged = self.acknowledged(st);
         let ended = st.poisoned.is_some() || st.closed || st.shutdown;
-        if st.follow_threads > 0 && (acknowledged > st.follow_notified || ended) {
-            st.follow_notified = acknowledged;
-            self.followed.notify_all();
+        if ended {
+            self.feed.end();
         }
+        let sleepers = self.feed.sleepers();
         if !st.follow_tasks.is_empty() {
             let mut at = 0;
             while at < st.follow_tasks.len() {
@@ -703,31 +704,17 @@ impl<V: Vfs> Shared<V> {
                 }
             }
         }
+        sleepers
     }
 
-    /// For a follower thread: blocks until the acknowledged LSN reaches
-    /// `lsn` (an LSN perhaps not yet assigned), the log ends (poisoned,
-    /// closed or dropped), or `deadline` passes. Never leads a round: a
-    /// follower waits for the appenders' acknowledgements, it causes none.
-    pub fn wait_followed(&self, lsn: Lsn, deadline: Option<Instant>) -> Followed {
-        let mut st = self.state.lock();
-        loop {
-            if let Some(outcome) = self.followed_now(&st, lsn) {
-                return outcome;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Followed::TimedOut;
-            }
-            st.follow_threads += 1;
-            match deadline {
-                Some(deadline) => drop(self.followed.wait_until(&mut st, deadline)),
-                None => self.followed.wait(&mut st),
-            }
-            st.follow_threads -= 1;
-        }
+    /// For a follower thread that saw the log end (`Feed::wait`): what it
+    /// finds for `lsn`, under `state`.
+    pub fn followed_end(&self, lsn: Lsn) -> Followed {
+        let st = self.state.lock();
+        self.followed_now(&st, lsn).expect("the feed ends only once the log did")
     }
 
-    /// For a follower's task: `Ready` as [`Shared::wait_followed`] would
+    /// For a follower's task: `Ready` as `Feed::wait` would
     /// return, or registers `waker` (replacing the one `id` registered) to
     /// be woken when the acknowledged LSN reaches `lsn` or the log ends.
     pub fn poll_followed(&self, lsn: Lsn, id: &mut Option<u64>, waker: &Waker) -> Poll<Followed> {
@@ -1180,7 +1167,8 @@ impl<V: Vfs> Shared<V> {
             waiter.wake.wake();
         }
         // Followers find the log ended once they have read what it acknowledged.
-        self.followed.notify_all();
+        self.feed.end();
+        self.feed.wake_sleepers();
         for (_, _, waker) in std::mem::take(&mut st.follow_tasks) {
             waker.wake();
         }

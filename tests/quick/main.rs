@@ -26,5 +26,6 @@ mod wal_async;
 mod wal_basics;
 mod wal_concurrency;
 mod wal_follow;
+mod wal_follow_shared;
 mod wal_recovery;
 mod workspace_lean_dependencies;

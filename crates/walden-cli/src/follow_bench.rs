@@ -88,7 +88,8 @@ fn mode_name(mode: FsyncMode) -> &'static str {
 
 /// Appends `records` from `writers` threads with `followers` following
 /// every record; returns appends per second (until the last append
-/// returned) and checks that every follower read every record.
+/// returned) and checks that every follower read every record, in order,
+/// each with its whole payload.
 fn throughput(
     root: &Path,
     mode: FsyncMode,
@@ -113,10 +114,12 @@ fn throughput(
                         drop(walden::io::lower_current_thread_priority(nice));
                     }
                     start.wait();
+                    // Every record, in order, its payload in hand (checked, so
+                    // a follower cannot count without delivering it).
                     let mut read = 0u64;
                     while read < total {
                         match follower.next() {
-                            Some(Ok(_)) => read += 1,
+                            Some(Ok(record)) if record.lsn.0 == read + 1 && record.payload.len() == bytes => read += 1,
                             _ => break,
                         }
                     }

@@ -1,0 +1,467 @@
+//! [`Feed`]: what a log's followers share: one window of records read
+//! from the segment files once, and the wake-up of follower threads.
+//!
+//! **The window.** Records are read (mapped, their CRC checked) by one
+//! follower at a time, into a [`Batch`] of at most [`BATCH_RECORDS_MAX`]
+//! records and [`BATCH_BYTES_MAX`] payload bytes, which goes into a window
+//! of recent batches weighing at most [`WINDOW_BYTES_MAX`] (payloads plus
+//! a little per record and batch; the newest batch always stays). A follower whose next LSN is in the
+//! window takes that batch (an `Arc`) and delivers from it with no lock; one
+//! whose next LSN is the window's end plus one reads the next batch for
+//! everyone, under `reading`, on its own thread; one that fell behind the
+//! window reads the files on its own (a private [`Cursor`]) up to the
+//! window's start, then joins it. The appenders never read, copy or wait
+//! for anything here: the window is filled by the followers that need it.
+//!
+//! **The wake-up.** A follower that finds nothing acknowledged past what it
+//! delivered spins for at most [`SPIN_MAX`] watching `acknowledged_lsn`
+//! (one follower at a time, `spinning`; not at all for a while after a
+//! spinner found itself preempted: the machine is busy), then parks on
+//! `wake`. The log's `wake`
+//! (writer.rs) stores the acknowledged LSN, then calls [`Feed::sleepers`]:
+//! a fence and two loads, and only if a follower sleeps and none spins, a
+//! `notify_all`, made with the log's `state` released. While a follower
+//! spins, it wakes the sleepers itself when it sees the LSN move, so the
+//! appenders pay no wake-up; a follower that wakes takes every record
+//! acknowledged by then. The price: a spinner preempted on a busy machine
+//! delays the sleepers' wake-up (and its own delivery) until it runs
+//! again, a scheduler's time slice; it then stops spinning for a while.
+//!
+//! **Invariant:** a batch holds only records at or below the acknowledged
+//! LSN its reader saw, contiguous from `Batch::first`, each CRC-checked
+//! once by the reader; the window's batches are contiguous and in LSN
+//! order; its memory is bounded by `WINDOW_BYTES_MAX` plus one batch, and
+//! each follower holds at most one batch more.
+//!
+//! **Invariant:** no lost wake-up: a follower sets `sleeping` (under
+//! `sleep`), fences, then checks the acknowledged LSN and `ended` before it
+//! waits; the log stores them, fences, then reads `spinning` and
+//! `sleeping`; the spinner clears `spinning`, fences, then reads the LSN
+//! and `sleeping`. Of each pair, one sees the other's store: a sleeper is
+//! woken by the log, or by the spinner the log saw.
+
+use super::reader::{ReadPosition, WalReader};
+use super::writer::{Followed, Shared};
+use crate::format::padded_len;
+use crate::io::Vfs;
+use crate::{Error, Lsn, Result};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The most records one read puts in a batch.
+pub(crate) const BATCH_RECORDS_MAX: usize = 4096;
+/// The most payload bytes one read puts in a batch (a single larger record
+/// makes a batch of one).
+pub(crate) const BATCH_BYTES_MAX: usize = 256 << 10;
+/// The most the window's batches weigh beyond its newest batch (payload
+/// bytes plus a little per record and per batch: `Batch::weight_bytes`).
+pub(crate) const WINDOW_BYTES_MAX: usize = 8 << 20;
+/// The longest a follower spins before it parks: long enough to cover a
+/// steady writer's gap between two records (a parked thread's wake-up on a
+/// virtual machine costs tens of microseconds), short enough that an idle
+/// log costs an idle follower nothing after it.
+pub(crate) const SPIN_MAX: Duration = Duration::from_micros(200);
+/// A gap between two looks of the spinner this long means it lost its CPU.
+const PREEMPTED: Duration = Duration::from_micros(50);
+/// How many waits park at once after a spinner was preempted.
+const SPIN_SKIPS_AFTER_PREEMPTION: u32 = 1000;
+
+/// Consecutive records read from the files once, shared by the followers.
+pub(crate) struct Batch {
+    first: Lsn,
+    /// The payloads, back to back.
+    bytes: Vec<u8>,
+    /// Where each payload ends in `bytes`.
+    ends: Vec<u32>,
+    /// Each record's batch-continues flag.
+    continues: Vec<bool>,
+}
+
+impl Batch {
+    /// The LSN of its last record.
+    pub fn last(&self) -> Lsn {
+        Lsn(self.first.0 + self.ends.len() as u64 - 1)
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The memory it takes, roughly: its buffers (5 bytes a record past the
+    /// payloads) and a fixed part (so a window of empty records is bounded too).
+    fn weight_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * 4 + self.continues.capacity() + 128
+    }
+
+    pub fn holds(&self, lsn: Lsn) -> bool {
+        self.first <= lsn && lsn <= self.last()
+    }
+
+    /// The payload of the record at `lsn`, which it holds, and whether more
+    /// of its atomic batch follow it.
+    pub fn get(&self, lsn: Lsn) -> (&[u8], bool) {
+        debug_assert!(self.holds(lsn));
+        let i = (lsn.0 - self.first.0) as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        (&self.bytes[start..self.ends[i] as usize], self.continues[i])
+    }
+}
+
+/// Reads batches from the files, resuming where its last batch ended.
+pub(crate) struct Cursor<V: Vfs> {
+    /// Where the record after the last one read starts.
+    position: Option<ReadPosition>,
+    /// The reader in use, bounded by the acknowledged LSN when it was made;
+    /// dropped once it has nothing more (no map held while waiting).
+    reader: Option<WalReader<V>>,
+}
+
+impl<V: Vfs> Cursor<V> {
+    pub fn new() -> Cursor<V> {
+        Cursor { position: None, reader: None }
+    }
+
+    /// Drops the reader (and its map).
+    pub fn release(&mut self) {
+        self.reader = None;
+    }
+
+    /// Reads the records from `from` to at most `last` (acknowledged, the
+    /// caller saw to it) into a batch, their CRCs checked. A record that
+    /// cannot be read because its segment was removed is
+    /// [`Error::Compacted`].
+    pub fn read(&mut self, shared: &Shared<V>, from: Lsn, last: Lsn) -> Result<Batch> {
+        debug_assert!(from <= last);
+        let oldest = shared.feed.oldest();
+        if from < oldest {
+            return Err(Error::Compacted { lsn: from, oldest });
+        }
+        if self.reader.as_ref().is_none_or(|r| r.upto() < from) {
+            let acknowledged = Lsn(shared.acknowledged_lsn.load(Ordering::Acquire));
+            let (segments, written) = super::readable_segments(shared);
+            // The acknowledged LSN was loaded first, so `written` covers it.
+            debug_assert!(written >= acknowledged && acknowledged >= last);
+            let upto = written.min(acknowledged);
+            self.reader = Some(match self.position.filter(|p| p.lsn == from) {
+                Some(at) => WalReader::at(segments, at, upto),
+                None => WalReader::new(segments, from, upto),
+            });
+        }
+        let reader = self.reader.as_mut().expect("made above");
+        let last = last.min(reader.upto());
+        let mut batch = Batch { first: from, bytes: Vec::new(), ends: Vec::new(), continues: Vec::new() };
+        let mut expected = from;
+        while expected <= last && batch.ends.len() < BATCH_RECORDS_MAX && batch.bytes.len() < BATCH_BYTES_MAX {
+            let (lsn, payload) = match reader.next_ref() {
+                Some(Ok(found)) => found,
+                Some(Err(e)) => {
+                    self.reader = None;
+                    return Err(e);
+                }
+                None => break,
+            };
+            if lsn != expected {
+                break; // the reader started past `from`: its segment went meanwhile
+            }
+            if batch.bytes.is_empty() {
+                let want = (last.0 - from.0 + 1).min(BATCH_RECORDS_MAX as u64) as usize;
+                batch.bytes.reserve((payload.len() * want).min(BATCH_BYTES_MAX + payload.len()));
+                batch.ends.reserve(want);
+                batch.continues.reserve(want);
+            }
+            batch.bytes.extend_from_slice(payload);
+            let frame_bytes = padded_len(payload.len()) as u64;
+            batch.ends.push(u32::try_from(batch.bytes.len()).expect("a batch is under 4 GiB"));
+            batch.continues.push(reader.last_batch_continues());
+            let at = reader.last_position().expect("a record was just returned");
+            assert_eq!(at.lsn, lsn, "the reader reports the record it returned");
+            self.position = Some(ReadPosition {
+                lsn: lsn.next(),
+                segment_first_lsn: at.segment_first_lsn,
+                offset: at.offset + frame_bytes,
+            });
+            expected = lsn.next();
+        }
+        if reader.upto() < expected {
+            self.reader = None;
+        }
+        if expected == from {
+            // An acknowledged LSN unread: only a segment removed between
+            // the check above and the reader's listing does that.
+            self.reader = None;
+            let oldest = shared.feed.oldest();
+            return Err(Error::Compacted { lsn: from, oldest: oldest.max(from.next()) });
+        }
+        Ok(batch)
+    }
+}
+
+/// The window of batches recently read, contiguous, oldest first.
+struct Window {
+    batches: VecDeque<Arc<Batch>>,
+    /// What every batch but the newest weighs (`Batch::weight_bytes`).
+    weight_bytes: usize,
+    /// The last LSN it holds; if it holds none, the one before where it starts.
+    end: Lsn,
+}
+
+impl Window {
+    fn first(&self) -> Lsn {
+        self.batches.front().map_or(self.end.next(), |b| b.first)
+    }
+
+    fn find(&self, lsn: Lsn) -> Option<Arc<Batch>> {
+        if lsn < self.first() || lsn > self.end {
+            return None;
+        }
+        let at = self.batches.partition_point(|b| b.last() < lsn);
+        let batch = &self.batches[at];
+        debug_assert!(batch.holds(lsn));
+        Some(batch.clone())
+    }
+
+    fn push(&mut self, batch: Arc<Batch>) {
+        debug_assert_eq!(batch.first, self.end.next(), "the window is contiguous");
+        if let Some(newest) = self.batches.back() {
+            self.weight_bytes += newest.weight_bytes();
+        }
+        self.end = batch.last();
+        self.batches.push_back(batch);
+        while self.weight_bytes > WINDOW_BYTES_MAX {
+            let oldest = self.batches.pop_front().expect("the weight counts held batches");
+            self.weight_bytes -= oldest.weight_bytes();
+        }
+    }
+
+    /// Empties it, to start again at `from`.
+    fn restart(&mut self, from: Lsn) {
+        self.batches.clear();
+        self.weight_bytes = 0;
+        self.end = Lsn(from.0 - 1);
+    }
+}
+
+/// Where a follower's next record is (see [`Feed::batch_for`]).
+pub(crate) enum Found {
+    /// In this batch of the window (read just now, perhaps).
+    Batch(Arc<Batch>),
+    /// Before the window, which starts at this LSN: read it on your own.
+    Behind(Lsn),
+}
+
+/// What the followers of one log share (see the module's docs).
+pub(crate) struct Feed<V: Vfs> {
+    window: Mutex<Window>,
+    /// Held by the follower reading the next batch for the window.
+    reading: Mutex<Cursor<V>>,
+    /// The oldest LSN the log holds (its first segment's first LSN): set by
+    /// `Wal::truncate_before` under `segments`, read without a lock.
+    oldest_lsn: AtomicU64,
+    /// Records read from the files into the window, and by followers
+    /// behind it on their own (`WalStats`).
+    pub records_shared: AtomicU64,
+    pub records_alone: AtomicU64,
+    /// Set once the log is poisoned, closed or dropped.
+    ended: AtomicBool,
+    /// Whether a follower thread may be parked on `wake`.
+    sleeping: AtomicBool,
+    /// Whether a follower is spinning (at most one at a time).
+    spinning: AtomicBool,
+    /// Waits still to park without spinning, after a spinner was preempted.
+    spin_skips: AtomicU32,
+    sleep: Mutex<()>,
+    wake: Condvar,
+}
+
+impl<V: Vfs> Feed<V> {
+    pub fn new(oldest: Lsn) -> Feed<V> {
+        Feed {
+            window: Mutex::new(Window { batches: VecDeque::new(), weight_bytes: 0, end: Lsn::ZERO }),
+            reading: Mutex::new(Cursor::new()),
+            oldest_lsn: AtomicU64::new(oldest.0),
+            records_shared: AtomicU64::new(0),
+            records_alone: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            spinning: AtomicBool::new(false),
+            spin_skips: AtomicU32::new(0),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
+
+    pub fn oldest(&self) -> Lsn {
+        Lsn(self.oldest_lsn.load(Ordering::Acquire))
+    }
+
+    /// Under `segments`, after segments were removed.
+    pub fn set_oldest(&self, oldest: Lsn) {
+        self.oldest_lsn.store(oldest.0, Ordering::Release);
+    }
+
+    /// The batch holding `next` (acknowledged up to `last`, the caller saw
+    /// to it): from the window, or read into it now on this thread if
+    /// `next` is just past it; or where the window starts, if `next` is
+    /// before it.
+    pub fn batch_for(&self, shared: &Shared<V>, next: Lsn, last: Lsn) -> Result<Found> {
+        if let Some(found) = self.in_window(next) {
+            return Ok(found);
+        }
+        let mut cursor = self.reading.lock();
+        // Another follower may have read it while this one waited.
+        if let Some(found) = self.in_window(next) {
+            return Ok(found);
+        }
+        {
+            let mut window = self.window.lock();
+            if next != window.end.next() {
+                // Past the window (or the window is empty): it moves here;
+                // the followers still in it read on their own once through.
+                window.restart(next);
+                cursor.release();
+            }
+        }
+        let batch = Arc::new(cursor.read(shared, next, last)?);
+        self.records_shared.fetch_add(batch.ends.len() as u64, Ordering::Relaxed);
+        self.window.lock().push(batch.clone());
+        Ok(Found::Batch(batch))
+    }
+
+    /// `next`'s batch or `Behind` if the window answers for it.
+    fn in_window(&self, next: Lsn) -> Option<Found> {
+        let window = self.window.lock();
+        if let Some(batch) = window.find(next) {
+            return Some(Found::Batch(batch));
+        }
+        let first = window.first();
+        (!window.batches.is_empty() && next < first).then_some(Found::Behind(first))
+    }
+
+    /// For the log, under `state`, once it is poisoned, closed or dropped.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// For the log, after it stored a new acknowledged LSN (or `end`ed):
+    /// whether the caller must call [`Feed::wake_sleepers`] (with `state`
+    /// released): a follower may sleep and none spins (a spinning follower
+    /// wakes the sleepers itself when it sees the LSN move, so under load
+    /// the appenders pay no wake-ups). A fence and two loads otherwise.
+    pub fn sleepers(&self) -> bool {
+        fence(Ordering::SeqCst);
+        !self.spinning.load(Ordering::Relaxed) && self.take_sleepers()
+    }
+
+    /// Whether a follower may sleep, clearing the mark: the caller wakes them.
+    fn take_sleepers(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn wake_sleepers(&self) {
+        let _sleep = self.sleep.lock();
+        self.wake.notify_all();
+    }
+
+    /// Blocks a follower thread until the acknowledged LSN reaches `lsn`
+    /// (perhaps not yet assigned), the log ends, or `deadline` passes:
+    /// spinning first if no other follower does, then parked.
+    pub fn wait(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) -> Followed {
+        let ready = || shared.acknowledged_lsn.load(Ordering::Acquire) >= lsn.0;
+        let ended = || self.ended.load(Ordering::Acquire);
+        if !self.skip_spin()
+            && self.spinning.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            && self.spin(shared, lsn, deadline)
+        {
+            return Followed::Ready;
+        }
+        loop {
+            if ready() {
+                return Followed::Ready;
+            }
+            if ended() {
+                return shared.followed_end(lsn);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Followed::TimedOut;
+            }
+            let mut sleep = self.sleep.lock();
+            self.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if ready() || ended() {
+                continue;
+            }
+            match deadline {
+                Some(deadline) => drop(self.wake.wait_until(&mut sleep, deadline)),
+                None => self.wake.wait(&mut sleep),
+            }
+        }
+    }
+
+    /// Whether this wait parks at once because a spinner was preempted
+    /// lately (counts the waits down).
+    fn skip_spin(&self) -> bool {
+        let skips = self.spin_skips.load(Ordering::Relaxed);
+        skips > 0 && {
+            self.spin_skips.store(skips - 1, Ordering::Relaxed); // a lost count is harmless
+            true
+        }
+    }
+
+    /// The spinning follower (it set `spinning`): watches the acknowledged
+    /// LSN for at most [`SPIN_MAX`] (and not past `deadline`) with the
+    /// CPU's spin hint, never yielding (on a busy machine `sched_yield`
+    /// hands the CPU away for a whole time slice); stops at once if it
+    /// finds it was preempted (two looks [`PREEMPTED`] apart: the machine
+    /// is busy, a spinner there is a CPU hog the scheduler makes wait for
+    /// milliseconds, measured at load 9-11: p50 delivery 1-7 ms against
+    /// 25 µs parked), and the next [`SPIN_SKIPS_AFTER_PREEMPTION`] waits
+    /// park without spinning. Wakes the
+    /// sleeping followers whenever it sees the LSN move (the log does not
+    /// while it spins). Returns whether `lsn` is acknowledged.
+    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) -> bool {
+        let acknowledged = || shared.acknowledged_lsn.load(Ordering::Acquire);
+        let started = Instant::now();
+        let until = deadline.map_or(started + SPIN_MAX, |d| d.min(started + SPIN_MAX));
+        let mut seen = acknowledged();
+        let mut looks = 0u32;
+        let mut last_look = started;
+        while seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+            looks += 1;
+            if looks.is_multiple_of(64) {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                if now - last_look >= PREEMPTED {
+                    // The CPU is not this thread's alone: spinning would only
+                    // take it from others. Park, and let the next waits park too.
+                    self.spin_skips.store(SPIN_SKIPS_AFTER_PREEMPTION, Ordering::Relaxed);
+                    break;
+                }
+                last_look = now;
+            }
+            std::hint::spin_loop();
+            let now_acknowledged = acknowledged();
+            if now_acknowledged != seen {
+                seen = now_acknowledged;
+                fence(Ordering::SeqCst);
+                if self.take_sleepers() {
+                    self.wake_sleepers();
+                }
+            }
+        }
+        self.spinning.store(false, Ordering::SeqCst);
+        // The log may have skipped a wake-up because this one spun: what it
+        // stored before it read `spinning` is seen here, after the fence,
+        // and so is any sleeper's mark: wake them, whatever was seen above.
+        fence(Ordering::SeqCst);
+        if self.take_sleepers() {
+            self.wake_sleepers();
+        }
+        acknowledged() >= lsn.0
+    }
+}
