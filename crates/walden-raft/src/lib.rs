@@ -124,6 +124,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod app;
+mod blocking;
 pub mod codec;
 pub mod content;
 mod durability;
