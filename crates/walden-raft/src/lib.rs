@@ -124,6 +124,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod app;
+mod blocking;
 pub mod codec;
 pub mod content;
 mod durability;
@@ -139,4 +140,4 @@ pub use error::{Error, Result};
 pub use log_store::LogStore;
 pub use snapshot_data::SnapshotData;
 pub use state_machine::{SmOpenReport, StateMachine};
-pub use store::{default_wal_options, open, open_with, Storage};
+pub use store::{default_wal_options, open, open_with, Storage, RAFT_FLUSH_INTERVAL};

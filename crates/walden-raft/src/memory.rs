@@ -187,8 +187,15 @@ where
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
         let id = format!("memory-{}", self.counter.fetch_add(1, Ordering::Relaxed));
         let (meta, frozen) = self.state.read().freeze(id);
-        let mut bytes = Vec::new();
-        content::write_content::<C, S>(&meta, &frozen, &mut bytes).map_err(|e| snapshot_error(e, ErrorVerb::Write))?;
+        // Off the runtime, as the walden state machine builds (blocking.rs),
+        // so the two clusters of a benchmark pay the same way.
+        let built = crate::blocking::off_runtime::<C, _>("walden-raft-snapshot", move || {
+            let mut bytes = Vec::new();
+            content::write_content::<C, S>(&meta, &frozen, &mut bytes).map(|_| (meta, bytes))
+        })
+        .await
+        .map_err(|e| snapshot_error(std::io::Error::other(e.to_string()), ErrorVerb::Write))?;
+        let (meta, bytes) = built.map_err(|e| snapshot_error(e, ErrorVerb::Write))?;
         *self.current.lock() = Some((meta, Arc::new(MemoryFile::new(bytes))));
         Ok(self.snapshot().expect("just built"))
     }

@@ -426,7 +426,13 @@ where
     V: Vfs,
 {
     async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<C>, StorageError<C::NodeId>> {
-        self.build().map_err(|e| snap_error(e, ErrorVerb::Write))?;
+        // Off the runtime: a build compresses, writes and syncs the whole
+        // state (blocking.rs).
+        let this = self.clone();
+        crate::blocking::off_runtime::<C, _>("walden-raft-snapshot", move || this.build())
+            .await
+            .and_then(|built| built)
+            .map_err(|e| snap_error(e, ErrorVerb::Write))?;
         self.current()
             .map_err(|e| snap_error(e, ErrorVerb::Read))?
             .ok_or_else(|| snap_error(Error::Refused("the snapshot just built is gone".into()), ErrorVerb::Read))
