@@ -284,15 +284,17 @@ const READER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// ... and at which a committer folds them itself, if the folder is free
 /// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine).
 const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
-/// ... and at which a committer waits for the folder and folds them: the
-/// bound on what a reader walks (a few hundred microseconds) and the chain
-/// holds (about 10 MiB of 100-byte puts) while the fold thread runs behind
-/// a writer of large batches. The fold thread takes whatever waits, so its
-/// folds grow up to this while it lags, and each node a fold copies is
-/// shared by more of its records: a bulk load of batches of 1,000 at 2M
-/// keys took 5-6 s with this bound, 8 s with 16 Ki, 3 s with 256 Ki and
-/// 1-2 s with none (a loaded machine, 17:38 UTC).
-const COMMITTER_WAITS_AT: u64 = 64 * 1024;
+/// The most records the fold thread (or a committer that waits for the
+/// folder) folds at once: a fold copies about a leaf per record on a
+/// large tree of random keys, so this bounds how long the folder is held,
+/// and so how long a committer past `COMMITTER_WAITS_AT` waits.
+const FOLD_MAX: u64 = 1024;
+/// ... and at which a committer waits for the folder and folds: the bound
+/// on what a reader walks and the chain holds while the fold thread runs
+/// behind the writers (a fold of random keys on a large tree copies a leaf
+/// per record, slower than a put), and the writers' backpressure: each
+/// waits at most for the fold in progress and one of its own.
+const COMMITTER_WAITS_AT: u64 = 4 * FOLD_MAX;
 /// How long the fold thread sleeps with nothing asked of it before it
 /// folds what is left.
 const FOLD_THREAD_IDLE: Duration = Duration::from_millis(50);
@@ -943,9 +945,11 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             // A commit that brings `COMMITTER_FOLDS_AT` records on its own
             // (a large batch) wakes the fold thread like any other; only a
             // committer that finds it asked already and not yet started
-            // (stalled) folds here, if the folder is free.
+            // (stalled) folds here, if the folder is free. Past
+            // `COMMITTER_WAITS_AT` the fold thread is slower than the
+            // writers: a committer waits for the folder and folds a share.
             if behind >= COMMITTER_WAITS_AT {
-                self.fold(&mut self.folder.lock());
+                self.fold_at_most(&mut self.folder.lock(), FOLD_MAX);
             } else if behind >= FOLD_AT && !self.wake_folder() && behind >= COMMITTER_FOLDS_AT {
                 self.fold_if_behind(lsn, COMMITTER_FOLDS_AT);
             }
@@ -980,8 +984,9 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// engine's chain is let go), until the engine closes.
     fn fold_when_asked(&self) {
         while !self.fold_stop.load(Ordering::Acquire) {
-            if self.fold_wanted.swap(false, Ordering::AcqRel) {
-                self.fold(&mut self.folder.lock());
+            let behind = self.wal.acknowledged_lsn().0.saturating_sub(self.published.load().lsn.0);
+            if self.fold_wanted.swap(false, Ordering::AcqRel) || behind >= FOLD_AT {
+                self.fold_at_most(&mut self.folder.lock(), FOLD_MAX);
                 continue;
             }
             std::thread::park_timeout(FOLD_THREAD_IDLE);
@@ -1006,16 +1011,25 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// of the state as the new base. Stops at a record that cannot be
     /// applied: the engine is then broken.
     fn fold(&self, folder: &mut Folder<S>) {
-        let acknowledged = self.wal.acknowledged_lsn();
-        if folder.failed || acknowledged <= folder.lsn {
+        self.fold_at_most(folder, u64::MAX);
+    }
+
+    /// [`Core::fold`] of at most `max` records (a state that reads its
+    /// recent records only: readers see the rest through the chain).
+    fn fold_at_most(&self, folder: &mut Folder<S>, max: u64) {
+        let mut upto = self.wal.acknowledged_lsn();
+        if folder.failed || upto <= folder.lsn {
             return;
+        }
+        if S::READS_RECENT {
+            upto = upto.min(Lsn(folder.lsn.0.saturating_add(max)));
         }
         let anchor = folder.anchor.clone();
         let failure = if S::READS_RECENT {
             // Its apply cannot fail for a checked record, so the records go
             // as one batch (the store merges them into its tree in key
             // order, each leaf rewritten once).
-            let records: Vec<(Lsn, &[u8])> = anchor.walk(folder.lsn.next(), acknowledged).collect();
+            let records: Vec<(Lsn, &[u8])> = anchor.walk(folder.lsn.next(), upto).collect();
             debug_assert!(records.iter().zip(folder.lsn.0 + 1..).all(|(r, lsn)| r.0 .0 == lsn), "gap-free");
             match folder.machine.apply_batch(&records) {
                 Ok(()) => {
@@ -1027,7 +1041,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             }
         } else {
             let mut failure = None;
-            for (lsn, payload) in anchor.walk(folder.lsn.next(), acknowledged) {
+            for (lsn, payload) in anchor.walk(folder.lsn.next(), upto) {
                 debug_assert_eq!(lsn, folder.lsn.next(), "records are applied in LSN order");
                 if let Err(e) = folder.machine.apply(lsn, payload) {
                     failure = Some(Error::Apply { lsn, reason: e.to_string() });
@@ -1047,7 +1061,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             log::error!("walden: {e}; the engine takes no more commits");
             let _ = self.broken.set(Arc::new(e));
         }
-        debug_assert!(folder.failed || folder.lsn == acknowledged, "every acknowledged record is in the chain");
+        debug_assert!(folder.failed || folder.lsn == upto, "every acknowledged record is in the chain");
         folder.anchor = anchor.seek(folder.lsn.next());
         let base = Base { machine: folder.machine.clone(), lsn: folder.lsn, anchor: folder.anchor.clone() };
         self.published.store(Arc::new(base));
