@@ -95,6 +95,8 @@ fn a_put_frozen_in_its_write_holds_up_no_other_put_and_no_reader() {
 /// meets it freezes, holding the folder).
 static FREEZE: AtomicBool = AtomicBool::new(false);
 static FROZEN: AtomicBool = AtomicBool::new(false);
+/// Whether the fold that froze is the fold thread's (else a committer's).
+static FROZEN_ON_FOLD_THREAD: AtomicBool = AtomicBool::new(false);
 
 /// A counter that reads its recent records itself, as the store does, and
 /// whose apply of `+0` blocks while `FREEZE` is set.
@@ -124,6 +126,7 @@ impl StateMachine for Tally {
     fn apply(&mut self, _lsn: Lsn, payload: &[u8]) -> Result<()> {
         let n = parse(payload)?;
         if n == 0 && FREEZE.load(Ordering::SeqCst) {
+            FROZEN_ON_FOLD_THREAD.store(std::thread::current().name() == Some("walden-fold"), Ordering::SeqCst);
             FROZEN.store(true, Ordering::SeqCst);
             while FREEZE.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -184,6 +187,11 @@ fn a_committer_frozen_mid_apply_holds_up_no_other_commit_and_no_reader() {
                 })
             };
             until("a fold frozen mid-apply", || FROZEN.load(Ordering::SeqCst));
+            // The committing thread's last commit may still be on its way
+            // (in `Always`, behind an fdatasync) unless it is the frozen one.
+            if FROZEN_ON_FOLD_THREAD.load(Ordering::SeqCst) {
+                until("the committing thread stops", || folding.is_finished());
+            }
             let before = total(&engine).0;
             for i in 1..=500i64 {
                 let lsn = engine.commit(b"+2").unwrap();
