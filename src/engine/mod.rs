@@ -941,7 +941,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// apply error is then this committer's).
     fn publish(&self, lsn: Lsn, bytes: u64) -> Result<()> {
         if S::READS_RECENT {
-            let behind = lsn.0.saturating_sub(self.published.load().lsn.0);
+            let behind = self.unfolded(lsn);
             // A commit that brings `COMMITTER_FOLDS_AT` records on its own
             // (a large batch) wakes the fold thread like any other; only a
             // committer that finds it asked already and not yet started
@@ -984,7 +984,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// engine's chain is let go), until the engine closes.
     fn fold_when_asked(&self) {
         while !self.fold_stop.load(Ordering::Acquire) {
-            let behind = self.wal.acknowledged_lsn().0.saturating_sub(self.published.load().lsn.0);
+            let behind = self.unfolded(self.wal.acknowledged_lsn());
             if self.fold_wanted.swap(false, Ordering::AcqRel) || behind >= FOLD_AT {
                 self.fold_at_most(&mut self.folder.lock(), FOLD_MAX);
                 continue;
@@ -996,10 +996,15 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
     }
 
+    /// Records up to `upto` that the published base does not hold yet.
+    fn unfolded(&self, upto: Lsn) -> u64 {
+        upto.0.saturating_sub(self.published.load().lsn.0)
+    }
+
     /// Folds if `upto` is `behind` records or more past the published base
     /// and the folder is free: a caller that finds it held does not wait.
     fn fold_if_behind(&self, upto: Lsn, behind: u64) {
-        if upto.0.saturating_sub(self.published.load().lsn.0) >= behind {
+        if self.unfolded(upto) >= behind {
             if let Some(mut folder) = self.folder.try_lock() {
                 self.fold(&mut folder);
             }

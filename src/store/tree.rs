@@ -63,16 +63,11 @@ struct Branch {
     children: Vec<Node>,
 }
 
-/// A branch's separator keys: their prefixes, and their bytes back to
-/// back in one buffer (a branch's copy is three buffer copies, not a
-/// reference count touched per key).
+/// A branch's separator keys: a leaf's arena holding bare keys instead of
+/// records (their prefixes, and their bytes back to back), so a branch's
+/// copy is three buffer copies, not a reference count touched per key.
 #[derive(Clone, Default)]
-struct Separators {
-    prefixes: Vec<u64>,
-    /// Where separator `i` ends in `bytes`.
-    ends: Vec<u32>,
-    bytes: Vec<u8>,
-}
+struct Separators(Leaf);
 
 #[derive(Clone)]
 enum Node {
@@ -303,8 +298,15 @@ impl Leaf {
 
     /// Removes record `i`; returns its revision.
     fn remove(&mut self, i: usize) -> u64 {
+        let revision = record::revision(self.raw(i));
+        self.cut_out(i);
+        shrink_if_loose(&mut self.data, 1024);
+        revision
+    }
+
+    /// Removes item `i`'s bytes, prefix and end.
+    fn cut_out(&mut self, i: usize) {
         let (at, end) = (self.start(i), self.ends[i] as usize);
-        let revision = record::revision(&self.data[at..end]);
         self.data.copy_within(end.., at);
         self.data.truncate(self.data.len() - (end - at));
         self.prefixes.remove(i);
@@ -312,8 +314,6 @@ impl Leaf {
         for e in &mut self.ends[i..] {
             *e -= (end - at) as u32;
         }
-        shrink_if_loose(&mut self.data, 1024);
-        revision
     }
 
     /// Appends a record already encoded (`raw`, its key's prefix `prefix`).
@@ -397,95 +397,63 @@ impl Leaf {
 
 impl Separators {
     fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn start(&self, i: usize) -> usize {
-        if i == 0 {
-            0
-        } else {
-            self.ends[i - 1] as usize
-        }
+        self.0.len()
     }
 
     fn key(&self, i: usize) -> &[u8] {
-        &self.bytes[self.start(i)..self.ends[i] as usize]
+        self.0.raw(i)
     }
 
     /// Separator `i`'s prefix and bytes, if there is one.
     fn get(&self, i: usize) -> Option<(u64, &[u8])> {
-        (i < self.len()).then(|| (self.prefixes[i], self.key(i)))
+        (i < self.len()).then(|| (self.0.prefixes[i], self.key(i)))
     }
 
     /// Separator `i` as a key of its own.
     fn store_key(&self, i: usize) -> StoreKey {
-        StoreKey::from_parts(self.prefixes[i], self.key(i).into())
+        StoreKey::from_parts(self.0.prefixes[i], self.key(i).into())
     }
 
     fn search(&self, key: KeyRef<'_>) -> Result<usize, usize> {
-        search(&self.prefixes, |i| self.key(i), key)
+        search(&self.0.prefixes, |i| self.key(i), key)
     }
 
     fn push(&mut self, key: &StoreKey) {
-        let n = self.len();
-        self.insert(n, key.prefix(), key.bytes());
+        self.insert(self.len(), key.prefix(), key.bytes());
     }
 
     /// Puts a separator of `prefix` and `bytes` before separator `i`.
     fn insert(&mut self, i: usize, prefix: u64, bytes: &[u8]) {
-        let at = self.start(i);
-        self.bytes.splice(at..at, bytes.iter().copied());
-        self.prefixes.insert(i, prefix);
-        self.ends.insert(i, at as u32);
-        self.shift_ends(i, bytes.len() as u32, true);
-    }
-
-    /// Adds `delta` to where separators `i..` end (subtracts it if not `up`).
-    fn shift_ends(&mut self, i: usize, delta: u32, up: bool) {
-        for end in &mut self.ends[i..] {
-            *end = if up { *end + delta } else { *end - delta };
-        }
+        self.0.splice(i, false, prefix, bytes.len()).copy_from_slice(bytes);
     }
 
     fn remove(&mut self, i: usize) {
-        let (at, end) = (self.start(i), self.ends[i] as usize);
-        self.bytes.drain(at..end);
-        self.prefixes.remove(i);
-        self.ends.remove(i);
-        self.shift_ends(i, (end - at) as u32, false);
+        self.0.cut_out(i);
     }
 
     /// Replaces separator `i`.
     fn set(&mut self, i: usize, prefix: u64, bytes: &[u8]) {
-        self.remove(i);
-        self.insert(i, prefix, bytes);
+        self.0.splice(i, true, prefix, bytes.len()).copy_from_slice(bytes);
+        self.0.prefixes[i] = prefix;
     }
 
     /// Separators `range`, as a list of their own.
     fn part(&self, range: Range<usize>) -> Separators {
-        let (from, to) = (self.start(range.start), self.start(range.end));
-        Separators {
-            prefixes: self.prefixes[range.clone()].to_vec(),
-            ends: self.ends[range].iter().map(|&end| end - from as u32).collect(),
-            bytes: self.bytes[from..to].to_vec(),
-        }
+        Separators(self.0.part(range))
     }
 
     /// Removes separators `at..` and returns them.
     fn split_off(&mut self, at: usize) -> Separators {
         let tail = self.part(at..self.len());
-        self.bytes.truncate(self.start(at));
-        self.prefixes.truncate(at);
-        self.ends.truncate(at);
+        self.0.data.truncate(self.0.start(at));
+        self.0.prefixes.truncate(at);
+        self.0.ends.truncate(at);
         tail
     }
 
     /// Appends every separator of `other`.
     fn append(&mut self, other: &Separators) {
-        let base = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(&other.bytes);
-        self.prefixes.extend_from_slice(&other.prefixes);
-        self.ends.extend(other.ends.iter().map(|&end| base + end));
+        self.0.append(&other.0);
     }
 
     /// Removes the last separator and returns it.
@@ -775,8 +743,8 @@ impl KvMap {
                     let separators = &branch.separators;
                     assert_eq!(separators.len() + 1, branch.children.len());
                     assert_eq!(
-                        (separators.prefixes.len(), separators.start(separators.len())),
-                        (separators.len(), separators.bytes.len())
+                        (separators.0.prefixes.len(), separators.0.start(separators.len())),
+                        (separators.len(), separators.0.bytes())
                     );
                     for (i, child) in branch.children.iter().enumerate() {
                         let start = out.len();
@@ -785,7 +753,7 @@ impl KvMap {
                         assert!(!below.is_empty(), "no empty subtree");
                         if i > 0 {
                             let separator = separators.key(i - 1);
-                            assert_eq!(separators.prefixes[i - 1], KeyRef::new(separator).prefix());
+                            assert_eq!(separators.0.prefixes[i - 1], KeyRef::new(separator).prefix());
                             assert!(&below[0][..] >= separator, "child {i} starts at or above its separator");
                         }
                         if i < separators.len() {
