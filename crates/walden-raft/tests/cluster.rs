@@ -103,7 +103,8 @@ fn node_role(spec: &str) -> ! {
 async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = probe().await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Some(v)) = tokio::time::timeout(left, probe()).await {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
@@ -137,7 +138,7 @@ async fn write_keys(addrs: Vec<String>, range: std::ops::Range<u64>, seen: &Seen
 async fn leader_of(nodes: &Nodes) -> u64 {
     wait_for("a leader", Duration::from_secs(30), async || {
         for addr in nodes.addrs.values() {
-            if let Ok(Status { leader: Some(leader), .. }) = node::node_status::<Kv>(addr).await {
+            if let Ok(Status { leader: Some(leader), .. }) = status(addr).await {
                 if nodes.children.contains_key(&leader) {
                     return Some(leader);
                 }
@@ -148,18 +149,45 @@ async fn leader_of(nodes: &Nodes) -> u64 {
     .await
 }
 
-async fn scenario(nodes: &mut Nodes) {
+/// A call to one node that gives up after `CALL_PATIENCE`.
+async fn call(addr: &str, message: &Message<Kv>) -> std::io::Result<Reply<Kv>> {
+    match tokio::time::timeout(CALL_PATIENCE, node::call::<Kv>(addr, message)).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}: no answer in {CALL_PATIENCE:?}")))
+        }
+    }
+}
+
+/// The status of one node, or an error after 5 s without an answer.
+async fn status(addr: &str) -> std::io::Result<Status> {
+    match tokio::time::timeout(Duration::from_secs(5), node::node_status::<Kv>(addr)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}: no status in 5 s"))),
+    }
+}
+
+const CALL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The whole scenario's bound: it takes 3-10 s; past this it has hung, and
+/// the test fails naming the phase it was in and each node's state.
+const SCENARIO_PATIENCE: Duration = Duration::from_secs(300);
+
+async fn scenario(nodes: &mut Nodes, reached: Arc<parking_lot::Mutex<String>>) {
     let started = Instant::now();
-    let phase = |name: &str| eprintln!("[{:>6.2}s] {name}", started.elapsed().as_secs_f64());
+    let phase = |name: &str| {
+        eprintln!("[{:>6.2}s] {name}", started.elapsed().as_secs_f64());
+        *reached.lock() = name.to_owned();
+    };
     for id in 1..=3 {
         nodes.start(id);
     }
     for id in 1..=3 {
         let addr = nodes.addrs[&id].clone();
-        wait_for("a node to listen", Duration::from_secs(30), async || node::node_status::<Kv>(&addr).await.ok()).await;
+        wait_for("a node to listen", Duration::from_secs(30), async || status(&addr).await.ok()).await;
     }
     let members = (1..=3).map(|id| (id, nodes.addrs[&id].clone())).collect();
-    let reply = node::call::<Kv>(&nodes.addrs[&1], &Message::Init(members)).await.expect("init");
+    let reply = call(&nodes.addrs[&1], &Message::Init(members)).await.expect("init");
     assert!(matches!(reply, Reply::Done), "init: {reply:?}");
     let first_leader = leader_of(nodes).await;
     phase(&format!("cluster of 3 up, leader {first_leader}"));
@@ -187,7 +215,7 @@ async fn scenario(nodes: &mut Nodes) {
     nodes.addrs.insert(4, format!("127.0.0.1:{}", free_port()));
     nodes.start(4);
     let addr4 = nodes.addrs[&4].clone();
-    wait_for("node 4 to listen", Duration::from_secs(30), async || node::node_status::<Kv>(&addr4).await.ok()).await;
+    wait_for("node 4 to listen", Duration::from_secs(30), async || status(&addr4).await.ok()).await;
     let mut admin = Client::new(nodes.addr_list());
     let reply = admin.call_leader(&Message::AddLearner(4, addr4.clone())).await.expect("add learner 4");
     assert!(matches!(reply, Reply::Done), "add learner: {reply:?}");
@@ -202,7 +230,7 @@ async fn scenario(nodes: &mut Nodes) {
     let statuses = wait_for("all four nodes to converge", Duration::from_secs(60), async || {
         let mut statuses = Vec::new();
         for addr in &addrs {
-            statuses.push(node::node_status::<Kv>(addr).await.ok()?);
+            statuses.push(status(addr).await.ok()?);
         }
         let first = &statuses[0];
         let same = statuses.iter().all(|s| (s.last_applied, s.digest) == (first.last_applied, first.digest));
@@ -224,7 +252,7 @@ async fn scenario(nodes: &mut Nodes) {
     for addr in &addrs {
         for chunk in keys.chunks(2_000) {
             let read = Message::Read { read: chunk.to_vec(), stale: true, forwarded: false };
-            let reply = node::call::<Kv>(addr, &read).await.expect("get");
+            let reply = call(addr, &read).await.expect("get");
             let Reply::Read { value: values, .. } = reply else { panic!("{addr}: {reply:?}") };
             for (key, value) in chunk.iter().zip(values) {
                 assert_eq!(value.as_ref(), Some(&acked[key]), "{addr}: acknowledged write {key} is missing");
@@ -353,5 +381,19 @@ fn three_nodes_survive_sigkill_of_the_leader_and_a_late_fourth_installs_a_snapsh
         nodes.addrs.insert(id, format!("127.0.0.1:{}", free_port()));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(scenario(&mut nodes));
+    let reached = Arc::new(parking_lot::Mutex::new("starting the nodes".to_owned()));
+    runtime.block_on(async {
+        if tokio::time::timeout(SCENARIO_PATIENCE, scenario(&mut nodes, reached.clone())).await.is_err() {
+            let mut states = Vec::new();
+            for (id, addr) in &nodes.addrs {
+                let status = tokio::time::timeout(Duration::from_secs(5), node::node_status::<Kv>(addr)).await;
+                states.push(format!("node {id} at {addr}: {status:?}"));
+            }
+            panic!(
+                "the scenario hung for {SCENARIO_PATIENCE:?} after \"{}\"; nodes:\n{}",
+                reached.lock(),
+                states.join("\n")
+            );
+        }
+    });
 }

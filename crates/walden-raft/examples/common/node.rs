@@ -556,12 +556,25 @@ impl<A: Service> Client<A> {
         self.conn = Connection::new(addr);
     }
 
+    /// One call to the current node, given up after `left` (a node that
+    /// accepts a connection and never answers must not hold a client past
+    /// its patience).
+    async fn call_within(&mut self, message: &Message<A>, left: Duration) -> io::Result<Reply<A>> {
+        match tokio::time::timeout(left, self.conn.call(message)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.conn = Connection::new(self.conn.addr().to_owned());
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {left:?}")))
+            }
+        }
+    }
+
     /// Sends a write-like message to the leader; returns its reply.
     pub async fn call_leader(&mut self, message: &Message<A>) -> io::Result<Reply<A>> {
         let deadline = Instant::now() + self.patience;
         let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.conn.call(message).await {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.call_within(message, left).await {
                 Ok(Reply::NotLeader { leader: Some((_, addr)) }) if addr != self.conn.addr() => {
                     if !self.addrs.contains(&addr) {
                         self.addrs.push(addr.clone());
@@ -600,8 +613,8 @@ impl<A: Service> Client<A> {
         let message = Message::<A>::Read { read, stale, forwarded: false };
         let deadline = Instant::now() + self.patience;
         let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.conn.call(&message).await {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.call_within(&message, left).await {
                 Ok(Reply::Read { value, served_by, .. }) => return Ok((value, served_by)),
                 Ok(other) => last = format!("{}: {other:?}", self.conn.addr()),
                 Err(e) => {
