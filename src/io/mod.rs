@@ -81,7 +81,23 @@ pub trait VfsFile: Send + Sync + 'static {
     /// Maps `[0, len)` read-only. The caller promises walden never rewrites
     /// those bytes while the map lives.
     fn map(&self, len: u64) -> io::Result<Self::Map>;
+    /// Maps `[offset, offset + len)` read-only (`offset` a multiple of
+    /// [`MAP_ALIGN`]) with its pages read in, for reading a file front to
+    /// back without copying it into a buffer of its own. The caller
+    /// promises walden never rewrites those bytes while the map lives.
+    fn map_range(&self, offset: u64, len: u64) -> io::Result<Self::Map>;
+    /// Says `[offset, offset + len)` will be read soon (on Linux,
+    /// `posix_fadvise(WILLNEED)`: the kernel starts reading it in). A hint:
+    /// it promises nothing.
+    fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
+
+/// What [`VfsFile::map_range`]'s offset must be a multiple of: the page
+/// size on the systems walden runs on, or a multiple of it.
+pub const MAP_ALIGN: u64 = 64 << 10;
 
 /// Holds a directory lock; dropping it releases the lock.
 pub struct DirLock(#[allow(dead_code)] Option<std::fs::File>);

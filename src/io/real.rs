@@ -165,6 +165,36 @@ impl VfsFile for RealFile {
     }
 
     #[allow(unsafe_code)]
+    fn map_range(&self, offset: u64, len: u64) -> io::Result<RealMap> {
+        if len == 0 {
+            return Ok(RealMap::Empty);
+        }
+        // SAFETY: as for `map`; the files mapped by range are snapshots,
+        // written once under a temporary name, renamed into place, and
+        // only ever unlinked after that, which keeps a live map's pages.
+        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len as usize).populate().map(&self.0)? };
+        Ok(RealMap::Mapped(map))
+    }
+
+    fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (offset, len) = (offset as libc::off64_t, len as libc::off64_t);
+            // SAFETY: posix_fadvise only reads its integer arguments; the
+            // descriptor is open for the life of `self`.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::posix_fadvise(self.0.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
+        Ok(())
+    }
+
+    #[allow(unsafe_code)]
     fn map(&self, len: u64) -> io::Result<RealMap> {
         if len == 0 {
             return Ok(RealMap::Empty);

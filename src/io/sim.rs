@@ -637,6 +637,15 @@ impl VfsFile for SimFile {
         Ok(())
     }
 
+    fn map_range(&self, offset: u64, len: u64) -> io::Result<Arc<[u8]>> {
+        let mut st = self.fs.state.lock();
+        st.fail(SimOp::Map)?;
+        let data = &st.inodes[&self.ino].data;
+        let start = (offset as usize).min(data.len());
+        let end = (offset + len).min(data.len() as u64) as usize;
+        Ok(Arc::from(&data[start..end]))
+    }
+
     fn map(&self, len: u64) -> io::Result<Arc<[u8]>> {
         let mut st = self.fs.state.lock();
         st.fail(SimOp::Map)?;

@@ -19,7 +19,7 @@ pub use header::{
 pub(crate) use origin::wants_seal;
 pub use origin::{check_name, check_origin, OriginCheck};
 
-use crate::io::{Vfs, VfsFile};
+use crate::io::{Vfs, VfsFile, MAP_ALIGN};
 use crate::{Error, Lsn, Result};
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -363,26 +363,76 @@ impl<F: VfsFile> Write for FileSink<'_, F> {
     }
 }
 
-/// Reads `[offset, offset + len)` of a file in 1 MiB chunks, computing the
-/// CRC32 of what it returns (unless told not to).
-struct FileSource<'f, F> {
+/// Reads `[offset, offset + len)` of a file front to back, computing the
+/// CRC32 of what it returns (unless told not to): through read-only maps
+/// of [`MAP_WINDOW_BYTES`] at a time, each unmapped when the next is made
+/// (so a large snapshot is never resident whole, and its bytes are not
+/// copied out of the page cache first), the kernel told to read the next
+/// window in while this one is consumed; or, if the file system cannot
+/// map it, in 1 MiB reads.
+struct FileSource<'f, F: VfsFile> {
     file: &'f F,
+    /// The first byte not yet read or mapped.
     offset: u64,
     end: u64,
     buffer: Vec<u8>,
+    /// The mapped window, and where the content starts in it (the window
+    /// starts at a multiple of `MAP_ALIGN`).
+    window: Option<(F::Map, usize)>,
+    /// Whether to map: cleared for good once a map fails or comes back short.
+    mapping: bool,
     at: usize,
     /// `None` once the content is known to be good: not computed again.
     hasher: Option<crc32fast::Hasher>,
 }
 
+/// How much of a snapshot is mapped at a time.
+const MAP_WINDOW_BYTES: u64 = 8 << 20;
+
 impl<'f, F: VfsFile> FileSource<'f, F> {
     fn new(file: &'f F, offset: u64, len: u64) -> Self {
         let hasher = Some(crc32fast::Hasher::new());
-        FileSource { file, offset, end: offset + len, buffer: Vec::new(), at: 0, hasher }
+        FileSource { file, offset, end: offset + len, buffer: Vec::new(), window: None, mapping: true, at: 0, hasher }
     }
 
     fn finish(self) -> u32 {
         self.hasher.map_or(0, |h| h.finalize())
+    }
+
+    /// The bytes of the current window or read, consumed up to `at`.
+    fn current(&self) -> &[u8] {
+        match &self.window {
+            Some((map, skip)) => &map[*skip..],
+            None => &self.buffer,
+        }
+    }
+
+    /// Maps the next window; false (and no more maps tried) if the file
+    /// system would not map it whole.
+    fn map_next(&mut self) -> bool {
+        let start = self.offset - self.offset % MAP_ALIGN;
+        let end = (start + MAP_WINDOW_BYTES).min(self.end);
+        match self.file.map_range(start, end - start) {
+            Ok(map) if map.len() as u64 == end - start => {
+                if end < self.end {
+                    // Only a hint: a refusal changes nothing but the speed.
+                    let _ = self.file.will_need(end, MAP_WINDOW_BYTES.min(self.end - end));
+                }
+                let skip = (self.offset - start) as usize;
+                if let Some(hasher) = &mut self.hasher {
+                    hasher.update(&map[skip..]);
+                }
+                self.window = Some((map, skip));
+                self.offset = end;
+                true
+            }
+            // Short (the file is shorter than its header says) or refused:
+            // the reads report what is wrong, if anything is.
+            Ok(_) | Err(_) => {
+                self.mapping = false;
+                false
+            }
+        }
     }
 }
 
@@ -398,23 +448,99 @@ impl<F: VfsFile> Read for FileSource<'_, F> {
 
 impl<F: VfsFile> BufRead for FileSource<'_, F> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.at == self.buffer.len() {
-            let n = (self.end - self.offset).min(IO_CHUNK_BYTES as u64) as usize;
-            if n == 0 {
+        if self.at == self.current().len() {
+            self.window = None;
+            self.buffer.clear();
+            self.at = 0;
+            if self.offset == self.end {
                 return Ok(&[]);
             }
-            self.buffer.resize(n, 0);
-            self.file.read_exact_at(&mut self.buffer, self.offset)?;
-            if let Some(hasher) = &mut self.hasher {
-                hasher.update(&self.buffer);
+            if !(self.mapping && self.map_next()) {
+                let n = (self.end - self.offset).min(IO_CHUNK_BYTES as u64) as usize;
+                self.buffer.resize(n, 0);
+                self.file.read_exact_at(&mut self.buffer, self.offset)?;
+                if let Some(hasher) = &mut self.hasher {
+                    hasher.update(&self.buffer);
+                }
+                self.offset += n as u64;
             }
-            self.offset += n as u64;
-            self.at = 0;
         }
-        Ok(&self.buffer[self.at..])
+        let at = self.at;
+        Ok(&self.current()[at..])
     }
 
     fn consume(&mut self, n: usize) {
-        self.at = (self.at + n).min(self.buffer.len());
+        self.at = (self.at + n).min(self.current().len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{Fault, FaultKind, SimFs, SimOp};
+
+    /// A file of `len` bytes that differ from their neighbours.
+    fn file_of(fs: &SimFs, len: usize) -> <SimFs as Vfs>::File {
+        let bytes: Vec<u8> = (0..len as u64).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+        let file = fs.create_new(Path::new("/f")).unwrap();
+        file.write_all_at(&bytes, 0).unwrap();
+        file
+    }
+
+    fn read_all(source: &mut FileSource<'_, impl VfsFile>) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let chunk = source.fill_buf().unwrap();
+            if chunk.is_empty() {
+                return out;
+            }
+            // Consume in odd steps, across every window's end.
+            let n = chunk.len().min(777_777);
+            out.extend_from_slice(&chunk[..n]);
+            source.consume(n);
+        }
+    }
+
+    #[test]
+    fn a_source_returns_the_same_bytes_and_crc_mapped_or_read() {
+        let len = 2 * MAP_WINDOW_BYTES as usize + 12_345;
+        let (offset, content) = (4_099u64, len as u64 - 4_099 - 11);
+        let fs = SimFs::new();
+        let file = file_of(&fs, len);
+        let mut whole = vec![0; content as usize];
+        file.read_exact_at(&mut whole, offset).unwrap();
+
+        let mut mapped = FileSource::new(&file, offset, content);
+        assert_eq!(read_all(&mut mapped), whole);
+        assert!(mapped.mapping, "every window was mapped");
+        assert_eq!(mapped.finish(), crc32fast::hash(&whole));
+
+        // A file system that refuses to map: the same bytes, by reads.
+        fs.inject(Fault { at_call: 1, kind: FaultKind::Eio, persistent: true, only: Some(SimOp::Map) });
+        let mut read = FileSource::new(&file, offset, content);
+        assert_eq!(read_all(&mut read), whole);
+        assert!(!read.mapping);
+        assert_eq!(read.finish(), crc32fast::hash(&whole));
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_content_fails_at_the_missing_bytes() {
+        let fs = SimFs::new();
+        let file = file_of(&fs, MAP_WINDOW_BYTES as usize + 100);
+        let mut source = FileSource::new(&file, 100, MAP_WINDOW_BYTES + 1_000);
+        let mut got = 0;
+        let err = loop {
+            match source.fill_buf() {
+                Ok([]) => panic!("the content ended early without an error"),
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    got += n;
+                    source.consume(n);
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(got < MAP_WINDOW_BYTES as usize + 1_000, "{got} bytes read of a file that holds fewer");
     }
 }
