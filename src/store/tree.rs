@@ -118,7 +118,79 @@ fn shrink_if_loose<T>(v: &mut Vec<T>, spare: usize) {
     }
 }
 
+/// Buffers of leaves dropped, for the next leaves a fold copies: a fold
+/// at scale copies about a leaf per change while the leaves it replaces
+/// are dropped with the state it replaced, and glibc's allocator spends
+/// more on a kilobyte-sized chunk's free and reuse (bins sorted by size,
+/// consolidation, another thread's arena) than the copy costs.
+///
+/// A leaf a fold copies gets an arena of a class size (a multiple of
+/// `SPARE_STEP` between `LEAF_BYTES / 2` and `2 * LEAF_BYTES`, at most
+/// `SPARE_STEP - 1` bytes more than it needs), and only arenas of a class
+/// size come back, to their class: a spare never holds a small leaf in a
+/// large arena. At most `SPARE_LEAVES_MAX` in all, taken and given back
+/// with `try_lock`, so no thread ever waits for another here (a busy pool
+/// means an allocation or a free).
+static SPARE_LEAVES: parking_lot::Mutex<SpareLeaves> =
+    parking_lot::const_mutex(SpareLeaves { classes: [const { Vec::new() }; SPARE_CLASSES], count: 0 });
+
+struct SpareLeaves {
+    classes: [Vec<Leaf>; SPARE_CLASSES],
+    count: usize,
+}
+
+const SPARE_STEP: usize = 256;
+const SPARE_CLASSES: usize = (2 * LEAF_BYTES - LEAF_BYTES / 2) / SPARE_STEP + 1;
+/// About a fold's worth (`FOLD_MAX` changes) of leaves: under 5 MiB.
+const SPARE_LEAVES_MAX: usize = 1024;
+
+/// The class of an arena of `capacity` bytes, if it is a class size.
+fn spare_class(capacity: usize) -> Option<usize> {
+    let classed = capacity.is_multiple_of(SPARE_STEP) && (LEAF_BYTES / 2..=2 * LEAF_BYTES).contains(&capacity);
+    classed.then(|| (capacity - LEAF_BYTES / 2) / SPARE_STEP)
+}
+
+impl Drop for Leaf {
+    fn drop(&mut self) {
+        let Some(class) = spare_class(self.data.capacity()) else { return };
+        if let Some(mut spare) = SPARE_LEAVES.try_lock() {
+            if spare.count < SPARE_LEAVES_MAX {
+                let mut leaf = Leaf {
+                    prefixes: std::mem::take(&mut self.prefixes),
+                    ends: std::mem::take(&mut self.ends),
+                    data: std::mem::take(&mut self.data),
+                };
+                leaf.prefixes.clear();
+                leaf.ends.clear();
+                leaf.data.clear();
+                spare.classes[class].push(leaf);
+                spare.count += 1;
+            }
+        }
+    }
+}
+
 impl Leaf {
+    /// An empty leaf with room for `count` records of `bytes` bytes in
+    /// all: a spare one of its class if there is one.
+    fn with_room(count: usize, bytes: usize) -> Leaf {
+        let capacity = bytes.next_multiple_of(SPARE_STEP);
+        let spare = spare_class(capacity).and_then(|class| {
+            let mut spare = SPARE_LEAVES.try_lock()?;
+            let leaf = spare.classes[class].pop()?;
+            spare.count -= 1;
+            Some(leaf)
+        });
+        let mut leaf = spare.unwrap_or_else(|| Leaf {
+            prefixes: Vec::new(),
+            ends: Vec::new(),
+            data: Vec::with_capacity(if spare_class(capacity).is_some() { capacity } else { bytes }),
+        });
+        leaf.prefixes.reserve_exact(count);
+        leaf.ends.reserve_exact(count);
+        leaf
+    }
+
     fn len(&self) -> usize {
         self.ends.len()
     }
@@ -167,14 +239,14 @@ impl Leaf {
         self.len() < LEAF_MIN && self.bytes() < LEAF_BYTES / 4
     }
 
-    /// Records `range`, as a leaf of their own in exact allocations.
+    /// Records `range`, as a leaf of their own.
     fn part(&self, range: Range<usize>) -> Leaf {
         let (from, to) = (self.start(range.start), self.start(range.end));
-        Leaf {
-            prefixes: self.prefixes[range.clone()].to_vec(),
-            ends: self.ends[range].iter().map(|&end| end - from as u32).collect(),
-            data: self.data[from..to].to_vec(),
-        }
+        let mut leaf = Leaf::with_room(range.len(), to - from);
+        leaf.prefixes.extend_from_slice(&self.prefixes[range.clone()]);
+        leaf.ends.extend(self.ends[range].iter().map(|&end| end - from as u32));
+        leaf.data.extend_from_slice(&self.data[from..to]);
+        leaf
     }
 
     /// Makes this leaf hold `other`'s records, in its own buffers (grown if
@@ -228,36 +300,32 @@ impl Leaf {
     fn copy_with(&self, i: usize, replace: bool, prefix: u64, n: usize) -> (Leaf, usize) {
         let at = self.start(i);
         let (old_end, next) = if replace { (self.ends[i] as usize, i + 1) } else { (at, i) };
-        let mut data = Vec::with_capacity(self.data.len() - (old_end - at) + n);
-        data.extend_from_slice(&self.data[..at]);
-        data.resize(at + n, 0);
-        data.extend_from_slice(&self.data[old_end..]);
         let count = self.len() + usize::from(!replace);
-        let mut prefixes = Vec::with_capacity(count);
-        prefixes.extend_from_slice(&self.prefixes[..i]);
-        prefixes.push(prefix);
-        prefixes.extend_from_slice(&self.prefixes[next..]);
+        let mut leaf = Leaf::with_room(count, self.data.len() - (old_end - at) + n);
+        leaf.data.extend_from_slice(&self.data[..at]);
+        leaf.data.resize(at + n, 0);
+        leaf.data.extend_from_slice(&self.data[old_end..]);
+        leaf.prefixes.extend_from_slice(&self.prefixes[..i]);
+        leaf.prefixes.push(prefix);
+        leaf.prefixes.extend_from_slice(&self.prefixes[next..]);
         let delta = (n as u32).wrapping_sub((old_end - at) as u32);
-        let mut ends = Vec::with_capacity(count);
-        ends.extend_from_slice(&self.ends[..i]);
-        ends.push(u32::try_from(at + n).expect("a leaf's arena is under 4 GiB"));
-        ends.extend(self.ends[next..].iter().map(|end| end.wrapping_add(delta)));
-        (Leaf { prefixes, ends, data }, at)
+        leaf.ends.extend_from_slice(&self.ends[..i]);
+        leaf.ends.push(u32::try_from(at + n).expect("a leaf's arena is under 4 GiB"));
+        leaf.ends.extend(self.ends[next..].iter().map(|end| end.wrapping_add(delta)));
+        (leaf, at)
     }
 
     /// A copy of the leaf without record `i`, in one pass.
     fn copy_without(&self, i: usize) -> Leaf {
         let (at, end) = (self.start(i), self.ends[i] as usize);
-        let mut data = Vec::with_capacity(self.data.len() - (end - at));
-        data.extend_from_slice(&self.data[..at]);
-        data.extend_from_slice(&self.data[end..]);
-        let mut prefixes = Vec::with_capacity(self.len() - 1);
-        prefixes.extend_from_slice(&self.prefixes[..i]);
-        prefixes.extend_from_slice(&self.prefixes[i + 1..]);
-        let mut ends = Vec::with_capacity(self.len() - 1);
-        ends.extend_from_slice(&self.ends[..i]);
-        ends.extend(self.ends[i + 1..].iter().map(|&e| e - (end - at) as u32));
-        Leaf { prefixes, ends, data }
+        let mut leaf = Leaf::with_room(self.len() - 1, self.data.len() - (end - at));
+        leaf.data.extend_from_slice(&self.data[..at]);
+        leaf.data.extend_from_slice(&self.data[end..]);
+        leaf.prefixes.extend_from_slice(&self.prefixes[..i]);
+        leaf.prefixes.extend_from_slice(&self.prefixes[i + 1..]);
+        leaf.ends.extend_from_slice(&self.ends[..i]);
+        leaf.ends.extend(self.ends[i + 1..].iter().map(|&e| e - (end - at) as u32));
+        leaf
     }
 
     /// Sets the record of `key` in `leaf`: replaces it (its revision
@@ -1415,6 +1483,28 @@ mod tests {
                 let got: Vec<&[u8]> = map.range_from(Bound::Excluded(KeyRef::new(start))).map(|r| r.key()).collect();
                 let want: Vec<&[u8]> = keys.range::<[u8], _>((Bound::Excluded(&start[..]), Bound::Unbounded)).map(|k| &k[..]).collect();
                 prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_spare_leaf_comes_back_empty_and_in_the_class_of_what_it_must_hold() {
+        // Fill the spares with leaves of every class, records in them.
+        let record = vec![7u8; 100];
+        for bytes in (LEAF_BYTES / 2..=2 * LEAF_BYTES).step_by(SPARE_STEP / 2) {
+            let mut leaf = Leaf::with_room(4, bytes);
+            leaf.push_raw(1, &record);
+            leaf.push_raw(2, &record);
+            drop(leaf);
+        }
+        for bytes in (1..3 * LEAF_BYTES).step_by(97) {
+            let leaf = Leaf::with_room(3, bytes);
+            assert_eq!((leaf.len(), leaf.bytes(), leaf.prefixes.len()), (0, 0, 0), "{bytes} bytes: not empty");
+            assert!(leaf.prefixes.capacity() >= 3 && leaf.ends.capacity() >= 3);
+            let capacity = leaf.data.capacity();
+            match spare_class(bytes.next_multiple_of(SPARE_STEP)) {
+                Some(_) => assert_eq!(capacity, bytes.next_multiple_of(SPARE_STEP), "{bytes} bytes"),
+                None => assert_eq!(capacity, bytes, "{bytes} bytes, outside the classes"),
             }
         }
     }
