@@ -251,11 +251,17 @@ impl StateMachine for KvState {
     /// revisions included, is that of applying them in LSN order): in a
     /// large map, consecutive keys then share most of their path down the
     /// tree, in cache, instead of each missing all the way down.
+    /// Each operation is decoded once, and the changes themselves are
+    /// sorted (the fold thread's batches come here, a few hundred records
+    /// each; replay plans its batches on another thread instead).
     fn apply_batch(&mut self, batch: &[(Lsn, &[u8])]) -> Result<()> {
-        let mut order = Vec::new();
-        Self::plan_batch(batch, &mut order)?;
-        let sorted: Vec<(Lsn, &[u8])> = order.iter().map(|&i| batch[i as usize]).collect();
-        self.apply_planned_batch(&sorted)
+        let mut changes = Vec::with_capacity(batch.len());
+        for &(lsn, payload) in batch {
+            changes.push(change_of(decode(lsn, payload)?));
+        }
+        changes.sort_by(|a, b| a.key.cmp_to(b.key));
+        changes.chunks(MERGE_CHANGES).for_each(|part| self.map.apply_sorted(part));
+        Ok(())
     }
 
     /// Decodes every operation (an error names the first that is not one)
@@ -283,12 +289,7 @@ impl StateMachine for KvState {
         for part in records.chunks(MERGE_CHANGES) {
             changes.clear();
             for &(lsn, payload) in part {
-                changes.push(match decode(lsn, payload)? {
-                    Op::Put { key, value, writer, timestamp_us } => {
-                        Change { key: KeyRef::new(key), put: Some((value, writer, timestamp_us)) }
-                    }
-                    Op::Delete { key, .. } => Change { key: KeyRef::new(key), put: None },
-                });
+                changes.push(change_of(decode(lsn, payload)?));
             }
             assert!(
                 changes.is_sorted_by(|a, b| a.key.cmp_to(b.key).is_le()),
@@ -321,6 +322,16 @@ impl StateMachine for KvState {
 /// Changes merged into the tree at a time in replay: enough that most
 /// leaves they touch take several, few enough to stay in cache.
 const MERGE_CHANGES: usize = 4096;
+
+/// The change an operation makes to the tree.
+fn change_of(op: Op<'_>) -> Change<'_> {
+    match op {
+        Op::Put { key, value, writer, timestamp_us } => {
+            Change { key: KeyRef::new(key), put: Some((value, writer, timestamp_us)) }
+        }
+        Op::Delete { key, .. } => Change { key: KeyRef::new(key), put: None },
+    }
+}
 
 fn decode(lsn: Lsn, payload: &[u8]) -> Result<Op<'_>> {
     codec::decode_op(payload)
