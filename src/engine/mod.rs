@@ -422,6 +422,15 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok(Prepared { node: Chained::new(std::slice::from_ref(&payload)), state: std::marker::PhantomData })
     }
 
+    /// [`Engine::prepare`] of a record of `len` bytes that `encode` writes
+    /// straight into the node (zeroed before), then checked: the store
+    /// encodes its puts and deletes so, with no copy of the record.
+    pub(crate) fn prepare_with(&self, len: usize, encode: impl FnOnce(&mut [u8])) -> Result<Prepared<S>> {
+        let node = Chained::with_payload(len, encode);
+        S::check(node.payload().expect("a node of one record"))?;
+        Ok(Prepared { node, state: std::marker::PhantomData })
+    }
+
     /// [`Engine::begin_commit_batch`] of a prepared record: no check and
     /// no copy left to do, so a caller that begins it under a lock of its
     /// own holds that lock for the log's critical section and little else.

@@ -31,7 +31,6 @@ use crate::snapshot::SnapshotInfo;
 use crate::wal::now_unix_us;
 use crate::{Error, Lsn, Result};
 use codec::Op;
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -338,34 +337,6 @@ fn decode(lsn: Lsn, payload: &[u8]) -> Result<Op<'_>> {
         .map_err(|e| Error::InvalidArgument(format!("log record {lsn} is not a store operation: {e}")))
 }
 
-thread_local! {
-    /// Where `Store::put` and `delete` encode their log record: one buffer
-    /// per thread, not an allocation per write.
-    static RECORD_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Calls `f` with `op` encoded, in this thread's record buffer.
-fn with_encoded<T>(op: &Op<'_>, f: impl FnOnce(&[u8]) -> T) -> T {
-    RECORD_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => {
-            buffer.clear();
-            codec::encode_op(&mut buffer, op);
-            let out = f(&buffer);
-            // A huge value is not kept for the rest of the thread's life.
-            if buffer.capacity() > 1 << 20 {
-                *buffer = Vec::new();
-            }
-            out
-        }
-        // Only if `f` wrote to a store itself: then a buffer of its own.
-        Err(_) => {
-            let mut record = Vec::new();
-            codec::encode_op(&mut record, op);
-            f(&record)
-        }
-    })
-}
-
 /// Options of a [`Store`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -487,7 +458,7 @@ impl<V: Vfs> Store<V> {
     /// Sets `key` to `value`, recording `writer` as its author.
     pub fn put_as(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<Lsn> {
         let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit(record))
+        self.engine.begin_prepared(self.prepare(&op)?)?.finish()
     }
 
     /// [`Store::put`] without waiting: returns once the write has its LSN.
@@ -501,19 +472,19 @@ impl<V: Vfs> Store<V> {
     /// [`Store::put_as`] without waiting, as [`Store::put_pipelined`].
     pub fn put_as_pipelined(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit_pipelined(record))
+        Ok(self.engine.begin_prepared_pipelined(self.prepare(&op)?)?.into_ticket())
     }
 
     /// Removes `key` (logged even if it is absent).
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
         let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit(record))
+        self.engine.begin_prepared(self.prepare(&op)?)?.finish()
     }
 
     /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
     pub fn delete_pipelined(&self, key: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit_pipelined(record))
+        Ok(self.engine.begin_prepared_pipelined(self.prepare(&op)?)?.into_ticket())
     }
 
     /// Applies a batch atomically; returns the LSN of its last record once
@@ -527,6 +498,12 @@ impl<V: Vfs> Store<V> {
     /// [`Store::write`] without waiting, as [`Store::put_pipelined`].
     pub fn write_pipelined(&self, batch: &WriteBatch) -> Result<CommitTicket<KvState, V>> {
         self.engine.commit_batch_pipelined(&self.encode_batch(batch)?.records())
+    }
+
+    /// `op` encoded straight into the node the log will link, and checked
+    /// ([`Engine::prepare_with`]): no buffer of its own, no copy.
+    fn prepare(&self, op: &Op<'_>) -> Result<crate::engine::Prepared<KvState>> {
+        self.engine.prepare_with(codec::op_len(op), |out| codec::encode_op_into(out, op))
     }
 
     /// The log records of a batch's operations, all with one timestamp,

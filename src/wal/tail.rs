@@ -68,10 +68,11 @@ impl Chained {
     /// the bytes (one more for their ends if several).
     pub fn new<P: AsRef<[u8]>>(payloads: &[P]) -> Arc<Chained> {
         let (bytes, ends) = match payloads {
-            [one] => match u8::try_from(one.as_ref().len()) {
-                Ok(len) if len as usize <= INLINE_BYTES => return Chained::inline(one.as_ref(), len),
-                _ => (Bytes::Boxed(Box::from(one.as_ref())), None),
-            },
+            [one] if one.as_ref().len() <= INLINE_BYTES => {
+                let one = one.as_ref();
+                return Chained::with_payload(one.len(), |out| out.copy_from_slice(one));
+            }
+            [one] => (Bytes::Boxed(Box::from(one.as_ref())), None),
             _ => {
                 let mut bytes = Vec::with_capacity(payloads.iter().map(|p| p.as_ref().len()).sum());
                 let mut ends = Vec::with_capacity(payloads.len());
@@ -85,13 +86,18 @@ impl Chained {
         Arc::new(Chained { first: AtomicU64::new(0), bytes, ends, next: OnceLock::new() })
     }
 
-    /// A node of one record of `len` bytes, inline: made zeroed in its
-    /// allocation (not moved there), then the payload copied in once.
-    fn inline(payload: &[u8], len: u8) -> Arc<Chained> {
-        let bytes = Bytes::Inline { len, bytes: [0; INLINE_BYTES] };
+    /// A node of one record of `len` bytes, which `fill` writes (inline,
+    /// in the node's one allocation, up to [`INLINE_BYTES`]): a record is
+    /// encoded straight into the node, not copied there. The bytes are
+    /// zeroed first, in the allocation (the node is not built elsewhere
+    /// and moved in).
+    pub fn with_payload(len: usize, fill: impl FnOnce(&mut [u8])) -> Arc<Chained> {
+        let bytes = match u8::try_from(len) {
+            Ok(short) if len <= INLINE_BYTES => Bytes::Inline { len: short, bytes: [0; INLINE_BYTES] },
+            _ => Bytes::Boxed(vec![0; len].into_boxed_slice()),
+        };
         let mut node = Arc::new(Chained { first: AtomicU64::new(0), bytes, ends: None, next: OnceLock::new() });
-        let slot = Arc::get_mut(&mut node).expect("a new node is held once").bytes.as_mut_slice();
-        slot.copy_from_slice(payload);
+        fill(Arc::get_mut(&mut node).expect("a new node is held once").bytes.as_mut_slice());
         node
     }
 
