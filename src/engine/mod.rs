@@ -326,11 +326,13 @@ pub(crate) struct Core<S: StateMachine, V: Vfs> {
     fold_wanted: AtomicBool,
     /// Set when the engine closes: the fold thread stops.
     fold_stop: AtomicBool,
-    /// Payload bytes committed since open (the snapshot trigger by bytes).
-    committed_bytes: AtomicU64,
+    /// The published base's LSN and the folder's payload bytes applied
+    /// since open, as the last fold left them (stored under `folder`):
+    /// what commits compare their triggers with, without loading the base
+    /// or counting their bytes in a counter every commit writes.
+    folded_lsn: AtomicU64,
+    folded_bytes: AtomicU64,
     since: Mutex<Since>,
-    /// The newest commit seen, kept without a lock: every commit notes it.
-    latest_lsn: AtomicU64,
     /// The LSN and bytes at which a snapshot is due by count (`u64::MAX`
     /// if never): a commit below both takes no lock.
     due_lsn: AtomicU64,
@@ -420,6 +422,15 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         Ok(Prepared { node: Chained::new(std::slice::from_ref(&payload)), state: std::marker::PhantomData })
     }
 
+    /// [`Engine::prepare`] of a record of `len` bytes that `encode` writes
+    /// straight into the node (zeroed before), then checked: the store
+    /// encodes its puts and deletes so, with no copy of the record.
+    pub(crate) fn prepare_with(&self, len: usize, encode: impl FnOnce(&mut [u8])) -> Result<Prepared<S>> {
+        let node = Chained::with_payload(len, encode);
+        S::check(node.payload().expect("a node of one record"))?;
+        Ok(Prepared { node, state: std::marker::PhantomData })
+    }
+
     /// [`Engine::begin_commit_batch`] of a prepared record: no check and
     /// no copy left to do, so a caller that begins it under a lock of its
     /// own holds that lock for the log's critical section and little else.
@@ -432,7 +443,7 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         let payloads = std::slice::from_ref(&payload);
         let _gate = core.gate.read();
         Ok(match core.wal.reserve(payloads, &node)? {
-            Some(reserved) => Begun::Reserved { core, reserved, bytes: payload.len() as u64 },
+            Some(reserved) => Begun::Reserved { core, reserved },
             None => Begun::Staged(core.append_chained(payloads, &node)?),
         })
     }
@@ -699,14 +710,14 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             fold_thread: OnceLock::new(),
             fold_wanted: AtomicBool::new(false),
             fold_stop: AtomicBool::new(false),
-            committed_bytes: AtomicU64::new(0),
+            folded_lsn: AtomicU64::new(applied_lsn.0),
+            folded_bytes: AtomicU64::new(0),
             since: Mutex::new(Since {
                 snapshot_lsn: report.snapshot_lsn,
                 snapshot_bytes: 0,
                 at: Instant::now(),
                 stop: false,
             }),
-            latest_lsn: AtomicU64::new(applied_lsn.0),
             due_lsn: AtomicU64::new(due_lsn),
             due_bytes: AtomicU64::new(due_bytes),
             snapshot_due: Condvar::new(),
@@ -848,10 +859,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         let node = Chained::new(payloads);
         let _gate = self.gate.read();
         Ok(match self.wal.reserve(payloads, &node)? {
-            Some(reserved) => {
-                let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
-                Begun::Reserved { core: self, reserved, bytes }
-            }
+            Some(reserved) => Begun::Reserved { core: self, reserved },
             None => Begun::Staged(self.append_chained(payloads, &node)?),
         })
     }
@@ -884,8 +892,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         node: &Arc<Chained>,
     ) -> Result<CommitTicket<S, V>> {
         let ticket = self.wal.append_chained(payloads, node)?;
-        let bytes = payloads.iter().map(|p| p.as_ref().len() as u64).sum();
-        Ok(CommitTicket { core: self.clone(), ticket, bytes })
+        Ok(CommitTicket { core: self.clone(), ticket })
     }
 
     /// What a pipelined append does once its records are in the log (its
@@ -939,7 +946,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// sees it already; it folds them only when enough wait and the folder
     /// is free. Any other state has them applied before this returns (an
     /// apply error is then this committer's).
-    fn publish(&self, lsn: Lsn, bytes: u64) -> Result<()> {
+    fn publish(&self, lsn: Lsn) -> Result<()> {
         if S::READS_RECENT {
             let behind = self.unfolded(lsn);
             // A commit that brings `COMMITTER_FOLDS_AT` records on its own
@@ -962,8 +969,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             let e = e.unwrap_or_else(|| Arc::new(Error::InvalidArgument(format!("LSN {lsn} was not applied"))));
             return Err(Error::Poisoned(e));
         }
-        let total = self.committed_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.committed(lsn, total);
+        self.committed(lsn);
         Ok(())
     }
 
@@ -998,7 +1004,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
 
     /// Records up to `upto` that the published base does not hold yet.
     fn unfolded(&self, upto: Lsn) -> u64 {
-        upto.0.saturating_sub(self.published.load().lsn.0)
+        upto.0.saturating_sub(self.folded_lsn.load(Ordering::Acquire))
     }
 
     /// Folds if `upto` is `behind` records or more past the published base
@@ -1034,7 +1040,8 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             // Its apply cannot fail for a checked record, so the records go
             // as one batch (the store merges them into its tree in key
             // order, each leaf rewritten once).
-            let records: Vec<(Lsn, &[u8])> = anchor.walk(folder.lsn.next(), upto).collect();
+            let mut records: Vec<(Lsn, &[u8])> = Vec::with_capacity((upto.0 - folder.lsn.0) as usize);
+            records.extend(anchor.walk(folder.lsn.next(), upto));
             debug_assert!(records.iter().zip(folder.lsn.0 + 1..).all(|(r, lsn)| r.0 .0 == lsn), "gap-free");
             match folder.machine.apply_batch(&records) {
                 Ok(()) => {
@@ -1070,6 +1077,16 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         folder.anchor = anchor.seek(folder.lsn.next());
         let base = Base { machine: folder.machine.clone(), lsn: folder.lsn, anchor: folder.anchor.clone() };
         self.published.store(Arc::new(base));
+        self.folded_lsn.store(folder.lsn.0, Ordering::Release);
+        self.folded_bytes.store(folder.bytes, Ordering::Relaxed);
+        if folder.bytes >= self.due_bytes.load(Ordering::Relaxed) {
+            // A snapshot is due by bytes, which commits count no more: a
+            // fold with no commit after it (the fold thread's when idle)
+            // must wake the snapshot thread too. Lock order: `folder`,
+            // `since` (nothing takes `folder` under `since`).
+            let _since = self.since.lock();
+            self.snapshot_due.notify_one();
+        }
     }
 
     /// The log after `from` for a view: no further than the visible state,
@@ -1107,12 +1124,14 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         }
     }
 
-    /// Notes a commit (the state's LSN and bytes after it); wakes the
-    /// snapshot thread if a snapshot is due.
-    /// Takes no lock unless a snapshot is due by count or bytes (a due
-    /// time is the snapshot thread's to notice: it waits with a timeout).
-    fn committed(&self, lsn: Lsn, bytes: u64) {
-        self.latest_lsn.fetch_max(lsn.0, Ordering::Relaxed);
+    /// Notes a commit ending at `lsn`; wakes the snapshot thread if a
+    /// snapshot is due. Takes no lock unless a snapshot is due by count or
+    /// bytes (a due time is the snapshot thread's to notice: it waits with
+    /// a timeout), and writes no shared counter: the count of commits is
+    /// the log's acknowledged LSN, which every commit passed, and the
+    /// bytes are counted by the folds (`folded_bytes`), a store per fold.
+    fn committed(&self, lsn: Lsn) {
+        let bytes = self.folded_bytes.load(Ordering::Relaxed);
         if lsn.0 >= self.due_lsn.load(Ordering::Relaxed) || bytes >= self.due_bytes.load(Ordering::Relaxed) {
             // Under the lock: the snapshot thread checks and waits under it.
             let _since = self.since.lock();
@@ -1122,8 +1141,8 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
 
     fn due(&self, since: &Since) -> bool {
         let s = &self.options.snapshots;
-        let commits = self.latest_lsn.load(Ordering::Relaxed).saturating_sub(since.snapshot_lsn.0);
-        let bytes = self.committed_bytes.load(Ordering::Relaxed).saturating_sub(since.snapshot_bytes);
+        let commits = self.wal.acknowledged_lsn().0.saturating_sub(since.snapshot_lsn.0);
+        let bytes = self.folded_bytes.load(Ordering::Relaxed).saturating_sub(since.snapshot_bytes);
         s.every_commits.is_some_and(|n| commits >= n)
             || s.every_bytes.is_some_and(|n| bytes >= n)
             || s.every.is_some_and(|t| commits > 0 && since.at.elapsed() >= t)
@@ -1208,7 +1227,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
 #[must_use = "a begun commit must be finished: the log waits for its reserved bytes"]
 pub(crate) enum Begun<'a, S: StateMachine, V: Vfs> {
     /// Reserved on the log's direct path: the committer writes it.
-    Reserved { core: &'a Arc<Core<S, V>>, reserved: crate::wal::Reserved<V::File>, bytes: u64 },
+    Reserved { core: &'a Arc<Core<S, V>>, reserved: crate::wal::Reserved<V::File> },
     /// Staged: written (and synced) by a leader, waited on.
     Staged(CommitTicket<S, V>),
 }
@@ -1219,9 +1238,9 @@ impl<S: StateMachine, V: Vfs> Begun<'_, S, V> {
     /// every reader sees them.
     pub(crate) fn finish(self) -> Result<Lsn> {
         match self {
-            Begun::Reserved { core, reserved, bytes } => {
+            Begun::Reserved { core, reserved } => {
                 let lsn = core.wal.write_reserved(reserved)?;
-                core.publish(lsn, bytes)?;
+                core.publish(lsn)?;
                 Ok(lsn)
             }
             Begun::Staged(ticket) => ticket.wait(),

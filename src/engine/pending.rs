@@ -58,8 +58,6 @@ impl Pending {
 pub struct CommitTicket<S: StateMachine, V: Vfs = RealFs> {
     pub(super) core: Arc<Core<S, V>>,
     pub(super) ticket: Ticket<V>,
-    /// The commit's payload bytes.
-    pub(super) bytes: u64,
 }
 
 impl<S: StateMachine, V: Vfs> CommitTicket<S, V> {
@@ -73,7 +71,7 @@ impl<S: StateMachine, V: Vfs> CommitTicket<S, V> {
     /// first: the commit is then never applied.
     pub fn wait(self) -> Result<Lsn> {
         let lsn = self.ticket.wait()?;
-        self.core.publish(lsn, self.bytes)?;
+        self.core.publish(lsn)?;
         Ok(lsn)
     }
 }
@@ -83,7 +81,7 @@ impl<S: StateMachine, V: Vfs> IntoFuture for CommitTicket<S, V> {
     type IntoFuture = Committed<S, V>;
 
     fn into_future(self) -> Committed<S, V> {
-        Committed { core: self.core, durable: self.ticket.into_future(), bytes: self.bytes }
+        Committed { core: self.core, durable: self.ticket.into_future() }
     }
 }
 
@@ -95,7 +93,6 @@ impl<S: StateMachine, V: Vfs> IntoFuture for CommitTicket<S, V> {
 pub struct Committed<S: StateMachine, V: Vfs = RealFs> {
     core: Arc<Core<S, V>>,
     durable: Durable<V>,
-    bytes: u64,
 }
 
 impl<S: StateMachine, V: Vfs> Future for Committed<S, V> {
@@ -106,7 +103,7 @@ impl<S: StateMachine, V: Vfs> Future for Committed<S, V> {
         match Pin::new(&mut this.durable).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Ready(Ok(lsn)) => Poll::Ready(this.core.publish(lsn, this.bytes).map(|()| lsn)),
+            Poll::Ready(Ok(lsn)) => Poll::Ready(this.core.publish(lsn).map(|()| lsn)),
         }
     }
 }

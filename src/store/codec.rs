@@ -57,16 +57,44 @@ impl<'a> Op<'a> {
 pub(crate) const OP_FIXED_BYTES: usize = 1 + 8 + 2 + 4 + 4;
 
 pub(crate) fn encode_op(out: &mut Vec<u8>, op: &Op<'_>) {
+    out.reserve(op_len(op));
+    encode_op_with(op, |bytes| out.extend_from_slice(bytes));
+}
+
+/// The bytes [`encode_op`] writes for `op`.
+pub(crate) fn op_len(op: &Op<'_>) -> usize {
+    match *op {
+        Op::Put { key, value, writer, .. } => OP_FIXED_BYTES + writer.len() + key.len() + value.len(),
+        Op::Delete { key, writer, .. } => OP_FIXED_BYTES - 4 + writer.len() + key.len(),
+    }
+}
+
+/// [`encode_op`] into `out`, which is exactly [`op_len`] bytes long.
+pub(crate) fn encode_op_into(out: &mut [u8], op: &Op<'_>) {
+    let mut rest = out;
+    encode_op_with(op, |bytes| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(bytes.len());
+        head.copy_from_slice(bytes);
+        rest = tail;
+    });
+    assert!(rest.is_empty(), "an operation fills exactly op_len bytes");
+}
+
+/// Hands `put` the bytes of `op`'s encoding, front to back.
+fn encode_op_with(op: &Op<'_>, mut put: impl FnMut(&[u8])) {
     let (tag, key, value, writer, timestamp_us) = match *op {
         Op::Put { key, value, writer, timestamp_us } => (TAG_PUT, key, Some(value), writer, timestamp_us),
         Op::Delete { key, writer, timestamp_us } => (TAG_DELETE, key, None, writer, timestamp_us),
     };
-    out.push(tag);
-    out.extend_from_slice(&timestamp_us.to_le_bytes());
-    put_str16(out, writer);
-    put_bytes32(out, key);
+    put(&[tag]);
+    put(&timestamp_us.to_le_bytes());
+    put(&u16::try_from(writer.len()).expect("writer ids are under 64 KiB").to_le_bytes());
+    put(writer.as_bytes());
+    put(&u32::try_from(key.len()).expect("keys are under 4 GiB").to_le_bytes());
+    put(key);
     if let Some(value) = value {
-        put_bytes32(out, value);
+        put(&u32::try_from(value.len()).expect("values are under 4 GiB").to_le_bytes());
+        put(value);
     }
 }
 
@@ -233,10 +261,15 @@ pub(crate) fn transcode_v1_entry(r: &mut impl BufRead, scratch: &mut Vec<u8>, ou
 /// Appends a version-1 entry (tests only: the store writes version 2).
 #[cfg(test)]
 pub(crate) fn encode_entry_v1(out: &mut Vec<u8>, key: &[u8], value: &[u8], revision: u64, writer: &str, ts: u64) {
+    let put_bytes32 = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&u32::try_from(bytes.len()).expect("under 4 GiB").to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
     put_bytes32(out, key);
     put_bytes32(out, value);
     out.extend_from_slice(&revision.to_le_bytes());
-    put_str16(out, writer);
+    out.extend_from_slice(&u16::try_from(writer.len()).expect("under 64 KiB").to_le_bytes());
+    out.extend_from_slice(writer.as_bytes());
     out.extend_from_slice(&ts.to_le_bytes());
 }
 
@@ -275,18 +308,6 @@ pub(crate) fn read_array<const N: usize>(r: &mut impl io::Read) -> io::Result<[u
     let mut bytes = [0u8; N];
     r.read_exact(&mut bytes)?;
     Ok(bytes)
-}
-
-fn put_str16(out: &mut Vec<u8>, s: &str) {
-    let len = u16::try_from(s.len()).expect("writer ids are under 64 KiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).expect("keys and values are under 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(bytes);
 }
 
 /// Reads a store operation front to back.
@@ -331,6 +352,10 @@ pub(crate) mod tests {
             let mut bytes = Vec::new();
             encode_op(&mut bytes, &op);
             assert_eq!(decode_op(&bytes), Ok(op));
+            assert_eq!(bytes.len(), op_len(&op));
+            let mut into = vec![0xee; op_len(&op)];
+            encode_op_into(&mut into, &op);
+            assert_eq!(into, bytes, "the same bytes into a slice as into a vector");
             for cut in 0..bytes.len() {
                 assert!(decode_op(&bytes[..cut]).is_err(), "a truncated op was accepted");
             }

@@ -31,7 +31,6 @@ use crate::snapshot::SnapshotInfo;
 use crate::wal::now_unix_us;
 use crate::{Error, Lsn, Result};
 use codec::Op;
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -251,11 +250,17 @@ impl StateMachine for KvState {
     /// revisions included, is that of applying them in LSN order): in a
     /// large map, consecutive keys then share most of their path down the
     /// tree, in cache, instead of each missing all the way down.
+    /// Each operation is decoded once, and the changes themselves are
+    /// sorted (the fold thread's batches come here, a few hundred records
+    /// each; replay plans its batches on another thread instead).
     fn apply_batch(&mut self, batch: &[(Lsn, &[u8])]) -> Result<()> {
-        let mut order = Vec::new();
-        Self::plan_batch(batch, &mut order)?;
-        let sorted: Vec<(Lsn, &[u8])> = order.iter().map(|&i| batch[i as usize]).collect();
-        self.apply_planned_batch(&sorted)
+        let mut changes = Vec::with_capacity(batch.len());
+        for &(lsn, payload) in batch {
+            changes.push(change_of(decode(lsn, payload)?));
+        }
+        changes.sort_by(|a, b| a.key.cmp_to(b.key));
+        changes.chunks(MERGE_CHANGES).for_each(|part| self.map.apply_sorted(part));
+        Ok(())
     }
 
     /// Decodes every operation (an error names the first that is not one)
@@ -283,12 +288,7 @@ impl StateMachine for KvState {
         for part in records.chunks(MERGE_CHANGES) {
             changes.clear();
             for &(lsn, payload) in part {
-                changes.push(match decode(lsn, payload)? {
-                    Op::Put { key, value, writer, timestamp_us } => {
-                        Change { key: KeyRef::new(key), put: Some((value, writer, timestamp_us)) }
-                    }
-                    Op::Delete { key, .. } => Change { key: KeyRef::new(key), put: None },
-                });
+                changes.push(change_of(decode(lsn, payload)?));
             }
             assert!(
                 changes.is_sorted_by(|a, b| a.key.cmp_to(b.key).is_le()),
@@ -322,37 +322,19 @@ impl StateMachine for KvState {
 /// leaves they touch take several, few enough to stay in cache.
 const MERGE_CHANGES: usize = 4096;
 
+/// The change an operation makes to the tree.
+fn change_of(op: Op<'_>) -> Change<'_> {
+    match op {
+        Op::Put { key, value, writer, timestamp_us } => {
+            Change { key: KeyRef::new(key), put: Some((value, writer, timestamp_us)) }
+        }
+        Op::Delete { key, .. } => Change { key: KeyRef::new(key), put: None },
+    }
+}
+
 fn decode(lsn: Lsn, payload: &[u8]) -> Result<Op<'_>> {
     codec::decode_op(payload)
         .map_err(|e| Error::InvalidArgument(format!("log record {lsn} is not a store operation: {e}")))
-}
-
-thread_local! {
-    /// Where `Store::put` and `delete` encode their log record: one buffer
-    /// per thread, not an allocation per write.
-    static RECORD_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Calls `f` with `op` encoded, in this thread's record buffer.
-fn with_encoded<T>(op: &Op<'_>, f: impl FnOnce(&[u8]) -> T) -> T {
-    RECORD_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => {
-            buffer.clear();
-            codec::encode_op(&mut buffer, op);
-            let out = f(&buffer);
-            // A huge value is not kept for the rest of the thread's life.
-            if buffer.capacity() > 1 << 20 {
-                *buffer = Vec::new();
-            }
-            out
-        }
-        // Only if `f` wrote to a store itself: then a buffer of its own.
-        Err(_) => {
-            let mut record = Vec::new();
-            codec::encode_op(&mut record, op);
-            f(&record)
-        }
-    })
 }
 
 /// Options of a [`Store`].
@@ -476,7 +458,7 @@ impl<V: Vfs> Store<V> {
     /// Sets `key` to `value`, recording `writer` as its author.
     pub fn put_as(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<Lsn> {
         let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit(record))
+        self.engine.begin_prepared(self.prepare(&op)?)?.finish()
     }
 
     /// [`Store::put`] without waiting: returns once the write has its LSN.
@@ -490,19 +472,19 @@ impl<V: Vfs> Store<V> {
     /// [`Store::put_as`] without waiting, as [`Store::put_pipelined`].
     pub fn put_as_pipelined(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit_pipelined(record))
+        Ok(self.engine.begin_prepared_pipelined(self.prepare(&op)?)?.into_ticket())
     }
 
     /// Removes `key` (logged even if it is absent).
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
         let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit(record))
+        self.engine.begin_prepared(self.prepare(&op)?)?.finish()
     }
 
     /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
     pub fn delete_pipelined(&self, key: &[u8]) -> Result<CommitTicket<KvState, V>> {
         let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        with_encoded(&op, |record| self.engine.commit_pipelined(record))
+        Ok(self.engine.begin_prepared_pipelined(self.prepare(&op)?)?.into_ticket())
     }
 
     /// Applies a batch atomically; returns the LSN of its last record once
@@ -516,6 +498,12 @@ impl<V: Vfs> Store<V> {
     /// [`Store::write`] without waiting, as [`Store::put_pipelined`].
     pub fn write_pipelined(&self, batch: &WriteBatch) -> Result<CommitTicket<KvState, V>> {
         self.engine.commit_batch_pipelined(&self.encode_batch(batch)?.records())
+    }
+
+    /// `op` encoded straight into the node the log will link, and checked
+    /// ([`Engine::prepare_with`]): no buffer of its own, no copy.
+    fn prepare(&self, op: &Op<'_>) -> Result<crate::engine::Prepared<KvState>> {
+        self.engine.prepare_with(codec::op_len(op), |out| codec::encode_op_into(out, op))
     }
 
     /// The log records of a batch's operations, all with one timestamp,
