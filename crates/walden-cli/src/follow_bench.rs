@@ -58,6 +58,23 @@ pub struct FollowBenchArgs {
     /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
+    /// Run only these throughput cells, each `MODE:WRITERS:FOLLOWERS`
+    /// (`periodic:1:1`, `always:16:8`); every cell if none is given. A
+    /// cell's "vs no follower" needs its 0-follower cell run too.
+    #[arg(long = "cell", value_name = "CELL")]
+    cells: Vec<String>,
+    /// Skip the throughput cells.
+    #[arg(long)]
+    no_throughput: bool,
+    /// Skip the delivery latencies.
+    #[arg(long)]
+    no_latency: bool,
+}
+
+/// Whether `--cell` (if any) asks for this throughput cell.
+fn cell_chosen(args: &FollowBenchArgs, mode: FsyncMode, writers: u64, followers: usize) -> bool {
+    let name = format!("{}:{writers}:{followers}", mode_name(mode));
+    args.cells.is_empty() || args.cells.iter().any(|c| c.eq_ignore_ascii_case(&name))
 }
 
 /// Removes the directory when dropped.
@@ -299,6 +316,17 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
         return Err("--runs, --records, --always-records and --samples must be at least 1".into());
     }
     std::fs::create_dir_all(&args.dir)?;
+    if !args.no_throughput {
+        throughput_cells(args)?;
+    }
+    if !args.no_latency {
+        latencies(args)?;
+    }
+    Ok(())
+}
+
+/// The throughput table: every chosen cell `--runs` times, interleaved.
+fn throughput_cells(args: &FollowBenchArgs) -> Result<()> {
     println!("## Append throughput with in-process followers (records/s; every run, then the median)");
     println!(
         "{} B records; each follower reads every record (follower nice increment {}); cells interleaved run by run",
@@ -308,6 +336,9 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
     for mode in [periodic(), FsyncMode::Always] {
         for writers in [1u64, 16] {
             for followers in [0usize, 1, 8] {
+                if !cell_chosen(args, mode, writers, followers) {
+                    continue;
+                }
                 cells.push((mode, writers, followers, Vec::new()));
             }
         }
@@ -330,6 +361,11 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
         println!("| {} | {writers} | {followers} | {} | {m:.0} | {:.2} |", mode_name(*mode), all.join(", "), m / none);
     }
     println!();
+    Ok(())
+}
+
+/// The delivery latency table, in-process and to another process.
+fn latencies(args: &FollowBenchArgs) -> Result<()> {
     let interval = Duration::from_micros(args.interval_us);
     println!(
         "## Delivery latency, acknowledgement to follower (1 writer, one record every {} us, {} records a run)",
