@@ -30,6 +30,14 @@
 //! delays the sleepers' wake-up (and its own delivery) until it runs
 //! again, a scheduler's time slice; it then stops spinning for a while.
 //!
+//! **Streaming.** A follower whose last wait was shorter than [`NAP`], or
+//! ended with more than one record to deliver, watches by napping instead
+//! (sleeping `NAP` between looks, the same `spinning` role, so the log
+//! still wakes nobody), until a nap in which nothing was acknowledged:
+//! while records stream in, every follower wakes once a nap and takes all
+//! that gathered, and none spins on a CPU the appenders need. The price:
+//! a streamed record waits up to a nap (plus the timer's slack) longer.
+//!
 //! **Invariant:** a batch holds only records at or below the acknowledged
 //! LSN its reader saw, contiguous from `Batch::first`, each CRC-checked
 //! once by the reader; the window's batches are contiguous and in LSN
@@ -71,6 +79,10 @@ pub(crate) const WINDOW_BYTES_MAX: usize = 8 << 20;
 pub(crate) const SPIN_MAX: Duration = Duration::from_micros(200);
 /// The fewest bytes [`Cursor::read_on`] reads: a page.
 const READ_ON_BYTES_MIN: usize = 4 << 10;
+/// How long a follower whose records stream in sleeps before it looks
+/// again (see [`Feed::wait`]): what it adds to a streamed record's
+/// delivery, plus the timer's slack (50 µs by default on Linux).
+pub(crate) const NAP: Duration = Duration::from_micros(50);
 /// A gap between two looks of the spinner this long means it lost its CPU.
 const PREEMPTED: Duration = Duration::from_micros(50);
 /// How many waits park at once after a spinner was preempted.
@@ -456,13 +468,15 @@ impl<V: Vfs> Feed<V> {
 
     /// Blocks a follower thread until the acknowledged LSN reaches `lsn`
     /// (perhaps not yet assigned), the log ends, or `deadline` passes:
-    /// spinning first if no other follower does, then parked.
-    pub fn wait(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) -> Followed {
+    /// watching first if no other follower does (napping if `streaming`:
+    /// the caller's last wait was shorter than [`NAP`] or found more than
+    /// one record; else spinning), then parked.
+    pub fn wait(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>, streaming: bool) -> Followed {
         let ready = || shared.acknowledged_lsn.load(Ordering::Acquire) >= lsn.0;
         let ended = || self.ended.load(Ordering::Acquire);
-        if !self.skip_spin()
+        if (streaming || !self.skip_spin())
             && self.spinning.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
-            && self.spin(shared, lsn, deadline)
+            && self.spin(shared, lsn, deadline, streaming)
         {
             return Followed::Ready;
         }
@@ -510,14 +524,36 @@ impl<V: Vfs> Feed<V> {
     /// park without spinning. Wakes the
     /// sleeping followers whenever it sees the LSN move (the log does not
     /// while it spins). Returns whether `lsn` is acknowledged.
-    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) -> bool {
+    ///
+    /// If `nap`, it sleeps [`NAP`] between looks instead of spinning (no
+    /// CPU taken, and records gather: one wake-up per nap for every
+    /// follower, paid by this one, none by the appenders), and stops
+    /// after a nap in which the LSN did not move: the stream stopped.
+    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>, nap: bool) -> bool {
         let acknowledged = || shared.acknowledged_lsn.load(Ordering::Acquire);
         let started = Instant::now();
         let until = deadline.map_or(started + SPIN_MAX, |d| d.min(started + SPIN_MAX));
         let mut seen = acknowledged();
         let mut looks = 0u32;
         let mut last_look = started;
-        while seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+        while nap && seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let wake_at = deadline.map_or(now + NAP, |d| d.min(now + NAP));
+            if wake_at <= now {
+                break;
+            }
+            std::thread::sleep(wake_at - now);
+            let now_acknowledged = acknowledged();
+            if now_acknowledged == seen {
+                break;
+            }
+            seen = now_acknowledged;
+            fence(Ordering::SeqCst);
+            if self.take_sleepers() {
+                self.wake_sleepers();
+            }
+        }
+        while !nap && seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
             looks += 1;
             if looks.is_multiple_of(64) {
                 let now = Instant::now();
