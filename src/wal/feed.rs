@@ -1,8 +1,11 @@
 //! [`Feed`]: what a log's followers share: one window of records read
 //! from the segment files once, and the wake-up of follower threads.
 //!
-//! **The window.** Records are read (mapped, their CRC checked) by one
-//! follower at a time, into a [`Batch`] of at most [`BATCH_RECORDS_MAX`]
+//! **The window.** Records are read (their CRC checked) by one follower at
+//! a time: with one pread from where the last batch ended, in the same
+//! segment (no map and no lock of the log's: a follower keeping up costs
+//! the appenders no `state` lock and no unmap's TLB shootdown), else
+//! through a [`WalReader`]'s map of the segments the log lists, into a [`Batch`] of at most [`BATCH_RECORDS_MAX`]
 //! records and [`BATCH_BYTES_MAX`] payload bytes, which goes into a window
 //! of recent batches weighing at most [`WINDOW_BYTES_MAX`] (payloads plus
 //! a little per record and batch; the newest batch always stays). A follower whose next LSN is in the
@@ -16,7 +19,8 @@
 //! **The wake-up.** A follower that finds nothing acknowledged past what it
 //! delivered spins for at most [`SPIN_MAX`] watching `acknowledged_lsn`
 //! (one follower at a time, `spinning`; not at all for a while after a
-//! spinner found itself preempted: the machine is busy), then parks on
+//! spinner found itself preempted: the machine is busy; never on a
+//! machine of [`SPIN_CPUS_MIN`] CPUs or fewer), then parks on
 //! `wake`. The log's `wake`
 //! (writer.rs) stores the acknowledged LSN, then calls [`Feed::sleepers`]:
 //! a fence and two loads, and only if a follower sleeps and none spins, a
@@ -27,11 +31,20 @@
 //! delays the sleepers' wake-up (and its own delivery) until it runs
 //! again, a scheduler's time slice; it then stops spinning for a while.
 //!
+//! **Streaming.** A follower whose last wait was shorter than [`NAP`], or
+//! ended with more than one record to deliver, watches by napping instead
+//! (sleeping `NAP` between looks, the same `spinning` role, so the log
+//! still wakes nobody), until a nap in which nothing was acknowledged:
+//! while records stream in, every follower wakes once a nap and takes all
+//! that gathered, and none spins on a CPU the appenders need. The price:
+//! a streamed record waits up to a nap (plus the timer's slack) longer.
+//!
 //! **Invariant:** a batch holds only records at or below the acknowledged
 //! LSN its reader saw, contiguous from `Batch::first`, each CRC-checked
 //! once by the reader; the window's batches are contiguous and in LSN
 //! order; its memory is bounded by `WINDOW_BYTES_MAX` plus one batch, and
-//! each follower holds at most one batch more.
+//! each follower holds at most one batch more; a cursor keeps at most
+//! `BATCH_BYTES_MAX` of pread buffer between batches.
 //!
 //! **Invariant:** no lost wake-up: a follower sets `sleeping` (under
 //! `sleep`), fences, then checks the acknowledged LSN and `ended` before it
@@ -41,9 +54,10 @@
 //! woken by the log, or by the spinner the log saw.
 
 use super::reader::{ReadPosition, WalReader};
+use super::segment::Segment;
 use super::writer::{Followed, Shared};
-use crate::format::padded_len;
-use crate::io::Vfs;
+use crate::format::{decode_record, padded_len};
+use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -64,6 +78,19 @@ pub(crate) const WINDOW_BYTES_MAX: usize = 8 << 20;
 /// virtual machine costs tens of microseconds), short enough that an idle
 /// log costs an idle follower nothing after it.
 pub(crate) const SPIN_MAX: Duration = Duration::from_micros(200);
+/// The fewest bytes [`Cursor::read_on`] reads: a page.
+const READ_ON_BYTES_MIN: usize = 4 << 10;
+/// How long a follower whose records stream in sleeps before it looks
+/// again (see [`Feed::wait`]): what it adds to a streamed record's
+/// delivery, plus the timer's slack (50 µs by default on Linux).
+pub(crate) const NAP: Duration = Duration::from_micros(50);
+/// On a machine of this many CPUs or fewer a follower never spins: the
+/// spinner takes half of a 2-CPU machine from the appenders and the log's
+/// threads, and a preempted spinner delays every sleeper. Measured on 2
+/// busy vCPUs (`walden bench-follow`, a record every 100 µs, the writer
+/// sleeping between appends): delivery p99 24-253 µs parked against
+/// 66-3,400 µs with the spin.
+const SPIN_CPUS_MIN: usize = 2;
 /// A gap between two looks of the spinner this long means it lost its CPU.
 const PREEMPTED: Duration = Duration::from_micros(50);
 /// How many waits park at once after a spinner was preempted.
@@ -81,6 +108,23 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// An empty batch starting at `first`, with room for `records` records
+    /// of `bytes` payload bytes in all.
+    fn with_capacity(first: Lsn, records: usize, bytes: usize) -> Batch {
+        Batch {
+            first,
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+            continues: Vec::with_capacity(records),
+        }
+    }
+
+    /// Adds the next record's payload (its flag goes in `continues`).
+    fn push(&mut self, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(u32::try_from(self.bytes.len()).expect("a batch is under 4 GiB"));
+    }
+
     /// The LSN of its last record.
     pub fn last(&self) -> Lsn {
         Lsn(self.first.0 + self.ends.len() as u64 - 1)
@@ -118,16 +162,75 @@ pub(crate) struct Cursor<V: Vfs> {
     /// The reader in use, bounded by the acknowledged LSN when it was made;
     /// dropped once it has nothing more (no map held while waiting).
     reader: Option<WalReader<V>>,
+    /// The segment `position` is in, for [`Cursor::read_on`].
+    segment: Option<Segment<V::File>>,
+    /// The frame length of the record last read: what `read_on` expects
+    /// the next ones to take.
+    frame_bytes: usize,
+    /// `read_on`'s buffer, kept for the next batch if at most
+    /// [`BATCH_BYTES_MAX`] (a larger one, for a large record, is dropped).
+    buffer: Vec<u8>,
 }
 
 impl<V: Vfs> Cursor<V> {
     pub fn new() -> Cursor<V> {
-        Cursor { position: None, reader: None }
+        Cursor { position: None, reader: None, segment: None, frame_bytes: 0, buffer: Vec::new() }
     }
 
-    /// Drops the reader (and its map).
+    /// Drops the reader (and its map), the segment and the buffer.
     pub fn release(&mut self) {
         self.reader = None;
+        self.segment = None;
+        self.buffer = Vec::new();
+    }
+
+    /// Reads the records from `from` to at most `last` on from where the
+    /// last batch ended, in the same segment, with one pread: no map, no
+    /// lock of the log's, so a follower that keeps up with the appenders
+    /// costs them no `state` lock and no map's unmap (whose TLB shootdown
+    /// interrupts every CPU the process runs on). `None` if that does not
+    /// give at least one record: the records from `from` are in the next
+    /// segment, or do not fit the bytes read, or do not decode (the
+    /// caller then reads them the ordinary way, which reports damage).
+    ///
+    /// The bytes past the written end may be changing as they are read
+    /// (an appender's pwrite): only records up to `last`, acknowledged and
+    /// so written whole before it was, are decoded, each at the offset
+    /// the record before it ends, its CRC and LSN checked.
+    fn read_on(&mut self, from: Lsn, last: Lsn) -> Option<Batch> {
+        let at = self.position.filter(|p| p.lsn == from)?;
+        let segment = self.segment.as_ref().filter(|s| s.header.first_lsn == at.segment_first_lsn)?;
+        let want = (last.0 - from.0 + 1).min(BATCH_RECORDS_MAX as u64) as usize;
+        let frame_bytes = self.frame_bytes.max(crate::format::RECORD_HEADER_BYTES);
+        let len = (want * frame_bytes).clamp(READ_ON_BYTES_MIN, BATCH_BYTES_MAX + frame_bytes);
+        if self.buffer.len() < len {
+            self.buffer.resize(len, 0);
+        }
+        let bytes = &mut self.buffer[..len];
+        segment.file.read_exact_at(bytes, at.offset).ok()?;
+        let seed = segment.header.seed();
+        let mut batch = Batch::with_capacity(from, want, len.min(BATCH_BYTES_MAX));
+        let (mut expected, mut offset) = (from, 0usize);
+        while expected <= last && batch.ends.len() < BATCH_RECORDS_MAX && batch.bytes.len() < BATCH_BYTES_MAX {
+            let Ok(record) = decode_record(&bytes[offset..], seed) else { break };
+            if record.header.lsn != expected {
+                break;
+            }
+            batch.push(record.payload);
+            batch.continues.push(record.header.batch_continues());
+            offset += record.header.frame_len();
+            self.frame_bytes = record.header.frame_len();
+            expected = expected.next();
+        }
+        if self.buffer.len() > BATCH_BYTES_MAX {
+            self.buffer = Vec::new();
+        }
+        if expected == from {
+            return None;
+        }
+        let offset = at.offset + offset as u64;
+        self.position = Some(ReadPosition { lsn: expected, segment_first_lsn: at.segment_first_lsn, offset });
+        Some(batch)
     }
 
     /// Reads the records from `from` to at most `last` (acknowledged, the
@@ -141,6 +244,10 @@ impl<V: Vfs> Cursor<V> {
             return Err(Error::Compacted { lsn: from, oldest });
         }
         if self.reader.as_ref().is_none_or(|r| r.upto() < from) {
+            self.reader = None;
+            if let Some(batch) = self.read_on(from, last) {
+                return Ok(batch);
+            }
             let acknowledged = Lsn(shared.acknowledged_lsn.load(Ordering::Acquire));
             let (segments, written) = super::readable_segments(shared);
             // The acknowledged LSN was loaded first, so `written` covers it.
@@ -153,7 +260,7 @@ impl<V: Vfs> Cursor<V> {
         }
         let reader = self.reader.as_mut().expect("made above");
         let last = last.min(reader.upto());
-        let mut batch = Batch { first: from, bytes: Vec::new(), ends: Vec::new(), continues: Vec::new() };
+        let mut batch = Batch::with_capacity(from, 0, 0);
         let mut expected = from;
         while expected <= last && batch.ends.len() < BATCH_RECORDS_MAX && batch.bytes.len() < BATCH_BYTES_MAX {
             let (lsn, payload) = match reader.next_ref() {
@@ -173,19 +280,20 @@ impl<V: Vfs> Cursor<V> {
                 batch.ends.reserve(want);
                 batch.continues.reserve(want);
             }
-            batch.bytes.extend_from_slice(payload);
-            let frame_bytes = padded_len(payload.len()) as u64;
-            batch.ends.push(u32::try_from(batch.bytes.len()).expect("a batch is under 4 GiB"));
+            let frame_bytes = padded_len(payload.len());
+            batch.push(payload);
             batch.continues.push(reader.last_batch_continues());
+            self.frame_bytes = frame_bytes;
             let at = reader.last_position().expect("a record was just returned");
             assert_eq!(at.lsn, lsn, "the reader reports the record it returned");
             self.position = Some(ReadPosition {
                 lsn: lsn.next(),
                 segment_first_lsn: at.segment_first_lsn,
-                offset: at.offset + frame_bytes,
+                offset: at.offset + frame_bytes as u64,
             });
             expected = lsn.next();
         }
+        self.segment = reader.last_segment().cloned();
         if reader.upto() < expected {
             self.reader = None;
         }
@@ -273,6 +381,9 @@ pub(crate) struct Feed<V: Vfs> {
     spinning: AtomicBool,
     /// Waits still to park without spinning, after a spinner was preempted.
     spin_skips: AtomicU32,
+    /// Whether a follower spins at all: only on a machine of more than
+    /// [`SPIN_CPUS_MIN`] CPUs (a follower still naps while streaming).
+    spins: bool,
     sleep: Mutex<()>,
     wake: Condvar,
 }
@@ -289,6 +400,7 @@ impl<V: Vfs> Feed<V> {
             sleeping: AtomicBool::new(false),
             spinning: AtomicBool::new(false),
             spin_skips: AtomicU32::new(0),
+            spins: std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > SPIN_CPUS_MIN),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
         }
@@ -368,13 +480,15 @@ impl<V: Vfs> Feed<V> {
 
     /// Blocks a follower thread until the acknowledged LSN reaches `lsn`
     /// (perhaps not yet assigned), the log ends, or `deadline` passes:
-    /// spinning first if no other follower does, then parked.
-    pub fn wait(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) -> Followed {
+    /// watching first if no other follower does (napping if `streaming`:
+    /// the caller's last wait was shorter than [`NAP`] or found more than
+    /// one record; else spinning), then parked.
+    pub fn wait(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>, streaming: bool) -> Followed {
         let ready = || shared.acknowledged_lsn.load(Ordering::Acquire) >= lsn.0;
         let ended = || self.ended.load(Ordering::Acquire);
-        if !self.skip_spin()
+        if (streaming || (self.spins && !self.skip_spin()))
             && self.spinning.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
-            && self.spin(shared, lsn, deadline)
+            && self.spin(shared, lsn, deadline, streaming)
         {
             return Followed::Ready;
         }
@@ -422,14 +536,36 @@ impl<V: Vfs> Feed<V> {
     /// park without spinning. Wakes the
     /// sleeping followers whenever it sees the LSN move (the log does not
     /// while it spins). Returns whether `lsn` is acknowledged.
-    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) -> bool {
+    ///
+    /// If `nap`, it sleeps [`NAP`] between looks instead of spinning (no
+    /// CPU taken, and records gather: one wake-up per nap for every
+    /// follower, paid by this one, none by the appenders), and stops
+    /// after a nap in which the LSN did not move: the stream stopped.
+    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>, nap: bool) -> bool {
         let acknowledged = || shared.acknowledged_lsn.load(Ordering::Acquire);
         let started = Instant::now();
         let until = deadline.map_or(started + SPIN_MAX, |d| d.min(started + SPIN_MAX));
         let mut seen = acknowledged();
         let mut looks = 0u32;
         let mut last_look = started;
-        while seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+        while nap && seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let wake_at = deadline.map_or(now + NAP, |d| d.min(now + NAP));
+            if wake_at <= now {
+                break;
+            }
+            std::thread::sleep(wake_at - now);
+            let now_acknowledged = acknowledged();
+            if now_acknowledged == seen {
+                break;
+            }
+            seen = now_acknowledged;
+            fence(Ordering::SeqCst);
+            if self.take_sleepers() {
+                self.wake_sleepers();
+            }
+        }
+        while !nap && seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
             looks += 1;
             if looks.is_multiple_of(64) {
                 let now = Instant::now();

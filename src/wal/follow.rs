@@ -17,7 +17,7 @@
 //! because its segment was removed is [`Error::Compacted`], never skipped.
 //! It checks the log's oldest LSN before each record it delivers.
 
-use super::feed::{Batch, Cursor, Found};
+use super::feed::{Batch, Cursor, Found, NAP};
 use super::reader::Record;
 use super::writer::{Followed, Shared};
 use crate::io::{RealFs, Vfs};
@@ -59,6 +59,9 @@ pub struct Follower<V: Vfs = RealFs> {
     batch_continues: bool,
     /// Set once an error or the end was returned.
     done: bool,
+    /// Whether its last wait was shorter than [`NAP`] or ended with more
+    /// than one record to deliver: records stream in, the next wait naps.
+    streaming: bool,
 }
 
 impl<V: Vfs> Follower<V> {
@@ -72,6 +75,7 @@ impl<V: Vfs> Follower<V> {
             registration: None,
             batch_continues: false,
             done: false,
+            streaming: false,
         }
     }
 
@@ -140,10 +144,12 @@ impl<V: Vfs> Follower<V> {
             return if ends_quietly { None } else { Some(Err(Error::Closed)) };
         }
         if self.acknowledged() < self.next {
-            let outcome = self.shared.feed.wait(&self.shared, self.next, deadline);
+            let began = Instant::now();
+            let outcome = self.shared.feed.wait(&self.shared, self.next, deadline, self.streaming);
             if !matches!(outcome, Followed::Ready) {
                 return self.after_wait(outcome, ends_quietly);
             }
+            self.streaming = began.elapsed() < NAP || self.acknowledged() > self.next;
         }
         Some(self.read_acknowledged())
     }

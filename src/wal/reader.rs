@@ -105,6 +105,11 @@ impl<V: Vfs> WalReader<V> {
         self.returned_continues
     }
 
+    /// The segment of the record last returned (none before the first).
+    pub(crate) fn last_segment(&self) -> Option<&Segment<V::File>> {
+        self.returned.and(self.segments.get(self.index)).map(|(segment, _)| segment)
+    }
+
     /// The LSN of the last record this reader will return, if any.
     pub fn upto(&self) -> Lsn {
         self.upto

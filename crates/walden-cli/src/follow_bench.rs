@@ -8,7 +8,9 @@
 //! 2. Delivery latency in-process: one writer appends one record every
 //!    `--interval-us`, one follower blocks in `next()`; the time from the
 //!    writer's `append` returning to the follower holding the record
-//!    (0 if the follower had it first), `Periodic` and `Never`.
+//!    (0 if the follower had it first), `Periodic` and `Never`; the writer
+//!    busy-spins between appends (it holds a CPU), then, in rows of their
+//!    own, sleeps (as a service's writer waiting for requests).
 //! 3. Delivery latency to `walden follow` in another process (this binary,
 //!    `--json`, polling every `--poll-ms`): from `append` returning to its
 //!    line arriving on the pipe.
@@ -58,6 +60,23 @@ pub struct FollowBenchArgs {
     /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
+    /// Run only these throughput cells, each `MODE:WRITERS:FOLLOWERS`
+    /// (`periodic:1:1`, `always:16:8`); every cell if none is given. A
+    /// cell's "vs no follower" needs its 0-follower cell run too.
+    #[arg(long = "cell", value_name = "CELL")]
+    cells: Vec<String>,
+    /// Skip the throughput cells.
+    #[arg(long)]
+    no_throughput: bool,
+    /// Skip the delivery latencies.
+    #[arg(long)]
+    no_latency: bool,
+}
+
+/// Whether `--cell` (if any) asks for this throughput cell.
+fn cell_chosen(args: &FollowBenchArgs, mode: FsyncMode, writers: u64, followers: usize) -> bool {
+    let name = format!("{}:{writers}:{followers}", mode_name(mode));
+    args.cells.is_empty() || args.cells.iter().any(|c| c.eq_ignore_ascii_case(&name))
 }
 
 /// Removes the directory when dropped.
@@ -167,7 +186,14 @@ fn since_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
-fn pace(from: Instant, interval: Duration) {
+/// Waits until `interval` after `from`: busy-spinning (the writer holds a
+/// CPU), or, if `sleeping`, asleep (as a service's writer waiting for its
+/// next request: the CPU is free for the follower and the log's threads).
+fn pace(from: Instant, interval: Duration, sleeping: bool) {
+    if sleeping {
+        std::thread::sleep(interval.saturating_sub(from.elapsed()));
+        return;
+    }
     while from.elapsed() < interval {
         std::hint::spin_loop();
     }
@@ -180,6 +206,7 @@ fn append_paced<V: walden::io::Vfs>(
     payload: &[u8],
     samples: usize,
     interval: Duration,
+    sleeping: bool,
     base: Instant,
     acked: &[AtomicU64],
 ) -> Result<()> {
@@ -187,7 +214,7 @@ fn append_paced<V: walden::io::Vfs>(
         let started = Instant::now();
         let lsn = wal.append(payload)?;
         acked[lsn.0 as usize].store(since_ns(base), Ordering::Release);
-        pace(started, interval);
+        pace(started, interval, sleeping);
     }
     Ok(())
 }
@@ -202,12 +229,14 @@ fn delivered(times: &[(Lsn, u64)], acked: &[AtomicU64]) -> Vec<u32> {
 }
 
 /// One writer, one blocked follower: latencies from `append` returning to
-/// the follower holding the record.
+/// the follower holding the record. The writer spins between appends, or
+/// sleeps if `sleeping` (see `pace`).
 fn latency_in_process(
     root: &Path,
     mode: FsyncMode,
     samples: usize,
     interval: Duration,
+    sleeping: bool,
     bytes: usize,
 ) -> Result<Percentiles> {
     let dir = fresh_dir(root, "lat");
@@ -225,7 +254,7 @@ fn latency_in_process(
             out
         });
         let payload = vec![0x5a; bytes];
-        append_paced(&wal, &payload, samples, interval, base, &acked)?;
+        append_paced(&wal, &payload, samples, interval, sleeping, base, &acked)?;
         Ok(delivered(&reader.join().expect("the follower panicked"), &acked))
     })?;
     wal.close()?;
@@ -280,7 +309,7 @@ fn latency_to_process(
         wal.append(&payload)?;
         acked[1].store(since_ns(base), Ordering::Release);
         std::thread::sleep(Duration::from_millis(300));
-        append_paced(&wal, &payload, samples, interval, base, &acked)?;
+        append_paced(&wal, &payload, samples, interval, false, base, &acked)?;
         Ok(delivered(&reader.join().expect("the reader panicked"), &acked))
     });
     drop(child.kill());
@@ -299,6 +328,17 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
         return Err("--runs, --records, --always-records and --samples must be at least 1".into());
     }
     std::fs::create_dir_all(&args.dir)?;
+    if !args.no_throughput {
+        throughput_cells(args)?;
+    }
+    if !args.no_latency {
+        latencies(args)?;
+    }
+    Ok(())
+}
+
+/// The throughput table: every chosen cell `--runs` times, interleaved.
+fn throughput_cells(args: &FollowBenchArgs) -> Result<()> {
     println!("## Append throughput with in-process followers (records/s; every run, then the median)");
     println!(
         "{} B records; each follower reads every record (follower nice increment {}); cells interleaved run by run",
@@ -308,6 +348,9 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
     for mode in [periodic(), FsyncMode::Always] {
         for writers in [1u64, 16] {
             for followers in [0usize, 1, 8] {
+                if !cell_chosen(args, mode, writers, followers) {
+                    continue;
+                }
                 cells.push((mode, writers, followers, Vec::new()));
             }
         }
@@ -330,6 +373,17 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
         println!("| {} | {writers} | {followers} | {} | {m:.0} | {:.2} |", mode_name(*mode), all.join(", "), m / none);
     }
     println!();
+    Ok(())
+}
+
+/// The latency table's "where" for an in-process follower.
+fn in_process_where(sleeping: bool) -> String {
+    let writer = if sleeping { "sleeps" } else { "spins" };
+    format!("Wal::follow, in-process, writer {writer} between appends")
+}
+
+/// The delivery latency table, in-process and to another process.
+fn latencies(args: &FollowBenchArgs) -> Result<()> {
     let interval = Duration::from_micros(args.interval_us);
     println!(
         "## Delivery latency, acknowledgement to follower (1 writer, one record every {} us, {} records a run)",
@@ -337,12 +391,17 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
     );
     println!("| where | mode | run | p50 us | p99 us | p99.9 us |");
     println!("|---|---|--:|--:|--:|--:|");
-    let mut in_process: Vec<(FsyncMode, Vec<Percentiles>)> =
-        vec![(periodic(), Vec::new()), (FsyncMode::Never, Vec::new())];
+    // The writer spinning between appends (it holds a CPU), then sleeping.
+    let mut in_process: Vec<(FsyncMode, bool, Vec<Percentiles>)> = vec![
+        (periodic(), false, Vec::new()),
+        (FsyncMode::Never, false, Vec::new()),
+        (periodic(), true, Vec::new()),
+        (FsyncMode::Never, true, Vec::new()),
+    ];
     let mut to_process = Vec::new();
     for _ in 0..args.runs {
-        for (mode, runs) in in_process.iter_mut() {
-            runs.push(latency_in_process(&args.dir, *mode, args.samples, interval, args.record_bytes)?);
+        for (mode, sleeping, runs) in in_process.iter_mut() {
+            runs.push(latency_in_process(&args.dir, *mode, args.samples, interval, *sleeping, args.record_bytes)?);
         }
         let process_interval = interval.max(Duration::from_millis(1));
         to_process.push(latency_to_process(
@@ -354,7 +413,7 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
         )?);
     }
     let mut rows: Vec<(String, &str, &Vec<Percentiles>)> =
-        in_process.iter().map(|(mode, runs)| ("Wal::follow, in-process".to_string(), mode_name(*mode), runs)).collect();
+        in_process.iter().map(|(mode, sleeping, runs)| (in_process_where(*sleeping), mode_name(*mode), runs)).collect();
     let process_where = format!("walden follow --poll-ms {}, another process", args.poll_ms);
     rows.push((process_where, "Periodic", &to_process));
     for (place, mode, runs) in rows {

@@ -281,8 +281,11 @@ fn bench_follow_reports_every_cell_and_both_latencies_on_a_tiny_run() {
             assert!(out.contains(&row), "a row {row:?}:\n{out}");
         }
     }
-    for place in ["| Wal::follow, in-process | Periodic | median |", "| Wal::follow, in-process | Never | median |"] {
-        assert!(out.contains(place), "{place}:\n{out}");
+    for writer in ["spins", "sleeps"] {
+        for mode in ["Periodic", "Never"] {
+            let place = format!("| Wal::follow, in-process, writer {writer} between appends | {mode} | median |");
+            assert!(out.contains(&place), "{place}:\n{out}");
+        }
     }
     assert!(out.contains("| walden follow --poll-ms 5, another process | Periodic | median |"), "{out}");
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
