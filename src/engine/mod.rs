@@ -289,12 +289,16 @@ const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// large tree of random keys, so this bounds how long the folder is held,
 /// and so how long a committer past `COMMITTER_WAITS_AT` waits.
 const FOLD_MAX: u64 = 1024;
-/// ... and at which a committer waits for the folder and folds: the bound
-/// on what a reader walks and the chain holds while the fold thread runs
-/// behind the writers (a fold of random keys on a large tree copies a leaf
-/// per record, slower than a put), and the writers' backpressure: each
-/// waits at most for the fold in progress and one of its own.
-const COMMITTER_WAITS_AT: u64 = 4 * FOLD_MAX;
+/// ... and at which a committer folds a share if the folder is free
+/// (never waiting for a folder whose holder may have lost its CPU among
+/// many writers) ...
+const COMMITTER_HELPS_AT: u64 = 4 * FOLD_MAX;
+/// ... and at which it waits for the folder and folds: the bound on what
+/// a reader walks and the chain holds while the folds run behind the
+/// writers (a fold of random keys on a large tree copies a leaf per
+/// record, slower than a put), and the writers' backpressure: each waits
+/// at most for the fold in progress and one of its own.
+const COMMITTER_WAITS_AT: u64 = 4 * COMMITTER_HELPS_AT;
 /// How long the fold thread sleeps with nothing asked of it before it
 /// folds what is left.
 const FOLD_THREAD_IDLE: Duration = Duration::from_millis(50);
@@ -957,6 +961,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             // writers: a committer waits for the folder and folds a share.
             if behind >= COMMITTER_WAITS_AT {
                 self.fold_at_most(&mut self.folder.lock(), FOLD_MAX);
+            } else if behind >= COMMITTER_HELPS_AT {
+                if let Some(mut folder) = self.folder.try_lock() {
+                    self.fold_at_most(&mut folder, FOLD_MAX);
+                }
             } else if behind >= FOLD_AT && !self.wake_folder() && behind >= COMMITTER_FOLDS_AT {
                 self.fold_if_behind(lsn, COMMITTER_FOLDS_AT);
             }

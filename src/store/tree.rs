@@ -239,14 +239,16 @@ impl Leaf {
         self.len() < LEAF_MIN && self.bytes() < LEAF_BYTES / 4
     }
 
-    /// Records `range`, as a leaf of their own.
+    /// Records `range`, as a leaf of their own in exact allocations (a
+    /// built or split leaf is kept: a class size would cost up to 255
+    /// bytes a leaf for good).
     fn part(&self, range: Range<usize>) -> Leaf {
         let (from, to) = (self.start(range.start), self.start(range.end));
-        let mut leaf = Leaf::with_room(range.len(), to - from);
-        leaf.prefixes.extend_from_slice(&self.prefixes[range.clone()]);
-        leaf.ends.extend(self.ends[range].iter().map(|&end| end - from as u32));
-        leaf.data.extend_from_slice(&self.data[from..to]);
-        leaf
+        Leaf {
+            prefixes: self.prefixes[range.clone()].to_vec(),
+            ends: self.ends[range].iter().map(|&end| end - from as u32).collect(),
+            data: self.data[from..to].to_vec(),
+        }
     }
 
     /// Makes this leaf hold `other`'s records, in its own buffers (grown if
