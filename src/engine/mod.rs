@@ -227,6 +227,8 @@ struct Folder<S> {
     anchor: Arc<Chained>,
     /// Set when a record could not be applied: nothing later is.
     failed: bool,
+    /// How many records a bounded fold takes (`Core::fold_share`).
+    share: u64,
 }
 
 /// Counters that decide when the next automatic snapshot is due.
@@ -289,6 +291,13 @@ const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// large tree of random keys, so this bounds how long the folder is held,
 /// and so how long a committer past `COMMITTER_WAITS_AT` waits.
 const FOLD_MAX: u64 = 1024;
+/// ... and the fewest, however long a record's fold takes ...
+const FOLD_MIN: u64 = 256;
+/// ... between which a fold takes as many records as fold in about this
+/// long, at the rate of the last fold: on a large tree of random keys a
+/// fold of fewer records is also cheaper per record (what it touches
+/// stays in cache), on a small one a fold of more is (one publication).
+const FOLD_TIME_NS: u64 = 1_000_000;
 /// ... and at which a committer folds a share if the folder is free
 /// (never waiting for a folder whose holder may have lost its CPU among
 /// many writers) ...
@@ -689,7 +698,8 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         report.records_replayed += replayed.records;
         report.bytes_read += replayed.bytes;
         let anchor = wal.start_chain();
-        let folder = Folder { machine: replayed.machine, lsn: replayed.lsn, bytes: 0, anchor, failed: false };
+        let folder =
+            Folder { machine: replayed.machine, lsn: replayed.lsn, bytes: 0, anchor, failed: false, share: FOLD_MAX };
         report.duration = started.elapsed();
         log::info!(
             "walden: recovery complete at LSN {} ({} records replayed, {} snapshots skipped) in {:?}",
@@ -960,10 +970,10 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             // `COMMITTER_WAITS_AT` the fold thread is slower than the
             // writers: a committer waits for the folder and folds a share.
             if behind >= COMMITTER_WAITS_AT {
-                self.fold_at_most(&mut self.folder.lock(), FOLD_MAX);
+                self.fold_share(&mut self.folder.lock());
             } else if behind >= COMMITTER_HELPS_AT {
                 if let Some(mut folder) = self.folder.try_lock() {
-                    self.fold_at_most(&mut folder, FOLD_MAX);
+                    self.fold_share(&mut folder);
                 }
             } else if behind >= FOLD_AT && !self.wake_folder() && behind >= COMMITTER_FOLDS_AT {
                 self.fold_if_behind(lsn, COMMITTER_FOLDS_AT);
@@ -1000,7 +1010,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         while !self.fold_stop.load(Ordering::Acquire) {
             let behind = self.unfolded(self.wal.acknowledged_lsn());
             if self.fold_wanted.swap(false, Ordering::AcqRel) || behind >= FOLD_AT {
-                self.fold_at_most(&mut self.folder.lock(), FOLD_MAX);
+                self.fold_share(&mut self.folder.lock());
                 continue;
             }
             std::thread::park_timeout(FOLD_THREAD_IDLE);
@@ -1031,6 +1041,19 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// applied: the engine is then broken.
     fn fold(&self, folder: &mut Folder<S>) {
         self.fold_at_most(folder, u64::MAX);
+    }
+
+    /// [`Core::fold_at_most`] of a share: at most `folder.share` records,
+    /// a count set after each such fold from how long it took a record
+    /// (`FOLD_TIME_NS` a share, between `FOLD_MIN` and `FOLD_MAX`).
+    fn fold_share(&self, folder: &mut Folder<S>) {
+        let (before, started) = (folder.lsn, Instant::now());
+        self.fold_at_most(folder, folder.share);
+        let folded = folder.lsn.0 - before.0;
+        if folded >= FOLD_MIN {
+            let per_record = (started.elapsed().as_nanos() as u64 / folded).max(1);
+            folder.share = (FOLD_TIME_NS / per_record).clamp(FOLD_MIN, FOLD_MAX);
+        }
     }
 
     /// [`Core::fold`] of at most `max` records (a state that reads its
