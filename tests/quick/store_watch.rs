@@ -384,7 +384,7 @@ fn a_watch_never_delivers_a_write_that_a_failed_fdatasync_or_power_loss_takes_aw
     }
 }
 
-/// A watch that never reads holds nothing while 20,000 writes go by; one
+/// A watch that never reads holds nothing while 60,000 writes go by; one
 /// that reads every key holds at most the revisions since its last
 /// re-anchor, however many keys are written.
 #[test]
@@ -396,7 +396,7 @@ fn an_idle_watch_holds_nothing_and_a_live_one_holds_a_bounded_set_of_revisions()
         let store = Store::open_with(fs, dir(), options).unwrap();
         let idle = store.watch(WatchKeys::All, WatchFrom::Now).unwrap();
         let mut live = store.watch(WatchKeys::All, WatchFrom::Now).unwrap();
-        let count = 20_000u64;
+        let count = 60_000u64;
         let mut most_held = 0;
         for i in 0..count {
             store.put(format!("key-{i:06}").as_bytes(), b"v").unwrap();
@@ -410,8 +410,11 @@ fn an_idle_watch_holds_nothing_and_a_live_one_holds_a_bounded_set_of_revisions()
         assert_eq!(store.applied_lsn(), Lsn(count), "every write completed with the watches held");
         assert_eq!((idle.next_lsn(), idle.held_entries()), (Lsn(1), 0), "the idle watch read and holds nothing");
         // Re-anchoring every 1,024 LSNs to a state the store published
-        // (folded every 128 records or so) bounds what a live watch holds.
-        let bound = (REANCHOR_EVERY_LSNS + 1024) as usize;
+        // bounds what a live watch holds: the published state is folded
+        // every 128 records or so, and on a busy machine lags the commits
+        // by at most 16 Ki records (the engine's `COMMITTER_WAITS_AT`,
+        // past which committers wait for the folder) plus a fold's share.
+        let bound = (REANCHOR_EVERY_LSNS + (16 << 10) + 1024) as usize;
         assert!(most_held > 0 && most_held <= bound, "a live watch held {most_held} revisions (bound {bound})");
     });
 }
