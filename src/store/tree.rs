@@ -175,7 +175,8 @@ impl Leaf {
     /// all: a spare one of its class if there is one.
     fn with_room(count: usize, bytes: usize) -> Leaf {
         let capacity = bytes.next_multiple_of(SPARE_STEP);
-        let spare = spare_class(capacity).and_then(|class| {
+        let class = spare_class(capacity);
+        let spare = class.and_then(|class| {
             let mut spare = SPARE_LEAVES.try_lock()?;
             let leaf = spare.classes[class].pop()?;
             spare.count -= 1;
@@ -184,7 +185,7 @@ impl Leaf {
         let mut leaf = spare.unwrap_or_else(|| Leaf {
             prefixes: Vec::new(),
             ends: Vec::new(),
-            data: Vec::with_capacity(if spare_class(capacity).is_some() { capacity } else { bytes }),
+            data: Vec::with_capacity(if class.is_some() { capacity } else { bytes }),
         });
         leaf.prefixes.reserve_exact(count);
         leaf.ends.reserve_exact(count);

@@ -525,47 +525,50 @@ impl<V: Vfs> Feed<V> {
         }
     }
 
-    /// The spinning follower (it set `spinning`): watches the acknowledged
-    /// LSN for at most [`SPIN_MAX`] (and not past `deadline`) with the
+    /// The watching follower (it set `spinning`): watches the acknowledged
+    /// LSN until `lsn` is acknowledged, the log ends, `deadline` passes or
+    /// its watch gives up (see [`Feed::spin_until`] and
+    /// [`Feed::nap_until`]), waking the sleeping followers whenever it sees
+    /// the LSN move (the log does not while one watches), then gives the
+    /// role up. Returns whether `lsn` is acknowledged.
+    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>, nap: bool) -> bool {
+        if nap {
+            self.nap_until(shared, lsn, deadline);
+        } else {
+            self.spin_until(shared, lsn, deadline);
+        }
+        self.spinning.store(false, Ordering::SeqCst);
+        // The log may have skipped a wake-up because this one watched: what
+        // it stored before it read `spinning` is seen here, after the fence,
+        // and so is any sleeper's mark: wake them, whatever was seen before.
+        self.wake_marked_sleepers();
+        shared.acknowledged_lsn.load(Ordering::Acquire) >= lsn.0
+    }
+
+    /// Fences, then wakes the sleeping followers if one marked itself.
+    fn wake_marked_sleepers(&self) {
+        fence(Ordering::SeqCst);
+        if self.take_sleepers() {
+            self.wake_sleepers();
+        }
+    }
+
+    /// Watches for at most [`SPIN_MAX`] (and not past `deadline`) with the
     /// CPU's spin hint, never yielding (on a busy machine `sched_yield`
     /// hands the CPU away for a whole time slice); stops at once if it
     /// finds it was preempted (two looks [`PREEMPTED`] apart: the machine
     /// is busy, a spinner there is a CPU hog the scheduler makes wait for
     /// milliseconds, measured at load 9-11: p50 delivery 1-7 ms against
     /// 25 µs parked), and the next [`SPIN_SKIPS_AFTER_PREEMPTION`] waits
-    /// park without spinning. Wakes the
-    /// sleeping followers whenever it sees the LSN move (the log does not
-    /// while it spins). Returns whether `lsn` is acknowledged.
-    ///
-    /// If `nap`, it sleeps [`NAP`] between looks instead of spinning (no
-    /// CPU taken, and records gather: one wake-up per nap for every
-    /// follower, paid by this one, none by the appenders), and stops
-    /// after a nap in which the LSN did not move: the stream stopped.
-    fn spin(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>, nap: bool) -> bool {
+    /// park without spinning.
+    fn spin_until(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) {
         let acknowledged = || shared.acknowledged_lsn.load(Ordering::Acquire);
         let started = Instant::now();
         let until = deadline.map_or(started + SPIN_MAX, |d| d.min(started + SPIN_MAX));
         let mut seen = acknowledged();
         let mut looks = 0u32;
         let mut last_look = started;
-        while nap && seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
-            let now = Instant::now();
-            let wake_at = deadline.map_or(now + NAP, |d| d.min(now + NAP));
-            if wake_at <= now {
-                break;
-            }
-            std::thread::sleep(wake_at - now);
-            let now_acknowledged = acknowledged();
-            if now_acknowledged == seen {
-                break;
-            }
-            seen = now_acknowledged;
-            fence(Ordering::SeqCst);
-            if self.take_sleepers() {
-                self.wake_sleepers();
-            }
-        }
-        while !nap && seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+        while seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
             looks += 1;
             if looks.is_multiple_of(64) {
                 let now = Instant::now();
@@ -584,20 +587,31 @@ impl<V: Vfs> Feed<V> {
             let now_acknowledged = acknowledged();
             if now_acknowledged != seen {
                 seen = now_acknowledged;
-                fence(Ordering::SeqCst);
-                if self.take_sleepers() {
-                    self.wake_sleepers();
-                }
+                self.wake_marked_sleepers();
             }
         }
-        self.spinning.store(false, Ordering::SeqCst);
-        // The log may have skipped a wake-up because this one spun: what it
-        // stored before it read `spinning` is seen here, after the fence,
-        // and so is any sleeper's mark: wake them, whatever was seen above.
-        fence(Ordering::SeqCst);
-        if self.take_sleepers() {
-            self.wake_sleepers();
+    }
+
+    /// Watches by sleeping [`NAP`] between looks (no CPU taken, and records
+    /// gather: one wake-up per nap for every follower, paid by this one,
+    /// none by the appenders), and stops after a nap in which the LSN did
+    /// not move: the stream stopped.
+    fn nap_until(&self, shared: &Shared<V>, lsn: Lsn, deadline: Option<Instant>) {
+        let acknowledged = || shared.acknowledged_lsn.load(Ordering::Acquire);
+        let mut seen = acknowledged();
+        while seen < lsn.0 && !self.ended.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let wake_at = deadline.map_or(now + NAP, |d| d.min(now + NAP));
+            if wake_at <= now {
+                break;
+            }
+            std::thread::sleep(wake_at - now);
+            let now_acknowledged = acknowledged();
+            if now_acknowledged == seen {
+                break;
+            }
+            seen = now_acknowledged;
+            self.wake_marked_sleepers();
         }
-        acknowledged() >= lsn.0
     }
 }
