@@ -286,11 +286,14 @@ const READER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// ... and at which a committer folds them itself, if the folder is free
 /// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine).
 const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
-/// The most records the fold thread (or a committer that waits for the
-/// folder) folds at once: a fold copies about a leaf per record on a
-/// large tree of random keys, so this bounds how long the folder is held,
-/// and so how long a committer past `COMMITTER_WAITS_AT` waits.
-const FOLD_MAX: u64 = 1024;
+/// The most records the fold thread (or a committer) folds at once, and
+/// the share a fold starts with: a fold copies about a leaf per record on
+/// a large tree of random keys, so a share is bounded by time
+/// (`FOLD_TIME_NS`), and this bounds the first one and those of a cheap
+/// record (a small tree, or keys that share leaves), which are cheaper
+/// per record the more they take and, taken more at a time, fall on
+/// fewer commits (a committer that folds a share pays for it).
+const FOLD_MAX: u64 = 16 * 1024;
 /// ... and the fewest, however long a record's fold takes ...
 const FOLD_MIN: u64 = 256;
 /// ... between which a fold takes as many records as fold in about this
@@ -298,10 +301,10 @@ const FOLD_MIN: u64 = 256;
 /// fold of fewer records is also cheaper per record (what it touches
 /// stays in cache), on a small one a fold of more is (one publication).
 const FOLD_TIME_NS: u64 = 1_000_000;
-/// ... and at which a committer folds a share if the folder is free
-/// (never waiting for a folder whose holder may have lost its CPU among
-/// many writers) ...
-const COMMITTER_HELPS_AT: u64 = 4 * FOLD_MAX;
+/// Waiting records at which a committer folds a share if the folder is
+/// free (never waiting for a folder whose holder may have lost its CPU
+/// among many writers) ...
+const COMMITTER_HELPS_AT: u64 = 4 * 1024;
 /// ... and at which it waits for the folder and folds: the bound on what
 /// a reader walks and the chain holds while the folds run behind the
 /// writers (a fold of random keys on a large tree copies a leaf per
@@ -699,7 +702,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         report.bytes_read += replayed.bytes;
         let anchor = wal.start_chain();
         let folder =
-            Folder { machine: replayed.machine, lsn: replayed.lsn, bytes: 0, anchor, failed: false, share: FOLD_MAX };
+            Folder { machine: replayed.machine, lsn: replayed.lsn, bytes: 0, anchor, failed: false, share: FOLD_MIN };
         report.duration = started.elapsed();
         log::info!(
             "walden: recovery complete at LSN {} ({} records replayed, {} snapshots skipped) in {:?}",
@@ -1025,12 +1028,14 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         upto.0.saturating_sub(self.folded_lsn.load(Ordering::Acquire))
     }
 
-    /// Folds if `upto` is `behind` records or more past the published base
-    /// and the folder is free: a caller that finds it held does not wait.
+    /// Folds a share if `upto` is `behind` records or more past the
+    /// published base and the folder is free: a caller that finds it held
+    /// does not wait, and one that folds pays for a share, not for however
+    /// many records wait.
     fn fold_if_behind(&self, upto: Lsn, behind: u64) {
         if self.unfolded(upto) >= behind {
             if let Some(mut folder) = self.folder.try_lock() {
-                self.fold(&mut folder);
+                self.fold_share(&mut folder);
             }
         }
     }
