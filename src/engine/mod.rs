@@ -1269,6 +1269,15 @@ pub(crate) enum Begun<'a, S: StateMachine, V: Vfs> {
 }
 
 impl<S: StateMachine, V: Vfs> Begun<'_, S, V> {
+    /// Where the commit's first record is in the log (readable there once
+    /// the commit is acknowledged).
+    pub(crate) fn first_position(&self) -> crate::wal::ReadPosition {
+        match self {
+            Begun::Reserved { reserved, .. } => reserved.first_position(),
+            Begun::Staged(ticket) => ticket.first_position(),
+        }
+    }
+
     /// Writes the records (or waits for them to be written), and returns
     /// the LSN of the last once the log acknowledges them: from then on
     /// every reader sees them.

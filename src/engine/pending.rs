@@ -66,6 +66,11 @@ impl<S: StateMachine, V: Vfs> CommitTicket<S, V> {
         self.ticket.lsn()
     }
 
+    /// Where the commit's first record is in the log.
+    pub(crate) fn first_position(&self) -> crate::wal::ReadPosition {
+        self.ticket.first_position()
+    }
+
     /// Blocks until the commit is acknowledged in the fsync mode's terms
     /// and applied; returns its (last) LSN. An error if the log failed
     /// first: the commit is then never applied.

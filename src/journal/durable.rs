@@ -36,6 +36,7 @@ use super::pattern::Pattern;
 use super::query::{Cursor, Page, Query};
 use super::{now_us, resolve, validate_entry, Journal, SignalType, SignalTypes, Subscription};
 use crate::engine::{CommitTicket, Engine, EngineOptions, Prepared, Recent, RecoveryReport, StateMachine};
+use crate::format::padded_len;
 use crate::io::{RealFs, Vfs};
 use crate::snapshot::SnapshotInfo;
 use crate::wal::ReadPosition;
@@ -457,15 +458,10 @@ impl Default for JournalOptions {
     }
 }
 
-/// A lone append runs the tail indexer once every this many entries (4
-/// index points): its reader maps and unmaps a segment, tens of
-/// microseconds, which 1 append in 64 paying would put in the p99. Queries
-/// for the points between start at the nearest cached one before them.
-const TAIL_INDEX_EVERY_ENTRIES: u64 = 4 * INDEX_EVERY_ENTRIES;
-
-/// Index points further than this many LSNs behind the newest are not
-/// walked to by the tail indexer: it starts afresh at the newest instead.
-const TAIL_INDEX_MAX_LSNS: u64 = 16 * INDEX_EVERY_ENTRIES;
+/// A query starts at the nearest index point before its own whose place
+/// is known if that is at most this many LSNs before it (it reads and
+/// skips the records between), else at the start of its segment.
+const NEAR_INDEX_LSNS: u64 = 16 * INDEX_EVERY_ENTRIES;
 
 /// The journal on walden's log.
 pub struct DurableJournal<V: Vfs = RealFs> {
@@ -473,8 +469,9 @@ pub struct DurableJournal<V: Vfs = RealFs> {
     /// Where in the log the records of index points are (LSN -> segment and
     /// offset), so a query starts reading at its index point instead of at
     /// the start of the segment. A cache for this process only: filled by
-    /// appends (the tail indexer) and by every read that passes an index
-    /// point; a missing entry costs one scan from the segment's start.
+    /// appends (the log gives each commit its place) and by every read that
+    /// passes an index point; a missing entry costs one scan from the
+    /// segment's start.
     positions: Mutex<BTreeMap<Lsn, ReadPosition>>,
     /// Numbers entries and begins their commits, one append at a time
     /// (`DurableJournal::begin`); held for no I/O, no fold and no wait but
@@ -632,7 +629,11 @@ impl<V: Vfs> DurableJournal<V> {
     /// or not.
     pub fn append_pipelined(&self, entry: NewEntry) -> Result<(u64, CommitTicket<JournalState, V>)> {
         let (sequence, staged) = self.begin_one(entry, |prepared| self.engine.begin_prepared_pipelined(prepared))?;
-        Ok((sequence, staged.into_ticket()))
+        let ticket = staged.into_ticket();
+        if is_index_point(sequence) {
+            self.remember(vec![ticket.first_position()]);
+        }
+        Ok((sequence, ticket))
     }
 
     /// Syncs the log (taking a final snapshot first if the options say so)
@@ -649,7 +650,7 @@ impl<V: Vfs> DurableJournal<V> {
         let cached = self.positions.lock().range(..=lsn).next_back().map(|(_, at)| *at);
         match cached {
             Some(at) if at.lsn == lsn => self.engine.read_log_at(at),
-            Some(at) if at.lsn.0 + TAIL_INDEX_MAX_LSNS >= lsn.0 && at.lsn >= self.engine.log_first_lsn() => {
+            Some(at) if at.lsn.0 + NEAR_INDEX_LSNS >= lsn.0 && at.lsn >= self.engine.log_first_lsn() => {
                 self.engine.read_log_at(at)
             }
             _ => self.engine.read_log(lsn),
@@ -664,47 +665,23 @@ impl<V: Vfs> DurableJournal<V> {
         }
     }
 
-    /// The tail indexer: after appends that made a new index point, read
-    /// from the newest known position up to it and note where it is. Costs
-    /// about one record read per append; skipped if another thread is at it.
-    fn index_tail(&self) {
-        let Some(mut positions) = self.positions.try_lock() else {
-            return;
-        };
-        let newest = self.engine.read_recent(|base, recent| {
-            let recent_points = recent.iter().filter(|(_, payload)| {
-                codec::peek_entry(payload).is_some_and(|(sequence, _, _)| is_index_point(sequence))
-            });
-            recent_points.last().map(|(lsn, _)| lsn).or_else(|| base.index.last().map(|p| p.lsn))
-        });
-        let Some(newest) = newest else {
-            return;
-        };
-        if positions.contains_key(&newest) {
-            return;
-        }
-        let start = positions.last_key_value().map(|(_, p)| *p).filter(|p| p.lsn.0 + TAIL_INDEX_MAX_LSNS >= newest.0);
-        let reader = match start {
-            Some(at) => self.engine.read_log_at(at),
-            None => self.engine.read_log(newest),
-        };
-        let mut reader = match reader {
-            Ok(reader) => reader,
-            Err(e) => return log::warn!("walden: journal tail indexer: {e}"),
-        };
-        while let Some(record) = reader.next_ref() {
-            let (lsn, payload) = match record {
-                Ok(record) => record,
-                Err(e) => return log::warn!("walden: journal tail indexer: {e}"),
-            };
-            let point = codec::peek_entry(payload).is_some_and(|(sequence, _, _)| is_index_point(sequence));
-            if let Some(here) = reader.last_position().filter(|_| point) {
-                positions.insert(lsn, here);
+    /// Notes where the index points among a commit's records are: the
+    /// commit of `sequences` begun at `first` (its first record's place in
+    /// the log), whose records take `frames` bytes each. Noted when the
+    /// commit is begun: a query looks a position up only at or before an
+    /// acknowledged LSN, and the log acknowledges in LSN order, so it never
+    /// starts at a record not yet written (or never to be, the log then
+    /// being poisoned).
+    fn remember_index_points(&self, sequences: RangeInclusive<u64>, first: ReadPosition, frames: &[usize]) {
+        let mut offset = first.offset;
+        let mut points = Vec::new();
+        for ((sequence, frame), lsn) in sequences.zip(frames).zip(first.lsn.0..) {
+            if is_index_point(sequence) {
+                points.push(ReadPosition { lsn: Lsn(lsn), segment_first_lsn: first.segment_first_lsn, offset });
             }
-            if lsn >= newest {
-                break;
-            }
+            offset += *frame as u64;
         }
+        self.remember(points);
     }
 
     /// The first sequence number of an entry at or after `timestamp_us`
@@ -730,10 +707,10 @@ impl<V: Vfs> DurableJournal<V> {
 impl<V: Vfs> Journal for DurableJournal<V> {
     fn append(&self, entry: NewEntry) -> Result<u64> {
         let (sequence, begun) = self.begin_one(entry, |prepared| self.engine.begin_prepared(prepared))?;
-        begun.finish()?;
-        if (sequence - 1).is_multiple_of(TAIL_INDEX_EVERY_ENTRIES) {
-            self.index_tail();
+        if is_index_point(sequence) {
+            self.remember(vec![begun.first_position()]);
         }
+        begun.finish()?;
         Ok(sequence)
     }
 
@@ -742,14 +719,12 @@ impl<V: Vfs> Journal for DurableJournal<V> {
             return Err(Error::InvalidArgument("an empty batch".into()));
         }
         entries.iter().try_for_each(validate_entry)?;
-        let (range, begun) = self.begin(entries, |records| self.engine.begin_commit_batch(records))?;
+        let (range, (begun, frames)) = self.begin(entries, |records| {
+            let frames: Vec<usize> = records.iter().map(|r| padded_len(r.len())).collect();
+            Ok((self.engine.begin_commit_batch(records)?, frames))
+        })?;
+        self.remember_index_points(range.clone(), begun.first_position(), &frames);
         begun.finish()?;
-        // Did the batch make an index point? (Sequence s is one if s - 1 is a multiple.)
-        if (range.end() - 1) / INDEX_EVERY_ENTRIES != (range.start() - 1).saturating_sub(1) / INDEX_EVERY_ENTRIES
-            || *range.start() == 1
-        {
-            self.index_tail();
-        }
         Ok(range)
     }
 
@@ -885,5 +860,55 @@ impl<V: Vfs> Journal for DurableJournal<V> {
     fn compact_before_time(&self, timestamp_us: u64) -> Result<u64> {
         let sequence = self.first_sequence_at(timestamp_us)?;
         self.compact_before(sequence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Value;
+    use crate::FsyncMode;
+
+    /// Every index point an append, a batch or a pipelined append made has
+    /// its place noted, and the log holds that index point's record there:
+    /// on the direct path (`Never`) and the staged one (`Always`), across
+    /// segment roll-overs.
+    #[test]
+    fn appends_note_where_each_index_point_is_and_the_log_holds_it_there() {
+        for fsync in [FsyncMode::Never, FsyncMode::Always] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut options = JournalOptions::default();
+            options.engine.wal.fsync = fsync;
+            options.engine.wal.segment_bytes = 16 << 10;
+            options.engine.snapshots = crate::SnapshotOptions::manual();
+            let journal = DurableJournal::open(dir.path(), options).unwrap();
+            let entry = |i: u64| NewEntry::set("writer", &format!("/a/{}", i % 7), Value::Int(i as i64));
+            let mut latest = 0;
+            for round in 0..150u64 {
+                latest = match round % 3 {
+                    0 => journal.append(entry(round)).unwrap(),
+                    1 => *journal.append_batch((0..1 + round % 40).map(entry).collect()).unwrap().end(),
+                    _ => {
+                        let (sequence, ticket) = journal.append_pipelined(entry(round)).unwrap();
+                        ticket.wait().unwrap();
+                        sequence
+                    }
+                };
+            }
+            let positions = journal.positions.lock().clone();
+            let points = (1..=latest).filter(|&s| is_index_point(s)).count();
+            assert!(points >= 10, "{fsync:?}: the script makes index points ({points})");
+            assert_eq!(positions.len(), points, "{fsync:?}: every index point's place is noted");
+            let segments: std::collections::BTreeSet<Lsn> = positions.values().map(|p| p.segment_first_lsn).collect();
+            assert!(segments.len() > 1, "{fsync:?}: the points span segments");
+            for (lsn, at) in positions {
+                assert_eq!(at.lsn, lsn);
+                let mut reader = journal.engine.read_log_at(at).unwrap();
+                let (read, payload) = reader.next_ref().expect("a record there").unwrap();
+                assert_eq!(read, lsn, "{fsync:?}: the record at the noted place is the index point's");
+                let (sequence, _, _) = codec::peek_entry(payload).expect("an entry");
+                assert!(is_index_point(sequence), "{fsync:?}: sequence {sequence} at {lsn} is an index point");
+            }
+        }
     }
 }

@@ -76,6 +76,8 @@ pub struct Wal<V: Vfs = RealFs> {
 pub struct Ticket<V: Vfs = RealFs> {
     shared: Arc<Shared<V>>,
     last: Lsn,
+    /// Where the append's first record is in the log.
+    first_at: ReadPosition,
 }
 
 /// A future that resolves once every record up to an LSN has the
@@ -212,7 +214,7 @@ impl<V: Vfs> Wal<V> {
                 return Ok(lsn);
             }
         }
-        let (st, lsn) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
+        let (st, lsn, _) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
         self.acknowledge(st, lsn)?;
         Ok(lsn)
     }
@@ -227,7 +229,8 @@ impl<V: Vfs> Wal<V> {
                 return Ok(Lsn(last.0 + 1 - payloads.len() as u64)..last.next());
             }
         }
-        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
+        let (st, last, _) =
+            self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
         let first = Lsn(last.0 + 1 - payloads.len() as u64);
         self.acknowledge(st, last)?;
         Ok(first..last.next())
@@ -238,17 +241,18 @@ impl<V: Vfs> Wal<V> {
     /// many appends in flight from one thread.
     pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<V>> {
         self.check_size(payload.len())?;
-        let (st, last) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
+        let (st, last, first_at) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
         drop(st);
-        Ok(Ticket { shared: self.shared.clone(), last })
+        Ok(Ticket { shared: self.shared.clone(), last, first_at })
     }
 
     /// [`Wal::append_batch`], pipelined.
     pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<V>> {
         let frame_bytes = self.batch_frame_bytes(payloads)?;
-        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
+        let (st, last, first_at) =
+            self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
         drop(st);
-        Ok(Ticket { shared: self.shared.clone(), last })
+        Ok(Ticket { shared: self.shared.clone(), last, first_at })
     }
 
     /// Blocks until every record up to `lsn` has the durability the fsync
@@ -308,9 +312,10 @@ impl<V: Vfs> Wal<V> {
     pub(crate) fn append_chained<P: AsRef<[u8]>>(&self, payloads: &[P], node: &Arc<Chained>) -> Result<Ticket<V>> {
         let frame_bytes = self.batch_frame_bytes(payloads)?;
         let count = payloads.len();
-        let (st, last) = self.shared.stage(payloads.iter().map(|p| p.as_ref()), count, frame_bytes, Some(node))?;
+        let (st, last, first_at) =
+            self.shared.stage(payloads.iter().map(|p| p.as_ref()), count, frame_bytes, Some(node))?;
         drop(st);
-        Ok(Ticket { shared: self.shared.clone(), last })
+        Ok(Ticket { shared: self.shared.clone(), last, first_at })
     }
 
     /// Starts the log's in-memory chain of appends (`tail.rs`): from now
@@ -562,6 +567,12 @@ impl<V: Vfs> Ticket<V> {
     /// The LSN of the (last) record this ticket stands for.
     pub fn lsn(&self) -> Lsn {
         self.last
+    }
+
+    /// Where the append's first record is in the log (readable there once
+    /// the append is acknowledged).
+    pub(crate) fn first_position(&self) -> ReadPosition {
+        self.first_at
     }
 
     /// Blocks until the append has the durability the mode promises.

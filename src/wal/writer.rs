@@ -22,7 +22,7 @@
 use super::feed::Feed;
 use super::segment::{create_spare, now_unix_us, publish_segment, random_u64, Segment, Spare};
 use super::tail::Chained;
-use super::{FsyncMode, WalOptions};
+use super::{FsyncMode, ReadPosition, WalOptions};
 use crate::format::{encode_record, SegmentHeader, FLAG_BATCH_CONTINUES, SEGMENT_HEADER_BYTES};
 use crate::io::{Vfs, VfsFile};
 use crate::{Error, Lsn, Result};
@@ -176,10 +176,24 @@ pub(crate) enum Followed {
 /// written by [`Shared::write_reserved`].
 pub(crate) struct Reserved<F>(DirectWrite<F>);
 
+/// What [`Shared::stage`] returns: the log's state, still locked, the
+/// append's last LSN, and where its first record is.
+pub(crate) type StagedAt<'a, F> = (MutexGuard<'a, State<F>>, Lsn, ReadPosition);
+
+impl<F> Reserved<F> {
+    /// Where the first record reserved will be in the log.
+    pub(crate) fn first_position(&self) -> ReadPosition {
+        let write = &self.0;
+        ReadPosition { lsn: write.first, segment_first_lsn: write.segment, offset: write.offset }
+    }
+}
+
 /// A direct write's range and bytes, shared with whoever helps write it.
 struct DirectWrite<F> {
     first: Lsn,
     last: Lsn,
+    /// The first LSN of the segment written to, and where in it.
+    segment: Lsn,
     offset: u64,
     bytes: Arc<Vec<u8>>,
     file: Arc<F>,
@@ -190,6 +204,7 @@ impl<F> Clone for DirectWrite<F> {
         DirectWrite {
             first: self.first,
             last: self.last,
+            segment: self.segment,
             offset: self.offset,
             bytes: self.bytes.clone(),
             file: self.file.clone(),
@@ -330,7 +345,7 @@ impl<V: Vfs> Shared<V> {
         count: usize,
         frame_bytes: usize,
         node: Option<&Arc<Chained>>,
-    ) -> Result<(MutexGuard<'_, State<V::File>>, Lsn)>
+    ) -> Result<StagedAt<'_, V::File>>
     where
         P: IntoIterator<Item = &'a [u8]>,
     {
@@ -366,6 +381,7 @@ impl<V: Vfs> Shared<V> {
         let seed = st.tail_header.seed();
         let watermark = st.synced;
         let mut lsn = st.next_lsn;
+        let first_at = ReadPosition { lsn, segment_first_lsn: st.tail_first_lsn, offset: st.tail_end };
         let chunk = st.staged.last_mut().expect("a chunk was pushed");
         let before = chunk.bytes.len();
         let mut remaining = count;
@@ -388,7 +404,7 @@ impl<V: Vfs> Shared<V> {
         if st.filling && st.next_lsn.0 - 1 - st.synced.0 >= st.group_target {
             self.group_filled.notify_one();
         }
-        Ok((st, last))
+        Ok((st, last, first_at))
     }
 
     fn push_chunk(&self, st: &mut State<V::File>, new_segment: Option<SegmentHeader>) {
@@ -561,7 +577,7 @@ impl<V: Vfs> Shared<V> {
         st.next_lsn = last.next();
         st.tail_end += frame_bytes as u64;
         let file = st.active.clone();
-        let write = DirectWrite { first, last, offset, bytes: buffer, file };
+        let write = DirectWrite { first, last, segment: st.active_first_lsn, offset, bytes: buffer, file };
         st.direct.push_back(write.clone());
         st.inflight += 1;
         st.chain(node, first);
@@ -572,7 +588,7 @@ impl<V: Vfs> Shared<V> {
     /// with no lock held, then makes sure everything up to it is written
     /// (writing what is in the way itself). Returns its last LSN.
     pub fn write_reserved(&self, reserved: Reserved<V::File>) -> Result<Lsn> {
-        let DirectWrite { first, last, offset, bytes: buffer, file } = reserved.0;
+        let DirectWrite { first, last, offset, bytes: buffer, file, .. } = reserved.0;
         let result = file.write_all_at(&buffer, offset);
         let mut st = self.lock_state();
         st.inflight -= 1;
