@@ -141,7 +141,8 @@ struct SpareLeaves {
 
 const SPARE_STEP: usize = 256;
 const SPARE_CLASSES: usize = (2 * LEAF_BYTES - LEAF_BYTES / 2) / SPARE_STEP + 1;
-/// About a fold's worth (`FOLD_MAX` changes) of leaves: under 5 MiB.
+/// About the leaves a fold share of a large tree copies (a share there
+/// is a few hundred to a thousand records, a leaf each): under 5 MiB.
 const SPARE_LEAVES_MAX: usize = 1024;
 
 /// The class of an arena of `capacity` bytes, if it is a class size.

@@ -14,6 +14,7 @@
 //! written; the chain is gap-free from the node the log started it with.
 
 use crate::Lsn;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -34,6 +35,47 @@ pub struct Chained {
 /// that folds it (another thread), so each allocation saved is a
 /// malloc and a cross-thread free saved per commit.
 const INLINE_BYTES: usize = 224;
+
+/// Spare nodes of one inline record, unlinked, held by no one else: a
+/// chain's nodes are allocated by their committers and let go by the
+/// thread that folds them, so without this every commit is a malloc that
+/// finds its thread's cache empty and a free into another thread's arena
+/// (both take the arena's lock, which the two threads then share). The
+/// thread that lets a chain go gives its nodes back here, a chain at a
+/// time; a committer takes them `SPARE_NODES_TAKEN` at a time into its
+/// own `TAKEN`. At most `SPARE_NODES_MAX` (about 1 MiB), taken and given
+/// back with `try_lock`: no thread waits for another here (a busy pool
+/// means an allocation or a free).
+static SPARE_NODES: Spares = parking_lot::const_mutex(Vec::new());
+const SPARE_NODES_MAX: usize = 4096;
+const SPARE_NODES_TAKEN: usize = 64;
+
+thread_local! {
+    /// The spare nodes this thread took from `SPARE_NODES`.
+    static TAKEN: RefCell<Vec<Arc<Chained>>> = const { RefCell::new(Vec::new()) };
+}
+
+type Spares = parking_lot::Mutex<Vec<Arc<Chained>>>;
+
+/// A spare node (unlinked, held once, inline, `next` empty) from `taken`,
+/// refilled from `pool` when empty, if there is one.
+fn take_spare(pool: &Spares, taken: &mut Vec<Arc<Chained>>) -> Option<Arc<Chained>> {
+    if taken.is_empty() {
+        let mut pool = pool.try_lock()?;
+        let from = pool.len().saturating_sub(SPARE_NODES_TAKEN);
+        taken.extend(pool.drain(from..));
+    }
+    taken.pop()
+}
+
+/// Gives `nodes` (each held once, unlinked, inline) back to `pool`, as
+/// many as it has room for; the rest are freed.
+fn give_back(pool: &Spares, nodes: Vec<Arc<Chained>>) {
+    if let Some(mut pool) = pool.try_lock() {
+        let room = SPARE_NODES_MAX.saturating_sub(pool.len());
+        pool.extend(nodes.into_iter().take(room));
+    }
+}
 
 /// A node's payload bytes: inline up to [`INLINE_BYTES`], else boxed.
 // Large on purpose: the inline bytes are the point (one allocation).
@@ -92,6 +134,12 @@ impl Chained {
     /// zeroed first, in the allocation (the node is not built elsewhere
     /// and moved in).
     pub fn with_payload(len: usize, fill: impl FnOnce(&mut [u8])) -> Arc<Chained> {
+        if len <= INLINE_BYTES {
+            let spare = TAKEN.try_with(|taken| take_spare(&SPARE_NODES, &mut *taken.try_borrow_mut().ok()?));
+            if let Ok(Some(node)) = spare {
+                return Chained::refill(node, len, fill);
+            }
+        }
         let bytes = match u8::try_from(len) {
             Ok(short) if len <= INLINE_BYTES => Bytes::Inline { len: short, bytes: [0; INLINE_BYTES] },
             _ => Bytes::Boxed(vec![0; len].into_boxed_slice()),
@@ -99,6 +147,37 @@ impl Chained {
         let mut node = Arc::new(Chained { first: AtomicU64::new(0), bytes, ends: None, next: OnceLock::new() });
         fill(Arc::get_mut(&mut node).expect("a new node is held once").bytes.as_mut_slice());
         node
+    }
+
+    /// A spare node as a new one of one record of `len` (at most
+    /// [`INLINE_BYTES`]) bytes, zeroed, then written by `fill`.
+    fn refill(mut node: Arc<Chained>, len: usize, fill: impl FnOnce(&mut [u8])) -> Arc<Chained> {
+        let spare = Arc::get_mut(&mut node).expect("a spare node is held once");
+        debug_assert!(spare.next.get().is_none() && spare.ends.is_none(), "a spare node is unlinked");
+        *spare.first.get_mut() = 0;
+        let Bytes::Inline { len: kept, bytes } = &mut spare.bytes else { unreachable!("a spare node is inline") };
+        *kept = u8::try_from(len).expect("an inline record's length fits its u8");
+        bytes[..len].fill(0);
+        fill(&mut bytes[..len]);
+        node
+    }
+
+    /// Unlinks the nodes after this one that no one else holds, up to the
+    /// first someone does, and returns those of one inline record (the
+    /// others are freed).
+    fn unlink_spares(&mut self) -> Vec<Arc<Chained>> {
+        let mut next = self.next.take();
+        let mut spares = Vec::new();
+        while let Some(mut node) = next {
+            let Some(held_once) = Arc::get_mut(&mut node) else {
+                break; // still held: its holder drops it
+            };
+            next = held_once.next.take();
+            if matches!(held_once.bytes, Bytes::Inline { .. }) && held_once.ends.is_none() {
+                spares.push(node);
+            }
+        }
+        spares
     }
 
     /// The start of a chain: no record, placed right before `next_lsn`.
@@ -190,14 +269,12 @@ impl Chained {
 
 impl Drop for Chained {
     /// Iteratively, not by recursion: a long chain must not overflow the
-    /// stack when its head is let go.
+    /// stack when its head is let go. The nodes of one inline record it
+    /// lets go go back to the spare nodes.
     fn drop(&mut self) {
-        let mut next = self.next.take();
-        while let Some(node) = next {
-            match Arc::try_unwrap(node) {
-                Ok(mut node) => next = node.next.take(),
-                Err(_) => break, // still held: its holder drops it
-            }
+        let spares = self.unlink_spares();
+        if !spares.is_empty() {
+            give_back(&SPARE_NODES, spares);
         }
     }
 }
@@ -245,6 +322,44 @@ mod tests {
             assert_eq!(seen, vec![(Lsn(3), patched)], "{len} bytes");
             assert!(node.payload_mut().is_none(), "a linked node is shared");
         }
+    }
+
+    #[test]
+    fn nodes_let_go_come_back_as_spares_that_read_as_new_ones() {
+        let start = Chained::start(Lsn(1));
+        let mut last = start.clone();
+        let held = node(&[b"held"]);
+        for i in 1..=100u64 {
+            let next = match i {
+                50 => node(&[&[7u8; INLINE_BYTES + 1]]), // boxed: freed, not kept
+                60 => node(&[b"a", b"b"]),               // several records: freed
+                70 => held.clone(),                      // still held: the unlinking stops here
+                _ => node(&[&i.to_le_bytes()[..]]),
+            };
+            last.link(&next, Lsn(i));
+            last = next;
+        }
+        drop(last);
+        let mut start = Arc::try_unwrap(start).ok().expect("the start is held once");
+        let spares = start.unlink_spares();
+        assert_eq!(spares.len(), 69 - 2, "the inline nodes before the held one");
+        assert!(held.next().is_some(), "the held node keeps its successors");
+        let pool = Spares::new(Vec::new());
+        give_back(&pool, spares);
+        let mut taken = Vec::new();
+        for round in 0..67usize {
+            let spare = take_spare(&pool, &mut taken).expect("a spare");
+            let len = round % 9;
+            let mut node = Chained::refill(spare, len, |out| out[..len.min(3)].fill(0xee));
+            let mut expected = vec![0u8; len];
+            expected[..len.min(3)].fill(0xee);
+            assert_eq!(node.payload(), Some(&expected[..]), "zeroed, then filled: nothing of the last record");
+            assert_eq!((node.len(), node.first(), node.next().is_none()), (1, Lsn(0), true));
+            assert!(node.payload_mut().is_some(), "held once");
+        }
+        assert!(take_spare(&pool, &mut taken).is_none(), "every spare was taken once");
+        give_back(&pool, (0..SPARE_NODES_MAX + 10).map(|_| node(&[b"x"])).collect());
+        assert_eq!(pool.lock().len(), SPARE_NODES_MAX, "the pool keeps at most its bound");
     }
 
     #[test]
