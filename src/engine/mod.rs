@@ -1056,8 +1056,12 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
         self.fold_at_most(folder, folder.share);
         let folded = folder.lsn.0 - before.0;
         if folded >= FOLD_MIN {
+            // At most twice the last share: one fold of records that were
+            // cheap (in cache) must not size the next at many times its
+            // time on a large tree.
             let per_record = (started.elapsed().as_nanos() as u64 / folded).max(1);
-            folder.share = (FOLD_TIME_NS / per_record).clamp(FOLD_MIN, FOLD_MAX);
+            let most = (2 * folder.share).min(FOLD_MAX);
+            folder.share = (FOLD_TIME_NS / per_record).clamp(FOLD_MIN, most);
         }
     }
 
