@@ -281,8 +281,9 @@ fn check_all<S: StateMachine, P: AsRef<[u8]>>(payloads: &[P]) -> Result<()> {
 /// the last base are spread over many records, few enough that a reader
 /// walks them quickly.
 const FOLD_AT: u64 = 128;
-/// ... and at which a reader folds them too (the committers are stalled).
-const READER_FOLDS_AT: u64 = 4 * FOLD_AT;
+/// ... and at which a pipelined appender folds them (its commit may never
+/// be waited for) ...
+const APPENDER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// ... and at which a committer folds them itself, if the folder is free
 /// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine).
 const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
@@ -533,12 +534,10 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
     /// it, in LSN order, which a state that sets
     /// [`StateMachine::READS_RECENT`] reads through (a reader sees every
     /// acknowledged commit, and no other, only by adding them). Never
-    /// waits: if the records not yet folded pile up (the committers who
-    /// fold are stalled), the reader folds them if the folder is free, and
-    /// reads them as they are if it is not.
+    /// waits and never folds: the committers fold (and past
+    /// `COMMITTER_WAITS_AT` wait for the folds), so a reader walks at most
+    /// about that many records, and pays for no writer's fold.
     pub fn read_recent<R>(&self, f: impl FnOnce(&S, &Recent<'_>) -> R) -> R {
-        // The committers who fold are stalled if this many wait.
-        self.core.fold_if_behind(self.core.wal.acknowledged_lsn(), READER_FOLDS_AT);
         // The base first: the acknowledged LSN read after it is at or past it.
         let base = self.core.published.load();
         let acknowledged = self.core.wal.acknowledged_lsn();
@@ -918,7 +917,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// wait (the chain holds them till then).
     fn after_pipelined_append(&self) {
         if S::READS_RECENT {
-            self.fold_if_behind(self.wal.acknowledged_lsn(), READER_FOLDS_AT);
+            self.fold_if_behind(self.wal.acknowledged_lsn(), APPENDER_FOLDS_AT);
         }
     }
 
