@@ -51,6 +51,9 @@ pub struct Follower<V: Vfs = RealFs> {
     next: Lsn,
     /// The batch holding `next`, while it holds more to deliver.
     batch: Option<Arc<Batch>>,
+    /// The batch of the record [`Follower::next_ref`] lent last, held until
+    /// the next call.
+    lent: Option<Arc<Batch>>,
     /// Reads the files for this follower alone while it is behind the window.
     own: Cursor<V>,
     /// This follower's task registration with the log, while it has one.
@@ -71,6 +74,7 @@ impl<V: Vfs> Follower<V> {
             shared,
             next: from,
             batch: None,
+            lent: None,
             own: Cursor::new(),
             registration: None,
             batch_continues: false,
@@ -109,6 +113,32 @@ impl<V: Vfs> Follower<V> {
         self.next_before(Some(Instant::now() + timeout), false)
     }
 
+    /// The next record, as [`Iterator::next`] waits for it, lent instead of
+    /// copied: its LSN and its payload, borrowed from the batch the
+    /// follower read (shared with the other followers) until the next call.
+    /// A consumer that decodes each record, or hands it on, so saves an
+    /// allocation and a copy a record. `None` once the log has ended and
+    /// every record it acknowledged was delivered, or after an error.
+    pub fn next_ref(&mut self) -> Option<Result<(Lsn, &[u8])>> {
+        self.lent = None;
+        match self.wait_for_next(None, true) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        let lsn = self.next;
+        match self.take_batch() {
+            Ok(batch) => {
+                let batch: &Batch = self.lent.insert(batch);
+                Some(Ok((lsn, batch.get(lsn).0)))
+            }
+            Err(e) => {
+                self.finish();
+                Some(Err(e))
+            }
+        }
+    }
+
     /// The next record, waited for without blocking a thread: the task is
     /// woken when the log acknowledges it. `None` once the log has ended
     /// and everything it acknowledged was delivered.
@@ -140,37 +170,58 @@ impl<V: Vfs> Follower<V> {
     /// iterator's convention, the end is `None`; otherwise `None` means
     /// "not yet" and the end is `Error::Closed`.
     fn next_before(&mut self, deadline: Option<Instant>, ends_quietly: bool) -> Option<Result<Record>> {
-        if self.done {
-            return if ends_quietly { None } else { Some(Err(Error::Closed)) };
+        match self.wait_for_next(deadline, ends_quietly) {
+            Ok(true) => Some(self.read_acknowledged()),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
-        if self.acknowledged() < self.next {
-            let began = Instant::now();
-            let outcome = self.shared.feed.wait(&self.shared, self.next, deadline, self.streaming);
-            if !matches!(outcome, Followed::Ready) {
-                return self.after_wait(outcome, ends_quietly);
-            }
-            self.streaming = began.elapsed() < NAP || self.acknowledged() > self.next;
-        }
-        Some(self.read_acknowledged())
     }
 
-    /// What a wait's outcome means for the caller.
-    fn after_wait(&mut self, outcome: Followed, ends_quietly: bool) -> Option<Result<Record>> {
+    /// Waits until `deadline` (forever if `None`) for the record at `next`
+    /// to be acknowledged: `Ok(true)` once it is, `Ok(false)` if the
+    /// deadline passed or the log ended (`ends_quietly`), else the error.
+    fn wait_for_next(&mut self, deadline: Option<Instant>, ends_quietly: bool) -> Result<bool> {
+        if self.done {
+            return if ends_quietly { Ok(false) } else { Err(Error::Closed) };
+        }
+        if self.acknowledged() >= self.next {
+            return Ok(true);
+        }
+        let began = Instant::now();
+        let outcome = self.shared.feed.wait(&self.shared, self.next, deadline, self.streaming);
+        if matches!(outcome, Followed::Ready) {
+            self.streaming = began.elapsed() < NAP || self.acknowledged() > self.next;
+        }
+        self.outcome(outcome, ends_quietly)
+    }
+
+    /// What a wait's outcome means for the caller, as
+    /// [`Follower::wait_for_next`] returns it.
+    fn outcome(&mut self, outcome: Followed, ends_quietly: bool) -> Result<bool> {
         match outcome {
-            Followed::Ready => Some(self.read_acknowledged()),
-            Followed::TimedOut => None,
+            Followed::Ready => Ok(true),
+            Followed::TimedOut => Ok(false),
             Followed::Poisoned(cause) => {
                 self.finish();
-                Some(Err(Error::Poisoned(cause)))
+                Err(Error::Poisoned(cause))
             }
             Followed::Ended => {
                 self.finish();
                 if ends_quietly {
-                    None
+                    Ok(false)
                 } else {
-                    Some(Err(Error::Closed))
+                    Err(Error::Closed)
                 }
             }
+        }
+    }
+
+    /// What a wait's outcome means for a caller of `poll_next`.
+    fn after_wait(&mut self, outcome: Followed, ends_quietly: bool) -> Option<Result<Record>> {
+        match self.outcome(outcome, ends_quietly) {
+            Ok(true) => Some(self.read_acknowledged()),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -184,6 +235,15 @@ impl<V: Vfs> Follower<V> {
     }
 
     fn read_next(&mut self) -> Result<Record> {
+        let lsn = self.next;
+        let batch = self.take_batch()?;
+        Ok(Record { lsn, payload: batch.get(lsn).0.to_vec() })
+    }
+
+    /// The batch holding the record at `next` (acknowledged), which it
+    /// delivers: `next` moves past it, and the follower keeps the batch
+    /// only if it holds the record after.
+    fn take_batch(&mut self) -> Result<Arc<Batch>> {
         let next = self.next;
         // Removed under a lagging follower: say so, never skip.
         let oldest = self.shared.feed.oldest();
@@ -194,14 +254,12 @@ impl<V: Vfs> Follower<V> {
             Some(batch) if batch.holds(next) => batch,
             _ => self.fetch(next)?,
         };
-        let (payload, continues) = batch.get(next);
-        let record = Record { lsn: next, payload: payload.to_vec() };
-        self.batch_continues = continues;
+        self.batch_continues = batch.get(next).1;
         self.next = next.next();
         if batch.holds(self.next) {
-            self.batch = Some(batch); // else hold nothing while waiting
+            self.batch = Some(batch.clone()); // else hold nothing while waiting
         }
-        Ok(record)
+        Ok(batch)
     }
 
     /// The batch holding `next`, which the caller saw acknowledged: the
@@ -226,6 +284,7 @@ impl<V: Vfs> Follower<V> {
     fn finish(&mut self) {
         self.done = true;
         self.batch = None;
+        self.lent = None;
         self.own.release();
         self.forget_registration();
     }

@@ -235,6 +235,59 @@ fn a_blocking_follower_ends_when_the_log_closes_after_delivering_everything() {
     });
 }
 
+/// `next_ref` lends each record instead of copying it: from the start and
+/// from inside a batch, while writers append, it sees exactly the
+/// acknowledged sequence, then ends once the log closes; a lagging one
+/// whose records were truncated away gets the compacted error, then ends.
+#[test]
+fn a_lending_follower_sees_the_acknowledged_sequence_and_ends_with_the_log() {
+    for fsync in MODES {
+        within(Duration::from_secs(120), move || {
+            let wal = Arc::new(Wal::open_with(SimFs::new(), sim_dir(), small(fsync)).unwrap());
+            wal.append_batch(&[b"a".as_slice(), b"b", b"c"]).unwrap();
+            let lenders: Vec<_> = [Lsn(1), Lsn(2)]
+                .into_iter()
+                .map(|from| {
+                    let mut follower = wal.follow(from).unwrap();
+                    std::thread::spawn(move || {
+                        let mut seen = Vec::new();
+                        while let Some(record) = follower.next_ref() {
+                            let (lsn, payload) = record.unwrap();
+                            seen.push((lsn, payload.to_vec()));
+                        }
+                        (from, seen)
+                    })
+                })
+                .collect();
+            let mut acknowledged = append_concurrently(&wal, 3, 90);
+            acknowledged.extend([(Lsn(1), b"a".to_vec()), (Lsn(2), b"b".to_vec()), (Lsn(3), b"c".to_vec())]);
+            Arc::try_unwrap(wal).ok().expect("the writers are done").close().unwrap();
+            for lender in lenders {
+                let (from, seen) = lender.join().unwrap();
+                let expected: Vec<_> = acknowledged.range(from..).map(|(l, p)| (*l, p.clone())).collect();
+                assert_eq!(seen.len(), expected.len(), "{fsync:?} from {from}: no gap, no duplicate");
+                assert!(seen == expected, "{fsync:?} from {from}: the acknowledged sequence, in order");
+            }
+        });
+    }
+    within(Duration::from_secs(60), || {
+        let wal = Wal::open_with(SimFs::new(), sim_dir(), small(FsyncMode::Never)).unwrap();
+        wal.append(b"first").unwrap();
+        let mut follower = wal.follow(Lsn(1)).unwrap();
+        assert_eq!(follower.next_ref().unwrap().unwrap(), (Lsn(1), b"first".as_slice()));
+        for i in 0..400 {
+            wal.append(&payload(i)).unwrap();
+        }
+        assert!(wal.truncate_before(Lsn(300)).unwrap() > 0);
+        let oldest = wal.first_lsn();
+        match follower.next_ref() {
+            Some(Err(Error::Compacted { lsn, oldest: named })) => assert_eq!((lsn, named), (Lsn(2), oldest)),
+            other => panic!("expected the compacted error, got {:?}", other.map(|r| r.map(|r| r.0))),
+        }
+        assert!(follower.next_ref().is_none(), "the error ends the follow");
+    });
+}
+
 #[test]
 fn following_from_lsn_zero_is_a_usage_error() {
     let wal = Wal::open_with(SimFs::new(), sim_dir(), small(FsyncMode::Never)).unwrap();

@@ -57,6 +57,10 @@ pub struct FollowBenchArgs {
     /// (`walden::io::lower_current_thread_priority`; 0: as the writers).
     #[arg(long, default_value_t = 0)]
     follower_nice: i32,
+    /// The throughput followers take each record lent (`Follower::next_ref`,
+    /// no copy) instead of as an owned `Record` (`Iterator::next`).
+    #[arg(long)]
+    lend: bool,
     /// Where the data goes: a temporary directory is made in PATH and removed afterwards.
     #[arg(long, value_name = "PATH", default_value = ".")]
     dir: PathBuf,
@@ -117,7 +121,7 @@ fn throughput(
     records: u64,
     args: &FollowBenchArgs,
 ) -> Result<f64> {
-    let (bytes, nice) = (args.record_bytes, args.follower_nice);
+    let (bytes, nice, lend) = (args.record_bytes, args.follower_nice, args.lend);
     let dir = fresh_dir(root, "tput");
     let wal = Wal::open(&dir.0, WalOptions { fsync: mode, ..Default::default() })?;
     let per_writer = records / writers;
@@ -137,10 +141,15 @@ fn throughput(
                     // a follower cannot count without delivering it).
                     let mut read = 0u64;
                     while read < total {
-                        match follower.next() {
-                            Some(Ok(record)) if record.lsn.0 == read + 1 && record.payload.len() == bytes => read += 1,
-                            _ => break,
+                        let delivered = if lend {
+                            matches!(follower.next_ref(), Some(Ok((lsn, payload))) if lsn.0 == read + 1 && payload.len() == bytes)
+                        } else {
+                            matches!(follower.next(), Some(Ok(record)) if record.lsn.0 == read + 1 && record.payload.len() == bytes)
+                        };
+                        if !delivered {
+                            break;
                         }
+                        read += 1;
                     }
                     read
                 }))
@@ -341,8 +350,10 @@ pub fn run(args: &FollowBenchArgs) -> Result<()> {
 fn throughput_cells(args: &FollowBenchArgs) -> Result<()> {
     println!("## Append throughput with in-process followers (records/s; every run, then the median)");
     println!(
-        "{} B records; each follower reads every record (follower nice increment {}); cells interleaved run by run",
-        args.record_bytes, args.follower_nice
+        "{} B records; each follower reads every record ({}; follower nice increment {}); cells interleaved run by run",
+        args.record_bytes,
+        if args.lend { "lent, next_ref" } else { "owned, next" },
+        args.follower_nice
     );
     let mut cells = Vec::new();
     for mode in [periodic(), FsyncMode::Always] {
