@@ -126,17 +126,16 @@ impl<V: Vfs> Follower<V> {
             Ok(false) => return None,
             Err(e) => return Some(Err(e)),
         }
-        let lsn = self.next;
-        match self.take_batch() {
-            Ok(batch) => {
-                let batch: &Batch = self.lent.insert(batch);
-                Some(Ok((lsn, batch.get(lsn).0)))
-            }
-            Err(e) => {
-                self.finish();
-                Some(Err(e))
-            }
+        if let Err(e) = self.batch_at_next() {
+            self.finish();
+            return Some(Err(e));
         }
+        let lsn = self.next;
+        let batch: &Batch = match self.advance() {
+            Some(done_with) => self.lent.insert(done_with),
+            None => self.batch.as_ref().expect("the batch holds the next record too"),
+        };
+        Some(Ok((lsn, batch.get(lsn).0)))
     }
 
     /// The next record, waited for without blocking a thread: the task is
@@ -235,31 +234,40 @@ impl<V: Vfs> Follower<V> {
     }
 
     fn read_next(&mut self) -> Result<Record> {
+        self.batch_at_next()?;
         let lsn = self.next;
-        let batch = self.take_batch()?;
-        Ok(Record { lsn, payload: batch.get(lsn).0.to_vec() })
+        let batch = self.batch.as_ref().expect("batch_at_next sets it");
+        let record = Record { lsn, payload: batch.get(lsn).0.to_vec() };
+        self.advance();
+        Ok(record)
     }
 
-    /// The batch holding the record at `next` (acknowledged), which it
-    /// delivers: `next` moves past it, and the follower keeps the batch
-    /// only if it holds the record after.
-    fn take_batch(&mut self) -> Result<Arc<Batch>> {
+    /// Makes `batch` the batch holding the record at `next` (acknowledged).
+    fn batch_at_next(&mut self) -> Result<()> {
         let next = self.next;
         // Removed under a lagging follower: say so, never skip.
         let oldest = self.shared.feed.oldest();
         if next < oldest {
             return Err(Error::Compacted { lsn: next, oldest });
         }
-        let batch = match self.batch.take() {
-            Some(batch) if batch.holds(next) => batch,
-            _ => self.fetch(next)?,
-        };
-        self.batch_continues = batch.get(next).1;
-        self.next = next.next();
-        if batch.holds(self.next) {
-            self.batch = Some(batch.clone()); // else hold nothing while waiting
+        if !self.batch.as_ref().is_some_and(|batch| batch.holds(next)) {
+            self.batch = None;
+            self.batch = Some(self.fetch(next)?);
         }
-        Ok(batch)
+        Ok(())
+    }
+
+    /// Delivers the record at `next` (in `batch`): `next` moves past it,
+    /// and the batch is let go (returned) unless it holds the record after,
+    /// so a waiting follower holds none. No reference count is touched.
+    fn advance(&mut self) -> Option<Arc<Batch>> {
+        let batch = self.batch.as_ref().expect("batch_at_next sets it");
+        self.batch_continues = batch.get(self.next).1;
+        self.next = self.next.next();
+        match batch.holds(self.next) {
+            true => None,
+            false => self.batch.take(),
+        }
     }
 
     /// The batch holding `next`, which the caller saw acknowledged: the
