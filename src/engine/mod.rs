@@ -281,11 +281,9 @@ fn check_all<S: StateMachine, P: AsRef<[u8]>>(payloads: &[P]) -> Result<()> {
 /// the last base are spread over many records, few enough that a reader
 /// walks them quickly.
 const FOLD_AT: u64 = 128;
-/// ... and at which a pipelined appender folds them (its commit may never
-/// be waited for) ...
-const APPENDER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// ... and at which a committer folds them itself, if the folder is free
-/// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine).
+/// (the fold thread, woken at `FOLD_AT`, has not run: on a busy machine),
+/// and a pipelined appender too (its commit may never be waited for).
 const COMMITTER_FOLDS_AT: u64 = 4 * FOLD_AT;
 /// The most records the fold thread (or a committer) folds at once, and
 /// the share a fold starts with: a fold copies about a leaf per record on
@@ -917,7 +915,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// wait (the chain holds them till then).
     fn after_pipelined_append(&self) {
         if S::READS_RECENT {
-            self.fold_if_behind(self.wal.acknowledged_lsn(), APPENDER_FOLDS_AT);
+            self.fold_if_behind(self.wal.acknowledged_lsn(), COMMITTER_FOLDS_AT);
         }
     }
 
@@ -974,9 +972,7 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
             if behind >= COMMITTER_WAITS_AT {
                 self.fold_share(&mut self.folder.lock());
             } else if behind >= COMMITTER_HELPS_AT {
-                if let Some(mut folder) = self.folder.try_lock() {
-                    self.fold_share(&mut folder);
-                }
+                self.try_fold_share();
             } else if behind >= FOLD_AT && !self.wake_folder() && behind >= COMMITTER_FOLDS_AT {
                 self.fold_if_behind(lsn, COMMITTER_FOLDS_AT);
             }
@@ -1033,9 +1029,14 @@ impl<S: StateMachine, V: Vfs> Core<S, V> {
     /// many records wait.
     fn fold_if_behind(&self, upto: Lsn, behind: u64) {
         if self.unfolded(upto) >= behind {
-            if let Some(mut folder) = self.folder.try_lock() {
-                self.fold_share(&mut folder);
-            }
+            self.try_fold_share();
+        }
+    }
+
+    /// Folds a share if the folder is free.
+    fn try_fold_share(&self) {
+        if let Some(mut folder) = self.folder.try_lock() {
+            self.fold_share(&mut folder);
         }
     }
 

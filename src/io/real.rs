@@ -107,6 +107,24 @@ impl Vfs for RealFs {
 /// reports the directory in use.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+impl RealFile {
+    /// `posix_fadvise(advice)` over `[offset, offset + len)` (`len` 0: to
+    /// the end of the file).
+    #[cfg(target_os = "linux")]
+    fn fadvise(&self, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (offset, len) = (offset as libc::off64_t, len as libc::off64_t);
+        // SAFETY: posix_fadvise only reads its integer arguments; the
+        // descriptor is open for the life of `self`.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::posix_fadvise(self.0.as_raw_fd(), offset, len, advice) };
+        match rc {
+            0 => Ok(()),
+            _ => Err(io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
 impl VfsFile for RealFile {
     type Map = RealMap;
 
@@ -125,16 +143,7 @@ impl VfsFile for RealFile {
     fn sync_and_evict_cache(&self) -> io::Result<()> {
         self.0.sync_data()?;
         #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: posix_fadvise only reads its integer arguments; the
-            // descriptor is open for the life of `self`.
-            #[allow(unsafe_code)]
-            let rc = unsafe { libc::posix_fadvise(self.0.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
-            }
-        }
+        self.fadvise(0, 0, libc::POSIX_FADV_DONTNEED)?;
         Ok(())
     }
 
@@ -178,17 +187,7 @@ impl VfsFile for RealFile {
 
     fn will_need(&self, offset: u64, len: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let (offset, len) = (offset as libc::off64_t, len as libc::off64_t);
-            // SAFETY: posix_fadvise only reads its integer arguments; the
-            // descriptor is open for the life of `self`.
-            #[allow(unsafe_code)]
-            let rc = unsafe { libc::posix_fadvise(self.0.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
-            }
-        }
+        self.fadvise(offset, len, libc::POSIX_FADV_WILLNEED)?;
         #[cfg(not(target_os = "linux"))]
         let _ = (offset, len);
         Ok(())

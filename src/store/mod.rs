@@ -457,8 +457,7 @@ impl<V: Vfs> Store<V> {
 
     /// Sets `key` to `value`, recording `writer` as its author.
     pub fn put_as(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<Lsn> {
-        let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
-        self.engine.begin_prepared(self.prepare(&op)?)?.finish()
+        self.commit_op(&Op::Put { key, value, writer, timestamp_us: now_unix_us() })
     }
 
     /// [`Store::put`] without waiting: returns once the write has its LSN.
@@ -471,20 +470,17 @@ impl<V: Vfs> Store<V> {
 
     /// [`Store::put_as`] without waiting, as [`Store::put_pipelined`].
     pub fn put_as_pipelined(&self, writer: &str, key: &[u8], value: &[u8]) -> Result<CommitTicket<KvState, V>> {
-        let op = Op::Put { key, value, writer, timestamp_us: now_unix_us() };
-        Ok(self.engine.begin_prepared_pipelined(self.prepare(&op)?)?.into_ticket())
+        self.commit_op_pipelined(&Op::Put { key, value, writer, timestamp_us: now_unix_us() })
     }
 
     /// Removes `key` (logged even if it is absent).
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
-        let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        self.engine.begin_prepared(self.prepare(&op)?)?.finish()
+        self.commit_op(&Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() })
     }
 
     /// [`Store::delete`] without waiting, as [`Store::put_pipelined`].
     pub fn delete_pipelined(&self, key: &[u8]) -> Result<CommitTicket<KvState, V>> {
-        let op = Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() };
-        Ok(self.engine.begin_prepared_pipelined(self.prepare(&op)?)?.into_ticket())
+        self.commit_op_pipelined(&Op::Delete { key, writer: &self.writer, timestamp_us: now_unix_us() })
     }
 
     /// Applies a batch atomically; returns the LSN of its last record once
@@ -500,8 +496,17 @@ impl<V: Vfs> Store<V> {
         self.engine.commit_batch_pipelined(&self.encode_batch(batch)?.records())
     }
 
-    /// `op` encoded straight into the node the log will link, and checked
-    /// ([`Engine::prepare_with`]): no buffer of its own, no copy.
+    /// Commits `op`, encoded straight into the node the log will link and
+    /// checked ([`Engine::prepare_with`]): no buffer of its own, no copy.
+    fn commit_op(&self, op: &Op<'_>) -> Result<Lsn> {
+        self.engine.begin_prepared(self.prepare(op)?)?.finish()
+    }
+
+    /// [`Store::commit_op`], pipelined.
+    fn commit_op_pipelined(&self, op: &Op<'_>) -> Result<CommitTicket<KvState, V>> {
+        Ok(self.engine.begin_prepared_pipelined(self.prepare(op)?)?.into_ticket())
+    }
+
     fn prepare(&self, op: &Op<'_>) -> Result<crate::engine::Prepared<KvState>> {
         self.engine.prepare_with(codec::op_len(op), |out| codec::encode_op_into(out, op))
     }

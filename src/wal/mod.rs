@@ -240,17 +240,20 @@ impl<V: Vfs> Wal<V> {
     /// staged in memory and acknowledged only by [`Ticket::wait`]. Keeps
     /// many appends in flight from one thread.
     pub fn append_pipelined(&self, payload: &[u8]) -> Result<Ticket<V>> {
-        self.check_size(payload.len())?;
-        let (st, last, first_at) = self.shared.stage([payload], 1, padded_len(payload.len()), None)?;
-        drop(st);
-        Ok(Ticket { shared: self.shared.clone(), last, first_at })
+        self.stage_ticket(&[payload], None)
     }
 
     /// [`Wal::append_batch`], pipelined.
     pub fn append_batch_pipelined<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Ticket<V>> {
+        self.stage_ticket(payloads, None)
+    }
+
+    /// Stages `payloads` as one batch (`node` linked into the chain, if
+    /// the log keeps one) and returns its ticket.
+    fn stage_ticket<P: AsRef<[u8]>>(&self, payloads: &[P], node: Option<&Arc<Chained>>) -> Result<Ticket<V>> {
         let frame_bytes = self.batch_frame_bytes(payloads)?;
         let (st, last, first_at) =
-            self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, None)?;
+            self.shared.stage(payloads.iter().map(|p| p.as_ref()), payloads.len(), frame_bytes, node)?;
         drop(st);
         Ok(Ticket { shared: self.shared.clone(), last, first_at })
     }
@@ -310,12 +313,7 @@ impl<V: Vfs> Wal<V> {
     /// [`Wal::append_batch_pipelined`] (one record or more), linking `node`
     /// into the chain as [`Wal::reserve`] does.
     pub(crate) fn append_chained<P: AsRef<[u8]>>(&self, payloads: &[P], node: &Arc<Chained>) -> Result<Ticket<V>> {
-        let frame_bytes = self.batch_frame_bytes(payloads)?;
-        let count = payloads.len();
-        let (st, last, first_at) =
-            self.shared.stage(payloads.iter().map(|p| p.as_ref()), count, frame_bytes, Some(node))?;
-        drop(st);
-        Ok(Ticket { shared: self.shared.clone(), last, first_at })
+        self.stage_ticket(payloads, Some(node))
     }
 
     /// Starts the log's in-memory chain of appends (`tail.rs`): from now
