@@ -120,23 +120,24 @@ fn throughput(
     followers: usize,
     records: u64,
     args: &FollowBenchArgs,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let (bytes, nice, lend) = (args.record_bytes, args.follower_nice, args.lend);
     let dir = fresh_dir(root, "tput");
     let wal = Wal::open(&dir.0, WalOptions { fsync: mode, ..Default::default() })?;
     let per_writer = records / writers;
     let total = per_writer * writers;
     let start = Barrier::new(writers as usize + followers + 1);
-    let elapsed = std::thread::scope(|scope| -> Result<Duration> {
+    let (elapsed, followers_cpu) = std::thread::scope(|scope| -> Result<(Duration, Duration)> {
         let readers: Vec<_> = (0..followers)
             .map(|_| {
                 let mut follower = wal.follow(Lsn::FIRST)?;
                 let start = &start;
-                Ok(scope.spawn(move || {
+                Ok(std::thread::Builder::new().name("follower".into()).spawn_scoped(scope, move || {
                     if nice > 0 {
                         drop(walden::io::lower_current_thread_priority(nice));
                     }
                     start.wait();
+                    let cpu_at_start = thread_cpu();
                     // Every record, in order, its payload in hand (checked, so
                     // a follower cannot count without delivering it).
                     let mut read = 0u64;
@@ -151,8 +152,8 @@ fn throughput(
                         }
                         read += 1;
                     }
-                    read
-                }))
+                    (read, thread_cpu().saturating_sub(cpu_at_start))
+                })?)
             })
             .collect::<Result<_>>()?;
         let base = Instant::now();
@@ -178,16 +179,30 @@ fn throughput(
             (first, last) = (first.min(began), last.max(ended));
         }
         let elapsed = last.saturating_sub(first);
+        let mut followers_cpu = Duration::ZERO;
         for reader in readers {
-            let read = reader.join().expect("a follower panicked");
+            let (read, cpu) = reader.join().expect("a follower panicked");
             if read != total {
                 return Err(format!("a follower read {read} of {total} records").into());
             }
+            followers_cpu += cpu;
         }
-        Ok(elapsed)
+        Ok((elapsed, followers_cpu))
     })?;
     wal.close()?;
-    Ok(total as f64 / elapsed.as_secs_f64())
+    let cpu_per_delivery = followers_cpu.as_nanos() as f64 / (total as f64 * followers as f64);
+    Ok((total as f64 / elapsed.as_secs_f64(), cpu_per_delivery))
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// Microseconds since `base`, as a u64 (for the atomics both sides read).
@@ -372,16 +387,25 @@ fn throughput_cells(args: &FollowBenchArgs) -> Result<()> {
             runs.push(throughput(&args.dir, *mode, *writers, *followers, records, args)?);
         }
     }
-    println!("| mode | writers | followers | runs | median | vs no follower |");
-    println!("|---|--:|--:|---|--:|--:|");
+    println!("| mode | writers | followers | runs | median | vs no follower | follower CPU ns a record (median) |");
+    println!("|---|--:|--:|---|--:|--:|--:|");
     for (mode, writers, followers, runs) in &cells {
         let none = cells
             .iter()
             .find(|(m, w, f, _)| m == mode && w == writers && *f == 0)
-            .map_or(f64::NAN, |(.., r)| median(r.iter().copied()));
-        let m = median(runs.iter().copied());
-        let all: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-        println!("| {} | {writers} | {followers} | {} | {m:.0} | {:.2} |", mode_name(*mode), all.join(", "), m / none);
+            .map_or(f64::NAN, |(.., r)| median(r.iter().map(|r| r.0)));
+        let m = median(runs.iter().map(|r| r.0));
+        let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.0)).collect();
+        let cpu = match followers {
+            0 => "-".to_string(),
+            _ => format!("{:.0}", median(runs.iter().map(|r| r.1))),
+        };
+        println!(
+            "| {} | {writers} | {followers} | {} | {m:.0} | {:.2} | {cpu} |",
+            mode_name(*mode),
+            all.join(", "),
+            m / none
+        );
     }
     println!();
     Ok(())
