@@ -65,6 +65,8 @@ pub struct Follower<V: Vfs = RealFs> {
     /// Whether its last wait was shorter than [`NAP`] or ended with more
     /// than one record to deliver: records stream in, the next wait naps.
     streaming: bool,
+    /// The acknowledged LSN as last loaded (it only grows).
+    seen: Lsn,
 }
 
 impl<V: Vfs> Follower<V> {
@@ -80,6 +82,7 @@ impl<V: Vfs> Follower<V> {
             batch_continues: false,
             done: false,
             streaming: false,
+            seen: Lsn::ZERO,
         }
     }
 
@@ -95,8 +98,17 @@ impl<V: Vfs> Follower<V> {
         self.batch_continues
     }
 
-    fn acknowledged(&self) -> Lsn {
-        Lsn(self.shared.acknowledged_lsn.load(Ordering::Acquire))
+    /// The log's acknowledged LSN, loaded (and noted in `seen`).
+    fn acknowledged(&mut self) -> Lsn {
+        self.seen = Lsn(self.shared.acknowledged_lsn.load(Ordering::Acquire));
+        self.seen
+    }
+
+    /// Whether `next` is acknowledged: known from the last load while the
+    /// follower delivers what that load covered, so a record delivered
+    /// costs no load of the line every append writes.
+    fn next_acknowledged(&mut self) -> bool {
+        self.next <= self.seen || self.acknowledged() >= self.next
     }
 
     /// The next record if it is acknowledged already, else `None` at once.
@@ -155,7 +167,7 @@ impl<V: Vfs> Follower<V> {
         if self.done {
             return Poll::Ready(None);
         }
-        if self.acknowledged() >= self.next {
+        if self.next_acknowledged() {
             self.forget_registration();
             return Poll::Ready(Some(self.read_acknowledged()));
         }
@@ -183,7 +195,10 @@ impl<V: Vfs> Follower<V> {
         if self.done {
             return if ends_quietly { Ok(false) } else { Err(Error::Closed) };
         }
-        if self.acknowledged() >= self.next {
+        if self.next_acknowledged() {
+            if !self.batch.as_ref().is_some_and(|batch| batch.holds(self.next)) {
+                self.gather(deadline);
+            }
             return Ok(true);
         }
         let began = Instant::now();
@@ -192,6 +207,19 @@ impl<V: Vfs> Follower<V> {
             self.streaming = began.elapsed() < NAP || self.acknowledged() > self.next;
         }
         self.outcome(outcome, ends_quietly)
+    }
+
+    /// Before reading past the window's end, lets records gather if they
+    /// stream in (see [`super::feed::Feed::gather_wait`]), not past `deadline`.
+    fn gather(&mut self, deadline: Option<Instant>) {
+        let acknowledged = self.acknowledged();
+        let Some(wait) = self.shared.feed.gather_wait(self.next, acknowledged) else {
+            return;
+        };
+        let wait = deadline.map_or(wait, |d| wait.min(d.saturating_duration_since(Instant::now())));
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
     }
 
     /// What a wait's outcome means for the caller, as
