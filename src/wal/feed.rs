@@ -43,16 +43,16 @@
 //! a few more records acknowledged does not read them at once if they
 //! stream in fast: [`Feed::gather_wait`] estimates, from the records
 //! acknowledged since the window's newest batch was read, how long
-//! [`GATHER_RECORDS`] take to arrive, and if that is at most
-//! [`GATHER_MAX`], the follower (a blocking call, never `poll_next` or
-//! `try_next`) sleeps that long first. Without it, followers of a fast
-//! stream never wait: each finds a few records past the window and reads
-//! them, so 8 followers of one writer at ~1 M records/s read batches of
-//! ~3.5 records (282k preads for 1M records) and took 251 ns of CPU per
-//! record delivered, against ~55 with it (`walden bench-follow`'s CPU
-//! column, BENCHMARKS.md). A stream slower than `GATHER_RECORDS` per
-//! `GATHER_MAX` (about 0.5 M records/s) is never held back; a faster one
-//! waits up to `GATHER_MAX`.
+//! [`GATHER_RECORDS`] take to arrive, and the follower (a blocking call,
+//! never `poll_next` or `try_next`) sleeps that long first, at most
+//! [`GATHER_MAX`]. Without it, followers of a fast stream never wait: each
+//! finds a few records past the window and reads them, so 8 followers of
+//! one writer at ~1 M records/s read batches of ~3.5 records (282k preads
+//! for 1M records) and took 251 ns of CPU per record delivered, against
+//! ~45 with it (`walden bench-follow`'s CPU column, BENCHMARKS.md). A
+//! stream slower than [`GATHER_RECORDS_MIN`] per `GATHER_MAX` (64k
+//! records/s) is never held back; a faster one's records reach a follower
+//! up to `GATHER_MAX` (plus the timer's slack) later.
 //!
 //! **Invariant:** a batch holds only records at or below the acknowledged
 //! LSN its reader saw, contiguous from `Batch::first`, each CRC-checked
@@ -100,11 +100,14 @@ const READ_ON_BYTES_MIN: usize = 4 << 10;
 /// delivery, plus the timer's slack (50 µs by default on Linux).
 pub(crate) const NAP: Duration = Duration::from_micros(50);
 /// How many records a follower at the window's end lets gather before it
-/// reads them, when they stream in fast enough ([`Feed::gather_wait`]).
-pub(crate) const GATHER_RECORDS: u64 = 256;
-/// The longest a follower waits for [`GATHER_RECORDS`] to gather: what the
-/// gathering may add to a streamed record's delivery.
-pub(crate) const GATHER_MAX: Duration = Duration::from_micros(500);
+/// reads them, when they stream in fast ([`Feed::gather_wait`]).
+pub(crate) const GATHER_RECORDS: u64 = 1024;
+/// The longest a follower waits for records to gather: what gathering may
+/// add to a streamed record's delivery.
+pub(crate) const GATHER_MAX: Duration = Duration::from_millis(1);
+/// A stream that brings fewer records than this in [`GATHER_MAX`] (64k
+/// records/s) is not gathered: each record is read as it comes.
+pub(crate) const GATHER_RECORDS_MIN: u64 = 64;
 /// On a machine of this many CPUs or fewer a follower never spins: the
 /// spinner takes half of a 2-CPU machine from the appenders and the log's
 /// threads, and a preempted spinner delays every sleeper. Measured on 2
@@ -478,11 +481,11 @@ impl<V: Vfs> Feed<V> {
 
     /// For a follower whose next record (`next`, acknowledged up to
     /// `acknowledged`) is just past the window: how long to let records
-    /// gather before it reads them, if they stream in fast enough that
-    /// [`GATHER_RECORDS`] are expected within [`GATHER_MAX`] (estimated from
-    /// those acknowledged since the window's newest batch was read).
-    /// `None`: read now (the record is in the window, enough records wait
-    /// already, none does, or the stream is slower).
+    /// gather before it reads them: until [`GATHER_RECORDS`] are expected,
+    /// at most [`GATHER_MAX`], at the pace of the records acknowledged since
+    /// the window's newest batch was read. `None`: read now (the record is
+    /// in the window, enough records wait already, none does, or the
+    /// stream is slower than [`GATHER_RECORDS_MIN`] per `GATHER_MAX`).
     pub fn gather_wait(&self, next: Lsn, acknowledged: Lsn) -> Option<Duration> {
         let (end, read_at) = {
             let window = self.window.lock();
@@ -493,8 +496,10 @@ impl<V: Vfs> Feed<V> {
             return None;
         }
         let each = read_at.elapsed() / waiting as u32;
-        let wait = each.saturating_mul((GATHER_RECORDS - waiting) as u32);
-        (wait <= GATHER_MAX).then_some(wait)
+        if each.saturating_mul(GATHER_RECORDS_MIN as u32) > GATHER_MAX {
+            return None;
+        }
+        Some(each.saturating_mul((GATHER_RECORDS - waiting) as u32).min(GATHER_MAX))
     }
 
     /// `next`'s batch or `Behind` if the window answers for it.
@@ -692,14 +697,19 @@ mod tests {
         // Fast: 10 records arrived within the moment since the batch was read.
         let wait = feed.gather_wait(Lsn(11), Lsn(20)).expect("a fast stream gathers");
         assert!(wait <= GATHER_MAX, "never longer than GATHER_MAX: {wait:?}");
+        // Fast enough to gather, too slow to fill GATHER_RECORDS in
+        // GATHER_MAX: it waits GATHER_MAX.
+        let each = GATHER_MAX / (GATHER_RECORDS_MIN as u32 * 2);
+        feed.window.lock().read_at = Some(Instant::now() - each * 2);
+        assert_eq!(feed.gather_wait(Lsn(11), Lsn(12)), Some(GATHER_MAX));
         // Its next record is in the window: read it now.
         assert_eq!(feed.gather_wait(Lsn(5), Lsn(20)), None);
         // Nothing acknowledged past the window: the wait for it is the feed's.
         assert_eq!(feed.gather_wait(Lsn(11), Lsn(10)), None);
         // Enough have gathered already.
         assert_eq!(feed.gather_wait(Lsn(11), Lsn(10 + GATHER_RECORDS)), None);
-        // Slow: one record in the 10 ms since the batch was read would take
-        // far longer than GATHER_MAX to make GATHER_RECORDS.
+        // Slow: one record in the 10 ms since the batch was read; fewer than
+        // GATHER_RECORDS_MIN would come in GATHER_MAX.
         feed.window.lock().read_at = Some(Instant::now() - Duration::from_millis(10));
         assert_eq!(feed.gather_wait(Lsn(11), Lsn(11)), None);
         // A window emptied to start again knows no stream.
