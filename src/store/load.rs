@@ -90,8 +90,7 @@ enum Batch {
 /// Checks each of the chunk's entries and adds it to `builder`, whose
 /// first entry is the content's entry `first` (for errors).
 fn add_entries(builder: &mut KvMapBuilder, chunk: &Chunk, first: usize) -> io::Result<()> {
-    each_entry(chunk, first, |n, entry| {
-        let writer = std::str::from_utf8(EntryFields::writer(entry)).expect("entry_len checked the writer id");
+    each_entry(chunk, first, |n, entry, writer| {
         let (key, value) = (EntryFields::key(entry), EntryFields::value(entry));
         let (revision, timestamp_us) = (EntryFields::revision(entry), EntryFields::timestamp_us(entry));
         match builder.push(key, value, revision, writer, timestamp_us) {
@@ -106,13 +105,26 @@ fn out_of_order(entry: usize) -> io::Error {
 }
 
 /// Checks each of the chunk's entries and hands it to `take` with its
-/// number in the content. `first` numbers the chunk's first entry.
-fn each_entry(chunk: &Chunk, first: usize, mut take: impl FnMut(usize, &[u8]) -> io::Result<()>) -> io::Result<()> {
+/// number in the content and its writer id. `first` numbers the chunk's
+/// first entry. A writer id is checked as UTF-8 once for a run of entries
+/// of the same writer (most of a snapshot's, commonly).
+fn each_entry(
+    chunk: &Chunk,
+    first: usize,
+    mut take: impl FnMut(usize, &[u8], &str) -> io::Result<()>,
+) -> io::Result<()> {
     let mut at = 0;
+    let mut writer = "";
     for n in 0..chunk.entries as usize {
         let entry = &chunk.bytes[at..];
-        let len = codec::entry_len(entry).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
-        take(first + n, &entry[..len])?;
+        let len =
+            codec::entry_len(entry, writer.as_bytes()).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
+        let entry = &entry[..len];
+        let this = EntryFields::writer(entry);
+        if this != writer.as_bytes() {
+            writer = std::str::from_utf8(this).expect("entry_len checked the writer id");
+        }
+        take(first + n, entry, writer)?;
         at += len;
     }
     if at != chunk.bytes.len() {
