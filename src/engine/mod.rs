@@ -549,6 +549,14 @@ impl<S: StateMachine, V: Vfs> Engine<S, V> {
         self.core.wal.follow(from)
     }
 
+    /// [`Engine::follow`] with a retention hold
+    /// ([`crate::wal::Follower::retain`]): the log's segments it has still to
+    /// read, at most `keep_bytes` of them, outlive the truncations that
+    /// follow snapshots while it lives.
+    pub fn follow_retained(&self, from: Lsn, keep_bytes: u64) -> Result<crate::wal::Follower<V>> {
+        self.core.wal.follow_retained(from, keep_bytes)
+    }
+
     /// The LSN of the last record a reader of the state can see.
     pub fn applied_lsn(&self) -> Lsn {
         self.core.visible_lsn()

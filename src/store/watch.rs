@@ -321,6 +321,15 @@ pub(super) fn start<V: Vfs>(store: &Store<V>, keys: WatchKeys, from: WatchFrom) 
 }
 
 impl<'s, V: Vfs> Watch<'s, V> {
+    /// Holds the log's segments this watch has still to read, at most
+    /// `keep_bytes` of them, against the truncations that follow snapshots
+    /// ([`crate::wal::Follower::retain`]): a watcher that falls behind a
+    /// snapshot reads on with no gap instead of getting
+    /// [`Error::Compacted`], unless it falls more than `keep_bytes` behind.
+    pub fn retain(&mut self, keep_bytes: u64) -> Result<()> {
+        self.follower.retain(keep_bytes)
+    }
+
     /// The LSN of the next record this watch reads: every selected change
     /// before it was delivered (or came before the start).
     pub fn next_lsn(&self) -> Lsn {

@@ -389,6 +389,22 @@ pub(crate) enum Found {
     Behind(Lsn),
 }
 
+/// A follower's claim on the segments it has still to read: while it
+/// lives, [`Feed::held_cutoff`] keeps them from `truncate_before`, up to
+/// `keep_bytes` of sealed segments, the newest.
+pub(crate) struct RetentionHold {
+    /// The next LSN its follower delivers (it only grows).
+    next: AtomicU64,
+    keep_bytes: u64,
+}
+
+impl RetentionHold {
+    /// Notes that the follower's next record is `next`.
+    pub fn advance(&self, next: Lsn) {
+        self.next.store(next.0, Ordering::Release);
+    }
+}
+
 /// A value alone on its cache lines (two: adjacent lines are fetched together).
 #[repr(align(128))]
 struct Aligned<T>(T);
@@ -409,6 +425,9 @@ pub(crate) struct Feed<V: Vfs> {
     /// behind it on their own (`WalStats`).
     pub records_shared: AtomicU64,
     pub records_alone: AtomicU64,
+    /// The retention holds of followers that asked for one
+    /// ([`crate::Wal::follow_retained`]); a dropped follower's is dead.
+    holds: Mutex<Vec<std::sync::Weak<RetentionHold>>>,
     /// Set once the log is poisoned, closed or dropped.
     ended: AtomicBool,
     /// Whether a follower thread may be parked on `wake`.
@@ -432,6 +451,7 @@ impl<V: Vfs> Feed<V> {
             oldest_lsn: Aligned(AtomicU64::new(oldest.0)),
             records_shared: AtomicU64::new(0),
             records_alone: AtomicU64::new(0),
+            holds: Mutex::new(Vec::new()),
             ended: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             spinning: AtomicBool::new(false),
@@ -510,6 +530,47 @@ impl<V: Vfs> Feed<V> {
         }
         let first = window.first();
         (!window.batches.is_empty() && next < first).then_some(Found::Behind(first))
+    }
+
+    /// Registers a hold for a follower whose next record is `next`.
+    pub fn hold(&self, next: Lsn, keep_bytes: u64) -> Arc<RetentionHold> {
+        let hold = Arc::new(RetentionHold { next: AtomicU64::new(next.0), keep_bytes });
+        let mut holds = self.holds.lock();
+        holds.retain(|h| h.strong_count() > 0);
+        holds.push(Arc::downgrade(&hold));
+        hold
+    }
+
+    /// The LSN below which `truncate_before(lsn)` may remove whole sealed
+    /// segments (`segments`, oldest first, the last one active): `lsn`,
+    /// or lower while a live hold's follower still has to read records
+    /// from there, but never so low that a hold keeps more than its
+    /// `keep_bytes` of sealed segments (a follower behind that bound gets
+    /// [`Error::Compacted`] as any other).
+    pub fn held_cutoff<F>(&self, lsn: Lsn, segments: &[Segment<F>]) -> Lsn {
+        let mut holds = self.holds.lock();
+        holds.retain(|h| h.strong_count() > 0);
+        let mut cutoff = lsn;
+        for hold in holds.iter().filter_map(std::sync::Weak::upgrade) {
+            let next = Lsn(hold.next.load(Ordering::Acquire));
+            if next >= cutoff {
+                continue;
+            }
+            // The oldest segment the hold may keep: the newest sealed ones
+            // whose records weigh at most `keep_bytes` together.
+            let mut kept = 0u64;
+            let mut oldest_kept = segments.len().saturating_sub(1);
+            for (i, segment) in segments.iter().enumerate().rev().skip(1) {
+                kept += segment.sealed.map_or(0, |(end, _)| end);
+                if kept > hold.keep_bytes {
+                    break;
+                }
+                oldest_kept = i;
+            }
+            let bound = segments.get(oldest_kept).map_or(next, |s| s.header.first_lsn);
+            cutoff = cutoff.min(next.max(bound));
+        }
+        cutoff
     }
 
     /// For the log, under `state`, once it is poisoned, closed or dropped.

@@ -17,7 +17,7 @@
 //! because its segment was removed is [`Error::Compacted`], never skipped.
 //! It checks the log's oldest LSN before each record it delivers.
 
-use super::feed::{Batch, Cursor, Found, NAP};
+use super::feed::{Batch, Cursor, Found, RetentionHold, NAP};
 use super::reader::Record;
 use super::writer::{Followed, Shared};
 use crate::io::{RealFs, Vfs};
@@ -67,6 +67,9 @@ pub struct Follower<V: Vfs = RealFs> {
     streaming: bool,
     /// The acknowledged LSN as last loaded (it only grows).
     seen: Lsn,
+    /// Its retention hold, if it was made with one
+    /// ([`crate::Wal::follow_retained`]).
+    hold: Option<Arc<RetentionHold>>,
 }
 
 impl<V: Vfs> Follower<V> {
@@ -83,7 +86,29 @@ impl<V: Vfs> Follower<V> {
             done: false,
             streaming: false,
             seen: Lsn::ZERO,
+            hold: None,
         }
+    }
+
+    /// Holds the segments this follower has still to read: while it lives
+    /// (or until the next call), [`crate::Wal::truncate_before`] keeps
+    /// every segment with a record from its next LSN on, so a consumer
+    /// that falls behind a snapshot's truncation still reads on with no
+    /// gap. Bounded: the hold keeps at most `keep_bytes` of sealed
+    /// segments (the newest); a follower that falls further behind loses
+    /// the older ones and gets [`Error::Compacted`] for them, as any
+    /// follower would. A hold keeps files on disk, never memory.
+    /// [`Error::Compacted`] if the records from its next LSN are gone already.
+    pub fn retain(&mut self, keep_bytes: u64) -> Result<()> {
+        // Under `segments`, so no truncation runs between the check of the
+        // oldest LSN and the hold.
+        let segments = self.shared.segments.lock();
+        let oldest = segments.first().map_or(Lsn::FIRST, |s| s.header.first_lsn);
+        if self.next < oldest {
+            return Err(Error::Compacted { lsn: self.next, oldest });
+        }
+        self.hold = Some(self.shared.feed.hold(self.next, keep_bytes));
+        Ok(())
     }
 
     /// The LSN of the next record this follower delivers.
@@ -292,6 +317,9 @@ impl<V: Vfs> Follower<V> {
         let batch = self.batch.as_ref().expect("batch_at_next sets it");
         self.batch_continues = batch.get(self.next).1;
         self.next = self.next.next();
+        if let Some(hold) = &self.hold {
+            hold.advance(self.next);
+        }
         match batch.holds(self.next) {
             true => None,
             false => self.batch.take(),

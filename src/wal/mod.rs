@@ -440,6 +440,15 @@ impl<V: Vfs> Wal<V> {
         Ok(Follower::new(self.shared.clone(), from))
     }
 
+    /// [`Wal::follow`] with a retention hold of at most `keep_bytes` of
+    /// segments ([`Follower::retain`]): what it has still to read is not
+    /// removed by [`Wal::truncate_before`] while it lives.
+    pub fn follow_retained(&self, from: Lsn, keep_bytes: u64) -> Result<Follower<V>> {
+        let mut follower = self.follow(from)?;
+        follower.retain(keep_bytes)?;
+        Ok(follower)
+    }
+
     /// The segments a reader may map, with their readable lengths, and the
     /// last LSN written.
     pub(crate) fn readable_segments(&self) -> (Readable<V::File>, Lsn) {
@@ -467,9 +476,12 @@ impl<V: Vfs> Wal<V> {
     }
 
     /// Removes whole sealed segments whose records all have LSNs below
-    /// `lsn`. The active segment is never removed. Returns how many went.
+    /// `lsn`, except those a follower's retention hold keeps
+    /// ([`Follower::retain`]). The active segment is never removed.
+    /// Returns how many went.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         let mut segments = self.shared.segments.lock();
+        let lsn = self.shared.feed.held_cutoff(lsn, &segments);
         let removable = segments.windows(2).take_while(|pair| pair[1].header.first_lsn <= lsn).count();
         let dir = &self.shared.dir;
         // Oldest first, each unlink made durable before the next, so a crash

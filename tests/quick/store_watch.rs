@@ -308,6 +308,38 @@ fn across_snapshots_and_truncation_a_watch_gets_history_or_the_compacted_error()
     });
 }
 
+/// A watch that holds its segments (`Watch::retain`) reads its whole
+/// history on across the snapshots' truncation; once it is dropped, the
+/// next snapshot's truncation takes those records away from a plain
+/// lagging watch, which gets the compacted error.
+#[test]
+fn a_retained_watch_reads_its_whole_history_across_snapshots_and_truncation() {
+    within(Duration::from_secs(60), || {
+        let store = Store::open_with(SimFs::new(), dir(), options(FsyncMode::Never)).unwrap();
+        let mut ops = write_concurrently(&store, 1, 300);
+        let keys = WatchKeys::prefix(b"k/");
+        let mut held = store.watch(keys.clone(), WatchFrom::Lsn(Lsn(1))).unwrap();
+        held.retain(u64::MAX).unwrap();
+        let mut plain = store.watch(keys.clone(), WatchFrom::Lsn(Lsn(1))).unwrap();
+        store.snapshot_now().unwrap();
+        ops.extend(write_concurrently(&store, 1, 300));
+        store.snapshot_now().unwrap();
+        assert_eq!(store.oldest_watchable_lsn(), Lsn(1), "the hold kept the log from LSN 1");
+        let end = ops.keys().last().unwrap().0;
+        let mut seen = Vec::new();
+        while let Some(batch) = held.try_next() {
+            seen.push(seen_of(&batch.unwrap()));
+        }
+        assert_eq!(held.next_lsn(), Lsn(end + 1), "caught up");
+        assert!(seen == expected(&ops, &keys, Lsn(1)), "the history from LSN 1, exact");
+        drop(held);
+        ops.extend(write_concurrently(&store, 1, 40));
+        store.snapshot_now().unwrap();
+        assert!(store.oldest_watchable_lsn() > Lsn(1), "keep_count 1: with the hold gone, the log went");
+        assert!(matches!(plain.try_next(), Some(Err(Error::Compacted { lsn: Lsn(1), .. }))));
+    });
+}
+
 /// In `Always`, a put whose fdatasync fails is never delivered; and what
 /// a watch delivered survives power loss (its writes were synced).
 #[test]

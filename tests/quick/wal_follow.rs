@@ -143,6 +143,82 @@ fn a_lagging_follower_whose_segments_are_truncated_gets_the_compacted_error_not_
     });
 }
 
+/// A follower with a retention hold keeps what it has still to read from
+/// `truncate_before`: it reads on with no gap after the truncation that
+/// would have removed it, and the segments go once it has read past them or
+/// is dropped.
+#[test]
+fn a_retained_follower_keeps_its_unread_segments_from_truncation_until_it_reads_past_them() {
+    within(Duration::from_secs(60), || {
+        let wal = Wal::open_with(SimFs::new(), sim_dir(), small(FsyncMode::Never)).unwrap();
+        for i in 0..400 {
+            wal.append(&payload(i)).unwrap();
+        }
+        let mut held = wal.follow_retained(Lsn(1), u64::MAX).unwrap();
+        let mut plain = wal.follow(Lsn(1)).unwrap();
+        let segments = wal.stats().segments;
+        assert!(segments > 3);
+        assert_eq!(wal.truncate_before(Lsn(300)).unwrap(), 0, "the hold keeps every segment from LSN 1");
+        assert_eq!(wal.first_lsn(), Lsn(1));
+        // Read half: the segments wholly before its next LSN may go.
+        for i in 0..200u64 {
+            let record = held.try_next().unwrap().unwrap();
+            assert_eq!((record.lsn, record.payload), (Lsn(i + 1), payload(i)));
+        }
+        assert!(wal.truncate_before(Lsn(300)).unwrap() > 0, "what it read is no longer held");
+        let oldest = wal.first_lsn();
+        assert!(oldest > Lsn(1) && oldest <= Lsn(201), "kept from its next LSN (201) on: oldest {oldest}");
+        for i in 200..400u64 {
+            let record = held.try_next().unwrap().unwrap();
+            assert_eq!((record.lsn, record.payload), (Lsn(i + 1), payload(i)), "no gap");
+        }
+        // The follower without a hold lost its records to the same truncation.
+        assert!(matches!(plain.try_next(), Some(Err(Error::Compacted { lsn: Lsn(1), .. }))));
+        // Dropped, the hold lets the rest go.
+        drop(held);
+        assert!(wal.truncate_before(Lsn(300)).unwrap() > 0);
+        assert!(wal.first_lsn() > Lsn(201));
+    });
+}
+
+/// A retention hold is bounded: it keeps at most its `keep_bytes` of sealed
+/// segments, the newest; a follower further behind gets the compacted error
+/// for the older ones, never a gap. A hold on records already gone is
+/// refused.
+#[test]
+fn a_retention_hold_keeps_at_most_its_bound_and_a_follower_behind_it_gets_the_compacted_error() {
+    within(Duration::from_secs(60), || {
+        let wal = Wal::open_with(SimFs::new(), sim_dir(), small(FsyncMode::Never)).unwrap();
+        let mut held = wal.follow_retained(Lsn(1), 3 * 4096).unwrap();
+        for i in 0..800 {
+            wal.append(&payload(i)).unwrap();
+        }
+        let segments = wal.stats().segments;
+        assert!(segments > 6, "{segments} segments of 4 KiB");
+        assert!(wal.truncate_before(Lsn(800)).unwrap() > 0, "past the bound, older segments go");
+        let kept = wal.stats().segments;
+        assert!(kept <= 4, "at most 3 sealed segments of 4 KiB kept, and the active one: {kept}");
+        let oldest = wal.first_lsn();
+        assert!(oldest > Lsn(1));
+        match held.try_next() {
+            Some(Err(Error::Compacted { lsn, oldest: named })) => assert_eq!((lsn, named), (Lsn(1), oldest)),
+            other => panic!("expected the compacted error, got {:?}", other.map(|r| r.map(|r| r.lsn))),
+        }
+        assert!(matches!(
+            wal.follow_retained(Lsn(1), u64::MAX),
+            Err(Error::Compacted { lsn: Lsn(1), oldest: named }) if named == oldest
+        ));
+        // From the oldest held, a bounded hold reads everything there is.
+        let mut from_oldest = wal.follow_retained(oldest, 3 * 4096).unwrap();
+        let mut expected = oldest;
+        while let Some(record) = from_oldest.try_next() {
+            assert_eq!(record.unwrap().lsn, expected);
+            expected = expected.next();
+        }
+        assert_eq!(expected, Lsn(801));
+    });
+}
+
 /// In `Always`, a record whose fdatasync failed was written into the file
 /// but is never acknowledged: the follower never delivers it, whether the
 /// sync failed with EIO or "succeeded" with the data gone on the next one.
