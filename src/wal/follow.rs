@@ -45,6 +45,14 @@ use std::time::{Duration, Instant};
 /// did). Between calls it holds at most the batch its next record is in
 /// (bounded: see `feed.rs`), and none once it delivered everything
 /// acknowledged; behind the window, at most the map of the segment it reads.
+///
+/// Latency: a record reaches a blocking follower soon after it is
+/// acknowledged (tens of microseconds on an idle machine). Under a stream
+/// of 64k records a second or more, a follower that has caught up lets
+/// records gather before it reads them, up to about 1,024 and at most
+/// 1 ms, so that it reads and wakes once for many: such a stream is
+/// delivered in runs, each record up to 1 ms after its acknowledgement.
+/// `try_next` and `poll_next` never wait for records to gather.
 pub struct Follower<V: Vfs = RealFs> {
     shared: Arc<Shared<V>>,
     /// The LSN of the next record to deliver.
