@@ -200,11 +200,12 @@ impl EntryFields {
     }
 }
 
-/// The length of the version-2 entry at the start of `bytes`, once its
-/// lengths fit in `bytes` and within the limits and its writer id is
-/// UTF-8 (a writer id equal to `checked_writer`, the last one the caller
-/// had checked, is not checked again); or what is wrong with it.
-pub(crate) fn entry_len(bytes: &[u8], checked_writer: &[u8]) -> Result<usize, String> {
+/// The length of the version-2 entry at the start of `bytes` and its
+/// writer id, once its lengths fit in `bytes` and within the limits and
+/// its writer id is UTF-8; or what is wrong with it. A writer id equal to
+/// `checked_writer` (the last one the caller had back) is not checked
+/// again: that one is returned.
+pub(crate) fn entry_len<'a>(bytes: &'a [u8], checked_writer: &'a str) -> Result<(usize, &'a str), String> {
     if bytes.len() < ENTRY_HEADER_BYTES {
         return Err(format!("an entry cut after {} of its {ENTRY_HEADER_BYTES} header bytes", bytes.len()));
     }
@@ -217,10 +218,10 @@ pub(crate) fn entry_len(bytes: &[u8], checked_writer: &[u8]) -> Result<usize, St
         return Err(format!("an entry of {len} bytes with {} left", bytes.len()));
     }
     let writer = EntryFields::writer(&bytes[..len]);
-    if writer != checked_writer {
-        std::str::from_utf8(writer).map_err(|e| format!("writer id: {e}"))?;
+    if writer == checked_writer.as_bytes() {
+        return Ok((len, checked_writer));
     }
-    Ok(len)
+    Ok((len, std::str::from_utf8(writer).map_err(|e| format!("writer id: {e}"))?))
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> usize {
@@ -374,22 +375,26 @@ pub(crate) mod tests {
     fn entries_read_back_and_bad_lengths_or_writers_are_refused() {
         let mut bytes = Vec::new();
         encode_entry(&mut bytes, b"key", b"v", 3, "w", 9);
-        assert_eq!(entry_len(&bytes, b""), Ok(bytes.len()));
-        assert_eq!(entry_len(&[&bytes[..], b"next"].concat(), b""), Ok(bytes.len()), "an entry ends where it says");
+        assert_eq!(entry_len(&bytes, "").map(|(len, _)| len), Ok(bytes.len()));
+        assert_eq!(
+            entry_len(&[&bytes[..], b"next"].concat(), "").map(|(len, _)| len),
+            Ok(bytes.len()),
+            "an entry ends where it says"
+        );
         assert_eq!(
             (EntryFields::key(&bytes), EntryFields::value(&bytes), EntryFields::writer(&bytes)),
             (&b"key"[..], &b"v"[..], &b"w"[..])
         );
         assert_eq!((EntryFields::revision(&bytes), EntryFields::timestamp_us(&bytes)), (3, 9));
         for cut in 0..bytes.len() {
-            assert!(entry_len(&bytes[..cut], b"").is_err(), "cut at {cut}");
+            assert!(entry_len(&bytes[..cut], "").is_err(), "cut at {cut}");
         }
         let mut huge = bytes.clone();
         huge[AT_VALUE_LEN..AT_VALUE_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(entry_len(&huge, b"").unwrap_err().contains("a value of 4294967295"));
+        assert!(entry_len(&huge, "").unwrap_err().contains("a value of 4294967295"));
         let mut not_utf8 = bytes.clone();
         *not_utf8.last_mut().unwrap() = 0xff;
-        assert!(entry_len(&not_utf8, b"").unwrap_err().contains("writer id"));
+        assert!(entry_len(&not_utf8, "").unwrap_err().contains("writer id"));
     }
 
     /// The golden bytes of docs/FORMAT.md ("Store snapshot content"): an

@@ -117,14 +117,10 @@ fn each_entry(
     let mut writer = "";
     for n in 0..chunk.entries as usize {
         let entry = &chunk.bytes[at..];
-        let len =
-            codec::entry_len(entry, writer.as_bytes()).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
-        let entry = &entry[..len];
-        let this = EntryFields::writer(entry);
-        if this != writer.as_bytes() {
-            writer = std::str::from_utf8(this).expect("entry_len checked the writer id");
-        }
-        take(first + n, entry, writer)?;
+        let (len, its_writer) =
+            codec::entry_len(entry, writer).map_err(|e| invalid(format!("entry {}: {e}", first + n)))?;
+        writer = its_writer;
+        take(first + n, &entry[..len], writer)?;
         at += len;
     }
     if at != chunk.bytes.len() {

@@ -405,6 +405,22 @@ impl RetentionHold {
     }
 }
 
+/// The first LSN of the oldest segment a hold of `keep_bytes` may keep
+/// (`segments` oldest first, never empty, the last one active): the newest
+/// sealed segments whose records weigh at most `keep_bytes` together.
+fn oldest_within<F>(segments: &[Segment<F>], keep_bytes: u64) -> Lsn {
+    let mut kept = 0u64;
+    let mut oldest = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate().rev().skip(1) {
+        kept += segment.sealed.map_or(0, |(end, _)| end);
+        if kept > keep_bytes {
+            break;
+        }
+        oldest = i;
+    }
+    segments[oldest].header.first_lsn
+}
+
 /// A value alone on its cache lines (two: adjacent lines are fetched together).
 #[repr(align(128))]
 struct Aligned<T>(T);
@@ -550,27 +566,10 @@ impl<V: Vfs> Feed<V> {
     pub fn held_cutoff<F>(&self, lsn: Lsn, segments: &[Segment<F>]) -> Lsn {
         let mut holds = self.holds.lock();
         holds.retain(|h| h.strong_count() > 0);
-        let mut cutoff = lsn;
-        for hold in holds.iter().filter_map(std::sync::Weak::upgrade) {
+        holds.iter().filter_map(std::sync::Weak::upgrade).fold(lsn, |cutoff, hold| {
             let next = Lsn(hold.next.load(Ordering::Acquire));
-            if next >= cutoff {
-                continue;
-            }
-            // The oldest segment the hold may keep: the newest sealed ones
-            // whose records weigh at most `keep_bytes` together.
-            let mut kept = 0u64;
-            let mut oldest_kept = segments.len().saturating_sub(1);
-            for (i, segment) in segments.iter().enumerate().rev().skip(1) {
-                kept += segment.sealed.map_or(0, |(end, _)| end);
-                if kept > hold.keep_bytes {
-                    break;
-                }
-                oldest_kept = i;
-            }
-            let bound = segments.get(oldest_kept).map_or(next, |s| s.header.first_lsn);
-            cutoff = cutoff.min(next.max(bound));
-        }
-        cutoff
+            cutoff.min(next.max(oldest_within(segments, hold.keep_bytes)))
+        })
     }
 
     /// For the log, under `state`, once it is poisoned, closed or dropped.

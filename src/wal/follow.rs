@@ -111,7 +111,7 @@ impl<V: Vfs> Follower<V> {
         // Under `segments`, so no truncation runs between the check of the
         // oldest LSN and the hold.
         let segments = self.shared.segments.lock();
-        let oldest = segments.first().map_or(Lsn::FIRST, |s| s.header.first_lsn);
+        let oldest = segments[0].header.first_lsn;
         if self.next < oldest {
             return Err(Error::Compacted { lsn: self.next, oldest });
         }
